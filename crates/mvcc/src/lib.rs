@@ -1,0 +1,1 @@
+//! mvcc crate (under construction).

@@ -1,0 +1,66 @@
+//! The Raft consensus algorithm as a pure, deterministic state machine.
+//!
+//! This crate owns the algorithm: roles, terms, votes, the log's in-memory
+//! view, replication progress, commitment, read barriers and leadership
+//! transfer. It never does I/O, never reads a clock and never draws global
+//! randomness: time is [`RawNode::tick`], randomness is a generator seeded from
+//! [`Config::random_seed`], input is [`RawNode::step`], and output is a
+//! [`Ready`] batch. The same inputs give the same outputs, every time, which is
+//! what lets the simulator explore millions of interleavings and replay any of
+//! them from a seed.
+//!
+//! # The persistence contract
+//!
+//! A message may leave only when the state it promises is durable:
+//! - a vote (granted or not) is sent only after the term and vote are on disk,
+//!   so a restarted member cannot vote twice in one term;
+//! - an append acknowledgement is sent only after the acknowledged entries are
+//!   on disk, so a majority's acknowledgement means a majority holds them;
+//! - a leader may send its own appends before writing them locally, but counts
+//!   itself towards the commit quorum only once `advance` reports them durable.
+//!
+//! [`Ready`] separates [`Ready::messages`] (safe to send at once) from
+//! [`Ready::persisted_messages`] (send after the fsync), so an embedder that
+//! follows the field order cannot break the contract.
+
+mod config;
+mod log;
+mod node;
+mod progress;
+mod raft;
+mod read_only;
+mod rng;
+mod storage;
+mod types;
+
+pub use config::{Config, ConfigError};
+pub use node::{RawNode, Ready};
+pub use progress::{ProgressState, ProgressView};
+pub use raft::Status;
+pub use storage::{limit_size, InitialState, MemStorage, Storage, StorageError};
+pub use types::*;
+
+/// Why the core refused an input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RaftError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// This member is not the leader; `leader` is the one it knows of, if any.
+    #[error("not leader{}", match .leader { Some(id) => format!(", leader is {id:x}"), None => String::from(", no leader known") })]
+    NotLeader { leader: Option<NodeId> },
+    /// The leader is handing leadership over and accepts no proposals meanwhile.
+    #[error("leadership transfer to {target:x} in progress")]
+    TransferInProgress { target: NodeId },
+    /// The transfer target is not a voting member of the cluster.
+    #[error("member {0:x} is not a voter of this cluster")]
+    UnknownMember(NodeId),
+    /// A message addressed to another member, or from a member this one does not know.
+    #[error("message from {from:x} to {to:x} does not belong at member {local:x}")]
+    MisroutedMessage {
+        from: NodeId,
+        to: NodeId,
+        local: NodeId,
+    },
+}

@@ -1,0 +1,149 @@
+//! [`RawNode`]: the synchronous API an embedder drives. Five verbs feed the
+//! core (`tick`, `step`, `propose`, `read_index`, `transfer_leader`); one batch
+//! comes out (`ready`), and `advance` says the batch was handled.
+//!
+//! The loop an embedder writes, and the order the persistence contract needs:
+//!
+//! ```text
+//! loop {
+//!     feed ticks, messages and proposals into the node;
+//!     if node.has_ready() {
+//!         let ready = node.ready();
+//!         send ready.messages                 (may go before the disk write)
+//!         persist ready.snapshot, ready.entries, ready.hard_state; fsync
+//!         send ready.persisted_messages       (only after the fsync)
+//!         apply ready.committed_entries; serve ready.read_states
+//!         node.advance();
+//!     }
+//! }
+//! ```
+//!
+//! `step`, `propose` and the other inputs must not be called between `ready()`
+//! and `advance()`: the batch describes one consistent state.
+
+use crate::config::Config;
+use crate::raft::{Raft, Status};
+use crate::storage::Storage;
+use crate::types::{Entry, HardState, Message, NodeId, ReadState, Snapshot, SoftState};
+use crate::RaftError;
+
+/// One batch of work for the embedder, to be handled in the order of its fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ready {
+    /// Set when the leader or role changed since the last batch.
+    pub soft_state: Option<SoftState>,
+    /// Set when term, vote or commit changed: persist before `persisted_messages`.
+    pub hard_state: Option<HardState>,
+    /// A snapshot received from the leader: persist it and restore the state
+    /// machine from it before applying `committed_entries`.
+    pub snapshot: Option<Snapshot>,
+    /// Entries to append to the durable log, replacing any suffix from the first
+    /// entry's index on.
+    pub entries: Vec<Entry>,
+    /// Messages that promise nothing about local durable state (a leader's
+    /// appends and heartbeats): send them at once, even before the disk write.
+    pub messages: Vec<Message>,
+    /// Messages that promise durable state (votes, append acknowledgements):
+    /// send them only after `hard_state`, `snapshot` and `entries` are durable.
+    pub persisted_messages: Vec<Message>,
+    /// Entries known committed, in index order, to apply to the state machine.
+    pub committed_entries: Vec<Entry>,
+    /// Linearizable reads that may be served once `index` is applied.
+    pub read_states: Vec<ReadState>,
+}
+
+impl Ready {
+    pub fn is_empty(&self) -> bool {
+        self.soft_state.is_none()
+            && self.hard_state.is_none()
+            && self.snapshot.is_none()
+            && self.entries.is_empty()
+            && self.messages.is_empty()
+            && self.persisted_messages.is_empty()
+            && self.committed_entries.is_empty()
+            && self.read_states.is_empty()
+    }
+}
+
+/// A Raft member over storage `S`, driven synchronously by its embedder.
+#[derive(Debug)]
+pub struct RawNode<S: Storage> {
+    raft: Raft<S>,
+}
+
+impl<S: Storage> RawNode<S> {
+    /// Starts a member from whatever `storage` recovered (an empty log for a
+    /// new cluster, whose voters come from the storage's configuration).
+    pub fn new(config: &Config, storage: S) -> Result<Self, RaftError> {
+        Ok(Self {
+            raft: Raft::new(config, storage)?,
+        })
+    }
+
+    /// Advances logical time by one tick.
+    pub fn tick(&mut self) {
+        self.raft.tick();
+    }
+
+    /// Starts an election now (used to bootstrap a cluster quickly).
+    pub fn campaign(&mut self) {
+        self.raft.campaign_now();
+    }
+
+    /// Hands the core a message from a peer.
+    pub fn step(&mut self, message: Message) -> Result<(), RaftError> {
+        self.raft.step(message)
+    }
+
+    /// Proposes a command. On the leader it is appended to the log; on a
+    /// follower it is forwarded to the leader, or rejected when forwarding is off.
+    /// Success means only that the proposal was accepted for replication: the
+    /// embedder learns the outcome when the entry is applied.
+    pub fn propose(&mut self, data: Vec<u8>) -> Result<(), RaftError> {
+        self.raft.propose(vec![data])
+    }
+
+    /// Proposes several commands at once, as one append.
+    pub fn propose_batch(&mut self, commands: Vec<Vec<u8>>) -> Result<(), RaftError> {
+        self.raft.propose(commands)
+    }
+
+    /// Asks for a linearizable read point. A [`ReadState`] carrying `context`
+    /// appears in a later `Ready` once leadership is confirmed.
+    pub fn read_index(&mut self, context: Vec<u8>) -> Result<(), RaftError> {
+        self.raft.read_index(context)
+    }
+
+    /// Asks the leader to hand leadership to `target`.
+    pub fn transfer_leader(&mut self, target: NodeId) -> Result<(), RaftError> {
+        self.raft.transfer_leader(target)
+    }
+
+    /// Whether `ready()` would return anything.
+    pub fn has_ready(&self) -> bool {
+        self.raft.has_ready()
+    }
+
+    /// Takes the next batch of work. Call `advance` once it is handled.
+    pub fn ready(&mut self) -> Ready {
+        self.raft.ready()
+    }
+
+    /// Says the last `Ready` is handled: everything in it is durable, sent and
+    /// applied.
+    pub fn advance(&mut self) {
+        self.raft.advance();
+    }
+
+    pub fn status(&self) -> Status {
+        self.raft.status()
+    }
+
+    pub fn storage(&self) -> &S {
+        self.raft.storage()
+    }
+
+    pub fn storage_mut(&mut self) -> &mut S {
+        self.raft.storage_mut()
+    }
+}
