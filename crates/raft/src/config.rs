@@ -34,6 +34,9 @@ pub struct Config {
     pub applied: LogIndex,
     /// Seed of the generator that randomizes election timeouts.
     pub random_seed: u64,
+    /// A deliberate bug to switch on, for checker tests only.
+    #[cfg(feature = "mutations")]
+    pub mutation: Option<crate::Mutation>,
 }
 
 impl Config {
@@ -51,6 +54,8 @@ impl Config {
             inflight_messages_max: 256,
             applied: 0,
             random_seed: id,
+            #[cfg(feature = "mutations")]
+            mutation: None,
         }
     }
 

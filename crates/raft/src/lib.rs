@@ -40,6 +40,25 @@ pub use raft::Status;
 pub use storage::{limit_size, InitialState, MemStorage, Storage, StorageError};
 pub use types::*;
 
+/// Deliberate bugs that break one Raft rule each, so tests can prove the
+/// simulator's checkers catch them. Only with the test-only `mutations` feature.
+#[cfg(feature = "mutations")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mutation {
+    /// Grant a vote even after voting for someone else in the term.
+    SecondVoteInTerm,
+    /// Grant votes without the up-to-date log check.
+    VoteWithoutLogCheck,
+    /// Commit whatever a majority holds, even an older term's entry (Figure 8).
+    CommitOldTermByCounting,
+    /// Send vote and append replies before their state is durable.
+    ReplyBeforePersist,
+    /// Accept appends without the consistency check on the previous entry.
+    SkipConsistencyCheck,
+    /// Hand out entries for applying before they are committed.
+    ApplyUncommitted,
+}
+
 /// Why the core refused an input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RaftError {
@@ -53,6 +72,9 @@ pub enum RaftError {
     /// The leader is handing leadership over and accepts no proposals meanwhile.
     #[error("leadership transfer to {target:x} in progress")]
     TransferInProgress { target: NodeId },
+    /// Too many linearizable reads wait for confirmation already.
+    #[error("too many pending linearizable reads (limit {limit}); retry later")]
+    TooManyPendingReads { limit: usize },
     /// The transfer target is not a voting member of the cluster.
     #[error("member {0:x} is not a voter of this cluster")]
     UnknownMember(NodeId),

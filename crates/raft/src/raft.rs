@@ -1,0 +1,563 @@
+//! The Raft state machine: one member's term, vote, role, log and (on the
+//! leader) the followers' progress. `step` first handles what every role does
+//! with a message of another term, then hands the message to the handler of
+//! the current role, so each rule of the paper lives in one obvious place:
+//! elections in `election`, log replication in `replication`, linearizable
+//! reads and leadership transfer in `leadership`.
+
+mod election;
+mod leadership;
+mod replication;
+
+use std::collections::BTreeMap;
+
+use crate::config::Config;
+use crate::log::RaftLog;
+use crate::node::Ready;
+use crate::progress::{Progress, ProgressView};
+use crate::read_only::ReadOnly;
+use crate::rng::SeededRng;
+use crate::storage::Storage;
+use crate::types::{
+    HardState, LogIndex, Message, MessageBody, NodeId, ReadState, Role, SoftState, Term, NO_NODE,
+};
+use crate::RaftError;
+
+/// The most committed-entry bytes handed to the state machine in one `Ready`,
+/// so one batch never holds the whole log in memory.
+const APPLY_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+/// A snapshot not acknowledged within this many election timeouts is assumed
+/// lost and sent again.
+const SNAPSHOT_RETRY_ELECTION_TIMEOUTS: u32 = 3;
+
+/// A member's state as reported to its embedder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    pub id: NodeId,
+    pub hard_state: HardState,
+    pub soft_state: SoftState,
+    pub applied: LogIndex,
+    pub first_index: LogIndex,
+    pub last_index: LogIndex,
+    pub voters: Vec<NodeId>,
+    /// Each voter's replication progress, on the leader only.
+    pub progress: Vec<ProgressView>,
+    /// The member leadership is being handed to, if a transfer is under way.
+    pub transfer_target: Option<NodeId>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Raft<S: Storage> {
+    id: NodeId,
+    term: Term,
+    vote: NodeId,
+    role: Role,
+    leader: NodeId,
+    log: RaftLog<S>,
+    /// Voting members, sorted.
+    voters: Vec<NodeId>,
+    /// Per voter (self included), on the leader only.
+    progress: BTreeMap<NodeId, Progress>,
+    /// Votes received in the current (pre-)campaign.
+    votes: BTreeMap<NodeId, bool>,
+
+    election_ticks: u32,
+    election_ticks_upper: u32,
+    heartbeat_ticks: u32,
+    pre_vote: bool,
+    check_quorum: bool,
+    forward_to_leader: bool,
+    message_bytes_max: u64,
+    inflight_messages_max: usize,
+    rng: SeededRng,
+    /// Ticks since the last valid leader contact (follower), the campaign
+    /// started (candidate), or the last quorum check (leader).
+    election_elapsed: u32,
+    heartbeat_elapsed: u32,
+    randomized_election_ticks: u32,
+
+    transfer_target: Option<NodeId>,
+    read_only: ReadOnly,
+    /// Reads that arrived before this leader committed an entry of its term:
+    /// until then its commit index may lag the true one, so they wait.
+    reads_awaiting_commit: Vec<(NodeId, Vec<u8>)>,
+    /// Ticks each follower's pending snapshot has been outstanding.
+    snapshot_elapsed: BTreeMap<NodeId, u32>,
+
+    messages: Vec<Message>,
+    persisted_messages: Vec<Message>,
+    read_states: Vec<ReadState>,
+    previous_soft_state: SoftState,
+    previous_hard_state: HardState,
+    ready_outstanding: bool,
+    /// The leader seen for the latest term, to assert one leader per term.
+    leader_seen: (Term, NodeId),
+
+    #[cfg(feature = "mutations")]
+    mutation: Option<crate::Mutation>,
+}
+
+/// True when the test-only mutation `$name` is switched on for this member.
+/// Compiles to `false` without the `mutations` feature.
+macro_rules! mutated {
+    ($raft:expr, $name:ident) => {{
+        #[cfg(feature = "mutations")]
+        let on = $raft.mutation == Some(crate::Mutation::$name);
+        #[cfg(not(feature = "mutations"))]
+        let on = false;
+        on
+    }};
+}
+pub(crate) use mutated;
+
+impl<S: Storage> Raft<S> {
+    pub(crate) fn new(config: &Config, storage: S) -> Result<Self, RaftError> {
+        config.validate()?;
+        let initial = storage.initial_state()?;
+        let log = RaftLog::new(storage, initial.hard_state.commit, config.applied)?;
+        let mut voters = initial.conf_state.voters.clone();
+        voters.sort_unstable();
+        voters.dedup();
+        let hard_state = initial.hard_state;
+        let soft_state = SoftState {
+            leader: NO_NODE,
+            role: Role::Follower,
+        };
+        let mut raft = Self {
+            id: config.id,
+            term: hard_state.term,
+            vote: hard_state.vote,
+            role: Role::Follower,
+            leader: NO_NODE,
+            log,
+            voters,
+            progress: BTreeMap::new(),
+            votes: BTreeMap::new(),
+            election_ticks: config.election_ticks,
+            election_ticks_upper: config.election_ticks_upper(),
+            heartbeat_ticks: config.heartbeat_ticks,
+            pre_vote: config.pre_vote,
+            check_quorum: config.check_quorum,
+            forward_to_leader: config.forward_to_leader,
+            message_bytes_max: config.message_bytes_max,
+            inflight_messages_max: config.inflight_messages_max,
+            rng: SeededRng::new(config.random_seed),
+            election_elapsed: 0,
+            heartbeat_elapsed: 0,
+            randomized_election_ticks: config.election_ticks,
+            transfer_target: None,
+            read_only: ReadOnly::default(),
+            reads_awaiting_commit: Vec::new(),
+            snapshot_elapsed: BTreeMap::new(),
+            messages: Vec::new(),
+            persisted_messages: Vec::new(),
+            read_states: Vec::new(),
+            previous_soft_state: soft_state,
+            previous_hard_state: hard_state,
+            ready_outstanding: false,
+            leader_seen: (hard_state.term, NO_NODE),
+            #[cfg(feature = "mutations")]
+            mutation: config.mutation,
+        };
+        raft.become_follower(hard_state.term, NO_NODE);
+        Ok(raft)
+    }
+
+    pub(crate) fn storage(&self) -> &S {
+        &self.log.storage
+    }
+
+    pub(crate) fn storage_mut(&mut self) -> &mut S {
+        &mut self.log.storage
+    }
+
+    fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.log.committed,
+        }
+    }
+
+    fn soft_state(&self) -> SoftState {
+        SoftState {
+            leader: self.leader,
+            role: self.role,
+        }
+    }
+
+    fn quorum(&self) -> usize {
+        self.voters.len() / 2 + 1
+    }
+
+    fn is_voter(&self, id: NodeId) -> bool {
+        self.voters.binary_search(&id).is_ok()
+    }
+
+    fn peers(&self) -> Vec<NodeId> {
+        self.voters
+            .iter()
+            .copied()
+            .filter(|&id| id != self.id)
+            .collect()
+    }
+
+    /// Queues a message. Replies that promise durable state wait for the
+    /// persistence of the Ready they belong to; everything else leaves at once.
+    fn send(&mut self, to: NodeId, body: MessageBody) {
+        self.send_at_term(to, self.term, body);
+    }
+
+    fn send_at_term(&mut self, to: NodeId, term: Term, body: MessageBody) {
+        let needs_durability = match &body {
+            MessageBody::RequestVoteResponse { pre_vote, .. } => !pre_vote,
+            MessageBody::AppendEntriesResponse(_) => true,
+            _ => false,
+        };
+        let message = Message {
+            from: self.id,
+            to,
+            term,
+            body,
+        };
+        if needs_durability && !mutated!(self, ReplyBeforePersist) {
+            self.persisted_messages.push(message);
+        } else {
+            self.messages.push(message);
+        }
+    }
+
+    fn reset_timers(&mut self) {
+        self.election_elapsed = 0;
+        self.heartbeat_elapsed = 0;
+        self.randomized_election_ticks = self
+            .rng
+            .in_range(self.election_ticks, self.election_ticks_upper);
+    }
+
+    /// Moves to `term` (clearing the vote if the term is new) as a follower of `leader`.
+    fn become_follower(&mut self, term: Term, leader: NodeId) {
+        debug_assert!(term >= self.term, "term must never decrease");
+        if term > self.term {
+            self.term = term;
+            self.vote = NO_NODE;
+        }
+        self.role = Role::Follower;
+        self.set_leader(leader);
+        self.reset_timers();
+        self.abandon_leadership_state();
+    }
+
+    /// Drops the state only a leader keeps; pending reads are abandoned and
+    /// their requesters retry.
+    fn abandon_leadership_state(&mut self) {
+        self.progress.clear();
+        self.snapshot_elapsed.clear();
+        self.transfer_target = None;
+        self.read_only.clear();
+        self.reads_awaiting_commit.clear();
+    }
+
+    fn set_leader(&mut self, leader: NodeId) {
+        self.leader = leader;
+        if leader == NO_NODE {
+            return;
+        }
+        let (seen_term, seen_leader) = self.leader_seen;
+        assert!(
+            seen_term != self.term || seen_leader == NO_NODE || seen_leader == leader,
+            "two leaders in term {}: {seen_leader:x} and {leader:x}",
+            self.term
+        );
+        self.leader_seen = (self.term, leader);
+    }
+
+    pub(crate) fn tick(&mut self) {
+        self.election_elapsed += 1;
+        if self.role == Role::Leader {
+            self.tick_leader();
+        } else if self.election_elapsed >= self.randomized_election_ticks && self.is_voter(self.id)
+        {
+            self.election_elapsed = 0;
+            self.campaign(self.pre_vote, false);
+        }
+        self.check_invariants();
+    }
+
+    pub(crate) fn step(&mut self, message: Message) -> Result<(), RaftError> {
+        debug_assert!(
+            !self.ready_outstanding,
+            "step between ready() and advance()"
+        );
+        if message.to != self.id || message.from == NO_NODE {
+            return Err(RaftError::MisroutedMessage {
+                from: message.from,
+                to: message.to,
+                local: self.id,
+            });
+        }
+        if self.step_term(&message) {
+            match &message.body {
+                MessageBody::RequestVote { .. } => self.handle_vote_request(message),
+                _ => match self.role {
+                    Role::Leader => self.step_leader(message),
+                    Role::Candidate | Role::PreCandidate => self.step_candidate(message),
+                    Role::Follower => self.step_follower(message),
+                },
+            }
+        }
+        self.check_invariants();
+        Ok(())
+    }
+
+    /// What every role does with a message from another term. Returns whether
+    /// the message should be handled further.
+    fn step_term(&mut self, message: &Message) -> bool {
+        if message.term > self.term {
+            return self.step_higher_term(message);
+        }
+        if message.term < self.term {
+            self.step_lower_term(message);
+            return false;
+        }
+        true
+    }
+
+    fn step_higher_term(&mut self, message: &Message) -> bool {
+        match &message.body {
+            MessageBody::RequestVote {
+                pre_vote,
+                leadership_transfer,
+                ..
+            } => {
+                if !leadership_transfer && self.in_leader_lease() {
+                    return false;
+                }
+                if !pre_vote {
+                    self.become_follower(message.term, NO_NODE);
+                }
+                true
+            }
+            MessageBody::RequestVoteResponse {
+                pre_vote: true,
+                granted: true,
+            } => true,
+            MessageBody::AppendEntries { .. }
+            | MessageBody::Heartbeat { .. }
+            | MessageBody::InstallSnapshot { .. } => {
+                self.become_follower(message.term, message.from);
+                true
+            }
+            _ => {
+                self.become_follower(message.term, NO_NODE);
+                true
+            }
+        }
+    }
+
+    /// A message from a stale term. A deposed leader that keeps sending appends
+    /// learns the newer term from our answer; a pre-candidate learns it from the
+    /// rejection of its pre-vote. Everything else is dropped.
+    fn step_lower_term(&mut self, message: &Message) {
+        match &message.body {
+            MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. }
+                if self.check_quorum || self.pre_vote =>
+            {
+                self.send(
+                    message.from,
+                    MessageBody::HeartbeatResponse { read_context: None },
+                );
+            }
+            MessageBody::RequestVote { pre_vote: true, .. } => {
+                self.send(
+                    message.from,
+                    MessageBody::RequestVoteResponse {
+                        pre_vote: true,
+                        granted: false,
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// Leader stickiness: while a follower hears from a live leader, it ignores
+    /// vote requests, so a member that was cut off cannot depose that leader.
+    fn in_leader_lease(&self) -> bool {
+        self.check_quorum && self.leader != NO_NODE && self.election_elapsed < self.election_ticks
+    }
+
+    fn step_follower(&mut self, message: Message) {
+        let from = message.from;
+        match message.body {
+            MessageBody::AppendEntries {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            } => {
+                self.heard_from_leader(from);
+                self.handle_append(from, prev_log_index, prev_log_term, &entries, leader_commit);
+            }
+            MessageBody::Heartbeat {
+                commit,
+                read_context,
+            } => {
+                self.heard_from_leader(from);
+                self.log.commit_to(commit.min(self.log.last_index()));
+                self.send(from, MessageBody::HeartbeatResponse { read_context });
+            }
+            MessageBody::InstallSnapshot { snapshot } => {
+                self.heard_from_leader(from);
+                self.handle_snapshot(from, snapshot);
+            }
+            MessageBody::TimeoutNow => {
+                if self.is_voter(self.id) {
+                    self.campaign(false, true);
+                }
+            }
+            MessageBody::ForwardProposal { .. } | MessageBody::ForwardReadIndex { .. } => {
+                if self.leader != NO_NODE && self.forward_to_leader {
+                    self.send(self.leader, message.body);
+                }
+            }
+            MessageBody::ReadIndexResponse { context, index } => {
+                self.read_states.push(ReadState { index, context });
+            }
+            MessageBody::RequestVote { .. }
+            | MessageBody::RequestVoteResponse { .. }
+            | MessageBody::AppendEntriesResponse(_)
+            | MessageBody::HeartbeatResponse { .. } => {}
+        }
+    }
+
+    fn heard_from_leader(&mut self, leader: NodeId) {
+        self.election_elapsed = 0;
+        self.set_leader(leader);
+    }
+
+    pub(crate) fn propose(&mut self, commands: Vec<Vec<u8>>) -> Result<(), RaftError> {
+        debug_assert!(
+            !self.ready_outstanding,
+            "propose between ready() and advance()"
+        );
+        if self.role == Role::Leader {
+            if let Some(target) = self.transfer_target {
+                return Err(RaftError::TransferInProgress { target });
+            }
+            self.append_commands(commands);
+            return Ok(());
+        }
+        if self.forward_to_leader && self.leader != NO_NODE {
+            self.send(
+                self.leader,
+                MessageBody::ForwardProposal { entries: commands },
+            );
+            return Ok(());
+        }
+        Err(self.not_leader())
+    }
+
+    fn not_leader(&self) -> RaftError {
+        RaftError::NotLeader {
+            leader: (self.leader != NO_NODE).then_some(self.leader),
+        }
+    }
+
+    pub(crate) fn has_ready(&self) -> bool {
+        self.soft_state() != self.previous_soft_state
+            || self.hard_state() != self.previous_hard_state
+            || self.log.has_pending_snapshot()
+            || !self.log.unstable_entries().is_empty()
+            || !self.messages.is_empty()
+            || !self.persisted_messages.is_empty()
+            || !self.read_states.is_empty()
+            || self.log.has_entries_to_apply()
+            || (mutated!(self, ApplyUncommitted) && self.log.applied < self.log.last_index())
+    }
+
+    pub(crate) fn ready(&mut self) -> Ready {
+        debug_assert!(!self.ready_outstanding, "ready() twice without advance()");
+        let soft_state = self.soft_state();
+        let hard_state = self.hard_state();
+        let committed_entries = if mutated!(self, ApplyUncommitted) {
+            self.log
+                .take_entries_to_apply_through(self.log.last_index(), APPLY_BYTES_MAX)
+        } else {
+            self.log.take_entries_to_apply(APPLY_BYTES_MAX)
+        };
+        let ready = Ready {
+            soft_state: (soft_state != self.previous_soft_state).then_some(soft_state),
+            hard_state: (hard_state != self.previous_hard_state).then_some(hard_state),
+            snapshot: self.log.pending_snapshot().cloned(),
+            entries: self.log.unstable_entries().to_vec(),
+            messages: std::mem::take(&mut self.messages),
+            persisted_messages: std::mem::take(&mut self.persisted_messages),
+            committed_entries: committed_entries.unwrap_or_else(|error| {
+                panic!("committed entries unreadable from storage: {error}")
+            }),
+            read_states: std::mem::take(&mut self.read_states),
+        };
+        self.previous_soft_state = soft_state;
+        self.previous_hard_state = hard_state;
+        self.ready_outstanding = true;
+        ready
+    }
+
+    pub(crate) fn advance(&mut self) {
+        debug_assert!(self.ready_outstanding, "advance() without ready()");
+        self.ready_outstanding = false;
+        self.log.mark_stable();
+        self.log.mark_applied();
+        if self.role == Role::Leader {
+            let last_index = self.log.last_index();
+            if let Some(own) = self.progress.get_mut(&self.id) {
+                own.acknowledge(last_index);
+            }
+            self.maybe_commit();
+        }
+        self.check_invariants();
+    }
+
+    pub(crate) fn status(&self) -> Status {
+        Status {
+            id: self.id,
+            hard_state: self.hard_state(),
+            soft_state: self.soft_state(),
+            applied: self.log.applied,
+            first_index: self.log.first_index(),
+            last_index: self.log.last_index(),
+            voters: self.voters.clone(),
+            progress: self
+                .progress
+                .iter()
+                .map(|(&id, progress)| progress.view(id))
+                .collect(),
+            transfer_target: self.transfer_target,
+        }
+    }
+
+    /// The core's own invariants, checked after every input in debug builds.
+    fn check_invariants(&self) {
+        debug_assert!(
+            self.log.committed <= self.log.last_index(),
+            "commit {} beyond last index {}",
+            self.log.committed,
+            self.log.last_index()
+        );
+        debug_assert!(self.log.applied <= self.log.committed || mutated!(self, ApplyUncommitted));
+        debug_assert!(
+            self.term >= self.previous_hard_state.term,
+            "term went backwards"
+        );
+        if self.role == Role::Leader {
+            debug_assert_eq!(self.leader, self.id, "a leader knows itself as leader");
+            debug_assert!(self.progress.contains_key(&self.id), "leader tracks itself");
+            debug_assert_eq!(self.vote, self.id, "a leader voted for itself");
+        } else {
+            debug_assert!(self.progress.is_empty(), "only a leader tracks progress");
+        }
+        debug_assert!(self.read_only.len() <= crate::read_only::PENDING_READS_MAX);
+    }
+}

@@ -1,0 +1,214 @@
+//! Leader election (Raft §5.2, §9.6): randomized timeouts, PreVote, the
+//! up-to-date check, one vote per term, and the transitions between roles.
+
+use crate::progress::Progress;
+use crate::raft::{mutated, Raft};
+use crate::storage::Storage;
+use crate::types::{EntryKind, Message, MessageBody, Role, NO_NODE};
+
+/// How a (pre-)campaign stands after counting the votes received so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tally {
+    Won,
+    Lost,
+    Pending,
+}
+
+impl<S: Storage> Raft<S> {
+    /// Starts an election at once, skipping the timeout (bootstrap, tests).
+    pub(crate) fn campaign_now(&mut self) {
+        if self.role != Role::Leader && self.is_voter(self.id) {
+            self.campaign(self.pre_vote, false);
+        }
+    }
+
+    /// Starts a pre-campaign or a real campaign. A pre-campaign asks whether
+    /// peers would vote for us at `term + 1` without anyone changing term, so a
+    /// member that cannot win never disrupts the cluster.
+    pub(super) fn campaign(&mut self, pre_vote: bool, leadership_transfer: bool) {
+        let campaign_term = if pre_vote {
+            self.become_pre_candidate();
+            self.term + 1
+        } else {
+            self.become_candidate();
+            self.term
+        };
+        self.votes.insert(self.id, true);
+        if self.tally() == Tally::Won {
+            self.campaign_won(pre_vote);
+            return;
+        }
+        let last_log_index = self.log.last_index();
+        let last_log_term = self.log.last_term();
+        for peer in self.peers() {
+            self.send_at_term(
+                peer,
+                campaign_term,
+                MessageBody::RequestVote {
+                    pre_vote,
+                    last_log_index,
+                    last_log_term,
+                    leadership_transfer,
+                },
+            );
+        }
+    }
+
+    fn campaign_won(&mut self, pre_vote: bool) {
+        if pre_vote {
+            self.campaign(false, false);
+        } else {
+            self.become_leader();
+        }
+    }
+
+    fn become_pre_candidate(&mut self) {
+        debug_assert_ne!(self.role, Role::Leader, "a leader does not campaign");
+        self.role = Role::PreCandidate;
+        self.leader = NO_NODE;
+        self.votes.clear();
+        self.reset_timers();
+        self.abandon_leadership_state();
+    }
+
+    fn become_candidate(&mut self) {
+        debug_assert_ne!(self.role, Role::Leader, "a leader does not campaign");
+        self.term += 1;
+        self.vote = self.id;
+        self.role = Role::Candidate;
+        self.leader = NO_NODE;
+        self.votes.clear();
+        self.reset_timers();
+        self.abandon_leadership_state();
+    }
+
+    /// Takes office: fresh progress for every voter, and a no-op entry so that
+    /// entries of earlier terms commit through it (§5.4.2).
+    pub(super) fn become_leader(&mut self) {
+        debug_assert_eq!(
+            self.role,
+            Role::Candidate,
+            "only a candidate becomes leader"
+        );
+        self.role = Role::Leader;
+        self.reset_timers();
+        self.set_leader(self.id);
+        let next_index = self.log.last_index() + 1;
+        self.progress = self
+            .voters
+            .iter()
+            .map(|&id| {
+                let mut progress = Progress::new(next_index, self.inflight_messages_max);
+                progress.recently_active = true;
+                (id, progress)
+            })
+            .collect();
+        self.append_entries_of_kind(vec![Vec::new()], EntryKind::Noop);
+    }
+
+    fn tally(&self) -> Tally {
+        let granted = self.votes.values().filter(|&&granted| granted).count();
+        let rejected = self.votes.len() - granted;
+        if granted >= self.quorum() {
+            Tally::Won
+        } else if rejected > self.voters.len() - self.quorum() {
+            Tally::Lost
+        } else {
+            Tally::Pending
+        }
+    }
+
+    /// Any role answers a vote request of its term (a higher term was already
+    /// adopted by `step`). Grants need a free vote and an up-to-date log.
+    pub(super) fn handle_vote_request(&mut self, message: Message) {
+        let MessageBody::RequestVote {
+            pre_vote,
+            last_log_index,
+            last_log_term,
+            ..
+        } = message.body
+        else {
+            unreachable!("handle_vote_request called with {:?}", message.body);
+        };
+        let vote_free = self.vote == message.from
+            || (self.vote == NO_NODE && self.leader == NO_NODE)
+            || (pre_vote && message.term > self.term)
+            || mutated!(self, SecondVoteInTerm);
+        let log_ok = self.log.is_up_to_date(last_log_index, last_log_term)
+            || mutated!(self, VoteWithoutLogCheck);
+        let granted = vote_free && log_ok;
+        if granted && !pre_vote {
+            self.election_elapsed = 0;
+            self.vote = message.from;
+        }
+        let reply_term = if granted { message.term } else { self.term };
+        self.send_at_term(
+            message.from,
+            reply_term,
+            MessageBody::RequestVoteResponse { pre_vote, granted },
+        );
+    }
+
+    pub(super) fn step_candidate(&mut self, message: Message) {
+        match message.body {
+            MessageBody::AppendEntries { .. }
+            | MessageBody::Heartbeat { .. }
+            | MessageBody::InstallSnapshot { .. } => {
+                self.become_follower(message.term, message.from);
+                self.step_follower(message);
+            }
+            MessageBody::RequestVoteResponse { pre_vote, granted } => {
+                let campaigning_pre_vote = self.role == Role::PreCandidate;
+                if pre_vote != campaigning_pre_vote {
+                    return;
+                }
+                self.votes.entry(message.from).or_insert(granted);
+                match self.tally() {
+                    Tally::Won => self.campaign_won(pre_vote),
+                    Tally::Lost => self.become_follower(self.term, NO_NODE),
+                    Tally::Pending => {}
+                }
+            }
+            MessageBody::RequestVote { .. }
+            | MessageBody::AppendEntriesResponse(_)
+            | MessageBody::HeartbeatResponse { .. }
+            | MessageBody::TimeoutNow
+            | MessageBody::ForwardProposal { .. }
+            | MessageBody::ForwardReadIndex { .. }
+            | MessageBody::ReadIndexResponse { .. } => {}
+        }
+    }
+
+    /// The leader's periodic duties: heartbeats, the CheckQuorum test, giving
+    /// up a stalled leadership transfer, and resending lost snapshots.
+    pub(super) fn tick_leader(&mut self) {
+        self.heartbeat_elapsed += 1;
+        self.tick_snapshots();
+        if self.election_elapsed >= self.election_ticks {
+            self.election_elapsed = 0;
+            if self.check_quorum && !self.quorum_recently_active() {
+                self.become_follower(self.term, NO_NODE);
+                return;
+            }
+            self.transfer_target = None;
+        }
+        if self.heartbeat_elapsed >= self.heartbeat_ticks {
+            self.heartbeat_elapsed = 0;
+            self.broadcast_heartbeat(None);
+        }
+    }
+
+    /// Whether a majority (counting the leader) was heard from since the last
+    /// check; resets the marks for the next round.
+    fn quorum_recently_active(&mut self) -> bool {
+        let id = self.id;
+        let mut active = 0;
+        for (&peer, progress) in self.progress.iter_mut() {
+            if peer == id || progress.recently_active {
+                active += 1;
+            }
+            progress.recently_active = peer == id;
+        }
+        active >= self.quorum()
+    }
+}

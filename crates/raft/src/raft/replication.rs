@@ -1,0 +1,370 @@
+//! Log replication (Raft §5.3, §5.4, §7): appending proposals, the
+//! AppendEntries consistency check with fast backtracking, flow control per
+//! follower, commitment by counting current-term replicas, and snapshots for
+//! followers that fell behind compaction.
+
+use crate::progress::ProgressState;
+use crate::raft::{mutated, Raft, SNAPSHOT_RETRY_ELECTION_TIMEOUTS};
+use crate::storage::{Storage, StorageError};
+use crate::types::{
+    AppendResponse, Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, RejectHint, Snapshot,
+    Term,
+};
+
+impl<S: Storage> Raft<S> {
+    pub(super) fn append_commands(&mut self, commands: Vec<Vec<u8>>) {
+        self.append_entries_of_kind(commands, EntryKind::Normal);
+    }
+
+    /// Appends entries of this term to the leader's log and sends them out.
+    /// Many proposals become one append per follower.
+    pub(super) fn append_entries_of_kind(&mut self, payloads: Vec<Vec<u8>>, kind: EntryKind) {
+        debug_assert_eq!(self.role, crate::types::Role::Leader);
+        let first_index = self.log.last_index() + 1;
+        let entries: Vec<Entry> = payloads
+            .into_iter()
+            .enumerate()
+            .map(|(offset, data)| Entry {
+                term: self.term,
+                index: first_index + offset as u64,
+                kind,
+                data,
+            })
+            .collect();
+        if entries.is_empty() {
+            return;
+        }
+        self.log.append(&entries);
+        self.broadcast_append(false);
+    }
+
+    pub(super) fn broadcast_append(&mut self, send_if_empty: bool) {
+        for peer in self.peers() {
+            self.send_append(peer, send_if_empty);
+        }
+    }
+
+    pub(super) fn broadcast_heartbeat(&mut self, read_context: Option<Vec<u8>>) {
+        for peer in self.peers() {
+            let match_index = self
+                .progress
+                .get(&peer)
+                .map_or(0, |progress| progress.match_index);
+            let commit = match_index.min(self.log.committed);
+            self.send(
+                peer,
+                MessageBody::Heartbeat {
+                    commit,
+                    read_context: read_context.clone(),
+                },
+            );
+        }
+    }
+
+    /// Sends `to` the entries it lacks, or a snapshot when they are compacted.
+    /// Does nothing while the follower's flow control says wait.
+    pub(super) fn send_append(&mut self, to: NodeId, send_if_empty: bool) {
+        let Some(progress) = self.progress.get(&to) else {
+            return;
+        };
+        if progress.is_paused() {
+            return;
+        }
+        let next_index = progress.next_index;
+        let prev_log_index = next_index - 1;
+        let last_index = self.log.last_index();
+        let prev_log_term = self.log.term(prev_log_index);
+        let entries = self
+            .log
+            .entries(next_index, last_index + 1, self.message_bytes_max);
+        match (prev_log_term, entries) {
+            (Ok(prev_log_term), Ok(entries)) => {
+                if entries.is_empty() && !send_if_empty {
+                    return;
+                }
+                let sent_through = entries.last().map_or(prev_log_index, |entry| entry.index);
+                let entry_count = entries.len();
+                self.send(
+                    to,
+                    MessageBody::AppendEntries {
+                        prev_log_index,
+                        prev_log_term,
+                        entries,
+                        leader_commit: self.log.committed,
+                    },
+                );
+                if let Some(progress) = self.progress.get_mut(&to) {
+                    progress.sent_append(sent_through, entry_count);
+                }
+            }
+            (Err(StorageError::Compacted { .. }), _) | (_, Err(StorageError::Compacted { .. })) => {
+                self.send_snapshot(to);
+            }
+            (Err(error), _) | (_, Err(error)) => {
+                panic!("leader cannot read its own log for {to:x}: {error}")
+            }
+        }
+    }
+
+    fn send_snapshot(&mut self, to: NodeId) {
+        let snapshot = match self.log.storage.snapshot() {
+            Ok(snapshot) => snapshot,
+            Err(StorageError::SnapshotTemporarilyUnavailable) => return,
+            Err(error) => panic!("leader cannot read its snapshot for {to:x}: {error}"),
+        };
+        debug_assert!(snapshot.meta.index > 0, "compacted log without a snapshot");
+        if let Some(progress) = self.progress.get_mut(&to) {
+            progress.become_snapshot(snapshot.meta.index);
+        }
+        self.snapshot_elapsed.insert(to, 0);
+        self.send(to, MessageBody::InstallSnapshot { snapshot });
+    }
+
+    /// A snapshot unanswered for several election timeouts was probably lost:
+    /// fall back to probing, which sends it again.
+    pub(super) fn tick_snapshots(&mut self) {
+        let limit = self.election_ticks * SNAPSHOT_RETRY_ELECTION_TIMEOUTS;
+        let mut expired = Vec::new();
+        for (&peer, elapsed) in self.snapshot_elapsed.iter_mut() {
+            *elapsed += 1;
+            if *elapsed >= limit {
+                expired.push(peer);
+            }
+        }
+        for peer in expired {
+            self.snapshot_elapsed.remove(&peer);
+            if let Some(progress) = self.progress.get_mut(&peer) {
+                if progress.state == ProgressState::Snapshot {
+                    progress.become_probe();
+                }
+            }
+        }
+    }
+
+    /// The follower side of AppendEntries: the consistency check, then append,
+    /// then commit what the leader says is committed, up to what we now hold.
+    pub(super) fn handle_append(
+        &mut self,
+        from: NodeId,
+        prev_log_index: LogIndex,
+        prev_log_term: Term,
+        entries: &[Entry],
+        leader_commit: LogIndex,
+    ) {
+        if prev_log_index < self.log.committed {
+            let match_index = self.log.committed;
+            self.send(
+                from,
+                MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }),
+            );
+            return;
+        }
+        if self.log.matches_term(prev_log_index, prev_log_term)
+            || mutated!(self, SkipConsistencyCheck)
+        {
+            let last_new_index = if mutated!(self, SkipConsistencyCheck) {
+                self.append_unchecked(prev_log_index, entries)
+            } else {
+                self.log.append_after(prev_log_index, entries)
+            };
+            self.log.commit_to(leader_commit.min(last_new_index));
+            self.send(
+                from,
+                MessageBody::AppendEntriesResponse(AppendResponse::Accepted {
+                    match_index: last_new_index,
+                }),
+            );
+            return;
+        }
+        let hint = self.reject_hint(prev_log_index);
+        self.send(
+            from,
+            MessageBody::AppendEntriesResponse(AppendResponse::Rejected {
+                rejected_index: prev_log_index,
+                hint,
+            }),
+        );
+    }
+
+    /// The broken append of the `SkipConsistencyCheck` mutation: overwrites the
+    /// log after `prev_log_index` whatever it held there (a gap is left as is).
+    fn append_unchecked(&mut self, prev_log_index: LogIndex, entries: &[Entry]) -> LogIndex {
+        let writable: Vec<Entry> = entries
+            .iter()
+            .filter(|entry| {
+                entry.index > self.log.committed && entry.index <= self.log.last_index() + 1
+            })
+            .cloned()
+            .collect();
+        if writable
+            .first()
+            .is_some_and(|entry| !self.log.matches_term(entry.index, entry.term))
+        {
+            self.log.append(&writable);
+        }
+        prev_log_index + entries.len() as u64
+    }
+
+    /// Where the leader should probe next: the end of our log if it is too
+    /// short, else the first index of the term that conflicts.
+    fn reject_hint(&self, rejected_index: LogIndex) -> RejectHint {
+        let last_index = self.log.last_index();
+        if rejected_index > last_index {
+            return RejectHint::LogTooShort { last_index };
+        }
+        match self.log.term(rejected_index) {
+            Ok(conflict_term) => RejectHint::TermConflict {
+                conflict_term,
+                first_index: self.log.first_index_of_term_at(rejected_index),
+            },
+            Err(_) => RejectHint::LogTooShort {
+                last_index: self.log.committed,
+            },
+        }
+    }
+
+    /// Installs a leader's snapshot unless our log already covers it.
+    pub(super) fn handle_snapshot(&mut self, from: NodeId, snapshot: Snapshot) {
+        let index = snapshot.meta.index;
+        if index <= self.log.committed {
+            let match_index = self.log.committed;
+            self.send(
+                from,
+                MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }),
+            );
+            return;
+        }
+        if self.log.matches_term(index, snapshot.meta.term) {
+            self.log.commit_to(index);
+        } else {
+            self.voters = snapshot.meta.conf_state.voters.clone();
+            self.voters.sort_unstable();
+            self.log.restore(snapshot);
+        }
+        self.send(
+            from,
+            MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index: index }),
+        );
+    }
+
+    pub(super) fn step_leader(&mut self, message: Message) {
+        let from = message.from;
+        match message.body {
+            MessageBody::AppendEntriesResponse(response) => {
+                self.handle_append_response(from, response)
+            }
+            MessageBody::HeartbeatResponse { read_context } => {
+                let last_index = self.log.last_index();
+                if let Some(progress) = self.progress.get_mut(&from) {
+                    progress.recently_active = true;
+                    progress.heard_heartbeat_response();
+                    if progress.match_index < last_index {
+                        self.send_append(from, true);
+                    }
+                }
+                if let Some(context) = read_context {
+                    self.acknowledge_read(&context, from);
+                }
+            }
+            MessageBody::ForwardProposal { entries } => {
+                if self.transfer_target.is_none() {
+                    self.append_commands(entries);
+                }
+            }
+            MessageBody::ForwardReadIndex { context } => self.handle_read_request(from, context),
+            MessageBody::RequestVote { .. }
+            | MessageBody::RequestVoteResponse { .. }
+            | MessageBody::AppendEntries { .. }
+            | MessageBody::Heartbeat { .. }
+            | MessageBody::InstallSnapshot { .. }
+            | MessageBody::TimeoutNow
+            | MessageBody::ReadIndexResponse { .. } => {}
+        }
+    }
+
+    fn handle_append_response(&mut self, from: NodeId, response: AppendResponse) {
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return;
+        };
+        progress.recently_active = true;
+        match response {
+            AppendResponse::Accepted { match_index } => {
+                let advanced = progress.acknowledge(match_index);
+                let newly_matched =
+                    progress.state == ProgressState::Probe && progress.match_index == match_index;
+                if !advanced && !newly_matched {
+                    return;
+                }
+                match progress.state {
+                    ProgressState::Probe => progress.become_replicate(),
+                    ProgressState::Snapshot
+                        if progress.match_index >= progress.pending_snapshot =>
+                    {
+                        progress.become_probe();
+                        progress.become_replicate();
+                        self.snapshot_elapsed.remove(&from);
+                    }
+                    ProgressState::Snapshot | ProgressState::Replicate => {}
+                }
+                if self.maybe_commit() {
+                    self.broadcast_append(true);
+                } else {
+                    self.send_append(from, false);
+                }
+                self.continue_transfer(from);
+            }
+            AppendResponse::Rejected {
+                rejected_index,
+                hint,
+            } => {
+                let next_probe = self.next_probe_after_reject(hint, rejected_index);
+                let Some(progress) = self.progress.get_mut(&from) else {
+                    return;
+                };
+                if progress.reject(rejected_index, next_probe) {
+                    self.send_append(from, true);
+                }
+            }
+        }
+    }
+
+    /// Fast backtracking: skip a whole term per round trip rather than one entry.
+    fn next_probe_after_reject(&self, hint: RejectHint, rejected_index: LogIndex) -> LogIndex {
+        match hint {
+            RejectHint::LogTooShort { last_index } => last_index + 1,
+            RejectHint::TermConflict {
+                conflict_term,
+                first_index,
+            } => match self.log.last_index_of_term(conflict_term, rejected_index) {
+                Some(last_of_term) => last_of_term + 1,
+                None => first_index,
+            },
+        }
+    }
+
+    /// Commits the highest index a majority holds, if it is of the current term
+    /// (Figure 8: an older term's entry is never committed by counting).
+    /// Returns whether the commit index moved.
+    pub(super) fn maybe_commit(&mut self) -> bool {
+        let mut matched: Vec<LogIndex> = self
+            .progress
+            .values()
+            .map(|progress| progress.match_index)
+            .collect();
+        matched.sort_unstable_by(|left, right| right.cmp(left));
+        let Some(&quorum_index) = matched.get(self.quorum() - 1) else {
+            return false;
+        };
+        let committed = if mutated!(self, CommitOldTermByCounting) {
+            let moved = quorum_index > self.log.committed;
+            self.log.commit_to(quorum_index.max(self.log.committed));
+            moved
+        } else {
+            self.log.maybe_commit(quorum_index, self.term)
+        };
+        if committed {
+            self.release_reads_awaiting_commit();
+        }
+        committed
+    }
+}
