@@ -1,1 +1,58 @@
-//! Linearizability checking of client histories (under construction).
+//! Linearizability checking of client histories recorded by the simulator.
+//!
+//! Owns: the `Model` abstraction, the history types, the search and the key-
+//! value model of the simulator's workload. Must never: run the cluster,
+//! read clocks or depend on how a history was recorded; it judges a finished
+//! history and nothing else.
+//!
+//! # The algorithm
+//!
+//! A history is linearizable when its operations can be put in one sequence
+//! that (a) the sequential `Model` accepts, output by output, and (b)
+//! respects real time: an operation that returned before another was called
+//! comes first. The search follows Wing & Gong: lay all call and return
+//! events out in time order; repeatedly pick an operation whose call comes
+//! before every pending return, apply it to the model, lift it out of the
+//! event list and start again; when the walk meets a return event, the
+//! operation it closes can no longer be placed, so undo the last choice and
+//! try the next one.
+//!
+//! Two of Lowe's improvements keep that from exploding:
+//!
+//! - Memoization: the search remembers every (set of linearized operations,
+//!   model state) pair it reached. Arriving at a known pair means everything
+//!   from there was already explored, so that branch is cut.
+//! - P-compositionality: a history is linearizable exactly when each key's
+//!   sub-history is, so each key is searched on its own and the search space
+//!   is the product of small ones rather than one huge one.
+//!
+//! Every search is bounded by `Limits::states_explored_per_key_max`; hitting
+//! it yields `Verdict::Unknown`, never an endless run.
+//!
+//! # Unknown outcomes
+//!
+//! A client that timed out or crashed does not know whether its operation
+//! took effect. Such an operation (`Outcome::Unknown`) has a call event but
+//! no return event: it may be linearized anywhere after its call, with no
+//! upper bound, using `Model::step_unobserved` since there is no output to
+//! match; or it may be left out entirely, because the search succeeds as
+//! soon as every operation with a seen answer is placed. An unknown step
+//! that would leave the state unchanged (an unanswered Get, a CAS whose
+//! compare fails) is never taken: leaving the operation out reaches the same
+//! state with fewer obligations.
+//!
+//! Operations whose call and return touch at the same instant count as
+//! concurrent, so equal time stamps never produce a false violation.
+
+mod check;
+mod history;
+mod kv;
+mod model;
+mod search;
+mod verdict;
+
+pub use check::{check, Limits, STATES_EXPLORED_PER_KEY_MAX_DEFAULT};
+pub use history::{HistoryError, Operation, Outcome};
+pub use kv::{KvInput, KvKey, KvModel, KvOperation, KvOutput, KvValue};
+pub use model::Model;
+pub use verdict::{Verdict, Violation, EXPLANATION_PREFIX_OPERATIONS_MAX};
