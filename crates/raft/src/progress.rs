@@ -38,6 +38,9 @@ pub(crate) struct Progress {
     pub(crate) pending_snapshot: LogIndex,
     /// Heard from since the last CheckQuorum round.
     pub(crate) recently_active: bool,
+    /// The highest commit index sent to this follower, so a commit it has not
+    /// yet heard of is sent even when there are no new entries.
+    pub(crate) commit_sent: LogIndex,
     /// Last index of each append in flight, oldest first, in replicate state.
     inflight: VecDeque<LogIndex>,
     inflight_max: usize,
@@ -52,6 +55,7 @@ impl Progress {
             probe_sent: false,
             pending_snapshot: 0,
             recently_active: false,
+            commit_sent: 0,
             inflight: VecDeque::with_capacity(inflight_max.min(64)),
             inflight_max,
         }

@@ -46,11 +46,12 @@ impl<S: Storage> Raft<S> {
 
     pub(super) fn broadcast_heartbeat(&mut self, read_context: Option<Vec<u8>>) {
         for peer in self.peers() {
-            let match_index = self
-                .progress
-                .get(&peer)
-                .map_or(0, |progress| progress.match_index);
-            let commit = match_index.min(self.log.committed);
+            let committed = self.log.committed;
+            let Some(progress) = self.progress.get_mut(&peer) else {
+                continue;
+            };
+            let commit = progress.match_index.min(committed);
+            progress.commit_sent = progress.commit_sent.max(commit);
             self.send(
                 peer,
                 MessageBody::Heartbeat {
@@ -95,6 +96,9 @@ impl<S: Storage> Raft<S> {
                 );
                 if let Some(progress) = self.progress.get_mut(&to) {
                     progress.sent_append(sent_through, entry_count);
+                    progress.commit_sent = progress
+                        .commit_sent
+                        .max(self.log.committed.min(sent_through));
                 }
             }
             (Err(StorageError::Compacted { .. }), _) | (_, Err(StorageError::Compacted { .. })) => {
@@ -309,7 +313,11 @@ impl<S: Storage> Raft<S> {
                 if self.maybe_commit() {
                     self.broadcast_append(true);
                 } else {
-                    self.send_append(from, false);
+                    let commit_unsent = self
+                        .progress
+                        .get(&from)
+                        .is_some_and(|progress| progress.commit_sent < self.log.committed);
+                    self.send_append(from, commit_unsent);
                 }
                 self.continue_transfer(from);
             }

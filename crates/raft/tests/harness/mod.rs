@@ -1,0 +1,350 @@
+//! A small in-memory cluster for the core's integration tests: every member
+//! runs a real `RawNode` over `MemStorage`, Ready batches are handled in the
+//! contract's order, and a test decides which messages are delivered.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use raft::{Config, Entry, EntryKind, MemStorage, Message, RawNode, ReadState, Snapshot, Storage};
+
+pub struct Cluster {
+    pub nodes: BTreeMap<u64, RawNode<MemStorage>>,
+    /// Durable storage of every member, kept across crashes.
+    crashed: BTreeMap<u64, MemStorage>,
+    configs: BTreeMap<u64, Config>,
+    pub in_flight: Vec<Message>,
+    /// Directed links that drop every message.
+    cut_links: BTreeSet<(u64, u64)>,
+    /// Commands each member applied, in order.
+    pub applied: BTreeMap<u64, Vec<Entry>>,
+    pub read_states: BTreeMap<u64, Vec<ReadState>>,
+    /// Count of messages delivered, for cost assertions.
+    pub delivered_messages: u64,
+    /// Events worth printing (role changes, read states), drained by the caller.
+    pub events: Vec<String>,
+    pub trace_messages: bool,
+}
+
+impl Cluster {
+    pub fn new(size: u64, configure: impl Fn(&mut Config)) -> Self {
+        let voters: Vec<u64> = (1..=size).collect();
+        let mut cluster = Self {
+            nodes: BTreeMap::new(),
+            crashed: BTreeMap::new(),
+            configs: BTreeMap::new(),
+            in_flight: Vec::new(),
+            cut_links: BTreeSet::new(),
+            applied: BTreeMap::new(),
+            read_states: BTreeMap::new(),
+            delivered_messages: 0,
+            events: Vec::new(),
+            trace_messages: false,
+        };
+        for &id in &voters {
+            let mut config = Config::new(id);
+            configure(&mut config);
+            let storage = MemStorage::new_with_voters(voters.clone());
+            cluster
+                .nodes
+                .insert(id, RawNode::new(&config, storage).expect("valid config"));
+            cluster.configs.insert(id, config);
+            cluster.applied.insert(id, Vec::new());
+        }
+        cluster
+    }
+
+    pub fn node(&self, id: u64) -> &RawNode<MemStorage> {
+        &self.nodes[&id]
+    }
+
+    pub fn node_mut(&mut self, id: u64) -> &mut RawNode<MemStorage> {
+        self.nodes.get_mut(&id).expect("member is running")
+    }
+
+    /// Replaces a member's log with entries of the given terms (index 1 on)
+    /// and sets its term to the last of them; used to build the paper's figures.
+    pub fn set_log(&mut self, id: u64, terms: &[u64]) {
+        let config = self.configs[&id].clone();
+        let voters = self.node(id).status().voters;
+        let mut storage = MemStorage::new_with_voters(voters);
+        let entries: Vec<Entry> = terms
+            .iter()
+            .enumerate()
+            .map(|(offset, &term)| Entry {
+                term,
+                index: offset as u64 + 1,
+                kind: EntryKind::Normal,
+                data: format!("t{term}").into_bytes(),
+            })
+            .collect();
+        storage.append(&entries).expect("contiguous entries");
+        let mut hard_state = storage.hard_state();
+        hard_state.term = terms.last().copied().unwrap_or(0);
+        storage.set_hard_state(hard_state);
+        self.nodes
+            .insert(id, RawNode::new(&config, storage).expect("valid config"));
+    }
+
+    /// Handles one member's Ready as an embedder must: persist, then send
+    /// what needed persistence, apply, advance.
+    pub fn process_ready(&mut self, id: u64) -> bool {
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return false;
+        };
+        if !node.has_ready() {
+            return false;
+        }
+        let ready = node.ready();
+        if let Some(soft_state) = ready.soft_state {
+            self.events.push(format!(
+                "{id} becomes {:?} (leader {})",
+                soft_state.role, soft_state.leader
+            ));
+        }
+        let storage = node.storage_mut();
+        if let Some(snapshot) = ready.snapshot.clone() {
+            storage.apply_snapshot(snapshot);
+        }
+        storage.append(&ready.entries).expect("append");
+        if let Some(hard_state) = ready.hard_state {
+            storage.set_hard_state(hard_state);
+        }
+        self.in_flight.extend(ready.messages);
+        self.in_flight.extend(ready.persisted_messages);
+        if let Some(snapshot) = &ready.snapshot {
+            self.applied.insert(id, decode_snapshot(snapshot));
+        }
+        let applied = self.applied.entry(id).or_default();
+        applied.extend(ready.committed_entries);
+        for read_state in ready.read_states {
+            self.events.push(format!(
+                "{id} read-state {} at index {}",
+                String::from_utf8_lossy(&read_state.context),
+                read_state.index
+            ));
+            self.read_states.entry(id).or_default().push(read_state);
+        }
+        node.advance();
+        true
+    }
+
+    /// Delivers every queued message whose link is up; returns how many.
+    pub fn deliver_all(&mut self) -> usize {
+        let messages = std::mem::take(&mut self.in_flight);
+        let mut delivered = 0;
+        for message in messages {
+            if self.cut_links.contains(&(message.from, message.to)) {
+                continue;
+            }
+            if self.trace_messages {
+                self.events.push(format!("{}", describe(&message)));
+            }
+            if let Some(node) = self.nodes.get_mut(&message.to) {
+                node.step(message).expect("well-formed message");
+                delivered += 1;
+            }
+        }
+        self.delivered_messages += delivered as u64;
+        delivered
+    }
+
+    /// Runs until no member has work and no message is in flight.
+    pub fn stabilize(&mut self) {
+        for _ in 0..10_000 {
+            let ids: Vec<u64> = self.nodes.keys().copied().collect();
+            let mut busy = false;
+            for id in ids {
+                busy |= self.process_ready(id);
+            }
+            busy |= self.deliver_all() > 0;
+            if !busy {
+                return;
+            }
+        }
+        panic!("cluster did not stabilize within 10000 rounds");
+    }
+
+    pub fn tick(&mut self, id: u64, ticks: u32) {
+        for _ in 0..ticks {
+            if let Some(node) = self.nodes.get_mut(&id) {
+                node.tick();
+            }
+        }
+    }
+
+    /// Ticks every member `ticks` times, handling work between ticks.
+    pub fn tick_all(&mut self, ticks: u32) {
+        for _ in 0..ticks {
+            let ids: Vec<u64> = self.nodes.keys().copied().collect();
+            for id in ids {
+                self.tick(id, 1);
+            }
+            self.stabilize();
+        }
+    }
+
+    pub fn isolate(&mut self, id: u64) {
+        let others: Vec<u64> = self
+            .configs
+            .keys()
+            .copied()
+            .filter(|&other| other != id)
+            .collect();
+        for other in others {
+            self.cut_links.insert((id, other));
+            self.cut_links.insert((other, id));
+        }
+    }
+
+    pub fn partition(&mut self, groups: &[Vec<u64>]) {
+        for (position, group) in groups.iter().enumerate() {
+            for other in groups.iter().skip(position + 1) {
+                for &left in group {
+                    for &right in other {
+                        self.cut_links.insert((left, right));
+                        self.cut_links.insert((right, left));
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn heal(&mut self) {
+        self.cut_links.clear();
+    }
+
+    /// Stops a member; its durable storage survives.
+    pub fn crash(&mut self, id: u64) {
+        if let Some(node) = self.nodes.remove(&id) {
+            self.crashed.insert(id, node.storage().clone());
+        }
+        self.in_flight.retain(|message| message.to != id);
+    }
+
+    /// Restarts a crashed member from its durable storage; its state machine is
+    /// rebuilt from scratch by replaying the log.
+    pub fn restart(&mut self, id: u64) {
+        let storage = self.crashed.remove(&id).expect("member was crashed");
+        let snapshot = storage.snapshot().expect("memory snapshot");
+        self.applied.insert(id, decode_snapshot(&snapshot));
+        let mut config = self.configs[&id].clone();
+        config.applied = snapshot.meta.index;
+        self.nodes
+            .insert(id, RawNode::new(&config, storage).expect("valid config"));
+    }
+
+    /// Compacts a member's log behind `index` with a snapshot of what it applied.
+    pub fn compact(&mut self, id: u64, index: u64) {
+        let applied = self.applied[&id].clone();
+        let node = self.node_mut(id);
+        let term = node.storage().term(index).expect("index in log");
+        let voters = node.status().voters;
+        let data: Vec<u8> = applied
+            .iter()
+            .filter(|entry| entry.index <= index)
+            .flat_map(encode_entry)
+            .collect();
+        let mut snapshot = Snapshot::default();
+        snapshot.meta.index = index;
+        snapshot.meta.term = term;
+        snapshot.meta.conf_state.voters = voters;
+        snapshot.data = data;
+        node.storage_mut().compact(snapshot).expect("compact");
+    }
+
+    pub fn leader(&self) -> Option<u64> {
+        self.nodes
+            .iter()
+            .find(|(_, node)| node.status().soft_state.role == raft::Role::Leader)
+            .map(|(&id, _)| id)
+    }
+
+    /// The payloads of normal entries a member applied, as strings.
+    pub fn applied_commands(&self, id: u64) -> Vec<String> {
+        self.applied[&id]
+            .iter()
+            .filter(|entry| entry.kind == EntryKind::Normal)
+            .map(|entry| String::from_utf8_lossy(&entry.data).into_owned())
+            .collect()
+    }
+}
+
+fn encode_entry(entry: &Entry) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(&entry.index.to_le_bytes());
+    bytes.extend_from_slice(&entry.term.to_le_bytes());
+    bytes.push(u8::from(entry.kind == EntryKind::Normal));
+    bytes.extend_from_slice(&(entry.data.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&entry.data);
+    bytes
+}
+
+fn decode_snapshot(snapshot: &Snapshot) -> Vec<Entry> {
+    let mut entries = Vec::new();
+    let mut rest = snapshot.data.as_slice();
+    while rest.len() >= 21 {
+        let index = u64::from_le_bytes(rest[0..8].try_into().unwrap());
+        let term = u64::from_le_bytes(rest[8..16].try_into().unwrap());
+        let kind = if rest[16] == 1 {
+            EntryKind::Normal
+        } else {
+            EntryKind::Noop
+        };
+        let length = u32::from_le_bytes(rest[17..21].try_into().unwrap()) as usize;
+        let data = rest[21..21 + length].to_vec();
+        entries.push(Entry {
+            term,
+            index,
+            kind,
+            data,
+        });
+        rest = &rest[21 + length..];
+    }
+    entries
+}
+
+/// One line per message, for verbose scenario output.
+pub fn describe(message: &Message) -> String {
+    use raft::MessageBody::*;
+    let body = match &message.body {
+        RequestVote {
+            pre_vote,
+            last_log_index,
+            last_log_term,
+            ..
+        } => format!(
+            "{} last={last_log_term}/{last_log_index}",
+            if *pre_vote { "PreVote" } else { "RequestVote" }
+        ),
+        RequestVoteResponse { pre_vote, granted } => format!(
+            "{}Response {}",
+            if *pre_vote { "PreVote" } else { "RequestVote" },
+            if *granted { "granted" } else { "rejected" }
+        ),
+        AppendEntries {
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit,
+        } => format!(
+            "AppendEntries prev={prev_log_term}/{prev_log_index} entries={} commit={leader_commit}",
+            entries.len()
+        ),
+        AppendEntriesResponse(response) => format!("AppendEntriesResponse {response:?}"),
+        Heartbeat { commit, .. } => format!("Heartbeat commit={commit}"),
+        HeartbeatResponse { .. } => "HeartbeatResponse".to_string(),
+        InstallSnapshot { snapshot } => format!(
+            "InstallSnapshot {}/{}",
+            snapshot.meta.term, snapshot.meta.index
+        ),
+        TimeoutNow => "TimeoutNow".to_string(),
+        ForwardProposal { entries } => format!("ForwardProposal entries={}", entries.len()),
+        ForwardReadIndex { .. } => "ForwardReadIndex".to_string(),
+        ReadIndexResponse { index, .. } => format!("ReadIndexResponse index={index}"),
+    };
+    format!(
+        "{}->{} term={} {body}",
+        message.from, message.to, message.term
+    )
+}
