@@ -56,3 +56,6 @@ pub use history::{HistoryError, Operation, Outcome};
 pub use kv::{KvInput, KvKey, KvModel, KvOperation, KvOutput, KvValue};
 pub use model::Model;
 pub use verdict::{Verdict, Violation, EXPLANATION_PREFIX_OPERATIONS_MAX};
+
+#[cfg(test)]
+mod tests;

@@ -198,6 +198,17 @@ impl OperationSet {
     }
 }
 
+/// What became of an attempt to place an operation next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Placement {
+    Placed,
+    /// No successor state is allowed, or each leads to an explored
+    /// configuration.
+    NotPlaced,
+    /// Placing it would explore one configuration more than the bound.
+    LimitReached,
+}
+
 /// One linearized operation on the backtracking stack.
 #[derive(Debug)]
 struct Frame<State> {
@@ -272,15 +283,14 @@ impl<'a, M: Model> Search<'a, M> {
             let event = self.events.events[cursor];
             match event.kind {
                 EventKind::Call => {
-                    if self.try_linearize(event.operation, alternative_first) {
-                        if self.explored.len() as u64 >= self.states_explored_max {
+                    match self.try_linearize(event.operation, alternative_first) {
+                        Placement::Placed => cursor = self.events.first(),
+                        Placement::NotPlaced => cursor = self.events.next[cursor],
+                        Placement::LimitReached => {
                             return SearchOutcome::LimitReached {
-                                states_explored: self.explored.len() as u64,
-                            };
+                                states_explored: self.states_explored_max,
+                            }
                         }
-                        cursor = self.events.first();
-                    } else {
-                        cursor = self.events.next[cursor];
                     }
                     alternative_first = 0;
                 }
@@ -303,8 +313,8 @@ impl<'a, M: Model> Search<'a, M> {
 
     /// Places `operation` next if the model allows one of its successor
     /// states (from `alternative_first` on) that leads to an unexplored
-    /// configuration. Returns whether it did.
-    fn try_linearize(&mut self, operation: usize, alternative_first: usize) -> bool {
+    /// configuration, unless that configuration would exceed the bound.
+    fn try_linearize(&mut self, operation: usize, alternative_first: usize) -> Placement {
         let successors = self.successors(operation);
         for (alternative, successor) in successors.into_iter().enumerate().skip(alternative_first) {
             self.linearized.insert(operation);
@@ -312,6 +322,9 @@ impl<'a, M: Model> Search<'a, M> {
                 .explored
                 .insert((self.linearized.clone(), successor.clone()))
             {
+                if self.explored.len() as u64 > self.states_explored_max {
+                    return Placement::LimitReached;
+                }
                 let state_before = std::mem::replace(&mut self.state, successor);
                 self.stack.push(Frame {
                     operation,
@@ -322,11 +335,11 @@ impl<'a, M: Model> Search<'a, M> {
                 if self.operations[operation].is_returned() {
                     self.returned_pending -= 1;
                 }
-                return true;
+                return Placement::Placed;
             }
             self.linearized.remove(operation);
         }
-        false
+        Placement::NotPlaced
     }
 
     /// The states `operation` may lead to from the current state, in a
