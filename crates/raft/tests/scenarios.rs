@@ -83,6 +83,9 @@ fn run_command(cluster: &mut Option<Cluster>, command: &str) -> String {
             config.pre_vote = !flags.contains(&"pre-vote=false");
             config.check_quorum = !flags.contains(&"check-quorum=false");
             config.forward_to_leader = !flags.contains(&"forward=false");
+            if flags.contains(&"one-entry-per-message") {
+                config.message_bytes_max = 1;
+            }
         }));
         return String::new();
     }
@@ -95,7 +98,11 @@ fn run_command(cluster: &mut Option<Cluster>, command: &str) -> String {
             } else {
                 Vec::new()
             };
-            cluster.set_log(number(&arguments, 1), &terms);
+            let term = arguments
+                .iter()
+                .find_map(|argument| argument.strip_prefix("term="))
+                .map(|term| term.parse().expect("term=N"));
+            cluster.set_log(number(&arguments, 1), &terms, term);
         }
         "campaign" => cluster.node_mut(number(&arguments, 1)).campaign(),
         "tick" => {
@@ -142,8 +149,15 @@ fn run_command(cluster: &mut Option<Cluster>, command: &str) -> String {
         "compact" => cluster.compact(number(&arguments, 1), number(&arguments, 2)),
         "trace" => cluster.trace_messages = arguments.get(1) == Some(&"on"),
         "stabilize" => cluster.stabilize(),
-        "deliver" => {
-            cluster.deliver_all();
+        "round" => {
+            let rounds = if arguments.len() > 1 {
+                number(&arguments, 1)
+            } else {
+                1
+            };
+            for _ in 0..rounds {
+                cluster.round();
+            }
         }
         "process-ready" => {
             cluster.process_ready(number(&arguments, 1));
@@ -161,6 +175,15 @@ fn run_command(cluster: &mut Option<Cluster>, command: &str) -> String {
                     status.applied,
                     status.last_index,
                     status.soft_state.leader
+                );
+            }
+        }
+        "progress" => {
+            for view in cluster.node(number(&arguments, 1)).status().progress {
+                let _ = writeln!(
+                    output,
+                    "{}: match={} next={} {:?}",
+                    view.id, view.match_index, view.next_index, view.state
                 );
             }
         }

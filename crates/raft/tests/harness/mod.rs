@@ -64,7 +64,7 @@ impl Cluster {
 
     /// Replaces a member's log with entries of the given terms (index 1 on)
     /// and sets its term to the last of them; used to build the paper's figures.
-    pub fn set_log(&mut self, id: u64, terms: &[u64]) {
+    pub fn set_log(&mut self, id: u64, terms: &[u64], term: Option<u64>) {
         let config = self.configs[&id].clone();
         let voters = self.node(id).status().voters;
         let mut storage = MemStorage::new_with_voters(voters);
@@ -80,7 +80,7 @@ impl Cluster {
             .collect();
         storage.append(&entries).expect("contiguous entries");
         let mut hard_state = storage.hard_state();
-        hard_state.term = terms.last().copied().unwrap_or(0);
+        hard_state.term = term.unwrap_or_else(|| terms.last().copied().unwrap_or(0));
         storage.set_hard_state(hard_state);
         self.nodes
             .insert(id, RawNode::new(&config, storage).expect("valid config"));
@@ -149,16 +149,22 @@ impl Cluster {
         delivered
     }
 
+    /// One step of the world: every member handles its Ready, then every
+    /// message then in flight is delivered. Returns whether anything happened.
+    pub fn round(&mut self) -> bool {
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        let mut busy = false;
+        for id in ids {
+            busy |= self.process_ready(id);
+        }
+        busy |= self.deliver_all() > 0;
+        busy
+    }
+
     /// Runs until no member has work and no message is in flight.
     pub fn stabilize(&mut self) {
         for _ in 0..10_000 {
-            let ids: Vec<u64> = self.nodes.keys().copied().collect();
-            let mut busy = false;
-            for id in ids {
-                busy |= self.process_ready(id);
-            }
-            busy |= self.deliver_all() > 0;
-            if !busy {
+            if !self.round() {
                 return;
             }
         }
