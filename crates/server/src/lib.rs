@@ -2,4 +2,5 @@
 //! the `serve` configuration. It drives the consensus core and never decides
 //! anything the core decides.
 
+pub mod etcd_error;
 pub mod proto;
