@@ -85,6 +85,8 @@ pub(crate) struct Raft<S: Storage> {
     /// Ticks each follower's pending snapshot has been outstanding.
     snapshot_elapsed: BTreeMap<NodeId, u32>,
 
+    /// Entries were appended on the leader and not yet sent to followers.
+    append_broadcast_pending: bool,
     messages: Vec<Message>,
     persisted_messages: Vec<Message>,
     read_states: Vec<ReadState>,
@@ -150,6 +152,7 @@ impl<S: Storage> Raft<S> {
             read_only: ReadOnly::default(),
             reads_awaiting_commit: Vec::new(),
             snapshot_elapsed: BTreeMap::new(),
+            append_broadcast_pending: false,
             messages: Vec::new(),
             persisted_messages: Vec::new(),
             read_states: Vec::new(),
@@ -470,6 +473,7 @@ impl<S: Storage> Raft<S> {
             || self.hard_state() != self.previous_hard_state
             || self.log.has_pending_snapshot()
             || !self.log.unstable_entries().is_empty()
+            || self.append_broadcast_pending
             || !self.messages.is_empty()
             || !self.persisted_messages.is_empty()
             || !self.read_states.is_empty()
@@ -479,6 +483,7 @@ impl<S: Storage> Raft<S> {
 
     pub(crate) fn ready(&mut self) -> Ready {
         debug_assert!(!self.ready_outstanding, "ready() twice without advance()");
+        self.flush_appends();
         let soft_state = self.soft_state();
         let hard_state = self.hard_state();
         let committed_entries = if mutated!(self, ApplyUncommitted) {

@@ -16,8 +16,8 @@ impl<S: Storage> Raft<S> {
         self.append_entries_of_kind(commands, EntryKind::Normal);
     }
 
-    /// Appends entries of this term to the leader's log and sends them out.
-    /// Many proposals become one append per follower.
+    /// Appends entries of this term to the leader's log; they go out with the
+    /// next `Ready`, so many proposals become one append per follower.
     pub(super) fn append_entries_of_kind(&mut self, payloads: Vec<Vec<u8>>, kind: EntryKind) {
         debug_assert_eq!(self.role, crate::types::Role::Leader);
         let first_index = self.log.last_index() + 1;
@@ -35,7 +35,17 @@ impl<S: Storage> Raft<S> {
             return;
         }
         self.log.append(&entries);
-        self.broadcast_append(false);
+        self.append_broadcast_pending = true;
+    }
+
+    /// Sends what was appended since the last batch: all proposals made
+    /// between two `Ready`s travel in one append per follower.
+    pub(super) fn flush_appends(&mut self) {
+        if std::mem::take(&mut self.append_broadcast_pending)
+            && self.role == crate::types::Role::Leader
+        {
+            self.broadcast_append(false);
+        }
     }
 
     pub(super) fn broadcast_append(&mut self, send_if_empty: bool) {

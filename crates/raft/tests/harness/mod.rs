@@ -138,7 +138,7 @@ impl Cluster {
                 continue;
             }
             if self.trace_messages {
-                self.events.push(format!("{}", describe(&message)));
+                self.events.push(describe(&message));
             }
             if let Some(node) = self.nodes.get_mut(&message.to) {
                 node.step(message).expect("well-formed message");
