@@ -58,4 +58,10 @@ pub use model::Model;
 pub use verdict::{Verdict, Violation, EXPLANATION_PREFIX_OPERATIONS_MAX};
 
 #[cfg(test)]
+mod large;
+#[cfg(test)]
+mod planned;
+#[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod tests;

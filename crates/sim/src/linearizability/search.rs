@@ -28,6 +28,8 @@ pub(crate) struct Counterexample<State> {
     pub state_after_prefix: State,
     /// Indices of the operations that could have come next in real time;
     /// the model accepted none of them (or only into explored dead ends).
+    /// Unknown-outcome operations that would not change the state are left
+    /// out: they never explain a dead end.
     pub next_candidates: Vec<usize>,
 }
 
@@ -386,11 +388,24 @@ impl<'a, M: Model> Search<'a, M> {
         Some((frame.operation, frame.alternative))
     }
 
+    /// Whether `operation` belongs in an explanation of what could not come
+    /// next: every returned operation does; an unknown-outcome one only if
+    /// taking effect now would change the state, since otherwise leaving it
+    /// out is always at least as good.
+    fn may_matter_next(&self, operation: usize) -> bool {
+        self.operations[operation].is_returned() || !self.successors(operation).is_empty()
+    }
+
     fn snapshot_counterexample(&self) -> Counterexample<M::State> {
         Counterexample {
             longest_prefix: self.stack.iter().map(|frame| frame.operation).collect(),
             state_after_prefix: self.state.clone(),
-            next_candidates: self.events.minimal_operations(),
+            next_candidates: self
+                .events
+                .minimal_operations()
+                .into_iter()
+                .filter(|&operation| self.may_matter_next(operation))
+                .collect(),
         }
     }
 }

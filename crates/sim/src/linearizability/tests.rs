@@ -323,3 +323,24 @@ fn explanation_shows_only_the_end_of_a_long_prefix() {
     assert!(violation.explanation.contains("#29 "), "{violation}");
     assert!(!violation.explanation.contains("#19 "), "{violation}");
 }
+
+#[test]
+fn unanswered_reads_are_left_out_of_the_explanation() {
+    let history = [
+        put(1, 1, 0, 10),
+        Operation {
+            client_id: 3,
+            input: KvInput::Get { key: KEY },
+            call_time: 15,
+            outcome: Outcome::Unknown,
+        },
+        put_unknown(4, 3, 16),
+        put(1, 2, 20, 30),
+        get(2, Some(1), 40, 50),
+    ];
+    let violation = violation(&history);
+    // The unknown put is part of the deepest prefix found; the unknown read
+    // could come next in real time but could not change anything.
+    assert!(violation.longest_prefix.contains(&2), "{violation}");
+    assert_eq!(violation.next_candidates, vec![4], "{violation}");
+}

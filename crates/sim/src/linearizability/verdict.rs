@@ -36,6 +36,8 @@ pub struct Violation {
     pub longest_prefix: Vec<usize>,
     /// Indices into the checked history of the operations that could have
     /// come right after that prefix in real time; none of them fits.
+    /// Unknown-outcome operations that would not change the state there (an
+    /// unanswered Get, say) are left out.
     pub next_candidates: Vec<usize>,
     /// A readable account of the above, with inputs, outputs and times.
     pub explanation: String,
