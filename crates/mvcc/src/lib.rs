@@ -1,1 +1,30 @@
-//! mvcc crate (under construction).
+//! etcd's v3 data model as raftkv's replicated state machine, persisted in redb.
+//!
+//! The server decodes client requests into the types of [`types`], proposes the
+//! writes as [`Command`]s (encoded with [`Command::encode`]), and applies
+//! committed log entries in index order with [`Store::apply`] or
+//! [`Store::apply_batch`]. Reads go straight to [`Store::range`]. Every write
+//! transaction bumps the cluster-wide revision once; keys keep their history
+//! (create revision, mod revision, version, tombstones) until a compaction, so
+//! reads at past revisions work.
+//!
+//! The crate must never know about Raft roles, the network or gRPC: it sees
+//! only committed commands with their log index, and answers with plain values
+//! and typed errors ([`RequestError`] carries etcd's messages for the server to
+//! pass on).
+
+mod codec;
+mod engine;
+mod error;
+mod keys;
+mod record;
+mod snapshot;
+mod store;
+pub mod types;
+mod validate;
+
+pub use codec::{DecodeError, COMMAND_FORMAT_VERSION, TXN_NESTING_DEPTH_MAX};
+pub use error::{Error, RequestError, StatusClass, StoreError};
+pub use snapshot::SnapshotInfo;
+pub use store::{Applied, ApplyOutcome, Durability, Store, DEFERRED_COMMITS_MAX};
+pub use types::*;

@@ -1,0 +1,620 @@
+//! The meaning of reads and writes over the redb tables: etcd's MVCC rules.
+//!
+//! [`View`] reads any table pair (committed or inside a write transaction);
+//! [`apply_command`] runs one command inside a write transaction and updates the
+//! counters. A command is checked completely (stateless rules, then the
+//! state-dependent ones along the transaction path) before its first write, so a
+//! refused command leaves no trace even when it shares a redb transaction with
+//! others. This module must never open, commit or choose the durability of a
+//! redb transaction; `store` does.
+
+use std::cmp::Ordering;
+
+use redb::{ReadableTable, Table};
+
+use crate::error::{Error, RequestError, StoreError};
+use crate::keys::KeyRange;
+use crate::record::{Record, Revision};
+use crate::types::{
+    Command, CompactionResponse, Compare, CompareResult, CompareTarget, DeleteRangeRequest,
+    DeleteRangeResponse, Event, EventKind, KeyValue, PutRequest, PutResponse, RangeRequest,
+    RangeResponse, RequestOp, Response, ResponseOp, SortOrder, SortTarget, TxnRequest, TxnResponse,
+};
+
+/// The key type of the `key_index` table.
+pub(crate) type IndexKey = (&'static [u8], i64, i64);
+
+/// The counters persisted with the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Meta {
+    pub(crate) applied_index: u64,
+    /// Revision of the last write transaction; 1 for an empty store, as etcd.
+    pub(crate) current_revision: i64,
+    /// Revision of the last compaction; 0 when never compacted.
+    pub(crate) compact_revision: i64,
+}
+
+impl Meta {
+    pub(crate) const EMPTY: Meta = Meta {
+        applied_index: 0,
+        current_revision: 1,
+        compact_revision: 0,
+    };
+
+    /// The revision a standalone read serves, per etcd: 0 or negative is the
+    /// current revision.
+    pub(crate) fn read_revision(&self, requested: i64) -> Result<i64, RequestError> {
+        if requested > self.current_revision {
+            return Err(RequestError::FutureRevision {
+                requested,
+                current_revision: self.current_revision,
+            });
+        }
+        let revision = if requested <= 0 {
+            self.current_revision
+        } else {
+            requested
+        };
+        if revision < self.compact_revision {
+            return Err(RequestError::Compacted {
+                requested,
+                compact_revision: self.compact_revision,
+            });
+        }
+        Ok(revision)
+    }
+}
+
+/// Read access to the history, wherever the tables come from.
+pub(crate) struct View<'t, I, R> {
+    pub(crate) index: &'t I,
+    pub(crate) revisions: &'t R,
+}
+
+impl<I, R> View<'_, I, R>
+where
+    I: ReadableTable<IndexKey, bool>,
+    R: ReadableTable<(i64, i64), &'static [u8]>,
+{
+    /// Calls `visit` with each key in `range` that is live at `at`, in key order,
+    /// with the revision that holds its value there.
+    fn scan_live(
+        &self,
+        range: &KeyRange,
+        at: i64,
+        mut visit: impl FnMut(&[u8], Revision),
+    ) -> Result<(), StoreError> {
+        let Some(start) = range.start() else {
+            return Ok(());
+        };
+        let lower = (start, i64::MIN, i64::MIN);
+        let entries = match (range, range.end_exclusive()) {
+            (KeyRange::Single(key), _) => self
+                .index
+                .range(lower..=(key.as_slice(), i64::MAX, i64::MAX)),
+            (_, Some(end)) => self.index.range(lower..(end, i64::MIN, i64::MIN)),
+            (_, None) => self.index.range(lower..),
+        }
+        .map_err(StoreError::database("reading the key index"))?;
+        let mut current_key: Option<Vec<u8>> = None;
+        let mut newest_visible: Option<(Revision, bool)> = None;
+        let mut flush = |key: &Option<Vec<u8>>, newest: Option<(Revision, bool)>| {
+            if let (Some(key), Some((revision, false))) = (key, newest) {
+                visit(key, revision);
+            }
+        };
+        for entry in entries {
+            let (entry_key, tombstone) =
+                entry.map_err(StoreError::database("reading the key index"))?;
+            let (key, main, sub) = entry_key.value();
+            if current_key.as_deref() != Some(key) {
+                flush(&current_key, newest_visible.take());
+                current_key = Some(key.to_vec());
+            }
+            if main <= at {
+                newest_visible = Some((Revision { main, sub }, tombstone.value()));
+            }
+        }
+        flush(&current_key, newest_visible);
+        Ok(())
+    }
+
+    fn load(&self, revision: Revision) -> Result<KeyValue, StoreError> {
+        let location = || format!("revision {}.{}", revision.main, revision.sub);
+        let bytes = self
+            .revisions
+            .get((revision.main, revision.sub))
+            .map_err(StoreError::database("reading a revision"))?
+            .ok_or_else(|| StoreError::Corrupt {
+                what: "the key index names a revision that is missing".to_string(),
+                location: location(),
+            })?;
+        let record = Record::decode(bytes.value()).map_err(|source| StoreError::Record {
+            location: location(),
+            source,
+        })?;
+        if record.tombstone {
+            return Err(StoreError::Corrupt {
+                what: "the key index calls a tombstone live".to_string(),
+                location: location(),
+            });
+        }
+        Ok(record.into_key_value(revision.main))
+    }
+
+    /// Every key in `range` live at `at`, in key order.
+    pub(crate) fn live(&self, range: &KeyRange, at: i64) -> Result<Vec<KeyValue>, StoreError> {
+        let mut revisions = Vec::new();
+        self.scan_live(range, at, |_, revision| revisions.push(revision))?;
+        revisions.into_iter().map(|rev| self.load(rev)).collect()
+    }
+
+    /// The key's newest value, unless it is deleted or absent.
+    pub(crate) fn latest(&self, key: &[u8]) -> Result<Option<KeyValue>, StoreError> {
+        Ok(self.live(&KeyRange::Single(key.to_vec()), i64::MAX)?.pop())
+    }
+
+    /// etcd's range semantics at revision `at` (already checked against the
+    /// compacted and current revisions); `header_revision` is reported back.
+    pub(crate) fn range(
+        &self,
+        request: &RangeRequest,
+        at: i64,
+        header_revision: i64,
+    ) -> Result<RangeResponse, StoreError> {
+        let filtered = request.min_mod_revision != 0
+            || request.max_mod_revision != 0
+            || request.min_create_revision != 0
+            || request.max_create_revision != 0;
+        // Like etcd: without sorting or filters, fetch one key past the limit to
+        // learn `more`; otherwise fetch everything and cut afterwards.
+        let fetch_max = (request.limit > 0 && request.sort_order == SortOrder::None && !filtered)
+            .then(|| {
+                usize::try_from(request.limit)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(1)
+            });
+        let mut count = 0i64;
+        let mut revisions = Vec::new();
+        let range = KeyRange::new(&request.key, &request.range_end);
+        self.scan_live(&range, at, |_, revision| {
+            count += 1;
+            if !request.count_only && fetch_max.is_none_or(|max| revisions.len() < max) {
+                revisions.push(revision);
+            }
+        })?;
+        let mut kvs = revisions
+            .into_iter()
+            .map(|revision| self.load(revision))
+            .collect::<Result<Vec<_>, _>>()?;
+        kvs.retain(|kv| passes_filters(request, kv));
+        sort_kvs(&mut kvs, request.sort_order, request.sort_target);
+        let limit = usize::try_from(request.limit).unwrap_or(0);
+        let more = limit > 0 && kvs.len() > limit;
+        if more {
+            kvs.truncate(limit);
+        }
+        if request.keys_only {
+            kvs.iter_mut().for_each(|kv| kv.value.clear());
+        }
+        debug_assert!(request.count_only <= kvs.is_empty());
+        Ok(RangeResponse {
+            revision: header_revision,
+            kvs,
+            more,
+            count,
+        })
+    }
+
+    /// etcd's compare: over every key in the range at `at`; a missing key
+    /// compares as zeros, except that a value compare on no key fails.
+    fn compare_holds(&self, compare: &Compare, at: i64) -> Result<bool, StoreError> {
+        let kvs = self.live(&KeyRange::new(&compare.key, &compare.range_end), at)?;
+        if kvs.is_empty() {
+            if matches!(compare.target, CompareTarget::Value(_)) {
+                return Ok(false);
+            }
+            return Ok(compare_kv(compare, &KeyValue::default()));
+        }
+        Ok(kvs.iter().all(|kv| compare_kv(compare, kv)))
+    }
+}
+
+fn passes_filters(request: &RangeRequest, kv: &KeyValue) -> bool {
+    let above = |bound: i64, value: i64| bound == 0 || value >= bound;
+    let below = |bound: i64, value: i64| bound == 0 || value <= bound;
+    above(request.min_mod_revision, kv.mod_revision)
+        && below(request.max_mod_revision, kv.mod_revision)
+        && above(request.min_create_revision, kv.create_revision)
+        && below(request.max_create_revision, kv.create_revision)
+}
+
+/// Sorts key-ordered `kvs` as etcd does: a target other than the key sorts
+/// ascending when no order is given. Ties keep key order (etcd leaves them
+/// unspecified; a stable rule keeps members and tests deterministic).
+fn sort_kvs(kvs: &mut [KeyValue], order: SortOrder, target: SortTarget) {
+    let order = match (order, target) {
+        (SortOrder::None, SortTarget::Key) | (SortOrder::Ascend, SortTarget::Key) => return,
+        (SortOrder::None, _) => SortOrder::Ascend,
+        (order, _) => order,
+    };
+    let by_target = |a: &KeyValue, b: &KeyValue| -> Ordering {
+        match target {
+            SortTarget::Key => a.key.cmp(&b.key),
+            SortTarget::Version => a.version.cmp(&b.version),
+            SortTarget::Create => a.create_revision.cmp(&b.create_revision),
+            SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
+            SortTarget::Value => a.value.cmp(&b.value),
+        }
+    };
+    match order {
+        SortOrder::Descend => kvs.sort_by(|a, b| by_target(b, a)),
+        _ => kvs.sort_by(by_target),
+    }
+}
+
+fn compare_kv(compare: &Compare, kv: &KeyValue) -> bool {
+    let ordering = match &compare.target {
+        CompareTarget::Version(version) => kv.version.cmp(version),
+        CompareTarget::CreateRevision(revision) => kv.create_revision.cmp(revision),
+        CompareTarget::ModRevision(revision) => kv.mod_revision.cmp(revision),
+        CompareTarget::Value(value) => kv.value.as_slice().cmp(value.as_slice()),
+        CompareTarget::Lease(lease) => kv.lease.cmp(lease),
+    };
+    match compare.result {
+        CompareResult::Equal => ordering == Ordering::Equal,
+        CompareResult::NotEqual => ordering != Ordering::Equal,
+        CompareResult::Greater => ordering == Ordering::Greater,
+        CompareResult::Less => ordering == Ordering::Less,
+    }
+}
+
+type IndexTable<'txn> = Table<'txn, IndexKey, bool>;
+type RevisionTable<'txn> = Table<'txn, (i64, i64), &'static [u8]>;
+
+/// The tables of one redb write transaction.
+pub(crate) struct WriteTables<'txn> {
+    pub(crate) index: IndexTable<'txn>,
+    pub(crate) revisions: RevisionTable<'txn>,
+}
+
+impl WriteTables<'_> {
+    fn view(&self) -> View<'_, IndexTable<'_>, RevisionTable<'_>> {
+        View {
+            index: &self.index,
+            revisions: &self.revisions,
+        }
+    }
+
+    pub(crate) fn insert(&mut self, revision: Revision, record: &Record) -> Result<(), StoreError> {
+        let encoded = record.encode();
+        let displaced = self
+            .revisions
+            .insert((revision.main, revision.sub), encoded.as_slice())
+            .map_err(StoreError::database("writing a revision"))?;
+        debug_assert!(displaced.is_none(), "revision {revision:?} written twice");
+        drop(displaced);
+        self.index
+            .insert(
+                (record.key.as_slice(), revision.main, revision.sub),
+                record.tombstone,
+            )
+            .map_err(StoreError::database("writing the key index"))?;
+        Ok(())
+    }
+}
+
+/// What applying one command produced: the client's answer (or why the
+/// command was refused) and the changes made, in order.
+pub(crate) type CommandResult = (Result<Response, RequestError>, Vec<Event>);
+
+/// Applies `command` to `tables` and advances `meta` (not `applied_index`).
+pub(crate) fn apply_command(
+    tables: &mut WriteTables<'_>,
+    meta: &mut Meta,
+    command: &Command,
+) -> Result<CommandResult, StoreError> {
+    let revision_before = meta.current_revision;
+    let mut writer = Writer {
+        tables,
+        meta_before: *meta,
+        write_revision: meta.current_revision + 1,
+        next_sub: 0,
+        events: Vec::new(),
+    };
+    let response = match writer.run(command) {
+        Ok(response) => response,
+        Err(Error::Request(refusal)) => {
+            debug_assert!(writer.events.is_empty(), "a refused command wrote");
+            return Ok((Err(refusal), Vec::new()));
+        }
+        Err(Error::Store(failure)) => return Err(failure),
+    };
+    if writer.changed() {
+        meta.current_revision = writer.write_revision;
+    }
+    if let Command::Compact(compaction) = command {
+        meta.compact_revision = compaction.revision;
+    }
+    let events = writer.events;
+    debug_assert!(meta.current_revision - revision_before <= 1);
+    debug_assert_eq!(events.is_empty(), meta.current_revision == revision_before);
+    Ok((Ok(response), events))
+}
+
+/// Which branch each transaction on the taken path runs, decided on the state
+/// before the transaction writes anything (as etcd does).
+#[derive(Debug)]
+struct TxnPath {
+    succeeded: bool,
+    nested: Vec<TxnPath>,
+}
+
+struct Writer<'a, 'txn> {
+    tables: &'a mut WriteTables<'txn>,
+    meta_before: Meta,
+    /// All changes of this command share this main revision.
+    write_revision: i64,
+    next_sub: i64,
+    events: Vec<Event>,
+}
+
+impl Writer<'_, '_> {
+    fn changed(&self) -> bool {
+        self.next_sub > 0
+    }
+
+    fn next_revision(&mut self) -> Revision {
+        let revision = Revision {
+            main: self.write_revision,
+            sub: self.next_sub,
+        };
+        self.next_sub += 1;
+        revision
+    }
+
+    fn run(&mut self, command: &Command) -> Result<Response, Error> {
+        command.validate()?;
+        match command {
+            Command::Put(put) => {
+                self.check_put(put)?;
+                Ok(Response::Put(self.put(put)?))
+            }
+            Command::DeleteRange(delete) => Ok(Response::DeleteRange(self.delete(delete)?)),
+            Command::Txn(txn) => {
+                let path = self.plan(txn)?;
+                Ok(Response::Txn(self.txn(txn, &path)?))
+            }
+            Command::Compact(compaction) => {
+                self.check_compaction(compaction.revision)?;
+                compact(self.tables, compaction.revision)?;
+                Ok(Response::Compact(CompactionResponse {}))
+            }
+        }
+    }
+
+    fn check_put(&self, put: &PutRequest) -> Result<(), Error> {
+        if (put.ignore_value || put.ignore_lease) && self.tables.view().latest(&put.key)?.is_none()
+        {
+            return Err(RequestError::KeyNotFound.into());
+        }
+        Ok(())
+    }
+
+    fn check_compaction(&self, revision: i64) -> Result<(), RequestError> {
+        let meta = &self.meta_before;
+        if revision <= meta.compact_revision {
+            return Err(RequestError::Compacted {
+                requested: revision,
+                compact_revision: meta.compact_revision,
+            });
+        }
+        if revision > meta.current_revision {
+            return Err(RequestError::FutureRevision {
+                requested: revision,
+                current_revision: meta.current_revision,
+            });
+        }
+        Ok(())
+    }
+
+    /// Evaluates the compares along the taken path and checks every operation
+    /// on it that can be refused, before anything is written.
+    fn plan(&self, txn: &TxnRequest) -> Result<TxnPath, Error> {
+        let at = self.meta_before.current_revision;
+        let view = self.tables.view();
+        let mut succeeded = true;
+        for compare in &txn.compare {
+            if !view.compare_holds(compare, at)? {
+                succeeded = false;
+                break;
+            }
+        }
+        let branch = if succeeded {
+            &txn.success
+        } else {
+            &txn.failure
+        };
+        let mut nested = Vec::new();
+        for op in branch {
+            match op {
+                RequestOp::Put(put) => self.check_put(put)?,
+                RequestOp::Range(range) if range.revision != 0 => {
+                    self.check_txn_range_revision(range.revision)?
+                }
+                RequestOp::Range(_) | RequestOp::DeleteRange(_) => {}
+                RequestOp::Txn(inner) => nested.push(self.plan(inner)?),
+            }
+        }
+        Ok(TxnPath { succeeded, nested })
+    }
+
+    /// etcd's check of a range inside a transaction: any non-zero revision
+    /// outside `[compact, current]` is refused.
+    fn check_txn_range_revision(&self, requested: i64) -> Result<(), RequestError> {
+        let meta = &self.meta_before;
+        if requested > meta.current_revision {
+            return Err(RequestError::FutureRevision {
+                requested,
+                current_revision: meta.current_revision,
+            });
+        }
+        if requested < meta.compact_revision {
+            return Err(RequestError::Compacted {
+                requested,
+                compact_revision: meta.compact_revision,
+            });
+        }
+        Ok(())
+    }
+
+    fn txn(&mut self, txn: &TxnRequest, path: &TxnPath) -> Result<TxnResponse, StoreError> {
+        let branch = if path.succeeded {
+            &txn.success
+        } else {
+            &txn.failure
+        };
+        let mut nested_paths = path.nested.iter();
+        let mut responses = Vec::with_capacity(branch.len());
+        for op in branch {
+            let response = match op {
+                RequestOp::Range(range) => ResponseOp::Range(self.range(range)?),
+                RequestOp::Put(put) => ResponseOp::Put(self.put(put)?),
+                RequestOp::DeleteRange(delete) => ResponseOp::DeleteRange(self.delete(delete)?),
+                RequestOp::Txn(inner) => {
+                    let inner_path = nested_paths.next().ok_or_else(|| StoreError::Corrupt {
+                        what: "transaction plan lost a nested transaction".to_string(),
+                        location: "txn apply".to_string(),
+                    })?;
+                    ResponseOp::Txn(self.txn(inner, inner_path)?)
+                }
+            };
+            responses.push(response);
+        }
+        debug_assert!(nested_paths.next().is_none());
+        Ok(TxnResponse {
+            succeeded: path.succeeded,
+            responses,
+        })
+    }
+
+    /// A range inside a transaction sees the transaction's earlier writes.
+    fn range(&self, range: &RangeRequest) -> Result<RangeResponse, StoreError> {
+        let read_revision = if self.changed() {
+            self.write_revision
+        } else {
+            self.meta_before.current_revision
+        };
+        let at = if range.revision > 0 {
+            range.revision
+        } else {
+            read_revision
+        };
+        self.tables.view().range(range, at, read_revision)
+    }
+
+    fn put(&mut self, put: &PutRequest) -> Result<PutResponse, StoreError> {
+        let previous = self.tables.view().latest(&put.key)?;
+        debug_assert!(previous.is_some() || !(put.ignore_value || put.ignore_lease));
+        let revision = self.next_revision();
+        let kv = KeyValue {
+            key: put.key.clone(),
+            create_revision: previous
+                .as_ref()
+                .map_or(revision.main, |prev| prev.create_revision),
+            mod_revision: revision.main,
+            version: previous.as_ref().map_or(1, |prev| prev.version + 1),
+            value: match (&previous, put.ignore_value) {
+                (Some(prev), true) => prev.value.clone(),
+                _ => put.value.clone(),
+            },
+            lease: match (&previous, put.ignore_lease) {
+                (Some(prev), true) => prev.lease,
+                _ => put.lease,
+            },
+        };
+        self.tables.insert(revision, &Record::put(&kv))?;
+        self.events.push(Event {
+            kind: EventKind::Put,
+            kv,
+            prev_kv: previous.clone(),
+        });
+        Ok(PutResponse {
+            prev_kv: previous.filter(|_| put.prev_kv),
+        })
+    }
+
+    fn delete(&mut self, delete: &DeleteRangeRequest) -> Result<DeleteRangeResponse, StoreError> {
+        let range = KeyRange::new(&delete.key, &delete.range_end);
+        let live = self.tables.view().live(&range, i64::MAX)?;
+        for kv in &live {
+            let revision = self.next_revision();
+            self.tables.insert(revision, &Record::tombstone(&kv.key))?;
+            self.events.push(Event {
+                kind: EventKind::Delete,
+                kv: KeyValue {
+                    key: kv.key.clone(),
+                    mod_revision: revision.main,
+                    ..KeyValue::default()
+                },
+                prev_kv: Some(kv.clone()),
+            });
+        }
+        Ok(DeleteRangeResponse {
+            deleted: live.len() as i64,
+            prev_kvs: if delete.prev_kv { live } else { Vec::new() },
+        })
+    }
+}
+
+/// Removes every revision at or below `revision` that a read at `revision` or
+/// later cannot see: all but the newest of each key, and that one too when it
+/// is a tombstone.
+fn compact(tables: &mut WriteTables<'_>, revision: i64) -> Result<(), StoreError> {
+    let mut doomed: Vec<(Vec<u8>, Revision)> = Vec::new();
+    {
+        let mut group: Vec<(Revision, bool)> = Vec::new();
+        let mut group_key: Option<Vec<u8>> = None;
+        let mut close_group = |key: &Option<Vec<u8>>, group: &mut Vec<(Revision, bool)>| {
+            if let (Some(key), Some(&(newest, tombstone))) = (key, group.last()) {
+                let keep = usize::from(!tombstone);
+                let removable = group.len() - keep;
+                doomed.extend(
+                    group[..removable]
+                        .iter()
+                        .map(|(rev, _)| (key.clone(), *rev)),
+                );
+                debug_assert!(keep == 0 || group[removable].0 == newest);
+            }
+            group.clear();
+        };
+        let entries = tables.index.iter().map_err(StoreError::database(
+            "scanning the key index for compaction",
+        ))?;
+        for entry in entries {
+            let (entry_key, tombstone) = entry.map_err(StoreError::database(
+                "scanning the key index for compaction",
+            ))?;
+            let (key, main, sub) = entry_key.value();
+            if group_key.as_deref() != Some(key) {
+                close_group(&group_key, &mut group);
+                group_key = Some(key.to_vec());
+            }
+            if main <= revision {
+                group.push((Revision { main, sub }, tombstone.value()));
+            }
+        }
+        close_group(&group_key, &mut group);
+    }
+    for (key, rev) in doomed {
+        tables
+            .index
+            .remove((key.as_slice(), rev.main, rev.sub))
+            .map_err(StoreError::database("compacting the key index"))?;
+        tables
+            .revisions
+            .remove((rev.main, rev.sub))
+            .map_err(StoreError::database("compacting revisions"))?;
+    }
+    Ok(())
+}
