@@ -2,5 +2,6 @@
 //! the `serve` configuration. It drives the consensus core and never decides
 //! anything the core decides.
 
+pub mod config;
 pub mod etcd_error;
 pub mod proto;
