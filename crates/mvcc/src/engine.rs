@@ -618,3 +618,6 @@ fn compact(tables: &mut WriteTables<'_>, revision: i64) -> Result<(), StoreError
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

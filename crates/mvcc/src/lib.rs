@@ -20,6 +20,8 @@ mod keys;
 mod record;
 mod snapshot;
 mod store;
+#[cfg(test)]
+mod test_support;
 pub mod types;
 mod validate;
 
