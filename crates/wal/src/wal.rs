@@ -1,0 +1,704 @@
+//! [`Wal`]: the durable Raft log of one member — open or create it, append
+//! entries and hard state, make them durable with one sync, install or take
+//! snapshots, and read it back through [`raft::Storage`].
+//!
+//! Writes are buffered until [`Wal::sync`], which issues one write and one
+//! fdatasync for everything buffered, however many entries that is. The view
+//! the core reads changes only after that sync succeeds, so it never shows
+//! anything that is not durable. After any write or sync failure the log
+//! refuses further writes ([`WalError::Poisoned`]): what reached the disk is
+//! unknown, and only recovery on the next open can tell.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use raft::{
+    ConfState, Entry, HardState, InitialState, LogIndex, NodeId, Snapshot, SnapshotMeta, Storage,
+    StorageError, Term,
+};
+
+use crate::error::WalError;
+use crate::lock::DirLock;
+use crate::log_view::LogView;
+use crate::record::{self, SnapshotMarker};
+use crate::recovery;
+use crate::snapshot_file::SnapshotStore;
+use crate::writer::{HeadState, SegmentConfig, SegmentWriter};
+
+/// Segment size unless configured otherwise.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+/// The smallest segment allowed (tests use small ones to exercise rollover).
+pub const MIN_SEGMENT_BYTES: u64 = 16 << 10;
+/// Segment offsets are stored in 32 bits.
+pub const MAX_SEGMENT_BYTES: u64 = 1 << 31;
+const SEGMENT_BYTES_ALIGN: u64 = 4096;
+
+/// How a log is laid out and kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalOptions {
+    /// Written into every file; files of another cluster are refused.
+    pub cluster_id: u64,
+    /// Size of each preallocated segment file, a multiple of 4096 between
+    /// [`MIN_SEGMENT_BYTES`] and [`MAX_SEGMENT_BYTES`].
+    pub segment_bytes: u64,
+    /// How many snapshot files to keep (the newest; at least 1).
+    pub snapshots_kept: usize,
+}
+
+impl WalOptions {
+    pub fn new(cluster_id: u64) -> Self {
+        WalOptions {
+            cluster_id,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            snapshots_kept: 2,
+        }
+    }
+
+    fn validate(&self) -> Result<(), WalError> {
+        let segment_bytes = self.segment_bytes;
+        if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&segment_bytes)
+            || segment_bytes % SEGMENT_BYTES_ALIGN != 0
+        {
+            return Err(WalError::InvalidOptions(format!(
+                "segment_bytes {segment_bytes} must be a multiple of {SEGMENT_BYTES_ALIGN} between {MIN_SEGMENT_BYTES} and {MAX_SEGMENT_BYTES}"
+            )));
+        }
+        if self.snapshots_kept == 0 {
+            return Err(WalError::InvalidOptions(
+                "snapshots_kept must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn segment_config(&self, dir: &Path) -> SegmentConfig {
+        SegmentConfig {
+            dir: dir.to_path_buf(),
+            cluster_id: self.cluster_id,
+            segment_bytes: self.segment_bytes,
+        }
+    }
+}
+
+/// Counters of the work the log has done since it was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WalStats {
+    /// Calls to [`Wal::sync`] that had something to write: one write and one fdatasync each.
+    pub batches_synced: u64,
+    /// Entries made durable.
+    pub entries_synced: u64,
+}
+
+/// A change made durable by the next sync, applied to the view after it.
+#[derive(Debug)]
+enum PendingChange {
+    Entries(Vec<Entry>),
+    HardState(HardState),
+}
+
+/// The durable log of one member. See the module documentation.
+#[derive(Debug)]
+pub struct Wal {
+    dir: PathBuf,
+    view: LogView,
+    writer: SegmentWriter,
+    snapshots: SnapshotStore,
+    pending: Vec<PendingChange>,
+    /// The last index once the pending changes are durable.
+    pending_last_index: LogIndex,
+    poisoned: Option<String>,
+    stats: WalStats,
+    /// Dropped last, after the writer has finished with the files.
+    _lock: DirLock,
+}
+
+impl Wal {
+    /// Creates a new, empty log for a member of a cluster whose voters are
+    /// `voters`. Fails if `dir` already holds a log.
+    pub fn create(dir: &Path, options: &WalOptions, voters: Vec<NodeId>) -> Result<Wal, WalError> {
+        options.validate()?;
+        fs::create_dir_all(dir)
+            .map_err(|source| WalError::io("creating data directory", dir, source))?;
+        let lock = DirLock::acquire(dir)?;
+        if !recovery::segment_sequences(dir)?.is_empty() {
+            return Err(WalError::AlreadyInitialized {
+                dir: dir.to_path_buf(),
+            });
+        }
+        let snapshots = SnapshotStore::new(dir, options.cluster_id, options.snapshots_kept);
+        let initial = Snapshot {
+            meta: SnapshotMeta {
+                index: 0,
+                term: 0,
+                conf_state: ConfState { voters },
+            },
+            data: Vec::new(),
+        };
+        snapshots.write(&initial)?;
+        let head = HeadState {
+            marker: SnapshotMarker {
+                index: 0,
+                term: 0,
+                entries_kept: true,
+            },
+            hard_state: HardState::default(),
+        };
+        let writer = SegmentWriter::create_first(options.segment_config(dir), head)?;
+        let view = LogView {
+            snapshot_meta: initial.meta,
+            ..LogView::default()
+        };
+        Ok(Self::assemble(dir, view, writer, snapshots, lock))
+    }
+
+    /// Opens an existing log, recovering it after a crash: a torn last write is
+    /// cut off (it was never acknowledged); anything else wrong is an error.
+    pub fn open(dir: &Path, options: &WalOptions) -> Result<Wal, WalError> {
+        options.validate()?;
+        if !dir.is_dir() {
+            return Err(WalError::NotInitialized {
+                dir: dir.to_path_buf(),
+            });
+        }
+        let lock = DirLock::acquire(dir)?;
+        let snapshots = SnapshotStore::new(dir, options.cluster_id, options.snapshots_kept);
+        let recovered = recovery::recover(dir, options.cluster_id, &snapshots)?;
+        let writer = SegmentWriter::resume(options.segment_config(dir), recovered.resume)?;
+        tracing::info!(
+            dir = %dir.display(),
+            first_index = recovered.view.snapshot_index() + 1,
+            last_index = recovered.view.last_index(),
+            "opened log"
+        );
+        Ok(Self::assemble(dir, recovered.view, writer, snapshots, lock))
+    }
+
+    /// Opens the log in `dir`, or creates it there if it holds none.
+    pub fn open_or_create(
+        dir: &Path,
+        options: &WalOptions,
+        voters: Vec<NodeId>,
+    ) -> Result<Wal, WalError> {
+        if dir.is_dir() && !recovery::segment_sequences(dir)?.is_empty() {
+            Self::open(dir, options)
+        } else {
+            Self::create(dir, options, voters)
+        }
+    }
+
+    fn assemble(
+        dir: &Path,
+        view: LogView,
+        writer: SegmentWriter,
+        snapshots: SnapshotStore,
+        lock: DirLock,
+    ) -> Wal {
+        Wal {
+            dir: dir.to_path_buf(),
+            pending_last_index: view.last_index(),
+            view,
+            writer,
+            snapshots,
+            pending: Vec::new(),
+            poisoned: None,
+            stats: WalStats::default(),
+            _lock: lock,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The durable hard state.
+    pub fn hard_state(&self) -> HardState {
+        self.view.hard_state
+    }
+
+    /// The last durable index (the snapshot index when no entry follows it).
+    pub fn last_index(&self) -> LogIndex {
+        self.view.last_index()
+    }
+
+    /// The durable snapshot's index, term and voters.
+    pub fn snapshot_meta(&self) -> &SnapshotMeta {
+        &self.view.snapshot_meta
+    }
+
+    pub fn stats(&self) -> WalStats {
+        self.stats
+    }
+
+    fn check_writable(&self) -> Result<(), WalError> {
+        match &self.poisoned {
+            Some(cause) => Err(WalError::Poisoned {
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Records a failure of the write path; every later write is refused.
+    fn poison_on_error<T>(&mut self, result: Result<T, WalError>) -> Result<T, WalError> {
+        if let Err(error) = &result {
+            tracing::error!(dir = %self.dir.display(), %error, "log write failed; refusing further writes until restart");
+            self.poisoned = Some(error.to_string());
+        }
+        result
+    }
+
+    /// Buffers entries for the next [`Wal::sync`]. They replace every entry
+    /// from the first one's index on; entries at or before the snapshot are
+    /// skipped (already covered). The first index may be at most one past the
+    /// last (buffered) index.
+    pub fn append_entries(&mut self, entries: &[Entry]) -> Result<(), WalError> {
+        self.check_writable()?;
+        let snapshot_index = self.view.snapshot_index();
+        let entries = self.validate_append(entries)?;
+        let skip = entries
+            .iter()
+            .take_while(|entry| entry.index <= snapshot_index)
+            .count();
+        let entries = &entries[skip..];
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let result = self.writer.encode_entries(entries);
+        self.poison_on_error(result)?;
+        self.pending_last_index = entries[entries.len() - 1].index;
+        self.pending.push(PendingChange::Entries(entries.to_vec()));
+        Ok(())
+    }
+
+    fn validate_append<'a>(&self, entries: &'a [Entry]) -> Result<&'a [Entry], WalError> {
+        let Some(first) = entries.first() else {
+            return Ok(entries);
+        };
+        if first.index == 0 || first.index > self.pending_last_index + 1 {
+            return Err(WalError::InvalidRequest(format!(
+                "append at index {} leaves a gap after last index {}",
+                first.index, self.pending_last_index
+            )));
+        }
+        if let Some(pair) = entries
+            .windows(2)
+            .find(|pair| pair[1].index != pair[0].index + 1)
+        {
+            return Err(WalError::InvalidRequest(format!(
+                "appended entries are not contiguous: index {} follows {}",
+                pair[1].index, pair[0].index
+            )));
+        }
+        let capacity = SegmentWriter::segment_capacity_bytes(self.writer.segment_bytes());
+        if let Some(entry) = entries
+            .iter()
+            .find(|entry| record::single_entry_record_bytes(entry) as u64 > capacity)
+        {
+            return Err(WalError::EntryTooLarge {
+                index: entry.index,
+                record_bytes: record::single_entry_record_bytes(entry) as u64,
+                segment_capacity_bytes: capacity,
+            });
+        }
+        Ok(entries)
+    }
+
+    /// Buffers a hard state for the next [`Wal::sync`].
+    pub fn set_hard_state(&mut self, hard_state: HardState) -> Result<(), WalError> {
+        self.check_writable()?;
+        let result = self.writer.encode_hard_state(hard_state);
+        self.poison_on_error(result)?;
+        self.pending.push(PendingChange::HardState(hard_state));
+        Ok(())
+    }
+
+    /// Makes everything buffered durable with one write and one fdatasync,
+    /// then shows it to readers. Returns the last durable index.
+    pub fn sync(&mut self) -> Result<LogIndex, WalError> {
+        self.check_writable()?;
+        let result = self.writer.write_and_sync();
+        let wrote = self.poison_on_error(result)?;
+        if wrote {
+            self.stats.batches_synced += 1;
+        }
+        for change in self.pending.drain(..) {
+            match change {
+                PendingChange::Entries(entries) => {
+                    self.stats.entries_synced += entries.len() as u64;
+                    self.view.append(entries);
+                }
+                PendingChange::HardState(hard_state) => self.view.hard_state = hard_state,
+            }
+        }
+        debug_assert_eq!(self.view.last_index(), self.pending_last_index);
+        Ok(self.view.last_index())
+    }
+
+    /// What a node driver does with a Ready: its entries and hard state,
+    /// durable with one fdatasync. Returns the last durable index.
+    pub fn persist(
+        &mut self,
+        hard_state: Option<HardState>,
+        entries: &[Entry],
+    ) -> Result<LogIndex, WalError> {
+        self.append_entries(entries)?;
+        if let Some(hard_state) = hard_state {
+            self.set_hard_state(hard_state)?;
+        }
+        self.sync()
+    }
+
+    /// Installs a snapshot received from the leader: the snapshot file is
+    /// written durably, then the log moves past it. Entries after it are kept
+    /// if the log holds the snapshot's last entry with the same term, otherwise
+    /// the log restarts empty after it. The commit index rises to the snapshot.
+    pub fn apply_snapshot(&mut self, snapshot: Snapshot) -> Result<(), WalError> {
+        self.sync()?;
+        let meta = &snapshot.meta;
+        if meta.index < self.view.snapshot_index() {
+            return Err(WalError::InvalidRequest(format!(
+                "snapshot at index {} is older than the log's snapshot at {}",
+                meta.index,
+                self.view.snapshot_index()
+            )));
+        }
+        let entries_kept = self.view.term(meta.index) == Ok(meta.term);
+        let mut hard_state = self.view.hard_state;
+        hard_state.commit = hard_state.commit.max(meta.index);
+        self.install(snapshot, entries_kept, Some(hard_state))
+    }
+
+    /// Records a snapshot the local state machine took at `snapshot.meta.index`
+    /// and drops the entries (and whole segments) it covers. A snapshot at or
+    /// before the current one is ignored.
+    pub fn compact(&mut self, snapshot: Snapshot) -> Result<(), WalError> {
+        self.sync()?;
+        let meta = &snapshot.meta;
+        if meta.index <= self.view.snapshot_index() {
+            return Ok(());
+        }
+        match self.view.term(meta.index) {
+            Ok(term) if term == meta.term => self.install(snapshot, true, None),
+            Ok(term) => Err(WalError::InvalidRequest(format!(
+                "snapshot at index {} has term {}, the log holds term {term} there",
+                meta.index, meta.term
+            ))),
+            Err(_) => Err(WalError::InvalidRequest(format!(
+                "cannot compact to index {}: the log ends at {}",
+                meta.index,
+                self.view.last_index()
+            ))),
+        }
+    }
+
+    /// Snapshot file, then marker (and hard state) durable, then the view, then cleanup.
+    fn install(
+        &mut self,
+        snapshot: Snapshot,
+        entries_kept: bool,
+        hard_state: Option<HardState>,
+    ) -> Result<(), WalError> {
+        self.check_writable()?;
+        let result = self.snapshots.write(&snapshot);
+        self.poison_on_error(result)?;
+        let marker = SnapshotMarker {
+            index: snapshot.meta.index,
+            term: snapshot.meta.term,
+            entries_kept,
+        };
+        let result = self
+            .writer
+            .encode_snapshot_marker(marker)
+            .and_then(|()| match hard_state {
+                Some(hard_state) => self.writer.encode_hard_state(hard_state),
+                None => Ok(()),
+            });
+        self.poison_on_error(result)?;
+        let result = self.writer.write_and_sync();
+        self.poison_on_error(result)?;
+        self.stats.batches_synced += 1;
+        self.view.apply_snapshot(snapshot.meta, entries_kept);
+        if let Some(hard_state) = hard_state {
+            self.view.hard_state = hard_state;
+        }
+        self.pending_last_index = self.view.last_index();
+        let snapshot_index = self.view.snapshot_index();
+        let result = self
+            .snapshots
+            .prune(snapshot_index)
+            .and_then(|()| self.writer.remove_segments_through(snapshot_index));
+        let removed_segments = self.poison_on_error(result)?;
+        tracing::debug!(
+            snapshot_index,
+            removed_segments,
+            entries_kept,
+            "log moved to a snapshot"
+        );
+        Ok(())
+    }
+
+    /// Test hook: the disk accepts `bytes` more bytes of log writes, then is full.
+    #[cfg(test)]
+    pub(crate) fn inject_disk_full_after(&mut self, bytes: u64) {
+        self.writer.disk_bytes_left = Some(bytes);
+    }
+}
+
+impl Storage for Wal {
+    fn initial_state(&self) -> Result<InitialState, StorageError> {
+        Ok(InitialState {
+            hard_state: self.view.hard_state,
+            conf_state: self.view.snapshot_meta.conf_state.clone(),
+        })
+    }
+
+    fn entries(
+        &self,
+        low: LogIndex,
+        high: LogIndex,
+        max_bytes: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        self.view.entries(low, high, max_bytes)
+    }
+
+    fn term(&self, index: LogIndex) -> Result<Term, StorageError> {
+        self.view.term(index)
+    }
+
+    fn first_index(&self) -> Result<LogIndex, StorageError> {
+        Ok(self.view.snapshot_index() + 1)
+    }
+
+    fn last_index(&self) -> Result<LogIndex, StorageError> {
+        Ok(self.view.last_index())
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, StorageError> {
+        let meta = &self.view.snapshot_meta;
+        Ok(self.snapshots.load(meta.index, meta.term)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::EntryKind;
+
+    const SMALL_SEGMENT_BYTES: u64 = MIN_SEGMENT_BYTES;
+
+    fn options() -> WalOptions {
+        WalOptions {
+            segment_bytes: SMALL_SEGMENT_BYTES,
+            ..WalOptions::new(0xc1)
+        }
+    }
+
+    fn entry(index: LogIndex, term: Term) -> Entry {
+        Entry {
+            term,
+            index,
+            kind: EntryKind::Normal,
+            data: format!("entry {index} of term {term}").into_bytes(),
+        }
+    }
+
+    fn entries(first: LogIndex, last: LogIndex, term: Term) -> Vec<Entry> {
+        (first..=last).map(|index| entry(index, term)).collect()
+    }
+
+    fn snapshot(index: LogIndex, term: Term) -> Snapshot {
+        Snapshot {
+            meta: SnapshotMeta {
+                index,
+                term,
+                conf_state: ConfState {
+                    voters: vec![1, 2, 3],
+                },
+            },
+            data: format!("state machine at {index}").into_bytes(),
+        }
+    }
+
+    fn segment_count(dir: &Path) -> usize {
+        recovery::segment_sequences(dir).unwrap().len()
+    }
+
+    #[test]
+    fn persisted_entries_and_hard_state_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::create(dir.path(), &options(), vec![1, 2, 3]).unwrap();
+        let hard_state = HardState {
+            term: 2,
+            vote: 3,
+            commit: 4,
+        };
+        assert_eq!(wal.persist(Some(hard_state), &entries(1, 5, 2)).unwrap(), 5);
+        drop(wal);
+        let wal = Wal::open(dir.path(), &options()).unwrap();
+        let state = wal.initial_state().unwrap();
+        assert_eq!(state.hard_state, hard_state);
+        assert_eq!(state.conf_state.voters, vec![1, 2, 3]);
+        assert_eq!(wal.entries(1, 6, u64::MAX).unwrap(), entries(1, 5, 2));
+        assert_eq!(wal.term(0).unwrap(), 0);
+    }
+
+    #[test]
+    fn many_appends_then_one_sync_is_one_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::create(dir.path(), &options(), vec![1]).unwrap();
+        for index in 1..=100 {
+            wal.append_entries(&[entry(index, 1)]).unwrap();
+        }
+        wal.set_hard_state(HardState {
+            term: 1,
+            vote: 1,
+            commit: 0,
+        })
+        .unwrap();
+        assert_eq!(wal.last_index(), 0, "nothing is visible before the sync");
+        assert_eq!(wal.sync().unwrap(), 100);
+        assert_eq!(wal.stats().batches_synced, 1);
+        assert_eq!(wal.stats().entries_synced, 100);
+        assert_eq!(wal.sync().unwrap(), 100, "an empty sync writes nothing");
+        assert_eq!(wal.stats().batches_synced, 1);
+    }
+
+    #[test]
+    fn conflicting_suffix_is_replaced_and_stays_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::create(dir.path(), &options(), vec![1]).unwrap();
+        wal.persist(None, &entries(1, 10, 1)).unwrap();
+        wal.persist(None, &entries(6, 7, 2)).unwrap();
+        assert_eq!(wal.last_index(), 7);
+        drop(wal);
+        let wal = Wal::open(dir.path(), &options()).unwrap();
+        assert_eq!(wal.last_index(), 7);
+        assert_eq!(wal.term(5).unwrap(), 1);
+        assert_eq!(wal.term(6).unwrap(), 2);
+    }
+
+    #[test]
+    fn gap_and_oversized_entries_are_refused_without_poisoning() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::create(dir.path(), &options(), vec![1]).unwrap();
+        let error = wal.append_entries(&entries(3, 4, 1)).unwrap_err();
+        assert!(error.to_string().contains("gap"), "{error}");
+        let huge = Entry {
+            data: vec![0; SMALL_SEGMENT_BYTES as usize],
+            ..entry(1, 1)
+        };
+        assert!(matches!(
+            wal.append_entries(&[huge]),
+            Err(WalError::EntryTooLarge { index: 1, .. })
+        ));
+        wal.persist(None, &entries(1, 2, 1)).unwrap();
+    }
+
+    #[test]
+    fn compaction_drops_whole_segments_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::create(dir.path(), &options(), vec![1, 2, 3]).unwrap();
+        for first in (1..=2000).step_by(50) {
+            wal.persist(None, &entries(first, first + 49, 1)).unwrap();
+        }
+        let segments_before = segment_count(dir.path());
+        assert!(
+            segments_before > 4,
+            "small segments should have rolled over, got {segments_before}"
+        );
+        wal.compact(snapshot(1500, 1)).unwrap();
+        let segments_after = segment_count(dir.path());
+        assert!(
+            segments_after < segments_before,
+            "{segments_after} < {segments_before}"
+        );
+        assert!(matches!(
+            wal.entries(1500, 1501, u64::MAX),
+            Err(StorageError::Compacted { .. })
+        ));
+        drop(wal);
+        let wal = Wal::open(dir.path(), &options()).unwrap();
+        assert_eq!(wal.first_index().unwrap(), 1501);
+        assert_eq!(wal.last_index(), 2000);
+        assert_eq!(wal.term(1500).unwrap(), 1);
+        assert_eq!(wal.snapshot().unwrap(), snapshot(1500, 1));
+        assert_eq!(
+            wal.entries(1501, 2001, u64::MAX).unwrap(),
+            entries(1501, 2000, 1)
+        );
+    }
+
+    #[test]
+    fn installed_snapshot_that_does_not_match_replaces_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::create(dir.path(), &options(), vec![1]).unwrap();
+        wal.persist(
+            Some(HardState {
+                term: 1,
+                vote: 1,
+                commit: 3,
+            }),
+            &entries(1, 5, 1),
+        )
+        .unwrap();
+        wal.apply_snapshot(snapshot(8, 3)).unwrap();
+        assert_eq!(wal.last_index(), 8);
+        assert_eq!(wal.hard_state().commit, 8);
+        wal.persist(None, &entries(9, 9, 3)).unwrap();
+        drop(wal);
+        let wal = Wal::open(dir.path(), &options()).unwrap();
+        assert_eq!(wal.first_index().unwrap(), 9);
+        assert_eq!(wal.last_index(), 9);
+        assert_eq!(wal.hard_state().commit, 8);
+        assert_eq!(wal.snapshot().unwrap(), snapshot(8, 3));
+    }
+
+    #[test]
+    fn second_open_of_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _wal = Wal::create(dir.path(), &options(), vec![1]).unwrap();
+        assert!(matches!(
+            Wal::open(dir.path(), &options()),
+            Err(WalError::Locked { .. })
+        ));
+    }
+
+    #[test]
+    fn open_of_an_empty_directory_and_double_create_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            Wal::open(dir.path(), &options()),
+            Err(WalError::NotInitialized { .. })
+        ));
+        drop(Wal::create(dir.path(), &options(), vec![1]).unwrap());
+        assert!(matches!(
+            Wal::create(dir.path(), &options(), vec![1]),
+            Err(WalError::AlreadyInitialized { .. })
+        ));
+        Wal::open_or_create(dir.path(), &options(), vec![1]).unwrap();
+    }
+
+    #[test]
+    fn disk_full_while_appending_loses_nothing_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::create(dir.path(), &options(), vec![1]).unwrap();
+        let hard_state = HardState {
+            term: 1,
+            vote: 1,
+            commit: 20,
+        };
+        wal.persist(Some(hard_state), &entries(1, 20, 1)).unwrap();
+        wal.inject_disk_full_after(100);
+        let error = wal.persist(None, &entries(21, 40, 1)).unwrap_err();
+        assert!(matches!(error, WalError::DiskFull { .. }), "{error}");
+        assert!(error.to_string().contains("free space"), "{error}");
+        assert_eq!(wal.last_index(), 20, "the failed batch is not visible");
+        let error = wal.persist(None, &entries(21, 21, 1)).unwrap_err();
+        assert!(matches!(error, WalError::Poisoned { .. }), "{error}");
+        drop(wal);
+        let wal = Wal::open(dir.path(), &options()).unwrap();
+        assert_eq!(wal.hard_state(), hard_state);
+        assert_eq!(wal.entries(1, 21, u64::MAX).unwrap(), entries(1, 20, 1));
+        assert_eq!(wal.last_index(), 20);
+    }
+}
