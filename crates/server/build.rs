@@ -12,6 +12,7 @@ const PROTO_FILES: &[&str] = &[
     "proto/etcd/kv.proto",
     "proto/etcd/auth.proto",
     "proto/etcd/rpc.proto",
+    "proto/raftkv/peer.proto",
 ];
 /// File in OUT_DIR holding the encoded `FileDescriptorSet` of every file above.
 const DESCRIPTOR_SET_FILE: &str = "raftkv_descriptor_set.bin";

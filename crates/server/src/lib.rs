@@ -4,4 +4,5 @@
 
 pub mod config;
 pub mod etcd_error;
+pub mod peer_codec;
 pub mod proto;

@@ -24,6 +24,14 @@ pub mod etcdserverpb {
     tonic::include_proto!("etcdserverpb");
 }
 
+/// raftkv's own peer protocol (`raftkvpb`): the consensus core's messages on
+/// the wire between members. Converted to and from the core's types by
+/// [`crate::peer_codec`].
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod raftkvpb {
+    tonic::include_proto!("raftkvpb");
+}
+
 /// The encoded `google.protobuf.FileDescriptorSet` of every .proto file this
 /// crate compiles, for gRPC server reflection and for checking the API shape.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
