@@ -347,3 +347,6 @@ impl<R: Read> ChecksumReader<R> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

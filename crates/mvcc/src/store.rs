@@ -517,3 +517,6 @@ pub(crate) fn write_meta(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

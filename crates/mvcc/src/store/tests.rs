@@ -1,0 +1,303 @@
+//! Persistence, ordering and checksum behaviour of the store.
+
+use super::*;
+use crate::test_support::Harness;
+use crate::types::{CompactionRequest, DeleteRangeRequest, PutRequest};
+
+fn put(key: &str, value: &str) -> Command {
+    Command::Put(PutRequest::new(key, value))
+}
+
+fn workload() -> Vec<Command> {
+    vec![
+        put("a", "1"),
+        put("b", "1"),
+        put("a", "2"),
+        Command::DeleteRange(DeleteRangeRequest::single("b")),
+        put("c", "1"),
+        Command::Compact(CompactionRequest {
+            revision: 4,
+            physical: true,
+        }),
+        put("a", "3"),
+        put("d", "1"),
+    ]
+}
+
+fn all_keys(store: &Store) -> RangeResponse {
+    store.range(&RangeRequest::all()).unwrap()
+}
+
+#[test]
+fn a_restart_keeps_data_and_applied_index_and_does_not_apply_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    let commands = workload();
+    let before = {
+        let store = Store::open(&path).unwrap();
+        for (offset, command) in commands.iter().enumerate() {
+            store.apply(offset as u64 + 1, command).unwrap();
+        }
+        (all_keys(&store), store.hash().unwrap())
+    };
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.applied_index(), commands.len() as u64);
+    assert_eq!(store.durable_applied_index(), commands.len() as u64);
+    assert_eq!(store.current_revision(), 8);
+    assert_eq!(store.compact_revision(), 4);
+    assert_eq!((all_keys(&store), store.hash().unwrap()), before);
+    // The log replays from an older index after a restart: each is a no-op.
+    for (offset, command) in commands.iter().enumerate() {
+        let index = offset as u64 + 1;
+        assert_eq!(
+            store.apply(index, command).unwrap(),
+            ApplyOutcome::AlreadyApplied {
+                index,
+                applied_index: commands.len() as u64
+            }
+        );
+    }
+    assert_eq!((all_keys(&store), store.hash().unwrap()), before);
+    let next = store
+        .apply(commands.len() as u64 + 1, &put("a", "4"))
+        .unwrap();
+    assert!(matches!(
+        next,
+        ApplyOutcome::Applied(Applied { revision: 9, .. })
+    ));
+}
+
+#[test]
+fn a_deferred_batch_becomes_durable_at_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    let commands = workload();
+    {
+        let store = Store::open(&path).unwrap();
+        let entries = commands
+            .iter()
+            .enumerate()
+            .map(|(offset, command)| (offset as u64 + 1, Some(command)));
+        let outcomes = store.apply_batch(entries, Durability::Deferred).unwrap();
+        assert_eq!(outcomes.len(), commands.len());
+        assert_eq!(store.applied_index(), commands.len() as u64);
+        assert_eq!(store.durable_applied_index(), 0);
+        store.flush().unwrap();
+        assert_eq!(store.durable_applied_index(), commands.len() as u64);
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.applied_index(), commands.len() as u64);
+    assert_eq!(store.get_value("a"), Some(b"3".to_vec()));
+}
+
+#[test]
+fn deferred_commits_are_forced_durable_after_a_bound() {
+    let store = Store::in_memory().unwrap();
+    let command = put("a", "1");
+    for index in 1..u64::from(DEFERRED_COMMITS_MAX) {
+        store
+            .apply_batch([(index, Some(&command))], Durability::Deferred)
+            .unwrap();
+    }
+    assert_eq!(store.durable_applied_index(), 0);
+    let last = u64::from(DEFERRED_COMMITS_MAX);
+    store
+        .apply_batch([(last, Some(&command))], Durability::Deferred)
+        .unwrap();
+    assert_eq!(store.durable_applied_index(), last);
+}
+
+#[test]
+fn a_batch_equals_the_same_entries_one_by_one() {
+    let commands = workload();
+    let one_by_one = Harness::new();
+    for (offset, command) in commands.iter().enumerate() {
+        one_by_one.store.apply(offset as u64 + 1, command).unwrap();
+    }
+    let batched = Store::in_memory().unwrap();
+    let entries = commands
+        .iter()
+        .enumerate()
+        .map(|(offset, command)| (offset as u64 + 1, Some(command)));
+    batched.apply_batch(entries, Durability::Immediate).unwrap();
+    assert_eq!(batched.hash().unwrap(), one_by_one.store.hash().unwrap());
+    assert_eq!(all_keys(&batched), all_keys(&one_by_one.store));
+}
+
+#[test]
+fn a_gap_in_the_indices_is_refused_and_applies_nothing() {
+    let store = Store::in_memory().unwrap();
+    let command = put("a", "1");
+    let gap = store.apply(2, &command).unwrap_err();
+    assert!(
+        matches!(
+            gap,
+            StoreError::IndexGap {
+                index: 2,
+                expected: 1
+            }
+        ),
+        "{gap}"
+    );
+    let batch = [
+        (1, Some(&command)),
+        (2, Some(&command)),
+        (4, Some(&command)),
+    ];
+    assert!(matches!(
+        store.apply_batch(batch, Durability::Immediate),
+        Err(StoreError::IndexGap {
+            index: 4,
+            expected: 3
+        })
+    ));
+    assert_eq!(store.applied_index(), 0);
+    assert_eq!(store.current_revision(), 1);
+    assert_eq!(all_keys(&store).count, 0);
+}
+
+#[test]
+fn entries_without_a_command_only_move_the_applied_index() {
+    let store = Store::in_memory().unwrap();
+    let command = put("a", "1");
+    let outcomes = store
+        .apply_batch(
+            [(1, None), (2, Some(&command)), (3, None)],
+            Durability::Immediate,
+        )
+        .unwrap();
+    assert_eq!(outcomes[0], ApplyOutcome::NoCommand { index: 1 });
+    assert!(matches!(
+        outcomes[1],
+        ApplyOutcome::Applied(Applied {
+            index: 2,
+            revision: 2,
+            ..
+        })
+    ));
+    assert_eq!(store.applied_index(), 3);
+    assert_eq!(store.current_revision(), 2);
+}
+
+#[test]
+fn members_with_the_same_history_agree_on_hashes() {
+    let commands = workload();
+    let full = Store::in_memory().unwrap();
+    let other = Store::in_memory().unwrap();
+    for (offset, command) in commands.iter().enumerate() {
+        full.apply(offset as u64 + 1, command).unwrap();
+        other.apply(offset as u64 + 1, command).unwrap();
+    }
+    assert_eq!(full.hash().unwrap(), other.hash().unwrap());
+    assert_eq!(full.hash_kv(0).unwrap(), other.hash_kv(0).unwrap());
+    other
+        .apply(commands.len() as u64 + 1, &put("a", "x"))
+        .unwrap();
+    assert_ne!(full.hash().unwrap(), other.hash().unwrap());
+    assert_ne!(
+        full.hash_kv(0).unwrap().hash,
+        other.hash_kv(0).unwrap().hash
+    );
+    // HashKV at the shorter member's revision ignores the newer write.
+    assert_eq!(
+        other.hash_kv(full.current_revision()).unwrap(),
+        full.hash_kv(0).unwrap()
+    );
+}
+
+#[test]
+fn hash_kv_at_a_past_revision_matches_a_member_that_stopped_there() {
+    let commands = [put("a", "1"), put("b", "2"), put("a", "3"), put("c", "4")];
+    let ahead = Store::in_memory().unwrap();
+    let behind = Store::in_memory().unwrap();
+    for (offset, command) in commands.iter().enumerate() {
+        ahead.apply(offset as u64 + 1, command).unwrap();
+        if offset < 2 {
+            behind.apply(offset as u64 + 1, command).unwrap();
+        }
+    }
+    let behind_hash = behind.hash_kv(0).unwrap();
+    assert_eq!(behind_hash.hash_revision, 3);
+    assert_eq!(ahead.hash_kv(3).unwrap(), behind_hash);
+}
+
+#[test]
+fn hash_kv_refuses_compacted_and_future_revisions() {
+    let store = Store::in_memory().unwrap();
+    for (offset, command) in workload().iter().enumerate() {
+        store.apply(offset as u64 + 1, command).unwrap();
+    }
+    assert!(matches!(
+        store.hash_kv(3),
+        Err(Error::Request(RequestError::Compacted { .. }))
+    ));
+    assert!(matches!(
+        store.hash_kv(99),
+        Err(Error::Request(RequestError::FutureRevision { .. }))
+    ));
+    let at_compaction = store.hash_kv(4).unwrap();
+    assert_eq!(
+        (at_compaction.hash_revision, at_compaction.compact_revision),
+        (4, 4)
+    );
+}
+
+#[test]
+fn db_size_is_reported_for_files_and_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    let file_store = Store::open(&path).unwrap();
+    assert_eq!(
+        file_store.db_size_bytes().unwrap(),
+        std::fs::metadata(&path).unwrap().len()
+    );
+    let memory = Store::in_memory().unwrap();
+    let empty_size = memory.db_size_bytes().unwrap();
+    assert!(empty_size > 0);
+    let big_value = "x".repeat(1 << 20);
+    memory.apply(1, &put("big", &big_value)).unwrap();
+    assert!(memory.db_size_bytes().unwrap() >= empty_size + (1 << 20));
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_an_open_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("garbage.redb");
+    std::fs::write(&path, vec![0xAB; 8192]).unwrap();
+    let error = Store::open(&path).unwrap_err();
+    assert!(matches!(error, StoreError::Open { .. }), "{error}");
+    assert!(error.to_string().contains("garbage.redb"), "{error}");
+}
+
+#[test]
+fn an_unknown_format_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    drop(Store::open(&path).unwrap());
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert(META_FORMAT_VERSION, 99)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    assert!(matches!(
+        Store::open(&path),
+        Err(StoreError::UnsupportedFormat {
+            found: 99,
+            supported: STORE_FORMAT_VERSION
+        })
+    ));
+}
+
+impl Store {
+    fn get_value(&self, key: &str) -> Option<Vec<u8>> {
+        self.range(&RangeRequest::single(key))
+            .unwrap()
+            .kvs
+            .pop()
+            .map(|kv| kv.value)
+    }
+}
