@@ -145,7 +145,7 @@ impl Progress {
                 return false;
             }
             self.become_probe();
-            self.next_index = next_probe.max(self.match_index + 1);
+            self.next_index = next_probe.min(rejected_index).max(self.match_index + 1);
             return true;
         }
         if self.next_index.saturating_sub(1) != rejected_index {
@@ -157,9 +157,14 @@ impl Progress {
         true
     }
 
-    /// A heartbeat answer: lets a paused probe try again.
+    /// A heartbeat answer: lets a paused probe try again, and frees one slot of
+    /// a full window, since appends in it may have been lost and only a new
+    /// append can reveal the gap.
     pub(crate) fn heard_heartbeat_response(&mut self) {
         self.probe_sent = false;
+        if self.state == ProgressState::Replicate && self.inflight.len() >= self.inflight_max {
+            self.inflight.pop_front();
+        }
     }
 }
 
@@ -189,6 +194,16 @@ mod tests {
         progress.acknowledge(3);
         assert!(!progress.is_paused());
         assert_eq!(progress.match_index, 3);
+    }
+
+    #[test]
+    fn heartbeat_response_frees_a_full_window() {
+        let mut progress = Progress::new(1, 1);
+        progress.become_replicate();
+        progress.sent_append(2, 2);
+        assert!(progress.is_paused());
+        progress.heard_heartbeat_response();
+        assert!(!progress.is_paused());
     }
 
     #[test]
