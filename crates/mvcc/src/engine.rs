@@ -620,4 +620,6 @@ fn compact(tables: &mut WriteTables<'_>, revision: i64) -> Result<(), StoreError
 }
 
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;
