@@ -1,0 +1,245 @@
+//! Everything one simulated run is parameterized by, apart from its seed:
+//! cluster size, timing, the network and disk models, which faults to
+//! inject, the client workload, and the deliberate simulator-side bugs.
+//!
+//! Owns: [`SimConfig`] and its parts, [`FaultSet`] parsing for the CLI.
+//! Must never: hold state of a run.
+
+use std::str::FromStr;
+
+/// How clients' Gets are served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadMode {
+    /// Through the ReadIndex barrier: linearizable.
+    ReadIndex,
+    /// From whichever member the client asks, at once, without any barrier.
+    /// Not linearizable: a deliberate bug the checker must catch.
+    LocalUnsafe,
+}
+
+/// Latency and unreliability of the links between members (and clients).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetworkConfig {
+    pub latency_us_min: u64,
+    pub latency_us_max: u64,
+    pub drop_probability: f64,
+    pub duplicate_probability: f64,
+}
+
+/// The disk model: how long an fsync takes and how a crash tears a write.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DiskConfig {
+    pub fsync_us_min: u64,
+    pub fsync_us_max: u64,
+    /// Chance that a crash during an fsync keeps a prefix of the write's
+    /// records (snapshot, entries, hard state) instead of none of them.
+    pub torn_write_probability: f64,
+}
+
+/// Which faults the nemesis injects during the fault phase.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultSet {
+    /// Drops, duplicates and reordering on every link.
+    pub unreliable_network: bool,
+    /// Random halves, an isolated leader, a bridge, one-way cuts.
+    pub partitions: bool,
+    /// Member crashes (losing unsynced writes) and restarts.
+    pub crashes: bool,
+}
+
+impl FaultSet {
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    pub fn all() -> Self {
+        Self {
+            unreliable_network: true,
+            partitions: true,
+            crashes: true,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Self::none()
+    }
+}
+
+/// A `--faults` value that names no known fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown fault {name:?} in {input:?}; use \"all\", \"none\" or a comma list of network, partition, crash")]
+pub struct FaultSetParseError {
+    pub name: String,
+    pub input: String,
+}
+
+impl FromStr for FaultSet {
+    type Err = FaultSetParseError;
+
+    /// `all`, `none`, or a comma list of `network`, `partition`, `crash`.
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let mut faults = FaultSet::none();
+        for name in input
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+        {
+            match name {
+                "all" => faults = FaultSet::all(),
+                "none" => {}
+                "network" => faults.unreliable_network = true,
+                "partition" | "partitions" => faults.partitions = true,
+                "crash" | "crashes" => faults.crashes = true,
+                other => {
+                    return Err(FaultSetParseError {
+                        name: other.to_string(),
+                        input: input.to_string(),
+                    })
+                }
+            }
+        }
+        Ok(faults)
+    }
+}
+
+/// The client workload.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkloadConfig {
+    pub client_count: usize,
+    pub key_count: u8,
+    /// How long a client waits for an answer before retrying elsewhere.
+    pub request_timeout_us: u64,
+    /// Attempts (first try plus retries) before a client gives up on an
+    /// operation during the fault phase; its outcome is then unknown.
+    pub attempts_max: u32,
+    /// Pause between a client's operations, drawn from `[0, think_us_max]`.
+    pub think_us_max: u64,
+    /// Pause before retrying after a "not leader" answer.
+    pub redirect_backoff_us: u64,
+    pub read_mode: ReadMode,
+    /// Retries of a Get repeat the ReadIndex context of its first attempt
+    /// instead of starting a fresh read. The core must still answer them.
+    pub read_context_reused_on_retry: bool,
+}
+
+/// Deliberate simulator-side bugs, each of which the checkers must catch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SimMutations {
+    /// The disk model sends `persisted_messages` (votes, append
+    /// acknowledgements) before the write they promise is durable.
+    pub persisted_messages_before_fsync: bool,
+}
+
+/// Everything about a run except its seed.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Members, with ids `1..=node_count`.
+    pub node_count: usize,
+    pub tick_us: u64,
+    pub election_ticks: u32,
+    pub heartbeat_ticks: u32,
+    pub pre_vote: bool,
+    pub check_quorum: bool,
+    pub message_bytes_max: u64,
+    /// Each member snapshots its state machine and compacts its log every
+    /// this many applied entries (0: never).
+    pub snapshot_interval_entries: u64,
+    pub network: NetworkConfig,
+    pub disk: DiskConfig,
+    pub faults: FaultSet,
+    /// Virtual time during which faults are injected and clients run.
+    pub fault_phase_us: u64,
+    /// Gap between two fault decisions, drawn from `[min, max]`.
+    pub fault_interval_us_min: u64,
+    pub fault_interval_us_max: u64,
+    /// How long a partition lasts, and a crashed member stays down.
+    pub fault_duration_us_min: u64,
+    pub fault_duration_us_max: u64,
+    /// After healing: a leader must appear within this many election timeouts.
+    pub heal_leader_election_timeouts: u64,
+    /// After healing: every pending client operation must complete, and
+    /// every member catch up, within this much virtual time.
+    pub heal_completion_us_max: u64,
+    pub workload: WorkloadConfig,
+    pub mutations: SimMutations,
+    /// A deliberate bug in the core (test builds with the `mutations` feature).
+    #[cfg(feature = "mutations")]
+    pub core_mutation: Option<raft::Mutation>,
+    /// Events kept for a violation's story.
+    pub trace_events_max: usize,
+    /// Check the client history for linearizability at the end of the run.
+    pub check_linearizability: bool,
+}
+
+impl SimConfig {
+    /// A cluster of `node_count` members with the given faults and the
+    /// defaults used by the multi-seed runs.
+    pub fn new(node_count: usize, faults: FaultSet) -> Self {
+        let unreliable = faults.unreliable_network;
+        Self {
+            node_count,
+            tick_us: 10_000,
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            pre_vote: true,
+            check_quorum: true,
+            message_bytes_max: 64 * 1024,
+            snapshot_interval_entries: 64,
+            network: NetworkConfig {
+                latency_us_min: 500,
+                latency_us_max: if unreliable { 15_000 } else { 3_000 },
+                drop_probability: if unreliable { 0.05 } else { 0.0 },
+                duplicate_probability: if unreliable { 0.02 } else { 0.0 },
+            },
+            disk: DiskConfig {
+                fsync_us_min: 200,
+                fsync_us_max: 5_000,
+                torn_write_probability: 0.5,
+            },
+            faults,
+            fault_phase_us: 3_000_000,
+            fault_interval_us_min: 100_000,
+            fault_interval_us_max: 600_000,
+            fault_duration_us_min: 100_000,
+            fault_duration_us_max: 1_200_000,
+            heal_leader_election_timeouts: 10,
+            heal_completion_us_max: 15_000_000,
+            workload: WorkloadConfig {
+                client_count: 4,
+                key_count: 3,
+                request_timeout_us: 300_000,
+                attempts_max: 5,
+                think_us_max: 30_000,
+                redirect_backoff_us: 5_000,
+                read_mode: ReadMode::ReadIndex,
+                read_context_reused_on_retry: false,
+            },
+            mutations: SimMutations::default(),
+            #[cfg(feature = "mutations")]
+            core_mutation: None,
+            trace_events_max: 48,
+            check_linearizability: true,
+        }
+    }
+
+    /// The longest randomized election timeout, in virtual microseconds.
+    pub fn election_timeout_us_max(&self) -> u64 {
+        2 * u64::from(self.election_ticks) * self.tick_us
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_sets_parse_from_cli_words() {
+        assert_eq!("all".parse::<FaultSet>(), Ok(FaultSet::all()));
+        assert_eq!("none".parse::<FaultSet>(), Ok(FaultSet::none()));
+        let parsed: FaultSet = "network, crash".parse().unwrap();
+        assert!(parsed.unreliable_network && parsed.crashes && !parsed.partitions);
+        let error = "network,flood".parse::<FaultSet>().unwrap_err();
+        assert_eq!(error.name, "flood");
+        assert!(error.to_string().contains("network, partition, crash"));
+    }
+}

@@ -1,0 +1,590 @@
+//! The Raft safety properties, checked incrementally as the world reports
+//! what each member does: Election Safety, Log Matching, Leader Append-Only,
+//! Leader Completeness, State Machine Safety, commit monotonicity, commit only
+//! with a durable majority, and no acknowledged write lost.
+//!
+//! Owns: the run-wide memory these checks need (leaders per term, entry
+//! fingerprints per (index, term), the committed prefix). Must never: drive
+//! the world or trust a member's own claim of correctness; every check
+//! compares what one member did against what the others did.
+
+use std::collections::{BTreeMap, HashMap};
+
+use raft::{Entry, LogIndex, NodeId, Term};
+
+use crate::kv::KvStore;
+use crate::log_view::{fingerprint, LogView};
+use crate::violation::{Invariant, Violation};
+
+/// Access to every member's durable log, for the durable-majority check.
+pub trait DurableLogs {
+    fn members(&self) -> Vec<NodeId>;
+    /// Whether `node`'s durable state holds entry `index` with `term`, either
+    /// as a log entry or covered by its snapshot.
+    fn durably_holds(&self, node: NodeId, index: LogIndex, term: Term) -> bool;
+}
+
+/// The first sighting of an entry at (index, term): its digest and the term
+/// of the entry before it, which by Log Matching every log must agree on.
+#[derive(Clone, Copy, Debug)]
+struct EntrySighting {
+    fingerprint: u64,
+    previous_term: Option<Term>,
+    node: NodeId,
+}
+
+/// A committed entry as the run first learned it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct CommittedEntry {
+    term: Term,
+    fingerprint: u64,
+    node: NodeId,
+}
+
+/// What a leader's log looked like at the last observation, to check it only grows.
+#[derive(Clone, Copy, Debug)]
+struct LeaderWatch {
+    term: Term,
+    last_index: LogIndex,
+}
+
+type Checked = Result<(), Violation>;
+
+/// The run-wide safety checker. Each `observe_*` call is one thing a member
+/// did; a returned violation names the invariant and the members involved.
+#[derive(Debug, Default)]
+pub struct SafetyChecker {
+    leaders_by_term: BTreeMap<Term, NodeId>,
+    sightings: HashMap<(LogIndex, Term), EntrySighting>,
+    committed: BTreeMap<LogIndex, CommittedEntry>,
+    commit_in_memory: BTreeMap<NodeId, LogIndex>,
+    commit_durable: BTreeMap<NodeId, LogIndex>,
+    leaders: BTreeMap<NodeId, LeaderWatch>,
+    acknowledged_requests: BTreeMap<u64, u64>,
+}
+
+impl SafetyChecker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Distinct (term, leader) pairs seen: the number of elections won.
+    pub fn elections(&self) -> usize {
+        self.leaders_by_term.len()
+    }
+
+    /// The highest index known committed anywhere.
+    pub fn committed_index(&self) -> LogIndex {
+        self.committed.keys().next_back().copied().unwrap_or(0)
+    }
+
+    /// The fingerprint of the entry committed at `index`, if known.
+    pub fn committed_fingerprint(&self, index: LogIndex) -> Option<u64> {
+        self.committed.get(&index).map(|entry| entry.fingerprint)
+    }
+
+    /// The lowest index at which an entry with `fingerprint` was committed.
+    pub fn find_committed(&self, fingerprint: u64) -> Option<LogIndex> {
+        self.committed
+            .iter()
+            .find(|(_, entry)| entry.fingerprint == fingerprint)
+            .map(|(&index, _)| index)
+    }
+
+    /// `node` is leader of `term` with `log`: Election Safety (no other leader
+    /// in this term, ever) and Leader Completeness (it holds every entry
+    /// committed so far). Call once when a member is first seen leading a term.
+    pub fn observe_leader(
+        &mut self,
+        node: NodeId,
+        term: Term,
+        log: &dyn LogView,
+        time_us: u64,
+    ) -> Checked {
+        if let Some(&other) = self.leaders_by_term.get(&term) {
+            if other != node {
+                return Err(Violation::new(
+                    Invariant::ElectionSafety,
+                    vec![other, node],
+                    time_us,
+                    format!("nodes {other} and {node} were both leader in term {term}"),
+                ));
+            }
+        }
+        self.leaders_by_term.insert(term, node);
+        for (&index, committed) in &self.committed {
+            if index <= log.snapshot_index() {
+                continue;
+            }
+            let held = log
+                .entry(index)
+                .map(|entry| (entry.term, fingerprint(entry)));
+            if held != Some((committed.term, committed.fingerprint)) {
+                return Err(Violation::new(
+                    Invariant::LeaderCompleteness,
+                    vec![node, committed.node],
+                    time_us,
+                    format!(
+                        "node {node} leads term {term} but lacks the entry committed at index \
+                         {index} (term {}); its log has {:?} there",
+                        committed.term,
+                        held.map(|(term, _)| term)
+                    ),
+                ));
+            }
+        }
+        self.leaders.insert(
+            node,
+            LeaderWatch {
+                term,
+                last_index: log.last_index(),
+            },
+        );
+        Ok(())
+    }
+
+    /// `node` is no longer leader (stepped down, crashed).
+    pub fn observe_not_leader(&mut self, node: NodeId) {
+        self.leaders.remove(&node);
+    }
+
+    /// `node` is about to add `entries` to its log, which is `log_before`
+    /// beforehand: Log Matching (an (index, term) seen anywhere must carry the
+    /// same entry after the same previous term) and Leader Append-Only.
+    pub fn observe_append(
+        &mut self,
+        node: NodeId,
+        current_term: Term,
+        log_before: &dyn LogView,
+        entries: &[Entry],
+        time_us: u64,
+    ) -> Checked {
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
+        if let Some(watch) = self.leaders.get_mut(&node) {
+            if watch.term == current_term && first.index <= watch.last_index {
+                return Err(Violation::new(
+                    Invariant::LeaderAppendOnly,
+                    vec![node],
+                    time_us,
+                    format!(
+                        "leader {node} of term {current_term} rewrites its log from index {} \
+                         while its log reached {}",
+                        first.index, watch.last_index
+                    ),
+                ));
+            }
+            if watch.term == current_term {
+                watch.last_index = entries.last().map_or(watch.last_index, |last| last.index);
+            }
+        }
+        for (position, entry) in entries.iter().enumerate() {
+            let previous_term = if position > 0 {
+                Some(entries[position - 1].term)
+            } else {
+                log_before.term(entry.index - 1)
+            };
+            self.observe_entry(node, entry, previous_term, time_us)?;
+        }
+        Ok(())
+    }
+
+    fn observe_entry(
+        &mut self,
+        node: NodeId,
+        entry: &Entry,
+        previous_term: Option<Term>,
+        time_us: u64,
+    ) -> Checked {
+        let digest = fingerprint(entry);
+        let sighting = self
+            .sightings
+            .entry((entry.index, entry.term))
+            .or_insert(EntrySighting {
+                fingerprint: digest,
+                previous_term,
+                node,
+            });
+        let index = entry.index;
+        let term = entry.term;
+        if sighting.fingerprint != digest {
+            return Err(Violation::new(
+                Invariant::LogMatching,
+                vec![sighting.node, node],
+                time_us,
+                format!("two different entries at index {index} with term {term}"),
+            ));
+        }
+        match (sighting.previous_term, previous_term) {
+            (Some(first_seen), Some(now)) if first_seen != now => Err(Violation::new(
+                Invariant::LogMatching,
+                vec![sighting.node, node],
+                time_us,
+                format!(
+                    "entry at index {index} term {term} follows term {first_seen} on node {} \
+                     but term {now} on node {node}: the logs agree on an entry but not on its prefix",
+                    sighting.node
+                ),
+            )),
+            (None, Some(now)) => {
+                sighting.previous_term = Some(now);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// `node` now considers `commit` committed, with `log` its log: commit
+    /// never moves back, the newly committed entries agree with what anyone
+    /// else committed, and (for a leader) a majority durably holds `commit`.
+    pub fn observe_commit(
+        &mut self,
+        node: NodeId,
+        commit: LogIndex,
+        log: &dyn LogView,
+        leader_durable: Option<&dyn DurableLogs>,
+        time_us: u64,
+    ) -> Checked {
+        let before = self.commit_in_memory.get(&node).copied().unwrap_or(0);
+        if commit < before {
+            return Err(Violation::new(
+                Invariant::CommitRegressed,
+                vec![node],
+                time_us,
+                format!("node {node}'s commit index fell from {before} to {commit}"),
+            ));
+        }
+        self.commit_in_memory.insert(node, commit);
+        for index in (before + 1).max(log.snapshot_index() + 1)..=commit {
+            let Some(entry) = log.entry(index) else {
+                return Err(Violation::new(
+                    Invariant::CommitWithoutMajority,
+                    vec![node],
+                    time_us,
+                    format!("node {node} commits index {index}, which its own log does not hold"),
+                ));
+            };
+            self.record_committed(node, entry, time_us)?;
+        }
+        if let Some(durable) = leader_durable {
+            if commit > before && commit > log.snapshot_index() {
+                let term = log.term(commit).unwrap_or(0);
+                check_durable_majority(node, commit, term, durable, time_us)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `node`'s durable hard state now says `commit`: it must never fall.
+    pub fn observe_durable_commit(
+        &mut self,
+        node: NodeId,
+        commit: LogIndex,
+        time_us: u64,
+    ) -> Checked {
+        let before = self.commit_durable.get(&node).copied().unwrap_or(0);
+        if commit < before {
+            return Err(Violation::new(
+                Invariant::CommitRegressed,
+                vec![node],
+                time_us,
+                format!("node {node}'s durable commit index fell from {before} to {commit}"),
+            ));
+        }
+        self.commit_durable.insert(node, commit);
+        Ok(())
+    }
+
+    /// `node` restarted from durable state: its in-memory commit starts over
+    /// from what it persisted.
+    pub fn observe_restart(&mut self, node: NodeId, durable_commit: LogIndex) {
+        self.commit_in_memory.insert(node, durable_commit);
+        self.leaders.remove(&node);
+    }
+
+    /// `node` applied `entry`: State Machine Safety (everyone applies the same
+    /// command at one index).
+    pub fn observe_apply(&mut self, node: NodeId, entry: &Entry, time_us: u64) -> Checked {
+        self.record_committed(node, entry, time_us)
+    }
+
+    fn record_committed(&mut self, node: NodeId, entry: &Entry, time_us: u64) -> Checked {
+        let seen = CommittedEntry {
+            term: entry.term,
+            fingerprint: fingerprint(entry),
+            node,
+        };
+        let first = *self.committed.entry(entry.index).or_insert(seen);
+        if (first.term, first.fingerprint) != (seen.term, seen.fingerprint) {
+            return Err(Violation::new(
+                Invariant::StateMachineSafety,
+                vec![first.node, node],
+                time_us,
+                format!(
+                    "index {} holds a term-{} entry on node {} but a different term-{} entry \
+                     on node {node}; both were committed or applied",
+                    entry.index, first.term, first.node, entry.term
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A client saw its write `request_id` acknowledged.
+    pub fn observe_acknowledged_write(&mut self, client_id: u64, request_id: u64) {
+        let newest = self.acknowledged_requests.entry(client_id).or_insert(0);
+        *newest = (*newest).max(request_id);
+    }
+
+    /// At the end of a run, once `node` has caught up: its state machine must
+    /// reflect every acknowledged write (each client's newest acknowledged
+    /// request has been applied there).
+    pub fn check_acknowledged_writes(
+        &self,
+        node: NodeId,
+        store: &KvStore,
+        time_us: u64,
+    ) -> Checked {
+        for (&client_id, &request_id) in &self.acknowledged_requests {
+            let applied = store.last_request(client_id).unwrap_or(0);
+            if applied < request_id {
+                return Err(Violation::new(
+                    Invariant::AcknowledgedWriteLost,
+                    vec![node],
+                    time_us,
+                    format!(
+                        "client {client_id}'s write #{request_id} was acknowledged, but node \
+                         {node}'s state machine has applied only up to request #{applied}"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_durable_majority(
+    leader: NodeId,
+    commit: LogIndex,
+    term: Term,
+    durable: &dyn DurableLogs,
+    time_us: u64,
+) -> Checked {
+    let members = durable.members();
+    let holders: Vec<NodeId> = members
+        .iter()
+        .copied()
+        .filter(|&member| durable.durably_holds(member, commit, term))
+        .collect();
+    if holders.len() * 2 > members.len() {
+        return Ok(());
+    }
+    Err(Violation::new(
+        Invariant::CommitWithoutMajority,
+        vec![leader],
+        time_us,
+        format!(
+            "leader {leader} commits index {commit} (term {term}) but only {holders:?} of \
+             {} members hold it durably",
+            members.len()
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::{Command, KvInput};
+    use raft::EntryKind;
+
+    /// A log as a plain list of entries starting at index 1.
+    struct VecLog(Vec<Entry>);
+
+    impl LogView for VecLog {
+        fn entry(&self, index: LogIndex) -> Option<&Entry> {
+            index
+                .checked_sub(1)
+                .and_then(|position| self.0.get(position as usize))
+        }
+        fn snapshot_index(&self) -> LogIndex {
+            0
+        }
+        fn snapshot_term(&self) -> Term {
+            0
+        }
+        fn last_index(&self) -> LogIndex {
+            self.0.len() as u64
+        }
+    }
+
+    struct Durable(BTreeMap<NodeId, VecLog>);
+
+    impl DurableLogs for Durable {
+        fn members(&self) -> Vec<NodeId> {
+            self.0.keys().copied().collect()
+        }
+        fn durably_holds(&self, node: NodeId, index: LogIndex, term: Term) -> bool {
+            self.0[&node].term(index) == Some(term)
+        }
+    }
+
+    fn entry(index: LogIndex, term: Term, payload: u8) -> Entry {
+        Entry {
+            term,
+            index,
+            kind: EntryKind::Normal,
+            data: vec![payload],
+        }
+    }
+
+    fn log(terms: &[Term]) -> VecLog {
+        VecLog(
+            terms
+                .iter()
+                .enumerate()
+                .map(|(position, &term)| entry(position as u64 + 1, term, 0))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn election_safety_catches_two_leaders_in_one_term() {
+        let mut checker = SafetyChecker::new();
+        checker.observe_leader(1, 3, &log(&[]), 10).unwrap();
+        checker.observe_leader(1, 3, &log(&[]), 11).unwrap();
+        checker.observe_leader(2, 4, &log(&[]), 12).unwrap();
+        let violation = checker.observe_leader(2, 3, &log(&[]), 20).unwrap_err();
+        assert_eq!(violation.invariant, Invariant::ElectionSafety);
+        assert_eq!(violation.nodes, vec![1, 2]);
+        assert_eq!(violation.time_us, 20);
+    }
+
+    #[test]
+    fn log_matching_catches_same_index_and_term_with_different_entries() {
+        let mut checker = SafetyChecker::new();
+        checker
+            .observe_append(1, 1, &log(&[]), &[entry(1, 1, 7)], 0)
+            .unwrap();
+        checker
+            .observe_append(2, 1, &log(&[]), &[entry(1, 1, 7)], 0)
+            .unwrap();
+        let violation = checker
+            .observe_append(3, 1, &log(&[]), &[entry(1, 1, 8)], 5)
+            .unwrap_err();
+        assert_eq!(violation.invariant, Invariant::LogMatching);
+    }
+
+    #[test]
+    fn log_matching_catches_same_entry_after_a_different_prefix() {
+        let mut checker = SafetyChecker::new();
+        checker
+            .observe_append(1, 2, &log(&[1]), &[entry(2, 2, 9)], 0)
+            .unwrap();
+        let violation = checker
+            .observe_append(2, 2, &log(&[2]), &[entry(2, 2, 9)], 1)
+            .unwrap_err();
+        assert_eq!(violation.invariant, Invariant::LogMatching);
+        assert_eq!(violation.nodes, vec![1, 2]);
+    }
+
+    #[test]
+    fn leader_append_only_catches_a_leader_rewriting_its_log() {
+        let mut checker = SafetyChecker::new();
+        checker.observe_leader(1, 2, &log(&[1, 1, 2]), 0).unwrap();
+        checker
+            .observe_append(1, 2, &log(&[1, 1, 2]), &[entry(4, 2, 0)], 1)
+            .unwrap();
+        let violation = checker
+            .observe_append(1, 2, &log(&[1, 1, 2, 2]), &[entry(3, 2, 5)], 2)
+            .unwrap_err();
+        assert_eq!(violation.invariant, Invariant::LeaderAppendOnly);
+        checker.observe_not_leader(1);
+        checker
+            .observe_append(1, 3, &log(&[1, 1, 2, 2]), &[entry(3, 3, 5)], 3)
+            .unwrap();
+    }
+
+    #[test]
+    fn leader_completeness_catches_a_leader_missing_a_committed_entry() {
+        let mut checker = SafetyChecker::new();
+        checker
+            .observe_commit(1, 2, &log(&[1, 1]), None, 0)
+            .unwrap();
+        checker.observe_leader(2, 2, &log(&[1, 1, 1]), 1).unwrap();
+        let violation = checker.observe_leader(3, 3, &log(&[1]), 2).unwrap_err();
+        assert_eq!(violation.invariant, Invariant::LeaderCompleteness);
+        assert_eq!(violation.nodes[0], 3);
+    }
+
+    #[test]
+    fn state_machine_safety_catches_different_commands_at_one_index() {
+        let mut checker = SafetyChecker::new();
+        checker.observe_apply(1, &entry(1, 1, 1), 0).unwrap();
+        checker.observe_apply(2, &entry(1, 1, 1), 0).unwrap();
+        let violation = checker.observe_apply(3, &entry(1, 2, 3), 4).unwrap_err();
+        assert_eq!(violation.invariant, Invariant::StateMachineSafety);
+        assert_eq!(violation.nodes, vec![1, 3]);
+    }
+
+    #[test]
+    fn commit_regression_is_caught_in_memory_and_on_disk() {
+        let mut checker = SafetyChecker::new();
+        checker
+            .observe_commit(1, 2, &log(&[1, 1]), None, 0)
+            .unwrap();
+        let violation = checker
+            .observe_commit(1, 1, &log(&[1, 1]), None, 1)
+            .unwrap_err();
+        assert_eq!(violation.invariant, Invariant::CommitRegressed);
+        checker.observe_durable_commit(1, 2, 2).unwrap();
+        let violation = checker.observe_durable_commit(1, 1, 3).unwrap_err();
+        assert_eq!(violation.invariant, Invariant::CommitRegressed);
+        checker.observe_restart(1, 2);
+        checker
+            .observe_commit(1, 2, &log(&[1, 1]), None, 4)
+            .unwrap();
+    }
+
+    #[test]
+    fn commit_without_durable_majority_is_caught() {
+        let durable = Durable(BTreeMap::from([
+            (1, log(&[1, 1])),
+            (2, log(&[1])),
+            (3, log(&[1])),
+        ]));
+        let mut checker = SafetyChecker::new();
+        checker
+            .observe_commit(1, 1, &log(&[1, 1]), Some(&durable), 0)
+            .unwrap();
+        let violation = checker
+            .observe_commit(1, 2, &log(&[1, 1]), Some(&durable), 1)
+            .unwrap_err();
+        assert_eq!(violation.invariant, Invariant::CommitWithoutMajority);
+        let majority = Durable(BTreeMap::from([
+            (1, log(&[1, 1])),
+            (2, log(&[1, 1])),
+            (3, log(&[1])),
+        ]));
+        let mut checker = SafetyChecker::new();
+        checker
+            .observe_commit(1, 2, &log(&[1, 1]), Some(&majority), 1)
+            .unwrap();
+    }
+
+    #[test]
+    fn acknowledged_write_missing_from_a_store_is_caught() {
+        let mut checker = SafetyChecker::new();
+        let mut store = KvStore::default();
+        store.apply(&Command {
+            client_id: 1,
+            request_id: 1,
+            input: KvInput::Put { key: 0, value: 1 },
+        });
+        checker.observe_acknowledged_write(1, 1);
+        checker.check_acknowledged_writes(2, &store, 0).unwrap();
+        checker.observe_acknowledged_write(1, 2);
+        let violation = checker.check_acknowledged_writes(2, &store, 9).unwrap_err();
+        assert_eq!(violation.invariant, Invariant::AcknowledgedWriteLost);
+    }
+}

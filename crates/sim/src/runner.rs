@@ -1,0 +1,220 @@
+//! Running whole simulations: one seed to a [`Summary`] or a [`Violation`],
+//! and many seeds across threads with a progress callback, for tests and
+//! the `raftkv sim` command.
+//!
+//! Owns: the shape of a run (fault phase, healing, final checks,
+//! linearizability) and aggregating many runs. Must never: use real time
+//! to decide anything, or let one seed's failure stop the others.
+
+use std::ops::Range;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+
+use crate::config::SimConfig;
+use crate::linearizability::{self, KvModel, Limits, Verdict};
+use crate::violation::{Invariant, Violation};
+use crate::world::World;
+
+/// What one passing run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub seed: u64,
+    pub node_count: usize,
+    pub simulated_us: u64,
+    pub events: u64,
+    pub elections: u64,
+    pub faults_injected: u64,
+    pub crashes: u64,
+    pub partitions: u64,
+    pub messages_sent: u64,
+    pub message_bytes: u64,
+    pub messages_dropped: u64,
+    pub snapshots_installed: u64,
+    pub ops_completed: u64,
+    pub ops_abandoned: u64,
+    /// Operations in the history given to the linearizability checker.
+    pub ops_checked: u64,
+    /// The checker hit its search bound: neither proven nor refuted.
+    pub linearizability_undecided: bool,
+    /// Hash of every event of the run: equal seeds give equal digests.
+    pub trace_digest: u64,
+}
+
+/// Runs one seed: faults and clients for the fault phase, then healing until
+/// the cluster is quiescent, then the final checks and linearizability.
+pub fn run_seed(config: &SimConfig, seed: u64) -> Result<Summary, Violation> {
+    let mut world = World::new(config.clone(), seed);
+    let budget_us =
+        config.fault_phase_us + config.heal_completion_us_max + config.election_timeout_us_max();
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let quiescent = world.run_until(budget_us, World::is_quiescent);
+        if quiescent {
+            world.check_final_state();
+        }
+        quiescent
+    }));
+    match outcome {
+        Err(panic) => return Err(world.panic_violation(panic_message(panic.as_ref()))),
+        Ok(_) if world.violation().is_some() => {
+            return Err(world.violation().cloned().unwrap_or_else(|| unreachable!()))
+        }
+        Ok(false) => {
+            return Err(world.liveness_timeout_violation(format!(
+                "the run did not settle within {} ms of virtual time",
+                budget_us / 1000
+            )))
+        }
+        Ok(true) => {}
+    }
+    let mut summary = summarize(&world);
+    if config.check_linearizability {
+        summary.ops_checked = world.history().len() as u64;
+        match linearizability::check(&KvModel, world.history(), &Limits::default()) {
+            Ok(Verdict::Linearizable) => {}
+            Ok(Verdict::Unknown { .. }) => summary.linearizability_undecided = true,
+            Ok(Verdict::NotLinearizable(evidence)) => {
+                let detail = format!("key {}: {}", evidence.key, evidence.explanation);
+                return Err(world.final_violation(Invariant::Linearizability, detail));
+            }
+            Err(error) => {
+                return Err(world.final_violation(
+                    Invariant::SimulatorFault,
+                    format!("history rejected: {error}"),
+                ));
+            }
+        }
+    }
+    Ok(summary)
+}
+
+fn summarize(world: &World) -> Summary {
+    let stats = world.stats();
+    Summary {
+        seed: world.seed(),
+        node_count: world.config().node_count,
+        simulated_us: world.now_us(),
+        events: stats.events,
+        elections: world.checker().elections() as u64,
+        faults_injected: stats.faults_injected,
+        crashes: stats.crashes,
+        partitions: stats.partitions,
+        messages_sent: stats.messages_sent,
+        message_bytes: stats.message_bytes,
+        messages_dropped: stats.messages_dropped,
+        snapshots_installed: stats.snapshots_installed,
+        ops_completed: stats.ops_completed,
+        ops_abandoned: stats.ops_abandoned,
+        ops_checked: 0,
+        linearizability_undecided: false,
+        trace_digest: world.trace_digest(),
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        String::from("(panic without a message)")
+    }
+}
+
+/// The result of one seed in a multi-seed run.
+#[derive(Clone, Debug)]
+pub struct SeedOutcome {
+    pub seed: u64,
+    pub result: Result<Summary, Violation>,
+}
+
+/// Totals over many seeds.
+#[derive(Clone, Debug, Default)]
+pub struct BatchSummary {
+    pub seeds_run: u64,
+    pub seeds_passed: u64,
+    pub simulated_us: u64,
+    pub events: u64,
+    pub elections: u64,
+    pub faults_injected: u64,
+    pub ops_checked: u64,
+    pub linearizability_undecided: u64,
+    /// Every violation found, in seed order.
+    pub failures: Vec<Violation>,
+}
+
+impl BatchSummary {
+    fn add(&mut self, outcome: &SeedOutcome) {
+        self.seeds_run += 1;
+        match &outcome.result {
+            Ok(summary) => {
+                self.seeds_passed += 1;
+                self.simulated_us += summary.simulated_us;
+                self.events += summary.events;
+                self.elections += summary.elections;
+                self.faults_injected += summary.faults_injected;
+                self.ops_checked += summary.ops_checked;
+                self.linearizability_undecided += u64::from(summary.linearizability_undecided);
+            }
+            Err(violation) => self.failures.push(violation.clone()),
+        }
+    }
+}
+
+/// Runs every seed in `seeds` on `threads` worker threads (at least one),
+/// calling `on_outcome` on the calling thread as each seed finishes (in
+/// completion order), and returns the totals. Each seed's result depends on
+/// the seed alone, never on the thread that ran it.
+pub fn run_seeds(
+    config: &SimConfig,
+    seeds: Range<u64>,
+    threads: usize,
+    mut on_outcome: impl FnMut(&SeedOutcome),
+) -> BatchSummary {
+    let seeds: Vec<u64> = seeds.collect();
+    let next = AtomicUsize::new(0);
+    let (sender, receiver) = mpsc::channel::<SeedOutcome>();
+    let mut batch = BatchSummary::default();
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1).min(seeds.len().max(1)) {
+            let sender = sender.clone();
+            let (seeds, next) = (&seeds, &next);
+            scope.spawn(move || loop {
+                let position = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&seed) = seeds.get(position) else {
+                    return;
+                };
+                let result = run_seed(config, seed);
+                if sender.send(SeedOutcome { seed, result }).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(sender);
+        for outcome in receiver {
+            batch.add(&outcome);
+            on_outcome(&outcome);
+        }
+    });
+    batch.failures.sort_by_key(|violation| violation.seed);
+    debug_assert_eq!(batch.seeds_run, seeds.len() as u64);
+    batch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FaultSet;
+
+    #[test]
+    fn a_fault_free_run_passes_and_does_work() {
+        let config = SimConfig::new(3, FaultSet::none());
+        let summary = run_seed(&config, 1).unwrap_or_else(|violation| panic!("{violation}"));
+        assert!(summary.elections >= 1);
+        assert!(summary.ops_completed > 10, "{summary:?}");
+        assert_eq!(
+            summary.ops_checked,
+            summary.ops_completed + summary.ops_abandoned
+        );
+    }
+}

@@ -1,0 +1,104 @@
+//! Scripted control of the world for scenario tests: crash and restart
+//! members, cut and restore their links, make the network lossy, propose
+//! commands directly, and look up what was committed.
+//!
+//! Owns: the verbs a scenario uses. Must never: bypass the core or the
+//! checkers (every action goes through the same paths the nemesis uses).
+
+use raft::{LogIndex, NodeId, Role, Storage};
+
+use super::member::Input;
+use super::World;
+use crate::kv::{Command, KvInput};
+use crate::log_view::fingerprint;
+use crate::trace::Happening;
+
+impl World {
+    /// Restarts a crashed member from its durable state (no-op when up).
+    pub fn restart(&mut self, node: NodeId) {
+        if !self.is_up(node) {
+            self.start_member(node);
+        }
+    }
+
+    /// Crashes a member: it loses everything not yet durable.
+    pub fn crash(&mut self, node: NodeId) {
+        self.crash_member(node);
+    }
+
+    /// Cuts every link to and from `node`.
+    pub fn disconnect(&mut self, node: NodeId) {
+        let others: Vec<NodeId> = self
+            .node_ids()
+            .into_iter()
+            .filter(|&other| other != node)
+            .collect();
+        self.network.separate(&[node], &others);
+        self.record(0, Happening::Fault(format!("disconnect {node}")));
+    }
+
+    /// Restores every link to and from `node`.
+    pub fn reconnect(&mut self, node: NodeId) {
+        self.network.restore_links_of(node);
+        self.record(0, Happening::Fault(format!("reconnect {node}")));
+    }
+
+    /// Makes every link lossy (or reliable again with zeros).
+    pub fn set_unreliable(
+        &mut self,
+        drop_probability: f64,
+        duplicate_probability: f64,
+        latency_us_max: u64,
+    ) {
+        self.network.config.drop_probability = drop_probability;
+        self.network.config.duplicate_probability = duplicate_probability;
+        self.network.config.latency_us_max = latency_us_max.max(self.network.config.latency_us_min);
+    }
+
+    /// Proposes a Put of `value` at `node` (forwarded to the leader when
+    /// `node` follows one). Returns the entry payload, to find it once committed.
+    pub fn propose(&mut self, node: NodeId, value: u64) -> Vec<u8> {
+        self.next_lab_client_id += 1;
+        let data = Command {
+            client_id: self.next_lab_client_id,
+            request_id: 1,
+            input: KvInput::Put { key: 0, value },
+        }
+        .encode();
+        self.input(node, Input::Propose(data.clone()));
+        data
+    }
+
+    /// The index at which `data` was committed, if it was.
+    pub fn committed_index_of(&self, data: &[u8]) -> Option<LogIndex> {
+        let wanted = fingerprint(&raft::Entry {
+            term: 0,
+            index: 0,
+            kind: raft::EntryKind::Normal,
+            data: data.to_vec(),
+        });
+        self.checker.find_committed(wanted)
+    }
+
+    /// Number of running members in `role`.
+    pub fn count_role(&self, role: Role) -> usize {
+        self.members
+            .iter()
+            .filter(|member| member.is_up() && member.role == role)
+            .count()
+    }
+
+    /// The index `node`'s durable snapshot covers (0 before any compaction).
+    pub fn snapshot_index(&self, node: NodeId) -> LogIndex {
+        self.member(node)
+            .durable_storage()
+            .first_index()
+            .unwrap_or(1)
+            - 1
+    }
+
+    /// Whether `node` is waiting on the fsync of a snapshot it received.
+    pub fn is_installing_snapshot(&self, node: NodeId) -> bool {
+        self.member(node).pending_snapshot_index().is_some()
+    }
+}

@@ -1,0 +1,227 @@
+//! The simulated network between members: seeded latency (and so
+//! reordering), drops, duplicates, and partitions of several shapes that the
+//! nemesis opens and heals. Client links share the latency and drop model
+//! but are never partitioned.
+//!
+//! Owns: which directed links are cut, and the fate of each message. Must
+//! never: look inside messages beyond sizing them for the statistics.
+
+use raft::{Message, NodeId};
+
+use super::member::{message_bytes, message_kind};
+use super::{Event, World};
+use crate::config::NetworkConfig;
+use crate::trace::{Happening, MessageFate};
+
+/// The shapes of partition the nemesis creates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PartitionKind {
+    /// A random minority cut off from the rest.
+    RandomHalves,
+    /// The current leader (or a random member) cut off from everyone.
+    LeaderIsolated,
+    /// Two sides that cannot talk, and one member that talks to both.
+    Bridge,
+    /// Random directed links cut: a hears b, b does not hear a.
+    OneWay,
+}
+
+impl PartitionKind {
+    pub const ALL: [PartitionKind; 4] = [
+        PartitionKind::RandomHalves,
+        PartitionKind::LeaderIsolated,
+        PartitionKind::Bridge,
+        PartitionKind::OneWay,
+    ];
+}
+
+#[derive(Debug)]
+pub(super) struct Network {
+    size: usize,
+    /// `cut[from * size + to]`: messages from `from` to `to` are lost.
+    cut: Vec<bool>,
+    pub(super) config: NetworkConfig,
+    /// Bumped on every change of partition, so stale heal events do nothing.
+    pub(super) epoch: u64,
+    pub(super) partitioned: bool,
+}
+
+impl Network {
+    pub(super) fn new(size: usize, config: NetworkConfig) -> Self {
+        Self {
+            size,
+            cut: vec![false; size * size],
+            config,
+            epoch: 0,
+            partitioned: false,
+        }
+    }
+
+    fn slot(&self, from: NodeId, to: NodeId) -> usize {
+        debug_assert!(
+            from >= 1 && to >= 1 && from as usize <= self.size && to as usize <= self.size
+        );
+        (from as usize - 1) * self.size + (to as usize - 1)
+    }
+
+    pub(super) fn is_cut(&self, from: NodeId, to: NodeId) -> bool {
+        self.cut[self.slot(from, to)]
+    }
+
+    pub(super) fn cut_link(&mut self, from: NodeId, to: NodeId) {
+        let slot = self.slot(from, to);
+        self.cut[slot] = true;
+        self.partitioned = true;
+    }
+
+    /// Cuts every link between a member of `left` and a member of `right`, both ways.
+    pub(super) fn separate(&mut self, left: &[NodeId], right: &[NodeId]) {
+        for &a in left {
+            for &b in right {
+                self.cut_link(a, b);
+                self.cut_link(b, a);
+            }
+        }
+    }
+
+    pub(super) fn heal(&mut self) {
+        self.cut.iter_mut().for_each(|cut| *cut = false);
+        self.partitioned = false;
+        self.epoch += 1;
+    }
+
+    pub(super) fn restore_links_of(&mut self, node: NodeId) {
+        for other in 1..=self.size as u64 {
+            let (out, back) = (self.slot(node, other), self.slot(other, node));
+            self.cut[out] = false;
+            self.cut[back] = false;
+        }
+        self.partitioned = self.cut.iter().any(|&cut| cut);
+    }
+}
+
+impl World {
+    /// Sends a member-to-member message through the network's faults.
+    pub(super) fn send_message(&mut self, message: Message) {
+        self.stats.messages_sent += 1;
+        self.stats.message_bytes += message_bytes(&message);
+        let (from, to, kind, term) = (
+            message.from,
+            message.to,
+            message_kind(&message),
+            message.term,
+        );
+        let fate = if to == 0 || to as usize > self.members.len() {
+            MessageFate::Dropped
+        } else if self.network.is_cut(from, to) {
+            MessageFate::Cut
+        } else if self.rng.chance(self.network.config.drop_probability) {
+            MessageFate::Dropped
+        } else if self.rng.chance(self.network.config.duplicate_probability) {
+            MessageFate::Duplicated
+        } else {
+            MessageFate::InFlight
+        };
+        self.record(
+            from,
+            Happening::Sent {
+                to,
+                kind,
+                term,
+                fate,
+            },
+        );
+        match fate {
+            MessageFate::Dropped | MessageFate::Cut => self.stats.messages_dropped += 1,
+            MessageFate::Duplicated => {
+                self.stats.messages_duplicated += 1;
+                let delay = self.link_latency_us();
+                self.schedule(
+                    delay,
+                    Event::Deliver {
+                        message: message.clone(),
+                    },
+                );
+                let delay = self.link_latency_us();
+                self.schedule(delay, Event::Deliver { message });
+            }
+            MessageFate::InFlight => {
+                let delay = self.link_latency_us();
+                self.schedule(delay, Event::Deliver { message });
+            }
+        }
+    }
+
+    pub(super) fn link_latency_us(&mut self) -> u64 {
+        self.rng.between(
+            self.network.config.latency_us_min,
+            self.network.config.latency_us_max,
+        )
+    }
+
+    /// A message arrives, unless the link was cut while it was in flight or
+    /// the receiver is down.
+    pub(super) fn on_deliver(&mut self, message: Message) {
+        let (from, to) = (message.from, message.to);
+        if self.network.is_cut(from, to) || !self.member(to).is_up() {
+            self.stats.messages_dropped += 1;
+            return;
+        }
+        self.record(
+            to,
+            Happening::Delivered {
+                from,
+                kind: message_kind(&message),
+                term: message.term,
+            },
+        );
+        self.input(to, super::member::Input::Message(message));
+    }
+
+    /// Opens a partition of `kind`, healing any earlier one first.
+    pub fn partition(&mut self, kind: PartitionKind) -> String {
+        self.network.heal();
+        let mut nodes = self.node_ids();
+        self.rng.shuffle(&mut nodes);
+        let size = nodes.len();
+        let description = match kind {
+            PartitionKind::RandomHalves => {
+                let minority = self.rng.between(1, (size as u64 / 2).max(1)) as usize;
+                let (left, right) = nodes.split_at(minority.min(size));
+                self.network.separate(left, right);
+                format!("partition {left:?} | {right:?}")
+            }
+            PartitionKind::LeaderIsolated => {
+                let isolated = self.leader().unwrap_or(nodes[0]);
+                let rest: Vec<NodeId> = nodes
+                    .iter()
+                    .copied()
+                    .filter(|&node| node != isolated)
+                    .collect();
+                self.network.separate(&[isolated], &rest);
+                format!("isolate leader {isolated} from {rest:?}")
+            }
+            PartitionKind::Bridge => {
+                let bridge = nodes[0];
+                let (left, right) = nodes[1..].split_at((size - 1) / 2);
+                self.network.separate(left, right);
+                format!("bridge {bridge} between {left:?} and {right:?}")
+            }
+            PartitionKind::OneWay => {
+                let mut cuts = Vec::new();
+                for _ in 0..size {
+                    let from = nodes[self.rng.index(size)];
+                    let to = nodes[self.rng.index(size)];
+                    if from != to {
+                        self.network.cut_link(from, to);
+                        cuts.push((from, to));
+                    }
+                }
+                format!("one-way cuts (from, to) {cuts:?}")
+            }
+        };
+        self.stats.partitions += 1;
+        self.record(0, Happening::Fault(description.clone()));
+        description
+    }
+}
