@@ -119,7 +119,7 @@ where
         Ok(())
     }
 
-    fn load(&self, revision: Revision) -> Result<KeyValue, StoreError> {
+    pub(crate) fn load(&self, revision: Revision) -> Result<KeyValue, StoreError> {
         let location = || format!("revision {}.{}", revision.main, revision.sub);
         let bytes = self
             .revisions

@@ -16,6 +16,7 @@
 mod codec;
 mod engine;
 mod error;
+mod history;
 mod keys;
 mod record;
 mod snapshot;
