@@ -13,8 +13,10 @@
 //!   become one write and one fdatasync per batch.
 //! - [`bench`] measures both against the disk's raw fdatasync rate.
 
+pub mod bench;
 mod error;
 mod fs_util;
+mod group_commit;
 mod lock;
 mod log_view;
 mod record;
@@ -25,6 +27,7 @@ mod wal;
 mod writer;
 
 pub use error::{WalError, REJOIN_ADVICE};
+pub use group_commit::{GroupCommitOptions, GroupCommitStats, GroupCommitter};
 pub use wal::{
     Wal, WalOptions, WalStats, DEFAULT_SEGMENT_BYTES, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES,
 };

@@ -1,0 +1,276 @@
+//! The log's benchmark: `writers` threads append `entry_bytes`-byte entries
+//! through a [`GroupCommitter`] for a fixed time, measuring entries per second,
+//! fdatasyncs per second and append latency; and, on the same directory, the
+//! disk's raw fdatasync rate (small write + fdatasync in a loop), the physical
+//! floor a synchronous log cannot beat.
+//!
+//! It writes only under the directory it is given, into fresh subdirectories
+//! it removes afterwards. It is a measurement, never a test: nothing here
+//! asserts a speed.
+
+use std::fmt;
+use std::fs::{self, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::error::WalError;
+use crate::group_commit::{GroupCommitOptions, GroupCommitter};
+use crate::wal::{Wal, WalOptions};
+
+/// Bytes the raw fdatasync loop cycles through, preallocated like a segment.
+const RAW_FILE_BYTES: u64 = 64 << 20;
+/// Latencies are recorded in microseconds up to this bound (one minute).
+const LATENCY_US_MAX: u64 = 60_000_000;
+const BENCH_CLUSTER_ID: u64 = 0xbe7c;
+
+/// What one run measured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchReport {
+    pub writers: usize,
+    pub entry_bytes: usize,
+    pub elapsed: Duration,
+    pub entries: u64,
+    pub syncs: u64,
+    pub entries_per_second: f64,
+    pub syncs_per_second: f64,
+    pub latency_us_p50: u64,
+    pub latency_us_p99: u64,
+    pub latency_us_p999: u64,
+    /// The same disk's raw rate of (small write + fdatasync).
+    pub raw_fdatasyncs_per_second: f64,
+}
+
+impl BenchReport {
+    /// The log's fdatasync rate as a fraction of the raw floor.
+    pub fn syncs_vs_raw(&self) -> f64 {
+        self.syncs_per_second / self.raw_fdatasyncs_per_second
+    }
+
+    /// How many entries one fdatasync carried on average.
+    pub fn entries_per_sync(&self) -> f64 {
+        self.entries as f64 / self.syncs.max(1) as f64
+    }
+
+    /// The header matching [`fmt::Display`]'s row.
+    pub fn table_header() -> &'static str {
+        "| writers | entry bytes | entries/s | fsyncs/s | raw fdatasync/s | fsyncs vs raw | entries/fsync | p50 µs | p99 µs | p99.9 µs |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    }
+}
+
+impl fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0}% | {:.1} | {} | {} | {} |",
+            self.writers,
+            self.entry_bytes,
+            self.entries_per_second,
+            self.syncs_per_second,
+            self.raw_fdatasyncs_per_second,
+            self.syncs_vs_raw() * 100.0,
+            self.entries_per_sync(),
+            self.latency_us_p50,
+            self.latency_us_p99,
+            self.latency_us_p999,
+        )
+    }
+}
+
+/// Runs the benchmark in `dir` (created if needed): the log with `writers`
+/// threads for `duration`, between two raw fdatasync measurements of
+/// `duration / 2` each.
+pub fn run(
+    dir: &Path,
+    writers: usize,
+    entry_bytes: usize,
+    duration: Duration,
+) -> Result<BenchReport, WalError> {
+    if writers == 0 {
+        return Err(WalError::InvalidOptions(
+            "the benchmark needs at least one writer".into(),
+        ));
+    }
+    fs::create_dir_all(dir)
+        .map_err(|source| WalError::io("creating benchmark directory", dir, source))?;
+    // The disk's speed drifts (other tenants, caches), so the floor is the
+    // mean of one half measured just before the log and one just after.
+    let raw_before = raw_fdatasync_rate(dir, entry_bytes, duration / 2)?;
+    let wal_dir = dir.join(format!("wal-bench-{writers}-writers"));
+    remove_dir_if_present(&wal_dir)?;
+    let wal = Wal::create(&wal_dir, &WalOptions::new(BENCH_CLUSTER_ID), vec![1])?;
+    let measured = measure_log(wal, writers, entry_bytes, duration);
+    remove_dir_if_present(&wal_dir)?;
+    let measured = measured?;
+    let raw_after = raw_fdatasync_rate(dir, entry_bytes, duration / 2)?;
+    let raw_fdatasyncs_per_second = (raw_before + raw_after) / 2.0;
+    let seconds = measured.elapsed.as_secs_f64();
+    Ok(BenchReport {
+        writers,
+        entry_bytes,
+        elapsed: measured.elapsed,
+        entries: measured.entries,
+        syncs: measured.syncs,
+        entries_per_second: measured.entries as f64 / seconds,
+        syncs_per_second: measured.syncs as f64 / seconds,
+        latency_us_p50: measured.latency_us.value_at_quantile(0.50),
+        latency_us_p99: measured.latency_us.value_at_quantile(0.99),
+        latency_us_p999: measured.latency_us.value_at_quantile(0.999),
+        raw_fdatasyncs_per_second,
+    })
+}
+
+struct Measured {
+    elapsed: Duration,
+    entries: u64,
+    syncs: u64,
+    latency_us: Histogram<u64>,
+}
+
+fn measure_log(
+    wal: Wal,
+    writers: usize,
+    entry_bytes: usize,
+    duration: Duration,
+) -> Result<Measured, WalError> {
+    let committer = Arc::new(GroupCommitter::start(wal, GroupCommitOptions::new(1))?);
+    let started = Instant::now();
+    let deadline = started + duration;
+    let threads: Vec<_> = (0..writers)
+        .map(|_| {
+            let committer = Arc::clone(&committer);
+            std::thread::spawn(move || append_until(&committer, entry_bytes, deadline))
+        })
+        .collect();
+    let mut latency_us = new_histogram();
+    let mut failure = None;
+    for thread in threads {
+        match thread.join() {
+            Ok(Ok(histogram)) => latency_us.add(histogram).expect("histograms share bounds"),
+            Ok(Err(error)) => failure = Some(error),
+            Err(_) => {
+                failure = Some(WalError::InvalidRequest(
+                    "a benchmark writer thread panicked".into(),
+                ))
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    let stats = committer.stats();
+    let committer = Arc::try_unwrap(committer)
+        .map_err(|_| WalError::InvalidRequest("benchmark writers still hold the log".into()))?;
+    committer.stop()?;
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    Ok(Measured {
+        elapsed,
+        entries: stats.entries_durable,
+        syncs: stats.syncs,
+        latency_us,
+    })
+}
+
+fn append_until(
+    committer: &GroupCommitter,
+    entry_bytes: usize,
+    deadline: Instant,
+) -> Result<Histogram<u64>, WalError> {
+    let mut latency_us = new_histogram();
+    let payload = vec![0xa5u8; entry_bytes];
+    while Instant::now() < deadline {
+        let started = Instant::now();
+        committer.append(payload.clone())?;
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        latency_us.saturating_record(micros.max(1));
+    }
+    Ok(latency_us)
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_US_MAX, 3).expect("valid histogram bounds")
+}
+
+/// The disk's rate of (write `write_bytes` + fdatasync) into a preallocated
+/// file, the way the log writes a one-entry batch: the physical floor.
+pub fn raw_fdatasync_rate(
+    dir: &Path,
+    write_bytes: usize,
+    duration: Duration,
+) -> Result<f64, WalError> {
+    let path = dir.join("raw-fdatasync.bench");
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(|source| WalError::io("creating", &path, source))?;
+    let zeros = vec![0u8; 1 << 20];
+    for offset in (0..RAW_FILE_BYTES).step_by(zeros.len()) {
+        file.write_all_at(&zeros, offset)
+            .map_err(|source| WalError::io("preallocating", &path, source))?;
+    }
+    file.sync_all()
+        .map_err(|source| WalError::io("syncing", &path, source))?;
+    let payload = vec![0x5au8; write_bytes.max(1)];
+    let started = Instant::now();
+    let mut syncs = 0u64;
+    let mut offset = 0u64;
+    while started.elapsed() < duration {
+        file.write_all_at(&payload, offset)
+            .map_err(|source| WalError::io("writing", &path, source))?;
+        file.sync_data()
+            .map_err(|source| WalError::io("syncing", &path, source))?;
+        syncs += 1;
+        offset = (offset + payload.len() as u64) % (RAW_FILE_BYTES - payload.len() as u64);
+    }
+    let rate = syncs as f64 / started.elapsed().as_secs_f64();
+    drop(file);
+    fs::remove_file(&path).map_err(|source| WalError::io("removing", &path, source))?;
+    Ok(rate)
+}
+
+fn remove_dir_if_present(dir: &Path) -> Result<(), WalError> {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(WalError::io("removing benchmark directory", dir, source)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Checks the report is assembled from real counts (not a speed test).
+    #[test]
+    fn short_run_reports_consistent_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = run(dir.path(), 4, 64, Duration::from_millis(200)).unwrap();
+        assert!(report.entries > 0 && report.syncs > 0);
+        assert!(report.syncs <= report.entries);
+        assert!(report.latency_us_p50 <= report.latency_us_p99);
+        assert!(report.latency_us_p99 <= report.latency_us_p999);
+        assert!(report.raw_fdatasyncs_per_second > 0.0);
+        let row = report.to_string();
+        assert_eq!(
+            row.matches('|').count(),
+            BenchReport::table_header()
+                .lines()
+                .next()
+                .unwrap()
+                .matches('|')
+                .count()
+        );
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "the benchmark cleans up after itself"
+        );
+    }
+}
