@@ -62,19 +62,19 @@ pub struct ServeArgs {
     pub data_dir: Option<PathBuf>,
 
     /// URLs to listen on for client traffic.
-    #[arg(long = "listen-client-urls", value_delimiter = ',', default_value = DEFAULT_CLIENT_URL)]
+    #[arg(long = "listen-client-urls", value_name = "URLS", value_delimiter = ',', default_value = DEFAULT_CLIENT_URL)]
     pub listen_client_urls: Vec<String>,
 
     /// Client URLs of this member to tell the rest of the cluster and clients.
-    #[arg(long = "advertise-client-urls", value_delimiter = ',', default_value = DEFAULT_CLIENT_URL)]
+    #[arg(long = "advertise-client-urls", value_name = "URLS", value_delimiter = ',', default_value = DEFAULT_CLIENT_URL)]
     pub advertise_client_urls: Vec<String>,
 
     /// URLs to listen on for traffic from other members.
-    #[arg(long = "listen-peer-urls", value_delimiter = ',', default_value = DEFAULT_PEER_URL)]
+    #[arg(long = "listen-peer-urls", value_name = "URLS", value_delimiter = ',', default_value = DEFAULT_PEER_URL)]
     pub listen_peer_urls: Vec<String>,
 
     /// Peer URLs of this member to tell the rest of the cluster.
-    #[arg(long = "initial-advertise-peer-urls", value_delimiter = ',', default_value = DEFAULT_PEER_URL)]
+    #[arg(long = "initial-advertise-peer-urls", value_name = "URLS", value_delimiter = ',', default_value = DEFAULT_PEER_URL)]
     pub initial_advertise_peer_urls: Vec<String>,
 
     /// Every member at bootstrap, as name=url[,name=url...]; a name given twice
@@ -83,12 +83,12 @@ pub struct ServeArgs {
     pub initial_cluster: Option<String>,
 
     /// `new` to bootstrap a cluster, `existing` to join one.
-    #[arg(long = "initial-cluster-state", value_enum, default_value_t = ClusterState::New)]
+    #[arg(long = "initial-cluster-state", value_name = "STATE", value_enum, default_value_t = ClusterState::New)]
     pub initial_cluster_state: ClusterState,
 
     /// Token unique to this cluster; it seeds the member and cluster ids, so two
     /// clusters bootstrapped from the same URLs still get different ids.
-    #[arg(long = "initial-cluster-token", default_value = DEFAULT_CLUSTER_TOKEN)]
+    #[arg(long = "initial-cluster-token", value_name = "TOKEN", default_value = DEFAULT_CLUSTER_TOKEN)]
     pub initial_cluster_token: String,
 
     /// Time between heartbeats, in milliseconds; also the length of one tick.
@@ -100,22 +100,31 @@ pub struct ServeArgs {
     pub election_timeout_ms: u64,
 
     /// Committed entries between two snapshots; 0 means the default.
-    #[arg(long = "snapshot-count", default_value_t = DEFAULT_SNAPSHOT_ENTRIES)]
+    #[arg(long = "snapshot-count", value_name = "ENTRIES", default_value_t = DEFAULT_SNAPSHOT_ENTRIES)]
     pub snapshot_entries: u64,
 
     /// Largest client request accepted, in bytes.
-    #[arg(long = "max-request-bytes", default_value_t = 1_572_864)]
+    #[arg(
+        long = "max-request-bytes",
+        value_name = "BYTES",
+        default_value_t = 1_572_864
+    )]
     pub request_bytes_max: u64,
 
     /// Most operations in one transaction.
-    #[arg(long = "max-txn-ops", default_value_t = 128)]
+    #[arg(long = "max-txn-ops", value_name = "OPS", default_value_t = 128)]
     pub txn_ops_max: u64,
 
     /// Backend size that raises the NOSPACE alarm, in bytes; 0 means 2 GiB.
-    #[arg(long = "quota-backend-bytes", default_value_t = 0)]
+    #[arg(
+        long = "quota-backend-bytes",
+        value_name = "BYTES",
+        default_value_t = 0
+    )]
     pub quota_backend_bytes: u64,
 
-    #[arg(long = "log-level", value_enum, default_value_t = LogLevel::Info)]
+    /// How much the member logs.
+    #[arg(long = "log-level", value_name = "LEVEL", value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
 }
 

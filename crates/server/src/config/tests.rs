@@ -387,3 +387,28 @@ fn errors_name_the_flag() {
         "--election-timeout (100 ms) must be at least 5 times --heartbeat-interval (100 ms)"
     );
 }
+
+#[test]
+fn flag_definitions_are_consistent() {
+    use clap::CommandFactory;
+    ServeArgs::command().debug_assert();
+}
+
+#[test]
+fn help_shows_etcd_flag_names_and_defaults() {
+    use clap::CommandFactory;
+    let help = ServeArgs::command().render_long_help().to_string();
+    for expected in [
+        "--initial-cluster <NAME=URL,...>",
+        "--heartbeat-interval <MS>",
+        "[default: 1000]",
+        "[default: etcd-cluster]",
+        "[default: http://localhost:2380]",
+        "[possible values: new, existing]",
+    ] {
+        assert!(
+            help.contains(expected),
+            "`{expected}` missing from:\n{help}"
+        );
+    }
+}
