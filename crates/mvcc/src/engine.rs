@@ -514,8 +514,11 @@ impl Writer<'_, '_> {
     }
 
     fn put(&mut self, put: &PutRequest) -> Result<PutResponse, StoreError> {
+        // With an ignore flag the key existed before the transaction (checked in
+        // `plan`); if an open-ended delete earlier in the same transaction
+        // removed it, the request's own (empty) value and lease are used, where
+        // etcd would crash the member.
         let previous = self.tables.view().latest(&put.key)?;
-        debug_assert!(previous.is_some() || !(put.ignore_value || put.ignore_lease));
         let revision = self.next_revision();
         let kv = KeyValue {
             key: put.key.clone(),

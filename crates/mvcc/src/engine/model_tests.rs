@@ -260,15 +260,13 @@ impl Model {
                 .map_or(scratch.revision, |p| p.create_revision),
             mod_revision: scratch.revision,
             version: previous.as_ref().map_or(0, |p| p.version) + 1,
-            value: if put.ignore_value {
-                previous.as_ref().unwrap().value.clone()
-            } else {
-                put.value.clone()
+            value: match &previous {
+                Some(previous) if put.ignore_value => previous.value.clone(),
+                _ => put.value.clone(),
             },
-            lease: if put.ignore_lease {
-                previous.as_ref().unwrap().lease
-            } else {
-                put.lease
+            lease: match &previous {
+                Some(previous) if put.ignore_lease => previous.lease,
+                _ => put.lease,
             },
         };
         scratch.now.insert(put.key.clone(), kv);

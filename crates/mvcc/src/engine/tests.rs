@@ -763,3 +763,48 @@ fn events_describe_each_change() {
     assert_eq!(deleted.events[0].kv.version, 0);
     assert_eq!(deleted.events[0].prev_kv, Some(kv("a", "2", 2, 3, 2)));
 }
+
+#[test]
+fn a_put_and_an_open_ended_delete_apply_in_order_like_etcd() {
+    let mut harness = Harness::new();
+    harness.put("b", "old");
+    let delete_all_from_a = || RequestOp::DeleteRange(DeleteRangeRequest::between("a", "\0"));
+    let put_then_delete = harness.apply(Command::Txn(TxnRequest {
+        success: vec![put_op("b", "new"), delete_all_from_a()],
+        ..TxnRequest::default()
+    }));
+    assert!(put_then_delete.result.is_ok(), "{put_then_delete:?}");
+    assert_eq!(put_then_delete.revision, 3);
+    assert_eq!(put_then_delete.events.len(), 2);
+    assert!(harness.get("b").is_none());
+    let delete_then_put = harness.apply(Command::Txn(TxnRequest {
+        success: vec![delete_all_from_a(), put_op("b", "again")],
+        ..TxnRequest::default()
+    }));
+    assert_eq!(delete_then_put.revision, 4);
+    assert_eq!(harness.get("b"), Some(kv("b", "again", 4, 4, 1)));
+    assert_eq!(harness.get_at("b", 2).unwrap().value, b"old");
+    assert!(harness.get_at("b", 3).is_none());
+}
+
+#[test]
+fn an_ignore_value_put_after_an_open_ended_delete_of_its_key_does_not_crash() {
+    let mut harness = Harness::new();
+    harness.apply(Command::Put(PutRequest {
+        lease: 5,
+        ..PutRequest::new("b", "old")
+    }));
+    let applied = harness.apply(Command::Txn(TxnRequest {
+        success: vec![
+            RequestOp::DeleteRange(DeleteRangeRequest::between("a", "\0")),
+            RequestOp::Put(PutRequest {
+                ignore_value: true,
+                ignore_lease: true,
+                ..PutRequest::new("b", "")
+            }),
+        ],
+        ..TxnRequest::default()
+    }));
+    assert!(applied.result.is_ok(), "{applied:?}");
+    assert_eq!(harness.get("b"), Some(kv("b", "", 3, 3, 1)));
+}
