@@ -57,7 +57,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = DEFAULT_NAME)]
     pub name: String,
 
-    /// Directory for the log, snapshots and data [default: <name>.etcd].
+    /// Directory for the log, snapshots and data [default: NAME.etcd, NAME being --name].
     #[arg(long = "data-dir", value_name = "PATH")]
     pub data_dir: Option<PathBuf>,
 
@@ -78,7 +78,8 @@ pub struct ServeArgs {
     pub initial_advertise_peer_urls: Vec<String>,
 
     /// Every member at bootstrap, as name=url[,name=url...]; a name given twice
-    /// has two peer URLs [default: <name>=<each initial advertise peer url>].
+    /// has two peer URLs [default: NAME=URL for
+    /// each URL of --initial-advertise-peer-urls, NAME being --name].
     #[arg(long = "initial-cluster", value_name = "NAME=URL,...")]
     pub initial_cluster: Option<String>,
 
