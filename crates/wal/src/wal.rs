@@ -363,6 +363,12 @@ impl Wal {
             )));
         }
         let entries_kept = self.view.term(meta.index) == Ok(meta.term);
+        if !entries_kept && meta.index < self.view.hard_state.commit {
+            return Err(WalError::InvalidRequest(format!(
+                "snapshot at index {} term {} conflicts with the log, which has entries committed up to {}",
+                meta.index, meta.term, self.view.hard_state.commit
+            )));
+        }
         let mut hard_state = self.view.hard_state;
         hard_state.commit = hard_state.commit.max(meta.index);
         self.install(snapshot, entries_kept, Some(hard_state))
@@ -651,6 +657,29 @@ mod tests {
         assert_eq!(wal.last_index(), 9);
         assert_eq!(wal.hard_state().commit, 8);
         assert_eq!(wal.snapshot().unwrap(), snapshot(8, 3));
+    }
+
+    #[test]
+    fn snapshot_that_would_discard_committed_entries_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::create(dir.path(), &options(), vec![1]).unwrap();
+        wal.persist(
+            Some(HardState {
+                term: 1,
+                vote: 1,
+                commit: 5,
+            }),
+            &entries(1, 5, 1),
+        )
+        .unwrap();
+        let error = wal.apply_snapshot(snapshot(3, 2)).unwrap_err();
+        assert!(matches!(error, WalError::InvalidRequest(_)), "{error}");
+        wal.apply_snapshot(snapshot(3, 1)).unwrap();
+        assert_eq!(
+            wal.last_index(),
+            5,
+            "a matching snapshot keeps the entries after it"
+        );
     }
 
     #[test]
