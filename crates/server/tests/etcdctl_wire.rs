@@ -6,7 +6,7 @@
 //!
 //! Needs `etcdctl` on PATH (Debian: `apt-get install etcd-client`), so it is
 //! ignored by default: `cargo test -p server --test etcdctl_wire -- --ignored`.
-//! Takes about a second.
+//! Takes about half a second.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -27,9 +27,20 @@ use server::proto::etcdserverpb::{
     MoveLeaderResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader,
     SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse, TxnRequest, TxnResponse,
 };
-use server::proto::mvccpb::KeyValue;
-use tonic::codegen::tokio_stream::wrappers::TcpListenerStream;
-use tonic::{Request, Response, Status};
+use server::proto::etcdserverpb::{
+    lease_server::{Lease, LeaseServer},
+    watch_request::RequestUnion,
+    watch_server::{Watch, WatchServer},
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, WatchRequest, WatchResponse,
+};
+use server::proto::mvccpb::{event::EventType, Event, KeyValue};
+use tonic::codegen::tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::{Request, Response, Status, Streaming};
+
+/// The id the fixture gives a lease when the client leaves the choice to it.
+const FIXTURE_LEASE_ID: i64 = 0x694d_71dd_acfd_a227;
 
 /// The oldest revision the fixture still has; older reads get `Compacted`.
 const COMPACTED_REVISION: i64 = 2;
@@ -273,6 +284,124 @@ impl Maintenance for Fixture {
     }
 }
 
+#[tonic::async_trait]
+impl Lease for Fixture {
+    type LeaseKeepAliveStream = tonic::codegen::BoxStream<LeaseKeepAliveResponse>;
+
+    async fn lease_grant(
+        &self,
+        request: Request<LeaseGrantRequest>,
+    ) -> Result<Response<LeaseGrantResponse>, Status> {
+        let request = request.into_inner();
+        Ok(Response::new(LeaseGrantResponse {
+            header: self.header(self.store.lock().unwrap().revision),
+            id: if request.id == 0 {
+                FIXTURE_LEASE_ID
+            } else {
+                request.id
+            },
+            ttl: request.ttl,
+            error: String::new(),
+        }))
+    }
+
+    async fn lease_revoke(
+        &self,
+        _: Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        Err(EtcdError::LeaseNotFound.into())
+    }
+
+    async fn lease_keep_alive(
+        &self,
+        _: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        unsupported()
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let request = request.into_inner();
+        Ok(Response::new(LeaseTimeToLiveResponse {
+            header: self.header(self.store.lock().unwrap().revision),
+            id: request.id,
+            ttl: 42,
+            granted_ttl: 60,
+            keys: if request.keys {
+                vec![b"leased".to_vec()]
+            } else {
+                Vec::new()
+            },
+        }))
+    }
+
+    async fn lease_leases(
+        &self,
+        _: Request<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        Ok(Response::new(LeaseLeasesResponse {
+            header: self.header(self.store.lock().unwrap().revision),
+            leases: vec![LeaseStatus {
+                id: FIXTURE_LEASE_ID,
+            }],
+        }))
+    }
+}
+
+/// Answers every watch it is asked to create with `created`, then one PUT of
+/// the watched key with value `watched`.
+#[tonic::async_trait]
+impl Watch for Fixture {
+    type WatchStream = ReceiverStream<Result<WatchResponse, Status>>;
+
+    async fn watch(
+        &self,
+        request: Request<Streaming<WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let mut incoming = request.into_inner();
+        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        let header = self.header(self.store.lock().unwrap().revision);
+        tokio::spawn(async move {
+            while let Ok(Some(request)) = incoming.message().await {
+                let Some(RequestUnion::CreateRequest(create)) = request.request_union else {
+                    continue;
+                };
+                let created = WatchResponse {
+                    header: header.clone(),
+                    watch_id: 7,
+                    created: true,
+                    ..WatchResponse::default()
+                };
+                let event = Event {
+                    r#type: EventType::Put as i32,
+                    kv: Some(KeyValue {
+                        key: create.key,
+                        create_revision: 5,
+                        mod_revision: 5,
+                        version: 1,
+                        value: b"watched".to_vec(),
+                        lease: 0,
+                    }),
+                    prev_kv: None,
+                };
+                let events = WatchResponse {
+                    header: header.clone(),
+                    watch_id: 7,
+                    events: vec![event],
+                    ..WatchResponse::default()
+                };
+                if sender.send(Ok(created)).await.is_err() || sender.send(Ok(events)).await.is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+}
+
 /// A fixture server on a free loopback port, for the life of the value.
 struct Served {
     endpoint: String,
@@ -301,7 +430,9 @@ fn serve() -> Served {
         tonic::transport::Server::builder()
             .add_service(KvServer::from_arc(fixture.clone()))
             .add_service(ClusterServer::from_arc(fixture.clone()))
-            .add_service(MaintenanceServer::from_arc(fixture))
+            .add_service(MaintenanceServer::from_arc(fixture.clone()))
+            .add_service(LeaseServer::from_arc(fixture.clone()))
+            .add_service(WatchServer::from_arc(fixture))
             .serve_with_incoming(TcpListenerStream::new(listener)),
     );
     Served {
@@ -393,4 +524,62 @@ fn etcdctl_lists_members_and_endpoint_status() {
         status.contains("8e9e05c52164694d, 3.4.0, 4.1 kB, true, false, 2, 17, 17"),
         "{status}"
     );
+}
+
+#[test]
+#[ignore = "needs etcdctl on PATH (apt-get install etcd-client)"]
+fn etcdctl_grants_and_inspects_leases() {
+    let served = serve();
+    assert_eq!(
+        ok(&served, &["lease", "grant", "60"]),
+        "lease 694d71ddacfda227 granted with TTL(60s)\n"
+    );
+    assert_eq!(
+        ok(
+            &served,
+            &["lease", "timetolive", "694d71ddacfda227", "--keys"]
+        ),
+        "lease 694d71ddacfda227 granted with TTL(60s), remaining(42s), attached keys([leased])\n"
+    );
+    assert_eq!(
+        ok(&served, &["lease", "list"]),
+        "found 1 leases\n694d71ddacfda227\n"
+    );
+    assert!(
+        error(&served, &["lease", "revoke", "1"]).contains("etcdserver: requested lease not found")
+    );
+}
+
+/// etcdctl watch runs until stopped: read its first event, then kill it.
+#[test]
+#[ignore = "needs etcdctl on PATH (apt-get install etcd-client)"]
+fn etcdctl_watch_receives_events() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    const EVENT_WAIT: Duration = Duration::from_secs(10);
+    let served = serve();
+    let mut watcher = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", served.endpoint))
+        .args(["watch", "greeting"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("etcdctl runs; install it with `apt-get install etcd-client`");
+    let stdout = watcher.stdout.take().unwrap();
+    let (lines_sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().take(3) {
+            if lines_sender.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    let received: Vec<String> = (0..3)
+        .map_while(|_| lines.recv_timeout(EVENT_WAIT).ok())
+        .collect();
+    watcher.kill().unwrap();
+    watcher.wait().unwrap();
+    assert_eq!(received, ["PUT", "greeting", "watched"]);
 }
