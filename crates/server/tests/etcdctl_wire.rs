@@ -369,7 +369,7 @@ impl Watch for Fixture {
                     continue;
                 };
                 let created = WatchResponse {
-                    header: header.clone(),
+                    header,
                     watch_id: 7,
                     created: true,
                     ..WatchResponse::default()
@@ -387,7 +387,7 @@ impl Watch for Fixture {
                     prev_kv: None,
                 };
                 let events = WatchResponse {
-                    header: header.clone(),
+                    header,
                     watch_id: 7,
                     events: vec![event],
                     ..WatchResponse::default()
