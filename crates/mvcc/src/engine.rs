@@ -87,13 +87,16 @@ where
         let Some(start) = range.start() else {
             return Ok(());
         };
+        if let KeyRange::Single(key) = range {
+            if let Some((revision, false)) = self.newest_at(key, at)? {
+                visit(key, revision);
+            }
+            return Ok(());
+        }
         let lower = (start, i64::MIN, i64::MIN);
-        let entries = match (range, range.end_exclusive()) {
-            (KeyRange::Single(key), _) => self
-                .index
-                .range(lower..=(key.as_slice(), i64::MAX, i64::MAX)),
-            (_, Some(end)) => self.index.range(lower..(end, i64::MIN, i64::MIN)),
-            (_, None) => self.index.range(lower..),
+        let entries = match range.end_exclusive() {
+            Some(end) => self.index.range(lower..(end, i64::MIN, i64::MIN)),
+            None => self.index.range(lower..),
         }
         .map_err(StoreError::database("reading the key index"))?;
         let mut current_key: Option<Vec<u8>> = None;
@@ -117,6 +120,23 @@ where
         }
         flush(&current_key, newest_visible);
         Ok(())
+    }
+
+    /// The key's newest revision at or below `at` and whether it is a
+    /// tombstone; one seek, however long the key's history.
+    fn newest_at(&self, key: &[u8], at: i64) -> Result<Option<(Revision, bool)>, StoreError> {
+        let newest = self
+            .index
+            .range((key, i64::MIN, i64::MIN)..=(key, at, i64::MAX))
+            .map_err(StoreError::database("reading the key index"))?
+            .next_back()
+            .transpose()
+            .map_err(StoreError::database("reading the key index"))?;
+        Ok(newest.map(|(entry, tombstone)| {
+            let (entry_key, main, sub) = entry.value();
+            debug_assert!(entry_key == key && main <= at);
+            (Revision { main, sub }, tombstone.value())
+        }))
     }
 
     pub(crate) fn load(&self, revision: Revision) -> Result<KeyValue, StoreError> {

@@ -344,3 +344,25 @@ fn a_crash_after_deferred_commits_recovers_a_prefix_that_the_log_completes() {
     assert_eq!(recovered.hash().unwrap(), store.hash().unwrap());
     assert_eq!(all_keys(&recovered), all_keys(&store));
 }
+
+#[test]
+fn a_store_can_be_shared_between_the_apply_task_and_readers() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Store>();
+    let store = std::sync::Arc::new(Store::in_memory().unwrap());
+    let reader = {
+        let store = std::sync::Arc::clone(&store);
+        std::thread::spawn(move || {
+            (0..200)
+                .map(|_| store.range(&RangeRequest::all()).unwrap().count)
+                .max()
+                .unwrap()
+        })
+    };
+    for index in 1..=50 {
+        store.apply(index, &put(&format!("k{index}"), "v")).unwrap();
+    }
+    let seen_max = reader.join().unwrap();
+    assert!(seen_max <= 50);
+    assert_eq!(all_keys(&store).count, 50);
+}
