@@ -346,23 +346,27 @@ fn a_crash_after_deferred_commits_recovers_a_prefix_that_the_log_completes() {
 }
 
 #[test]
-fn a_store_can_be_shared_between_the_apply_task_and_readers() {
+fn readers_on_other_threads_see_whole_commits_only() {
     fn shareable<T: Send + Sync>() {}
     shareable::<Store>();
     let store = std::sync::Arc::new(Store::in_memory().unwrap());
     let reader = {
         let store = std::sync::Arc::clone(&store);
         std::thread::spawn(move || {
-            (0..200)
-                .map(|_| store.range(&RangeRequest::all()).unwrap().count)
-                .max()
-                .unwrap()
+            let mut count_before = 0;
+            for _ in 0..200 {
+                let response = store.range(&RangeRequest::all()).unwrap();
+                // Each put adds one key and one revision: a read mixing two
+                // commits would break this.
+                assert_eq!(response.count, response.revision - 1);
+                assert!(response.count >= count_before, "reads went back in time");
+                count_before = response.count;
+            }
         })
     };
     for index in 1..=50 {
         store.apply(index, &put(&format!("k{index}"), "v")).unwrap();
     }
-    let seen_max = reader.join().unwrap();
-    assert!(seen_max <= 50);
+    reader.join().unwrap();
     assert_eq!(all_keys(&store).count, 50);
 }
