@@ -12,6 +12,23 @@
 //! only committed commands with their log index, and answers with plain values
 //! and typed errors ([`RequestError`] carries etcd's messages for the server to
 //! pass on).
+//!
+//! ```
+//! use mvcc::{ApplyOutcome, Command, Durability, PutRequest, RangeRequest, Store};
+//!
+//! let store = Store::in_memory()?;
+//! let put = Command::Put(PutRequest::new("greeting", "hello"));
+//! // The bytes that go into the Raft log, and back.
+//! let command = Command::decode(&put.encode())?;
+//! command.validate()?; // the server refuses bad requests before proposing
+//! let outcomes = store.apply_batch([(1, Some(&command)), (2, None)], Durability::Deferred)?;
+//! assert!(matches!(&outcomes[0], ApplyOutcome::Applied(applied) if applied.revision == 2));
+//! store.flush()?;
+//! let response = store.range(&RangeRequest::single("greeting"))?;
+//! assert_eq!(response.kvs[0].value, b"hello");
+//! assert_eq!(store.applied_index(), 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod codec;
 mod engine;
