@@ -83,10 +83,11 @@ impl SafetyChecker {
         self.committed.get(&index).map(|entry| entry.fingerprint)
     }
 
-    /// The lowest index at which an entry with `fingerprint` was committed.
+    /// The highest index at which an entry with `fingerprint` was committed.
     pub fn find_committed(&self, fingerprint: u64) -> Option<LogIndex> {
         self.committed
             .iter()
+            .rev()
             .find(|(_, entry)| entry.fingerprint == fingerprint)
             .map(|(&index, _)| index)
     }

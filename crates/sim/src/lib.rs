@@ -15,6 +15,8 @@
 pub mod config;
 pub mod invariants;
 pub mod kv;
+pub mod lab;
+pub mod liveness;
 pub mod linearizability;
 pub mod log_view;
 pub mod rng;

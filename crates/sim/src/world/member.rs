@@ -329,6 +329,7 @@ impl World {
     }
 
     fn feed(&mut self, node: NodeId, input: Input) {
+        self.acting_node = node;
         if let Input::Client(request) = input {
             return self.serve_request(node, request);
         }
@@ -447,6 +448,7 @@ impl World {
             if !raft.has_ready() {
                 return;
             }
+            self.acting_node = node;
             let ready = raft.ready();
             self.begin_ready(node, ready);
         }
@@ -556,6 +558,7 @@ impl World {
         let Some(ready) = member.pending.take() else {
             return;
         };
+        self.acting_node = node;
         self.finish_ready(node, ready);
         self.drive(node);
     }

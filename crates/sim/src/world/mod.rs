@@ -13,7 +13,7 @@ mod nemesis;
 mod network;
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap};
 
 use raft::{LogIndex, Message, NodeId, Role, Term};
 
@@ -35,6 +35,8 @@ pub use network::PartitionKind;
 pub struct Stats {
     pub events: u64,
     pub messages_sent: u64,
+    /// Messages sent, by kind (as traces name them).
+    pub messages_by_kind: BTreeMap<&'static str, u64>,
     pub message_bytes: u64,
     pub messages_dropped: u64,
     pub messages_duplicated: u64,
@@ -145,6 +147,8 @@ pub struct World {
     phase: Phase,
     violation: Option<Violation>,
     next_lab_client_id: u64,
+    /// The member whose core was called last, to name it if the core panics.
+    acting_node: NodeId,
 }
 
 impl World {
@@ -182,6 +186,7 @@ impl World {
             phase: Phase::Faults,
             violation: None,
             next_lab_client_id: 1 << 32,
+            acting_node: 0,
         };
         for id in voters {
             world.start_member(id);
@@ -441,10 +446,9 @@ impl World {
     /// assertion), with the events before it.
     pub fn panic_violation(&mut self, message: String) -> Violation {
         self.violation = None;
-        let node = 0;
         self.fail(Violation::new(
             Invariant::CoreFailure,
-            vec![node],
+            vec![self.acting_node],
             self.now_us,
             format!("panic: {message}"),
         ));

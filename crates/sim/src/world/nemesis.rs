@@ -8,12 +8,12 @@
 //! of members down at once (a cluster without a majority cannot be judged
 //! for liveness, and safety is exercised as well with a minority down).
 
-use raft::{LogIndex, NodeId};
+use raft::NodeId;
 
 use super::network::PartitionKind;
 use super::{Event, Phase, World};
+use crate::liveness::{self, Deadlines, HealedProgress};
 use crate::trace::Happening;
-use crate::violation::{Invariant, Violation};
 
 impl World {
     pub(super) fn schedule_nemesis(&mut self) {
@@ -132,6 +132,7 @@ impl World {
             && self.converged()
     }
 
+    /// Holds a healed cluster to its liveness promises (see [`crate::liveness`]).
     pub(super) fn check_liveness(&mut self) {
         let Phase::Healing {
             since_us,
@@ -140,54 +141,35 @@ impl World {
         else {
             return;
         };
-        let elapsed = self.now_us - since_us;
-        if !leader_seen {
-            if self.stable_leader().is_some() {
-                self.phase = Phase::Healing {
-                    since_us,
-                    leader_seen: true,
-                };
-            } else if elapsed
-                > self.config.heal_leader_election_timeouts * self.config.election_timeout_us_max()
-            {
-                let detail = format!(
-                    "no stable leader {} ms after all faults healed (roles: {:?})",
-                    elapsed / 1000,
-                    self.node_ids()
-                        .iter()
-                        .map(|&node| (node, self.role(node)))
-                        .collect::<Vec<_>>()
-                );
-                self.fail(Violation::new(
-                    Invariant::NoLeaderAfterHeal,
-                    self.node_ids(),
-                    self.now_us,
-                    detail,
-                ));
-                return;
-            }
-        }
-        if elapsed > self.config.heal_completion_us_max && !self.is_quiescent() {
-            let pending = self.pending_descriptions();
-            let lagging: Vec<(NodeId, LogIndex)> = self
+        let committed_index = self.checker.committed_index();
+        let progress = HealedProgress {
+            now_us: self.now_us,
+            elapsed_since_heal_us: self.now_us - since_us,
+            leader_seen,
+            stable_leader: self.stable_leader(),
+            pending_operations: self.pending_descriptions(),
+            lagging_members: self
                 .members
                 .iter()
-                .filter(|member| member.applied < self.checker.committed_index())
+                .filter(|member| !member.is_up() || member.applied < committed_index)
                 .map(|member| (member.id, member.applied))
-                .collect();
-            let detail = format!(
-                "{} ms after healing: client operations still pending: {pending:?}; members \
-                 behind the commit index {} (id, applied): {lagging:?}",
-                elapsed / 1000,
-                self.checker.committed_index()
-            );
-            let nodes = lagging.iter().map(|&(node, _)| node).collect();
-            self.fail(Violation::new(
-                Invariant::OperationStuckAfterHeal,
-                nodes,
-                self.now_us,
-                detail,
-            ));
+                .collect(),
+            committed_index,
+            members: self.node_ids(),
+        };
+        let deadlines = Deadlines {
+            leader_us: self.config.heal_leader_election_timeouts
+                * self.config.election_timeout_us_max(),
+            completion_us: self.config.heal_completion_us_max,
+        };
+        match liveness::check(&progress, deadlines) {
+            Ok(leader_seen) => {
+                self.phase = Phase::Healing {
+                    since_us,
+                    leader_seen,
+                }
+            }
+            Err(violation) => self.fail(violation),
         }
     }
 

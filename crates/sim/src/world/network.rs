@@ -111,6 +111,7 @@ impl World {
             message_kind(&message),
             message.term,
         );
+        *self.stats.messages_by_kind.entry(kind).or_insert(0) += 1;
         let fate = if to == 0 || to as usize > self.members.len() {
             MessageFate::Dropped
         } else if self.network.is_cut(from, to) {
