@@ -8,6 +8,7 @@
 //! - [`config`]: `raftkv serve` flags (etcd's) and the checked [`config::ServeConfig`].
 //! - [`peer_codec`]: [`raft::Message`] to and from bytes for the peer transport.
 
+pub mod backend;
 pub mod config;
 pub mod etcd_error;
 pub mod peer_codec;

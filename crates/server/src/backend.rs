@@ -1,0 +1,72 @@
+//! The seam between the etcd API services and the node that replicates:
+//! the services decode requests and encode answers; a [`Backend`] turns writes
+//! into committed, applied log entries and confirms linearizable reads. The
+//! real backend is the node driver; tests may use a single-process one.
+
+use std::future::Future;
+
+use raft::NodeId;
+
+/// A member of the cluster as the Cluster service reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub id: NodeId,
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+}
+
+/// What the Maintenance service and every response header report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub cluster_id: u64,
+    pub member_id: NodeId,
+    /// The leader this member knows of, if any.
+    pub leader: Option<NodeId>,
+    pub raft_term: u64,
+    /// The last index in the member's Raft log.
+    pub raft_index: u64,
+    pub raft_applied_index: u64,
+}
+
+/// Why a backend could not serve a request; the services map these to etcd's
+/// errors (`EtcdError::NoLeader`, `LeaderChanged`, `Timeout`, ...).
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("no leader")]
+    NoLeader,
+    #[error("leader changed before the request committed")]
+    LeaderChanged,
+    #[error("request timed out")]
+    Timeout,
+    #[error("the member is shutting down")]
+    Stopped,
+    #[error("state machine failure: {0}")]
+    Store(#[from] mvcc::StoreError),
+    #[error("storage failure: {0}")]
+    Storage(String),
+}
+
+/// A replicated key-value node as the API services see it.
+pub trait Backend: Send + Sync + 'static {
+    /// Replicates a write, waits until it is committed and applied on this
+    /// member, and returns the state machine's answer. Works on any member:
+    /// followers pass the write to the leader.
+    fn propose(
+        &self,
+        command: mvcc::Command,
+    ) -> impl Future<Output = Result<mvcc::Applied, BackendError>> + Send;
+
+    /// Resolves once this member has applied everything committed before the
+    /// call (the ReadIndex barrier), so a read of the local store that follows
+    /// is linearizable.
+    fn read_barrier(&self) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// The local state machine, for reads after `read_barrier` and for
+    /// serializable reads without it.
+    fn store(&self) -> &mvcc::Store;
+
+    fn status(&self) -> NodeStatus;
+
+    fn members(&self) -> Vec<Member>;
+}
