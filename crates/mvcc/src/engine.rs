@@ -13,6 +13,26 @@ use std::cmp::Ordering;
 use redb::{ReadableTable, Table};
 
 use crate::error::{Error, RequestError, StoreError};
+
+/// Why a command did not run: refused (it changes nothing and the index is
+/// still consumed) or failed in the store (the batch is abandoned).
+#[derive(Debug)]
+enum Failure {
+    Refused(RequestError),
+    Store(StoreError),
+}
+
+impl From<RequestError> for Failure {
+    fn from(refusal: RequestError) -> Self {
+        Self::Refused(refusal)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(failure: StoreError) -> Self {
+        Self::Store(failure)
+    }
+}
 use crate::keys::KeyRange;
 use crate::record::{Record, Revision};
 use crate::types::{
@@ -62,6 +82,26 @@ impl Meta {
             });
         }
         Ok(revision)
+    }
+}
+
+impl Meta {
+    /// etcd's check of a range inside a transaction: any non-zero revision
+    /// outside `[compact, current]` is refused.
+    fn check_txn_range_revision(&self, requested: i64) -> Result<(), RequestError> {
+        if requested > self.current_revision {
+            return Err(RequestError::FutureRevision {
+                requested,
+                current_revision: self.current_revision,
+            });
+        }
+        if requested < self.compact_revision {
+            return Err(RequestError::Compacted {
+                requested,
+                compact_revision: self.compact_revision,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -226,6 +266,60 @@ where
         })
     }
 
+    /// Runs a transaction whose branches hold only ranges, at the current
+    /// revision of `meta`, without the log (etcd's serializable transaction).
+    pub(crate) fn read_only_txn(
+        &self,
+        txn: &TxnRequest,
+        meta: &Meta,
+    ) -> Result<TxnResponse, Error> {
+        if !txn.is_read_only() {
+            return Err(Error::WritesOutsideTheLog);
+        }
+        txn.validate()?;
+        let at = meta.current_revision;
+        let mut succeeded = true;
+        for compare in &txn.compare {
+            if !self.compare_holds(compare, at)? {
+                succeeded = false;
+                break;
+            }
+        }
+        let branch = if succeeded {
+            &txn.success
+        } else {
+            &txn.failure
+        };
+        let ranges: Vec<&RangeRequest> = branch
+            .iter()
+            .filter_map(|op| match op {
+                RequestOp::Range(range) => Some(range),
+                _ => None,
+            })
+            .collect();
+        debug_assert_eq!(ranges.len(), branch.len());
+        for range in &ranges {
+            if range.revision != 0 {
+                meta.check_txn_range_revision(range.revision)?;
+            }
+        }
+        let responses = ranges
+            .into_iter()
+            .map(|range| {
+                let range_at = if range.revision > 0 {
+                    range.revision
+                } else {
+                    at
+                };
+                self.range(range, range_at, at).map(ResponseOp::Range)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(TxnResponse {
+            succeeded,
+            responses,
+        })
+    }
+
     /// etcd's compare: over every key in the range at `at`; a missing key
     /// compares as zeros, except that a value compare on no key fails.
     fn compare_holds(&self, compare: &Compare, at: i64) -> Result<bool, StoreError> {
@@ -344,11 +438,11 @@ pub(crate) fn apply_command(
     };
     let response = match writer.run(command) {
         Ok(response) => response,
-        Err(Error::Request(refusal)) => {
+        Err(Failure::Refused(refusal)) => {
             debug_assert!(writer.events.is_empty(), "a refused command wrote");
             return Ok((Err(refusal), Vec::new()));
         }
-        Err(Error::Store(failure)) => return Err(failure),
+        Err(Failure::Store(failure)) => return Err(failure),
     };
     if writer.changed() {
         meta.current_revision = writer.write_revision;
@@ -393,7 +487,7 @@ impl Writer<'_, '_> {
         revision
     }
 
-    fn run(&mut self, command: &Command) -> Result<Response, Error> {
+    fn run(&mut self, command: &Command) -> Result<Response, Failure> {
         command.validate()?;
         match command {
             Command::Put(put) => {
@@ -413,7 +507,7 @@ impl Writer<'_, '_> {
         }
     }
 
-    fn check_put(&self, put: &PutRequest) -> Result<(), Error> {
+    fn check_put(&self, put: &PutRequest) -> Result<(), Failure> {
         if (put.ignore_value || put.ignore_lease) && self.tables.view().latest(&put.key)?.is_none()
         {
             return Err(RequestError::KeyNotFound.into());
@@ -440,7 +534,7 @@ impl Writer<'_, '_> {
 
     /// Evaluates the compares along the taken path and checks every operation
     /// on it that can be refused, before anything is written.
-    fn plan(&self, txn: &TxnRequest) -> Result<TxnPath, Error> {
+    fn plan(&self, txn: &TxnRequest) -> Result<TxnPath, Failure> {
         let at = self.meta_before.current_revision;
         let view = self.tables.view();
         let mut succeeded = true;
@@ -460,32 +554,13 @@ impl Writer<'_, '_> {
             match op {
                 RequestOp::Put(put) => self.check_put(put)?,
                 RequestOp::Range(range) if range.revision != 0 => {
-                    self.check_txn_range_revision(range.revision)?
+                    self.meta_before.check_txn_range_revision(range.revision)?
                 }
                 RequestOp::Range(_) | RequestOp::DeleteRange(_) => {}
                 RequestOp::Txn(inner) => nested.push(self.plan(inner)?),
             }
         }
         Ok(TxnPath { succeeded, nested })
-    }
-
-    /// etcd's check of a range inside a transaction: any non-zero revision
-    /// outside `[compact, current]` is refused.
-    fn check_txn_range_revision(&self, requested: i64) -> Result<(), RequestError> {
-        let meta = &self.meta_before;
-        if requested > meta.current_revision {
-            return Err(RequestError::FutureRevision {
-                requested,
-                current_revision: meta.current_revision,
-            });
-        }
-        if requested < meta.compact_revision {
-            return Err(RequestError::Compacted {
-                requested,
-                compact_revision: meta.compact_revision,
-            });
-        }
-        Ok(())
     }
 
     fn txn(&mut self, txn: &TxnRequest, path: &TxnPath) -> Result<TxnResponse, StoreError> {

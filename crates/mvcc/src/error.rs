@@ -112,4 +112,7 @@ pub enum Error {
     Request(#[from] RequestError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The caller asked to run a transaction with writes outside the log.
+    #[error("a transaction with puts, deletes or nested transactions changes state and must be applied through the log")]
+    WritesOutsideTheLog,
 }

@@ -35,7 +35,8 @@ pub struct SnapshotInfo {
 }
 
 impl Store {
-    /// The whole state machine as one checksummed byte string.
+    /// The whole state machine as one checksummed byte string. Use
+    /// [`Store::write_snapshot`] to also learn which applied index it covers.
     pub fn snapshot(&self) -> Result<Vec<u8>, StoreError> {
         let mut bytes = Vec::new();
         self.write_snapshot(&mut bytes)?;

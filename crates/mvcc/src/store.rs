@@ -20,7 +20,9 @@ use crate::record::{
     KEY_INDEX, META, META_APPLIED_INDEX, META_COMPACT_REVISION, META_CURRENT_REVISION,
     META_FORMAT_VERSION, REVISIONS, STORE_FORMAT_VERSION,
 };
-use crate::types::{Command, Event, HashKv, RangeRequest, RangeResponse, Response};
+use crate::types::{
+    Command, Event, HashKv, RangeRequest, RangeResponse, Response, TxnRequest, TxnResponse,
+};
 
 /// Deferred commits allowed in a row before one is made durable anyway: redb
 /// frees pages only at durable commits, so without this bound the file grows
@@ -301,6 +303,32 @@ impl Store {
             revisions: &revisions,
         };
         Ok(view.range(request, at, meta.current_revision)?)
+    }
+
+    /// Runs a read-only transaction (see [`TxnRequest::is_read_only`]) on
+    /// committed state without the log, as etcd serves a serializable
+    /// transaction. A transaction with writes is refused.
+    pub fn read_only_txn(&self, txn: &TxnRequest) -> Result<TxnResponse, Error> {
+        let read = self
+            .db
+            .begin_read()
+            .map_err(StoreError::database("starting a read"))?;
+        let meta = read_meta(
+            &read
+                .open_table(META)
+                .map_err(StoreError::database("opening the meta table"))?,
+        )?;
+        let index = read
+            .open_table(KEY_INDEX)
+            .map_err(StoreError::database("opening the key index"))?;
+        let revisions = read
+            .open_table(REVISIONS)
+            .map_err(StoreError::database("opening the revisions table"))?;
+        let view = View {
+            index: &index,
+            revisions: &revisions,
+        };
+        view.read_only_txn(txn, &meta)
     }
 
     /// A checksum of the whole store: history, key index and revisions, but not

@@ -74,6 +74,15 @@ impl TxnRequest {
             })
     }
 
+    /// Whether both branches hold only ranges (etcd's read-only transaction),
+    /// so the transaction can be served without the log.
+    pub fn is_read_only(&self) -> bool {
+        self.success
+            .iter()
+            .chain(&self.failure)
+            .all(|op| matches!(op, RequestOp::Range(_)))
+    }
+
     /// Empty keys anywhere, then etcd's duplicate-key rule for each branch.
     pub fn validate(&self) -> Result<(), RequestError> {
         self.validate_keys()?;

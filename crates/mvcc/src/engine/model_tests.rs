@@ -488,7 +488,7 @@ fn command() -> impl Strategy<Value = Command> {
 fn request_error(result: Result<RangeResponse, Error>) -> Result<RangeResponse, RequestError> {
     result.map_err(|error| match error {
         Error::Request(refusal) => refusal,
-        Error::Store(failure) => panic!("store failed: {failure}"),
+        other => panic!("range failed in the store: {other}"),
     })
 }
 

@@ -808,3 +808,74 @@ fn an_ignore_value_put_after_an_open_ended_delete_of_its_key_does_not_crash() {
     assert!(applied.result.is_ok(), "{applied:?}");
     assert_eq!(harness.get("b"), Some(kv("b", "", 3, 3, 1)));
 }
+
+#[test]
+fn a_read_only_txn_answers_like_the_same_txn_through_the_log() {
+    let mut harness = five_keys();
+    for (version, historic) in [(2, 3), (1, 0)] {
+        let txn = TxnRequest {
+            compare: vec![Compare::new(
+                "b",
+                CompareResult::Equal,
+                CompareTarget::Version(version),
+            )],
+            success: vec![
+                range_op("a", "c"),
+                RequestOp::Range(RangeRequest {
+                    revision: historic,
+                    ..RangeRequest::all()
+                }),
+            ],
+            failure: vec![RequestOp::Range(RangeRequest {
+                sort_order: SortOrder::Descend,
+                limit: 2,
+                ..RangeRequest::all()
+            })],
+        };
+        assert!(txn.is_read_only());
+        let served = harness.store.read_only_txn(&txn).unwrap();
+        assert_eq!(served.succeeded, version == 2);
+        assert_eq!(Ok(served), harness.txn(txn));
+    }
+}
+
+#[test]
+fn a_read_only_txn_refuses_writes_and_bad_revisions() {
+    let harness = five_keys();
+    let with_put = TxnRequest {
+        failure: vec![put_op("a", "1")],
+        ..TxnRequest::default()
+    };
+    assert!(!with_put.is_read_only());
+    assert!(matches!(
+        harness.store.read_only_txn(&with_put),
+        Err(Error::WritesOutsideTheLog)
+    ));
+    let nested = TxnRequest {
+        success: vec![RequestOp::Txn(TxnRequest::default())],
+        ..TxnRequest::default()
+    };
+    assert!(matches!(
+        harness.store.read_only_txn(&nested),
+        Err(Error::WritesOutsideTheLog)
+    ));
+    let future = TxnRequest {
+        success: vec![RequestOp::Range(RangeRequest {
+            revision: 99,
+            ..RangeRequest::all()
+        })],
+        ..TxnRequest::default()
+    };
+    assert!(matches!(
+        harness.store.read_only_txn(&future),
+        Err(Error::Request(RequestError::FutureRevision { .. }))
+    ));
+    let empty_key = TxnRequest {
+        success: vec![range_op("", "")],
+        ..TxnRequest::default()
+    };
+    assert!(matches!(
+        harness.store.read_only_txn(&empty_key),
+        Err(Error::Request(RequestError::EmptyKey))
+    ));
+}
