@@ -48,6 +48,10 @@ fn main() {
         batch.elections, batch.faults_injected, batch.ops_checked
     );
     println!(
+        "crashes: {} ({} tore a write), partitions: {}, snapshots installed: {}",
+        batch.crashes, batch.torn_writes, batch.partitions, batch.snapshots_installed
+    );
+    println!(
         "linearizability undecided (search bound hit): {}",
         batch.linearizability_undecided
     );

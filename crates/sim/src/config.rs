@@ -184,7 +184,7 @@ impl SimConfig {
             pre_vote: true,
             check_quorum: true,
             message_bytes_max: 64 * 1024,
-            snapshot_interval_entries: 64,
+            snapshot_interval_entries: 32,
             network: NetworkConfig {
                 latency_us_min: 500,
                 latency_us_max: if unreliable { 15_000 } else { 3_000 },
@@ -197,7 +197,7 @@ impl SimConfig {
                 torn_write_probability: 0.5,
             },
             faults,
-            fault_phase_us: 3_000_000,
+            fault_phase_us: 6_000_000,
             fault_interval_us_min: 100_000,
             fault_interval_us_max: 600_000,
             fault_duration_us_min: 100_000,
@@ -205,7 +205,7 @@ impl SimConfig {
             heal_leader_election_timeouts: 10,
             heal_completion_us_max: 15_000_000,
             workload: WorkloadConfig {
-                client_count: 4,
+                client_count: 5,
                 key_count: 3,
                 request_timeout_us: 300_000,
                 attempts_max: 5,

@@ -26,6 +26,8 @@ pub struct Summary {
     pub elections: u64,
     pub faults_injected: u64,
     pub crashes: u64,
+    pub crashes_during_fsync: u64,
+    pub torn_writes: u64,
     pub partitions: u64,
     pub messages_sent: u64,
     pub message_bytes: u64,
@@ -98,6 +100,8 @@ fn summarize(world: &World) -> Summary {
         elections: world.checker().elections() as u64,
         faults_injected: stats.faults_injected,
         crashes: stats.crashes,
+        crashes_during_fsync: stats.crashes_during_fsync,
+        torn_writes: stats.torn_writes,
         partitions: stats.partitions,
         messages_sent: stats.messages_sent,
         message_bytes: stats.message_bytes,
@@ -137,6 +141,10 @@ pub struct BatchSummary {
     pub events: u64,
     pub elections: u64,
     pub faults_injected: u64,
+    pub crashes: u64,
+    pub torn_writes: u64,
+    pub partitions: u64,
+    pub snapshots_installed: u64,
     pub ops_checked: u64,
     pub linearizability_undecided: u64,
     /// Every violation found, in seed order.
@@ -153,6 +161,10 @@ impl BatchSummary {
                 self.events += summary.events;
                 self.elections += summary.elections;
                 self.faults_injected += summary.faults_injected;
+                self.crashes += summary.crashes;
+                self.torn_writes += summary.torn_writes;
+                self.partitions += summary.partitions;
+                self.snapshots_installed += summary.snapshots_installed;
                 self.ops_checked += summary.ops_checked;
                 self.linearizability_undecided += u64::from(summary.linearizability_undecided);
             }

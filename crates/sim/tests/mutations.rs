@@ -127,7 +127,10 @@ mod core {
         (
             Mutation::ApplyUncommitted,
             Hunt::Seeds,
-            &[Invariant::StateMachineSafety],
+            // An applied entry counts as committed, so a later leader without
+            // it breaks Leader Completeness, usually before another member
+            // applies something else at that index.
+            &[Invariant::StateMachineSafety, Invariant::LeaderCompleteness],
         ),
     ];
 

@@ -98,7 +98,9 @@ impl Member {
         self.raft.is_some()
     }
 
-    fn is_busy(&self) -> bool {
+    /// Whether a write of this member is waiting for its fsync (the member
+    /// takes no input until it completes).
+    pub(super) fn is_busy(&self) -> bool {
         self.pending.is_some()
     }
 
@@ -272,7 +274,9 @@ impl World {
         drop(raft);
         let mut torn_records_kept = None;
         if let Some(ready) = self.members[index].pending.take() {
+            self.stats.crashes_during_fsync += 1;
             if self.rng.chance(torn_probability) {
+                self.stats.torn_writes += 1;
                 let records = usize::from(ready.snapshot.is_some())
                     + ready.entries.len()
                     + usize::from(ready.hard_state.is_some());

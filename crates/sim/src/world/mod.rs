@@ -42,6 +42,10 @@ pub struct Stats {
     pub messages_duplicated: u64,
     pub faults_injected: u64,
     pub crashes: u64,
+    /// Crashes that struck a member in the middle of an fsync (its write lost).
+    pub crashes_during_fsync: u64,
+    /// Of those, the ones that kept a torn prefix of the write.
+    pub torn_writes: u64,
     pub partitions: u64,
     pub fsyncs: u64,
     pub snapshots_installed: u64,

@@ -3,6 +3,9 @@
 //! end of the phase it heals everything and then holds the cluster to its
 //! liveness promises.
 //!
+//! Crashes favour the leader and members in the middle of an fsync, where
+//! the durability model has the most to lose.
+//!
 //! Owns: when and which faults happen, healing, the liveness deadlines.
 //! Must never: inject a fault outside the fault phase, nor keep a majority
 //! of members down at once (a cluster without a majority cannot be judged
@@ -67,7 +70,15 @@ impl World {
             .into_iter()
             .filter(|&node| self.is_up(node))
             .collect();
+        let syncing: Vec<NodeId> = up
+            .iter()
+            .copied()
+            .filter(|&node| self.member(node).is_busy())
+            .collect();
         let victim = match self.leader() {
+            _ if !syncing.is_empty() && self.rng.chance(0.5) => {
+                syncing[self.rng.index(syncing.len())]
+            }
             Some(leader) if self.rng.chance(0.5) => leader,
             _ => up[self.rng.index(up.len())],
         };
