@@ -9,6 +9,7 @@
 //! redb transaction; `store` does.
 
 use std::cmp::Ordering;
+use std::collections::BTreeSet;
 
 use redb::{ReadableTable, Table};
 
@@ -501,7 +502,11 @@ impl Writer<'_, '_> {
             }
             Command::Compact(compaction) => {
                 self.check_compaction(compaction.revision)?;
-                compact(self.tables, compaction.revision)?;
+                compact(
+                    self.tables,
+                    self.meta_before.compact_revision,
+                    compaction.revision,
+                )?;
                 Ok(Response::Compact(CompactionResponse {}))
             }
         }
@@ -667,42 +672,54 @@ impl Writer<'_, '_> {
 
 /// Removes every revision at or below `revision` that a read at `revision` or
 /// later cannot see: all but the newest of each key, and that one too when it
-/// is a tombstone.
-fn compact(tables: &mut WriteTables<'_>, revision: i64) -> Result<(), StoreError> {
-    let mut doomed: Vec<(Vec<u8>, Revision)> = Vec::new();
+/// is a tombstone. The previous compaction left each key at most one live
+/// revision at or below it, so only keys written since then can hold anything
+/// to remove; only they are visited, which keeps a compaction proportional to
+/// the writes since the last one rather than to the whole store.
+fn compact(
+    tables: &mut WriteTables<'_>,
+    previous_compaction: i64,
+    revision: i64,
+) -> Result<(), StoreError> {
+    debug_assert!(previous_compaction < revision);
+    let mut touched_keys = BTreeSet::new();
+    let window = (previous_compaction.saturating_add(1), i64::MIN)..=(revision, i64::MAX);
+    for entry in tables
+        .revisions
+        .range(window)
+        .map_err(StoreError::database("reading revisions for compaction"))?
     {
+        let (key, bytes) =
+            entry.map_err(StoreError::database("reading revisions for compaction"))?;
+        let (main, sub) = key.value();
+        let record = Record::decode(bytes.value()).map_err(|source| StoreError::Record {
+            location: format!("revision {main}.{sub}"),
+            source,
+        })?;
+        touched_keys.insert(record.key);
+    }
+    let mut doomed: Vec<(Vec<u8>, Revision)> = Vec::new();
+    for key in touched_keys {
         let mut group: Vec<(Revision, bool)> = Vec::new();
-        let mut group_key: Option<Vec<u8>> = None;
-        let mut close_group = |key: &Option<Vec<u8>>, group: &mut Vec<(Revision, bool)>| {
-            if let (Some(key), Some(&(newest, tombstone))) = (key, group.last()) {
-                let keep = usize::from(!tombstone);
-                let removable = group.len() - keep;
-                doomed.extend(
-                    group[..removable]
-                        .iter()
-                        .map(|(rev, _)| (key.clone(), *rev)),
-                );
-                debug_assert!(keep == 0 || group[removable].0 == newest);
-            }
-            group.clear();
-        };
-        let entries = tables.index.iter().map_err(StoreError::database(
-            "scanning the key index for compaction",
-        ))?;
-        for entry in entries {
-            let (entry_key, tombstone) = entry.map_err(StoreError::database(
-                "scanning the key index for compaction",
-            ))?;
-            let (key, main, sub) = entry_key.value();
-            if group_key.as_deref() != Some(key) {
-                close_group(&group_key, &mut group);
-                group_key = Some(key.to_vec());
-            }
-            if main <= revision {
-                group.push((Revision { main, sub }, tombstone.value()));
-            }
+        for entry in tables
+            .index
+            .range((key.as_slice(), i64::MIN, i64::MIN)..=(key.as_slice(), revision, i64::MAX))
+            .map_err(StoreError::database("reading the key index for compaction"))?
+        {
+            let (entry_key, tombstone) =
+                entry.map_err(StoreError::database("reading the key index for compaction"))?;
+            let (_, main, sub) = entry_key.value();
+            group.push((Revision { main, sub }, tombstone.value()));
         }
-        close_group(&group_key, &mut group);
+        let Some(&(_, newest_is_tombstone)) = group.last() else {
+            continue;
+        };
+        let removable = group.len() - usize::from(!newest_is_tombstone);
+        doomed.extend(
+            group[..removable]
+                .iter()
+                .map(|(rev, _)| (key.clone(), *rev)),
+        );
     }
     for (key, rev) in doomed {
         tables

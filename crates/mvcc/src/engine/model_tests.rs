@@ -20,6 +20,8 @@ type KeySpace = BTreeMap<Vec<u8>, KeyValue>;
 struct Model {
     /// The whole key space after each revision.
     states: BTreeMap<i64, KeySpace>,
+    /// How many keys each revision wrote (puts and deletions).
+    changes: BTreeMap<i64, usize>,
     compact_revision: i64,
 }
 
@@ -128,18 +130,36 @@ struct Scratch {
     now: KeySpace,
     revision: i64,
     changed: bool,
+    changes: usize,
 }
 
 impl Model {
     fn new() -> Self {
         Self {
             states: BTreeMap::from([(1, KeySpace::new())]),
+            changes: BTreeMap::new(),
             compact_revision: 0,
         }
     }
 
     fn current_revision(&self) -> i64 {
         *self.states.keys().next_back().unwrap()
+    }
+
+    /// What a compacted store keeps: every change after the compaction, and
+    /// the value of each key live at it.
+    fn retained_revisions(&self) -> u64 {
+        let after: usize = self
+            .changes
+            .range(self.compact_revision + 1..)
+            .map(|(_, count)| count)
+            .sum();
+        let live_at_compaction = if self.compact_revision == 0 {
+            0
+        } else {
+            self.state_at(self.compact_revision).len()
+        };
+        (after + live_at_compaction) as u64
     }
 
     fn state_at(&self, revision: i64) -> &KeySpace {
@@ -194,6 +214,7 @@ impl Model {
             before,
             revision: current + 1,
             changed: false,
+            changes: 0,
         };
         let response = match command {
             Command::Put(put) => {
@@ -211,6 +232,7 @@ impl Model {
         };
         if scratch.changed {
             self.states.insert(scratch.revision, scratch.now);
+            self.changes.insert(scratch.revision, scratch.changes);
         }
         Ok(response)
     }
@@ -273,6 +295,7 @@ impl Model {
         };
         scratch.now.insert(put.key.clone(), kv);
         scratch.changed = true;
+        scratch.changes += 1;
         PutResponse {
             prev_kv: if put.prev_kv { previous } else { None },
         }
@@ -288,6 +311,7 @@ impl Model {
         for kv in &doomed {
             scratch.now.remove(&kv.key);
             scratch.changed = true;
+            scratch.changes += 1;
         }
         DeleteRangeResponse {
             deleted: doomed.len() as i64,
@@ -512,6 +536,7 @@ proptest! {
             prop_assert_eq!(&applied.result, &expected, "{:?}", command);
             prop_assert_eq!(applied.revision, model.current_revision());
             prop_assert_eq!(harness.store.compact_revision(), model.compact_revision);
+            prop_assert_eq!(harness.store.revision_count().unwrap(), model.retained_revisions());
             for read in &reads {
                 for revision in -1..=model.current_revision() + 1 {
                     let request = RangeRequest { revision, ..read.clone() };
