@@ -1,14 +1,19 @@
 //! Replays one seed and prints its summary, or its violation with a long
 //! story of the events before it: the tool for reading a failing seed.
 //!
-//! Run: `cargo run --release -p sim --example replay_seed -- SEED [NODES] [FAULTS] [EVENTS]`
+//! Run: `cargo run --release -p sim --example replay_seed -- SEED [NODES] [FAULTS] [EVENTS] [--reuse-read-context]`
 //! (defaults: 5 nodes, faults "all", the last 200 events). FAULTS is "all",
-//! "none" or a comma list of network, partition, crash.
+//! "none" or a comma list of network, partition, crash. With
+//! `--reuse-read-context`, clients retry a Get with its first ReadIndex context.
 
 use sim::{run_seed, FaultSet, SimConfig};
 
 fn main() {
-    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    let mut arguments: Vec<String> = std::env::args().skip(1).collect();
+    let reuse_read_context = arguments
+        .iter()
+        .any(|argument| argument == "--reuse-read-context");
+    arguments.retain(|argument| argument != "--reuse-read-context");
     let Some(seed) = arguments.first().and_then(|seed| seed.parse::<u64>().ok()) else {
         eprintln!("usage: replay_seed SEED [NODES] [FAULTS] [EVENTS]");
         std::process::exit(2);
@@ -30,6 +35,7 @@ fn main() {
     };
     let mut config = SimConfig::new(nodes, faults);
     config.trace_events_max = events;
+    config.workload.read_context_reused_on_retry = reuse_read_context;
     match run_seed(&config, seed) {
         Ok(summary) => println!("seed {seed} passed: {summary:#?}"),
         Err(violation) => {

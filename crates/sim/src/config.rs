@@ -5,6 +5,7 @@
 //! Owns: [`SimConfig`] and its parts, [`FaultSet`] parsing for the CLI.
 //! Must never: hold state of a run.
 
+use std::ops::Range;
 use std::str::FromStr;
 
 /// How clients' Gets are served.
@@ -100,6 +101,44 @@ impl FromStr for FaultSet {
         }
         Ok(faults)
     }
+}
+
+/// A `--seeds` value that is not a range of seeds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid seed range {input:?}: {reason}; write START..END (END excluded), START..=END or a single seed")]
+pub struct SeedRangeParseError {
+    pub input: String,
+    pub reason: &'static str,
+}
+
+/// Parses `START..END`, `START..=END` or a single seed `N` into a half-open range.
+pub fn parse_seed_range(input: &str) -> Result<Range<u64>, SeedRangeParseError> {
+    let error = |reason| SeedRangeParseError {
+        input: input.to_string(),
+        reason,
+    };
+    let number = |text: &str| {
+        text.trim()
+            .parse::<u64>()
+            .map_err(|_| error("a bound is not a whole number"))
+    };
+    let range = if let Some((start, end)) = input.split_once("..=") {
+        let end = number(end)?
+            .checked_add(1)
+            .ok_or_else(|| error("the end is too large"))?;
+        number(start)?..end
+    } else if let Some((start, end)) = input.split_once("..") {
+        number(start)?..number(end)?
+    } else {
+        let seed = number(input)?;
+        seed..seed
+            .checked_add(1)
+            .ok_or_else(|| error("the seed is too large"))?
+    };
+    if range.is_empty() {
+        return Err(error("the range holds no seed"));
+    }
+    Ok(range)
 }
 
 /// The client workload.
@@ -231,6 +270,17 @@ impl SimConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seed_ranges_parse_and_reject_nonsense() {
+        assert_eq!(parse_seed_range("1..2000"), Ok(1..2000));
+        assert_eq!(parse_seed_range("1..=5"), Ok(1..6));
+        assert_eq!(parse_seed_range("42"), Ok(42..43));
+        assert!(parse_seed_range("5..5").is_err());
+        let error = parse_seed_range("a..9").unwrap_err();
+        assert!(error.to_string().contains("START..END"));
+        assert!(parse_seed_range("1..=18446744073709551615").is_err());
+    }
 
     #[test]
     fn fault_sets_parse_from_cli_words() {

@@ -10,7 +10,34 @@
 //! reports a [`Violation`] with the story of the events that led to it.
 //!
 //! Entry points: [`run_seed`] and [`run_seeds`] (what `raftkv sim` calls),
-//! and [`World`] for scripted scenarios.
+//! [`World`] for scripted scenarios and [`lab::Lab`] for the classic Raft
+//! lab verbs on top of it.
+//!
+//! # What one run is
+//!
+//! 1. Fault phase ([`SimConfig::fault_phase_us`], 6 s by default): members
+//!    tick every 10 ms of virtual time; clients issue Put/Get/CAS; the
+//!    nemesis opens partitions (random halves, isolated leader, bridge,
+//!    one-way cuts) and crashes members (favouring the leader and members in
+//!    the middle of an fsync, sometimes tearing that write), and heals each
+//!    after a seeded while; the network drops, duplicates and reorders.
+//! 2. Healing: every fault is undone; a stable leader must appear within 10
+//!    election timeouts, and every pending operation must complete and every
+//!    member catch up within [`SimConfig::heal_completion_us_max`].
+//! 3. Final checks: every acknowledged write is in every member's state
+//!    machine, and the client history is linearizable.
+//!
+//! Safety invariants ([`invariants`]) are checked after every event.
+//!
+//! # Speed
+//!
+//! Measured with `cargo run --release -p sim --example sim_speed -- 1000 5 1`
+//! (1000 seeds, 5 members, every fault, one thread) on the project's 2-core
+//! machine: about 3.8 ms of wall time per seed, 1.5 to 2.0 million events per
+//! wall second, and 1,250 to 1,650 simulated seconds per wall second (the
+//! range is other work sharing the machine). Three members run at about
+//! 2,000 simulated seconds per wall second, seven at about 730. So 2,000
+//! seeds of 5 members take about 4 s on two threads.
 
 pub mod config;
 pub mod invariants;
@@ -25,7 +52,7 @@ pub mod trace;
 pub mod violation;
 pub mod world;
 
-pub use config::{FaultSet, ReadMode, SimConfig, SimMutations};
+pub use config::{parse_seed_range, FaultSet, ReadMode, SimConfig, SimMutations};
 pub use runner::{run_seed, run_seeds, BatchSummary, SeedOutcome, Summary};
 pub use violation::{Invariant, Violation};
 pub use world::{PartitionKind, World};
