@@ -6,11 +6,11 @@
 
 use redb::ReadableTable;
 
-use crate::engine::{IndexKey, View};
 use crate::error::{Error, RequestError, StoreError};
-use crate::record::{Record, Revision, KEY_INDEX, META, REVISIONS};
+use crate::record::{IndexKey, Record, Revision, KEY_INDEX, META, REVISIONS};
 use crate::store::{read_meta, Store};
 use crate::types::{Event, EventKind, KeyValue};
+use crate::view::View;
 
 impl Store {
     /// The changes with revision `start_revision` or later, oldest first, as

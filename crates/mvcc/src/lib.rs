@@ -35,6 +35,7 @@ mod engine;
 mod error;
 mod history;
 mod keys;
+mod meta;
 mod record;
 mod snapshot;
 mod store;
@@ -42,6 +43,7 @@ mod store;
 mod test_support;
 pub mod types;
 mod validate;
+mod view;
 
 pub use codec::{DecodeError, COMMAND_FORMAT_VERSION, TXN_NESTING_DEPTH_MAX};
 pub use error::{Error, RequestError, StatusClass, StoreError};

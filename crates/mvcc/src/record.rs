@@ -11,9 +11,11 @@ use redb::TableDefinition;
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::types::KeyValue;
 
+/// The key type of the `key_index` table: user key, main and sub revision.
+pub(crate) type IndexKey = (&'static [u8], i64, i64);
+
 pub(crate) const REVISIONS: TableDefinition<(i64, i64), &[u8]> = TableDefinition::new("revisions");
-pub(crate) const KEY_INDEX: TableDefinition<(&[u8], i64, i64), bool> =
-    TableDefinition::new("key_index");
+pub(crate) const KEY_INDEX: TableDefinition<IndexKey, bool> = TableDefinition::new("key_index");
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 pub(crate) const META_FORMAT_VERSION: &str = "format_version";

@@ -15,8 +15,8 @@ use std::io::{ErrorKind, Read, Write};
 
 use redb::{ReadableTable, ReadableTableMetadata};
 
-use crate::engine::Meta;
 use crate::error::StoreError;
+use crate::meta::Meta;
 use crate::record::{Record, Revision, KEY_INDEX, META, REVISIONS};
 use crate::store::{open_write_tables, read_meta, write_meta, Store};
 

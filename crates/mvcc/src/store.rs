@@ -14,8 +14,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use redb::backends::InMemoryBackend;
 use redb::{Database, ReadableTable, ReadableTableMetadata, WriteTransaction};
 
-use crate::engine::{apply_command, Meta, View, WriteTables};
+use crate::engine::{apply_command, WriteTables};
 use crate::error::{Error, RequestError, StoreError};
+use crate::meta::Meta;
 use crate::record::{
     KEY_INDEX, META, META_APPLIED_INDEX, META_COMPACT_REVISION, META_CURRENT_REVISION,
     META_FORMAT_VERSION, REVISIONS, STORE_FORMAT_VERSION,
@@ -23,6 +24,7 @@ use crate::record::{
 use crate::types::{
     Command, Event, HashKv, RangeRequest, RangeResponse, Response, TxnRequest, TxnResponse,
 };
+use crate::view::View;
 
 /// Deferred commits allowed in a row before one is made durable anyway: redb
 /// frees pages only at durable commits, so without this bound the file grows

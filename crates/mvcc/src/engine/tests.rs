@@ -1,9 +1,8 @@
 //! One test per MVCC rule, through the store's public operations.
 
-use super::*;
-use crate::error::Error;
+use crate::error::{Error, RequestError};
 use crate::test_support::Harness;
-use crate::types::CompactionRequest;
+use crate::types::*;
 
 fn kv(key: &str, value: &str, create: i64, modified: i64, version: i64) -> KeyValue {
     KeyValue {
