@@ -33,6 +33,7 @@
 mod codec;
 mod engine;
 mod error;
+mod hash;
 mod history;
 mod keys;
 mod meta;

@@ -22,7 +22,7 @@ use crate::record::{
     META_FORMAT_VERSION, REVISIONS, STORE_FORMAT_VERSION,
 };
 use crate::types::{
-    Command, Event, HashKv, RangeRequest, RangeResponse, Response, TxnRequest, TxnResponse,
+    Command, Event, RangeRequest, RangeResponse, Response, TxnRequest, TxnResponse,
 };
 use crate::view::View;
 
@@ -333,78 +333,6 @@ impl Store {
         view.read_only_txn(txn, &meta)
     }
 
-    /// A checksum of the whole store: history, key index and revisions, but not
-    /// the applied index (members at the same revision agree even if their logs
-    /// hold different non-command entries).
-    pub fn hash(&self) -> Result<u32, StoreError> {
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(StoreError::database("starting a hash"))?;
-        let meta = read_meta(
-            &txn.open_table(META)
-                .map_err(StoreError::database("opening the meta table"))?,
-        )?;
-        let mut crc = crc32c::crc32c(&meta.current_revision.to_le_bytes());
-        crc = crc32c::crc32c_append(crc, &meta.compact_revision.to_le_bytes());
-        let revisions = txn
-            .open_table(REVISIONS)
-            .map_err(StoreError::database("opening the revisions table"))?;
-        for entry in revisions
-            .iter()
-            .map_err(StoreError::database("hashing revisions"))?
-        {
-            let (key, value) = entry.map_err(StoreError::database("hashing revisions"))?;
-            crc = hash_revision_entry(crc, key.value(), value.value());
-        }
-        let index = txn
-            .open_table(KEY_INDEX)
-            .map_err(StoreError::database("opening the key index"))?;
-        for entry in index
-            .iter()
-            .map_err(StoreError::database("hashing the key index"))?
-        {
-            let (key, tombstone) = entry.map_err(StoreError::database("hashing the key index"))?;
-            let (user_key, main, sub) = key.value();
-            crc = crc32c::crc32c_append(crc, &(user_key.len() as u64).to_le_bytes());
-            crc = crc32c::crc32c_append(crc, user_key);
-            crc = crc32c::crc32c_append(crc, &main.to_le_bytes());
-            crc = crc32c::crc32c_append(crc, &sub.to_le_bytes());
-            crc = crc32c::crc32c_append(crc, &[u8::from(tombstone.value())]);
-        }
-        Ok(crc)
-    }
-
-    /// etcd's HashKV: a checksum of every revision at or below `revision`
-    /// (0 = current) that compaction kept.
-    pub fn hash_kv(&self, revision: i64) -> Result<HashKv, Error> {
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(StoreError::database("starting a HashKV"))?;
-        let meta = read_meta(
-            &txn.open_table(META)
-                .map_err(StoreError::database("opening the meta table"))?,
-        )?;
-        let hash_revision = meta.read_revision(revision)?;
-        let revisions = txn
-            .open_table(REVISIONS)
-            .map_err(StoreError::database("opening the revisions table"))?;
-        let mut crc = 0;
-        for entry in revisions
-            .range(..=(hash_revision, i64::MAX))
-            .map_err(StoreError::database("hashing revisions"))?
-        {
-            let (key, value) = entry.map_err(StoreError::database("hashing revisions"))?;
-            crc = hash_revision_entry(crc, key.value(), value.value());
-        }
-        Ok(HashKv {
-            hash: crc,
-            hash_revision,
-            compact_revision: meta.compact_revision,
-        })
-    }
-
     /// The size of the database in bytes (allocated pages for a memory store).
     pub fn db_size_bytes(&self) -> Result<u64, StoreError> {
         match &self.location {
@@ -443,12 +371,6 @@ impl Store {
             .len()
             .map_err(StoreError::database("counting revisions"))
     }
-}
-
-fn hash_revision_entry(crc: u32, (main, sub): (i64, i64), record: &[u8]) -> u32 {
-    let crc = crc32c::crc32c_append(crc, &main.to_le_bytes());
-    let crc = crc32c::crc32c_append(crc, &sub.to_le_bytes());
-    crc32c::crc32c_append(crc, record)
 }
 
 fn apply_entry(
