@@ -358,6 +358,17 @@ impl Store {
         }
     }
 
+    /// Rewrites the database to hand back the space that compaction freed
+    /// (etcd's Defragment). Takes `&mut self`: no read or write may run
+    /// meanwhile, and it takes time proportional to the database size.
+    pub fn defragment(&mut self) -> Result<(), StoreError> {
+        self.flush()?;
+        self.db
+            .compact()
+            .map_err(StoreError::database("defragmenting the database"))?;
+        Ok(())
+    }
+
     /// Number of stored revisions (history kept since the last compaction).
     pub fn revision_count(&self) -> Result<u64, StoreError> {
         let txn = self

@@ -370,3 +370,43 @@ fn readers_on_other_threads_see_whole_commits_only() {
     reader.join().unwrap();
     assert_eq!(all_keys(&store).count, 50);
 }
+
+#[test]
+fn defragment_gives_back_the_space_compaction_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    let mut store = Store::open(&path).unwrap();
+    let value = "v".repeat(64 << 10);
+    let mut index = 0;
+    let mut next = |store: &Store, command: &Command| {
+        index += 1;
+        store.apply(index, command).unwrap();
+    };
+    for key in 0..64 {
+        next(&store, &put(&format!("key{key:02}"), &value));
+    }
+    next(
+        &store,
+        &Command::DeleteRange(DeleteRangeRequest::between("key", "\0")),
+    );
+    let revision = store.current_revision();
+    next(
+        &store,
+        &Command::Compact(CompactionRequest {
+            revision,
+            physical: true,
+        }),
+    );
+    let hash_before = store.hash().unwrap();
+    let size_before = store.db_size_bytes().unwrap();
+    assert!(size_before > 64 * (64 << 10), "{size_before} bytes");
+    store.defragment().unwrap();
+    let size_after = store.db_size_bytes().unwrap();
+    assert!(
+        size_after * 4 < size_before,
+        "{size_before} -> {size_after} bytes"
+    );
+    assert_eq!(store.hash().unwrap(), hash_before);
+    drop(store);
+    assert_eq!(Store::open(&path).unwrap().hash().unwrap(), hash_before);
+}
