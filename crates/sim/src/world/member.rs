@@ -782,3 +782,137 @@ fn keep_torn_prefix(durable: &mut MemStorage, ready: &Ready, mut kept: usize) {
 fn core_failure(node: NodeId, time_us: u64, detail: String) -> Violation {
     Violation::new(Invariant::CoreFailure, vec![node], time_us, detail)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{FaultSet, SimConfig};
+    use crate::trace::{Happening, TraceRecord};
+    use raft::HardState;
+
+    fn entry(index: LogIndex, term: Term) -> Entry {
+        Entry {
+            term,
+            index,
+            kind: EntryKind::Normal,
+            data: vec![index as u8],
+        }
+    }
+
+    #[test]
+    fn a_torn_write_keeps_a_prefix_of_entries_and_never_the_hard_state() {
+        let mut durable = MemStorage::default();
+        durable.append(&[entry(1, 1)]).unwrap();
+        let ready = Ready {
+            entries: vec![entry(2, 2), entry(3, 2), entry(4, 2)],
+            hard_state: Some(HardState {
+                term: 2,
+                vote: 1,
+                commit: 3,
+            }),
+            ..Ready::default()
+        };
+        keep_torn_prefix(&mut durable, &ready, 2);
+        assert_eq!(durable.last_index().unwrap(), 3);
+        assert_eq!(durable.hard_state(), HardState::default());
+        keep_torn_prefix(&mut durable, &ready, 0);
+        assert_eq!(
+            durable.last_index().unwrap(),
+            3,
+            "an empty prefix changes nothing"
+        );
+    }
+
+    fn quiet_world(seed: u64, mutated: bool) -> World {
+        let mut config = SimConfig::new(3, FaultSet::none());
+        config.workload.client_count = 0;
+        config.trace_events_max = 100_000;
+        config.disk.fsync_us_min = 2_000;
+        config.disk.fsync_us_max = 4_000;
+        config.mutations.persisted_messages_before_fsync = mutated;
+        let mut world = World::new(config, seed);
+        assert!(world.run_until(2_000_000, |world| world.leader().is_some()));
+        world
+    }
+
+    #[test]
+    fn a_crash_mid_fsync_loses_the_write() {
+        let mut world = quiet_world(5, false);
+        let leader = world.leader().unwrap_or_else(|| unreachable!());
+        world.propose(leader, 77);
+        let syncing = world.run_until(100_000, |world| {
+            world
+                .member(leader)
+                .pending
+                .as_ref()
+                .is_some_and(|ready| !ready.entries.is_empty())
+        });
+        assert!(syncing, "the leader never started writing the proposal");
+        let pending_last = world
+            .member(leader)
+            .pending
+            .as_ref()
+            .and_then(|ready| ready.entries.last())
+            .map(|entry| entry.index);
+        world.config.disk.torn_write_probability = 0.0;
+        world.crash(leader);
+        assert!(
+            Some(world.durable_last_index(leader)) < pending_last,
+            "an unsynced write survived the crash"
+        );
+    }
+
+    /// Whether every vote or append answer a member sent was preceded by the
+    /// fsync of the Ready that produced it (when that Ready wrote anything).
+    fn answers_wait_for_fsync(trace: &[TraceRecord]) -> bool {
+        let mut awaiting_fsync = std::collections::BTreeMap::new();
+        for record in trace {
+            match &record.happening {
+                Happening::Ready {
+                    entries,
+                    commit,
+                    snapshot_index,
+                    ..
+                } => {
+                    let writes = *entries > 0 || commit.is_some() || snapshot_index.is_some();
+                    awaiting_fsync.insert(record.node, writes);
+                }
+                Happening::FsyncDone { .. } => {
+                    awaiting_fsync.insert(record.node, false);
+                }
+                Happening::Sent { kind, .. }
+                    if [
+                        "AppendAccepted",
+                        "AppendRejected",
+                        "VoteGranted",
+                        "VoteRejected",
+                    ]
+                    .contains(kind)
+                        && awaiting_fsync.get(&record.node) == Some(&true) =>
+                {
+                    return false;
+                }
+                _ => {}
+            }
+        }
+        true
+    }
+
+    #[test]
+    fn vote_and_append_answers_leave_only_after_fsync() {
+        for mutated in [false, true] {
+            let mut world = quiet_world(9, mutated);
+            let leader = world.leader().unwrap_or_else(|| unreachable!());
+            for value in 0..5 {
+                world.propose(leader, value);
+                world.run_for(20_000);
+            }
+            let trace = world.trace.recent();
+            assert_eq!(
+                answers_wait_for_fsync(&trace),
+                !mutated,
+                "mutated: {mutated}"
+            );
+        }
+    }
+}

@@ -475,3 +475,50 @@ impl World {
         self.violation.clone().unwrap_or_else(|| unreachable!())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FaultSet;
+
+    #[test]
+    fn queue_pops_by_time_then_by_insertion_order() {
+        let mut config = SimConfig::new(1, FaultSet::none());
+        config.workload.client_count = 0;
+        let mut world = World::new(config, 1);
+        world.queue.clear();
+        world.schedule(5, Event::Nemesis);
+        world.schedule(3, Event::Restart { node: 1 });
+        world.schedule(5, Event::EndFaultPhase);
+        world.schedule(3, Event::HealPartition { epoch: 9 });
+        let order: Vec<(u64, String)> = std::iter::from_fn(|| world.queue.pop())
+            .map(|scheduled| (scheduled.time_us, format!("{:?}", scheduled.event)))
+            .collect();
+        let names: Vec<&str> = order.iter().map(|(_, name)| name.as_str()).collect();
+        assert_eq!(
+            names,
+            vec![
+                "Restart { node: 1 }",
+                "HealPartition { epoch: 9 }",
+                "Nemesis",
+                "EndFaultPhase"
+            ]
+        );
+        assert!(order.windows(2).all(|pair| pair[0].0 <= pair[1].0));
+    }
+
+    #[test]
+    fn a_single_member_elects_itself_and_time_only_moves_forward() {
+        let mut config = SimConfig::new(1, FaultSet::none());
+        config.workload.client_count = 0;
+        let mut world = World::new(config, 3);
+        let mut last_us = 0;
+        let elected = world.run_until(2_000_000, |world| {
+            assert!(world.now_us() >= last_us);
+            last_us = world.now_us();
+            world.leader().is_some()
+        });
+        assert!(elected, "a one-member cluster must elect itself");
+        assert!(world.violation().is_none());
+    }
+}

@@ -226,3 +226,101 @@ impl World {
         description
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{FaultSet, SimConfig};
+
+    fn world(nodes: usize, seed: u64) -> World {
+        let mut config = SimConfig::new(nodes, FaultSet::none());
+        config.workload.client_count = 0;
+        World::new(config, seed)
+    }
+
+    /// The members `node` can send to (itself excluded).
+    fn reachable(world: &World, node: NodeId) -> Vec<NodeId> {
+        world
+            .node_ids()
+            .into_iter()
+            .filter(|&other| other != node && !world.network.is_cut(node, other))
+            .collect()
+    }
+
+    #[test]
+    fn random_halves_cut_a_minority_off_both_ways() {
+        for seed in 0..20 {
+            let mut world = world(5, seed);
+            world.partition(PartitionKind::RandomHalves);
+            let isolated: Vec<NodeId> = world
+                .node_ids()
+                .into_iter()
+                .filter(|&node| reachable(&world, node).len() < 2)
+                .collect();
+            assert!(
+                !isolated.is_empty() && isolated.len() <= 2,
+                "seed {seed}: {isolated:?}"
+            );
+            for from in world.node_ids() {
+                for to in world.node_ids() {
+                    assert_eq!(
+                        world.network.is_cut(from, to),
+                        world.network.is_cut(to, from)
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bridge_member_talks_to_both_sides_that_cannot_talk() {
+        let mut world = world(5, 4);
+        world.partition(PartitionKind::Bridge);
+        let bridges: Vec<NodeId> = world
+            .node_ids()
+            .into_iter()
+            .filter(|&node| reachable(&world, node).len() == 4)
+            .collect();
+        assert_eq!(bridges.len(), 1, "exactly one member reaches everyone");
+        let others: Vec<NodeId> = world
+            .node_ids()
+            .into_iter()
+            .filter(|node| !bridges.contains(node))
+            .collect();
+        assert!(others
+            .iter()
+            .all(|&node| reachable(&world, node).len() == 2));
+    }
+
+    #[test]
+    fn isolated_leader_hears_no_one_and_heal_restores_everything() {
+        let mut world = world(3, 2);
+        assert!(world.run_until(2_000_000, |world| world.leader().is_some()));
+        let leader = world.leader().unwrap_or_else(|| unreachable!());
+        world.partition(PartitionKind::LeaderIsolated);
+        assert!(reachable(&world, leader).is_empty());
+        assert!(world
+            .node_ids()
+            .into_iter()
+            .all(|node| node == leader || world.network.is_cut(node, leader)));
+        world.network.heal();
+        assert!(world
+            .node_ids()
+            .into_iter()
+            .all(|node| reachable(&world, node).len() == 2));
+    }
+
+    #[test]
+    fn one_way_cuts_include_an_asymmetric_link() {
+        let asymmetric = (0..20).any(|seed| {
+            let mut world = world(5, seed);
+            world.partition(PartitionKind::OneWay);
+            let ids = world.node_ids();
+            ids.iter().any(|&a| {
+                ids.iter()
+                    .any(|&b| world.network.is_cut(a, b) && !world.network.is_cut(b, a))
+            })
+        });
+        assert!(asymmetric);
+    }
+}
