@@ -2,12 +2,15 @@
 //! the `serve` configuration. It drives the consensus core and never decides
 //! anything the core decides.
 //!
+//! - [`api`]: etcd's KV, Maintenance and Cluster services on any
+//!   [`backend::Backend`] ([`api::routes`]).
 //! - [`proto`]: the generated etcd v3 API (`etcdserverpb`, `mvccpb`, `authpb`)
 //!   and our peer schema (`raftkvpb`).
 //! - [`etcd_error`]: etcd's API errors with their exact gRPC codes and messages.
 //! - [`config`]: `raftkv serve` flags (etcd's) and the checked [`config::ServeConfig`].
 //! - [`peer_codec`]: [`raft::Message`] to and from bytes for the peer transport.
 
+pub mod api;
 pub mod backend;
 pub mod config;
 pub mod etcd_error;

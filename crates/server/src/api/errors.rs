@@ -1,0 +1,164 @@
+//! Which gRPC status answers which failure: the state machine's refusals and
+//! the backend's failures become etcd's errors with etcd's exact codes and
+//! messages; failures etcd has no error for become `Internal` with a message
+//! naming what failed. Owns the mapping only; must never decide whether a
+//! request fails.
+
+use tonic::Status;
+
+use crate::backend::BackendError;
+use crate::etcd_error::EtcdError;
+
+/// etcd's answer to a sort order or target outside the enums.
+pub const INVALID_SORT_OPTION: &str = "etcdserver: invalid sort option";
+
+/// The etcd error for a request the state machine refuses.
+pub fn request_error(error: &mvcc::RequestError) -> EtcdError {
+    use mvcc::RequestError as Refused;
+    match error {
+        Refused::EmptyKey => EtcdError::EmptyKey,
+        Refused::KeyNotFound => EtcdError::KeyNotFound,
+        Refused::ValueProvided => EtcdError::ValueProvided,
+        Refused::LeaseProvided => EtcdError::LeaseProvided,
+        Refused::TooManyOps { .. } => EtcdError::TooManyOps,
+        Refused::DuplicateKey { .. } => EtcdError::DuplicateKey,
+        Refused::Compacted { .. } => EtcdError::Compacted,
+        Refused::FutureRevision { .. } => EtcdError::FutureRev,
+    }
+}
+
+/// The status for a backend that could not serve a write or a barrier.
+pub fn backend_error(error: BackendError) -> Status {
+    match error {
+        BackendError::NoLeader => EtcdError::NoLeader.to_status(),
+        BackendError::LeaderChanged => EtcdError::LeaderChanged.to_status(),
+        BackendError::Timeout => EtcdError::Timeout.to_status(),
+        BackendError::Stopped => EtcdError::Stopped.to_status(),
+        BackendError::Store(error) => store_error(&error),
+        BackendError::Storage(message) => {
+            Status::internal(format!("raftkv: storage failure: {message}"))
+        }
+    }
+}
+
+/// The status for a failure of the local state machine itself.
+pub fn store_error(error: &mvcc::StoreError) -> Status {
+    Status::internal(format!("raftkv: {error}"))
+}
+
+/// The status for a failed local read (refused request or store failure).
+pub fn read_error(error: mvcc::Error) -> Status {
+    match error {
+        mvcc::Error::Request(refused) => request_error(&refused).to_status(),
+        mvcc::Error::Store(failure) => store_error(&failure),
+        mvcc::Error::WritesOutsideTheLog => Status::internal(format!("raftkv: {error}")),
+    }
+}
+
+/// etcd's status for a sort order or target it does not know.
+pub fn invalid_sort_option() -> Status {
+    Status::invalid_argument(INVALID_SORT_OPTION)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    #[test]
+    fn refusals_map_to_etcds_errors() {
+        use mvcc::RequestError as Refused;
+        let cases = [
+            (Refused::EmptyKey, "etcdserver: key is not provided"),
+            (Refused::KeyNotFound, "etcdserver: key not found"),
+            (Refused::ValueProvided, "etcdserver: value is provided"),
+            (Refused::LeaseProvided, "etcdserver: lease is provided"),
+            (
+                Refused::TooManyOps { ops_max: 1 },
+                "etcdserver: too many operations in txn request",
+            ),
+            (
+                Refused::DuplicateKey { key: b"k".to_vec() },
+                "etcdserver: duplicate key given in txn request",
+            ),
+            (
+                Refused::Compacted {
+                    requested: 1,
+                    compact_revision: 2,
+                },
+                "etcdserver: mvcc: required revision has been compacted",
+            ),
+            (
+                Refused::FutureRevision {
+                    requested: 9,
+                    current_revision: 2,
+                },
+                "etcdserver: mvcc: required revision is a future revision",
+            ),
+        ];
+        for (refused, message) in cases {
+            let error = request_error(&refused);
+            assert_eq!(error.message(), message);
+            // The state machine's own message is etcd's too: both must agree.
+            assert_eq!(refused.to_string(), message);
+            let class_code = match refused.status() {
+                mvcc::StatusClass::InvalidArgument => Code::InvalidArgument,
+                mvcc::StatusClass::OutOfRange => Code::OutOfRange,
+            };
+            assert_eq!(error.code(), class_code, "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn backend_failures_map_to_etcds_errors() {
+        let cases = [
+            (
+                BackendError::NoLeader,
+                Code::Unavailable,
+                "etcdserver: no leader",
+            ),
+            (
+                BackendError::LeaderChanged,
+                Code::Unavailable,
+                "etcdserver: leader changed",
+            ),
+            (
+                BackendError::Timeout,
+                Code::Unavailable,
+                "etcdserver: request timed out",
+            ),
+            (
+                BackendError::Stopped,
+                Code::Unavailable,
+                "etcdserver: server stopped",
+            ),
+        ];
+        for (error, code, message) in cases {
+            let status = backend_error(error);
+            assert_eq!((status.code(), status.message()), (code, message));
+        }
+    }
+
+    #[test]
+    fn storage_failures_are_internal_and_say_what_failed() {
+        let status = backend_error(BackendError::Storage("disk full at wal/0001".into()));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(
+            status.message().contains("disk full at wal/0001"),
+            "{status:?}"
+        );
+    }
+
+    #[test]
+    fn read_refusals_keep_etcds_codes() {
+        let status = read_error(mvcc::Error::Request(mvcc::RequestError::FutureRevision {
+            requested: 5,
+            current_revision: 1,
+        }));
+        assert_eq!(status.code(), Code::OutOfRange);
+        assert_eq!(
+            status.message(),
+            "etcdserver: mvcc: required revision is a future revision"
+        );
+    }
+}

@@ -1,0 +1,58 @@
+//! etcd's v3 gRPC services (KV, Maintenance, Cluster) on any [`Backend`].
+//!
+//! The services decode requests, apply etcd's stateless checks (empty key,
+//! operation budget, duplicate keys, request size) before anything reaches the
+//! log, hand writes to [`Backend::propose`] and serve reads from the local
+//! store after [`Backend::read_barrier`] (or straight away for serializable
+//! reads), and answer with etcd's messages and errors. They own no state of
+//! their own and must never decide what the state machine or the consensus
+//! core decides: revisions, compare outcomes and compaction are the store's.
+//!
+//! - [`limits`]: [`ApiLimits`], etcd's `--max-request-bytes` and `--max-txn-ops`.
+//! - [`convert`]: protobuf messages to and from the state machine's types.
+//! - [`errors`]: which etcd error answers which failure.
+//! - [`kv`], [`maintenance`], [`cluster`]: the services.
+//!
+//! [`Backend`]: crate::backend::Backend
+//! [`Backend::propose`]: crate::backend::Backend::propose
+//! [`Backend::read_barrier`]: crate::backend::Backend::read_barrier
+
+pub mod cluster;
+pub mod convert;
+pub mod errors;
+mod header;
+pub mod kv;
+pub mod limits;
+pub mod maintenance;
+
+use std::sync::Arc;
+
+use tonic::service::Routes;
+
+use crate::backend::Backend;
+use crate::proto::etcdserverpb::cluster_server::ClusterServer;
+use crate::proto::etcdserverpb::kv_server::KvServer;
+use crate::proto::etcdserverpb::maintenance_server::MaintenanceServer;
+
+pub use cluster::ClusterService;
+pub use kv::KvService;
+pub use limits::ApiLimits;
+pub use maintenance::MaintenanceService;
+
+/// The KV, Maintenance and Cluster services over `backend`, ready to be added
+/// to a tonic server. Each refuses to decode a message larger than
+/// [`ApiLimits::decoding_bytes_max`], as etcd's gRPC server does; smaller
+/// writes above [`ApiLimits::request_bytes_max`] get etcd's "request is too
+/// large".
+pub fn routes<B: Backend>(backend: Arc<B>, limits: ApiLimits) -> Routes {
+    let decoding_bytes_max = limits.decoding_bytes_max();
+    let kv = KvServer::new(KvService::new(Arc::clone(&backend), limits))
+        .max_decoding_message_size(decoding_bytes_max);
+    let maintenance = MaintenanceServer::new(MaintenanceService::new(Arc::clone(&backend)))
+        .max_decoding_message_size(decoding_bytes_max);
+    let cluster = ClusterServer::new(ClusterService::new(backend))
+        .max_decoding_message_size(decoding_bytes_max);
+    Routes::new(kv)
+        .add_service(maintenance)
+        .add_service(cluster)
+}
