@@ -43,6 +43,37 @@ pub struct Summary {
     pub trace_digest: u64,
 }
 
+impl std::fmt::Display for Summary {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            formatter,
+            "seed {}: {} members, {:.1} s simulated, {} events, {} elections, {} faults \
+             ({} crashes, {} torn writes, {} partitions), {} messages ({} dropped), {} \
+             snapshots installed, {} operations checked ({} completed, {} unknown){}",
+            self.seed,
+            self.node_count,
+            self.simulated_us as f64 / 1e6,
+            self.events,
+            self.elections,
+            self.faults_injected,
+            self.crashes,
+            self.torn_writes,
+            self.partitions,
+            self.messages_sent,
+            self.messages_dropped,
+            self.snapshots_installed,
+            self.ops_checked,
+            self.ops_completed,
+            self.ops_abandoned,
+            if self.linearizability_undecided {
+                ", linearizability undecided (search bound hit)"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
 /// Runs one seed: faults and clients for the fault phase, then healing until
 /// the cluster is quiescent, then the final checks and linearizability.
 pub fn run_seed(config: &SimConfig, seed: u64) -> Result<Summary, Violation> {
@@ -173,6 +204,47 @@ impl BatchSummary {
     }
 }
 
+impl std::fmt::Display for BatchSummary {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            formatter,
+            "{} seeds: {} passed, {} failed",
+            self.seeds_run,
+            self.seeds_passed,
+            self.failures.len()
+        )?;
+        writeln!(
+            formatter,
+            "{:.1} s simulated, {} events, {} elections, {} faults ({} crashes, {} torn writes, \
+             {} partitions), {} snapshots installed, {} operations checked, {} histories undecided",
+            self.simulated_us as f64 / 1e6,
+            self.events,
+            self.elections,
+            self.faults_injected,
+            self.crashes,
+            self.torn_writes,
+            self.partitions,
+            self.snapshots_installed,
+            self.ops_checked,
+            self.linearizability_undecided
+        )?;
+        for violation in &self.failures {
+            writeln!(
+                formatter,
+                "seed {}: {} at {} us on {:?}: {}",
+                violation
+                    .seed
+                    .map_or_else(|| String::from("?"), |seed| seed.to_string()),
+                violation.invariant,
+                violation.time_us,
+                violation.nodes,
+                violation.detail
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// Runs every seed in `seeds` on `threads` worker threads (at least one),
 /// calling `on_outcome` on the calling thread as each seed finishes (in
 /// completion order), and returns the totals. Each seed's result depends on
@@ -217,6 +289,26 @@ pub fn run_seeds(
 mod tests {
     use super::*;
     use crate::config::FaultSet;
+
+    #[test]
+    fn summaries_read_as_sentences() {
+        let config = SimConfig::new(3, FaultSet::all());
+        let batch = run_seeds(&config, 1..3, 1, |outcome| {
+            let summary = outcome
+                .result
+                .as_ref()
+                .unwrap_or_else(|violation| panic!("{violation}"));
+            let line = summary.to_string();
+            assert!(
+                line.starts_with(&format!("seed {}: 3 members", outcome.seed)),
+                "{line}"
+            );
+        });
+        assert!(
+            batch.to_string().starts_with("2 seeds: 2 passed, 0 failed"),
+            "{batch}"
+        );
+    }
 
     #[test]
     fn a_fault_free_run_passes_and_does_work() {
