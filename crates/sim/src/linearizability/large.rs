@@ -1,6 +1,6 @@
-//! A history the size of a long simulator run: 8 clients, 500 operations
+//! Histories the size of a long simulator run: 8 clients, 500 operations
 //! each, 5 keys, every client always busy so intervals overlap heavily.
-//! Splitting by key and memoizing keep it to well under a second.
+//! Splitting by key and memoizing keep each test to about a second or less.
 
 use super::planned::{corrupt_get, execute, returned_gets, Fate, PlannedInput, PlannedOperation};
 use super::*;
@@ -8,8 +8,8 @@ use super::*;
 const CLIENTS: u64 = 8;
 const OPERATIONS_PER_CLIENT: usize = 500;
 const KEYS: u64 = 5;
-/// Values repeat across writes, which makes the search work harder than the
-/// workload's unique values would.
+/// In the repeating-values plans values are drawn below this, which makes
+/// the search work harder than the workload's unique values would.
 const VALUE_LIMIT: u64 = 4;
 const DURATION_TICKS_MAX: u64 = 60;
 const PAUSE_TICKS_MAX: u64 = 5;
@@ -31,23 +31,40 @@ impl SplitMix64 {
     }
 }
 
-fn large_plan(seed: u64) -> Vec<PlannedOperation> {
+/// How a plan picks the values it writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Values {
+    /// Few distinct values, so a read matches many writes.
+    Repeating,
+    /// Every write its own value, as the simulator's workload does.
+    Unique,
+}
+
+/// A plan where, of every hundred operations, `unknown_percent` end with an
+/// unknown outcome after taking effect and as many without taking effect.
+fn large_plan(seed: u64, values: Values, unknown_percent: u64) -> Vec<PlannedOperation> {
     let mut random = SplitMix64 { state: seed };
     let mut plan = Vec::new();
     for client_id in 0..CLIENTS {
         let mut time = random.below(20);
         for _ in 0..OPERATIONS_PER_CLIENT {
             let key = random.below(KEYS) as KvKey;
-            let value = random.below(VALUE_LIMIT);
+            let value = match values {
+                Values::Repeating => random.below(VALUE_LIMIT),
+                Values::Unique => VALUE_LIMIT + plan.len() as u64,
+            };
             let input = match random.below(10) {
                 0..=3 => PlannedInput::Get { key },
                 4..=7 => PlannedInput::Put { key, value },
                 _ => PlannedInput::CasOnCurrent { key, new: value },
             };
-            let fate = match random.below(100) {
-                0 => Fate::UnknownTookEffect,
-                1 => Fate::UnknownNeverTookEffect,
-                _ => Fate::Returned,
+            let roll = random.below(100);
+            let fate = if roll < unknown_percent {
+                Fate::UnknownTookEffect
+            } else if roll < 2 * unknown_percent {
+                Fate::UnknownNeverTookEffect
+            } else {
+                Fate::Returned
             };
             let duration = 2 + random.below(DURATION_TICKS_MAX);
             plan.push(PlannedOperation {
@@ -64,20 +81,12 @@ fn large_plan(seed: u64) -> Vec<PlannedOperation> {
     plan
 }
 
-#[test]
-fn large_overlapping_history_is_decided() {
-    let history = execute(&large_plan(1));
-    assert_eq!(history.len(), CLIENTS as usize * OPERATIONS_PER_CLIENT);
-    let verdict = check(&KvModel, &history, &Limits::default()).expect("well formed");
-    assert_eq!(verdict, Verdict::Linearizable);
-}
-
-#[test]
-fn large_overlapping_history_with_one_bad_read_is_caught() {
-    let mut history = execute(&large_plan(2));
+/// Corrupts a returned read in the middle of `history` to a value no plan
+/// writes, checks, and insists the violation names that read.
+fn assert_bad_read_is_caught(mut history: Vec<KvOperation>) {
     let gets = returned_gets(&history);
     let corrupted = gets[gets.len() / 2];
-    assert!(corrupt_get(&mut history, corrupted, VALUE_LIMIT + 1));
+    assert!(corrupt_get(&mut history, corrupted, VALUE_NEVER_WRITTEN));
     let verdict = check(&KvModel, &history, &Limits::default()).expect("well formed");
     match verdict {
         Verdict::NotLinearizable(violation) => {
@@ -88,4 +97,32 @@ fn large_overlapping_history_with_one_bad_read_is_caught() {
         }
         other => panic!("expected a violation, got {other}"),
     }
+}
+
+/// Above every value a plan writes: repeating values stay below
+/// `VALUE_LIMIT`, unique ones below `VALUE_LIMIT` plus the operation count.
+const VALUE_NEVER_WRITTEN: KvValue = VALUE_LIMIT + 1_000_000;
+
+#[test]
+fn large_overlapping_history_is_decided() {
+    let history = execute(&large_plan(1, Values::Repeating, 1));
+    assert_eq!(history.len(), CLIENTS as usize * OPERATIONS_PER_CLIENT);
+    let verdict = check(&KvModel, &history, &Limits::default()).expect("well formed");
+    assert_eq!(verdict, Verdict::Linearizable);
+}
+
+#[test]
+fn large_overlapping_history_with_one_bad_read_is_caught() {
+    assert_bad_read_is_caught(execute(&large_plan(2, Values::Repeating, 1)));
+}
+
+/// A fifth of the operations end with an unknown outcome, half of them
+/// never taking effect: unknown outcomes may be placed anywhere after their
+/// call, so this is where an unpruned search runs out of its bound.
+#[test]
+fn crash_heavy_history_is_decided_both_ways() {
+    let history = execute(&large_plan(3, Values::Unique, 10));
+    let verdict = check(&KvModel, &history, &Limits::default()).expect("well formed");
+    assert_eq!(verdict, Verdict::Linearizable);
+    assert_bad_read_is_caught(history);
 }

@@ -21,7 +21,7 @@
 //!
 //! - Memoization: the search remembers every (set of linearized operations,
 //!   model state) pair it reached. Arriving at a known pair means everything
-//!   from there was already explored, so that branch is cut.
+//!   from there was or is being explored, so that branch is cut.
 //! - P-compositionality: a history is linearizable exactly when each key's
 //!   sub-history is, so each key is searched on its own and the search space
 //!   is the product of small ones rather than one huge one.
@@ -36,17 +36,33 @@
 //! no return event: it may be linearized anywhere after its call, with no
 //! upper bound, using `Model::step_unobserved` since there is no output to
 //! match; or it may be left out entirely, because the search succeeds as
-//! soon as every operation with a seen answer is placed. An unknown step
-//! that would leave the state unchanged (an unanswered Get, a CAS whose
-//! compare fails) is never taken: leaving the operation out reaches the same
-//! state with fewer obligations.
+//! soon as every operation with a seen answer is placed.
+//!
+//! That freedom multiplies the search space, so three rules prune it, each
+//! resting on one fact: placing an unknown-outcome operation only takes
+//! options away, since nothing is obliged to follow it.
+//!
+//! - An unknown step that would leave the state unchanged (an unanswered
+//!   Get, a CAS whose compare fails) is never taken.
+//! - A configuration is skipped when one reached before had the same
+//!   returned operations placed, the same state and a subset of its
+//!   unknown-outcome operations placed (see `memo`).
+//! - Two unknown-outcome operations in a row are not taken when the second
+//!   alone, placed instead of the first, reaches the same state (an unknown
+//!   Put overwritten by another before anyone looked).
+//!
+//! Returned operations are tried before unknown-outcome ones, so the latter
+//! are placed as late as possible and the configurations with fewer of them
+//! are reached first, where they dominate the rest.
 //!
 //! Operations whose call and return touch at the same instant count as
 //! concurrent, so equal time stamps never produce a false violation.
 
 mod check;
+mod events;
 mod history;
 mod kv;
+mod memo;
 mod model;
 mod search;
 mod verdict;

@@ -1,13 +1,14 @@
 //! The Wing & Gong search with Lowe's memoization, over the operations of
 //! one partition.
 //!
-//! Owns: the event list, the backtracking stack and the memo of explored
-//! configurations. Must never: partition histories, validate them or format
-//! explanations; it takes well-formed operations and returns indices.
+//! Owns: the walk over the event list, the backtracking stack and the order
+//! in which candidates are tried. Must never: partition histories, validate
+//! them or format explanations; it takes well-formed operations and returns
+//! indices.
 
-use std::collections::HashSet;
-
+use super::events::{EventKind, EventList, END};
 use super::history::{Operation, Outcome};
+use super::memo::{Admission, Memo, OperationSet};
 use super::model::Model;
 
 /// What the search concluded about one partition.
@@ -33,185 +34,28 @@ pub(crate) struct Counterexample<State> {
     pub next_candidates: Vec<usize>,
 }
 
-/// Marks the end of the event list.
-const END: usize = usize::MAX;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum EventKind {
-    // Declared first so that at equal times calls sort before returns: two
-    // operations that touch at one instant count as concurrent, the reading
-    // that never reports a violation the clock cannot prove.
-    Call,
-    Return,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Event {
-    operation: usize,
-    kind: EventKind,
-}
-
-/// Call and return events in time order as a doubly linked list, so that an
-/// operation can be lifted out when linearized and put back, in last-out
-/// first-in order, when the search backtracks.
-#[derive(Debug)]
-struct EventList {
-    events: Vec<Event>,
-    /// `next[head]` is the first event; `head == events.len()`.
-    next: Vec<usize>,
-    prev: Vec<usize>,
-    call_event: Vec<usize>,
-    return_event: Vec<Option<usize>>,
-}
-
-impl EventList {
-    fn new<I, O>(operations: &[&Operation<I, O>]) -> EventList {
-        let mut timed: Vec<(u64, EventKind, usize)> = Vec::with_capacity(operations.len() * 2);
-        for (index, operation) in operations.iter().enumerate() {
-            timed.push((operation.call_time, EventKind::Call, index));
-            if let Some(return_time) = operation.return_time() {
-                debug_assert!(return_time > operation.call_time);
-                timed.push((return_time, EventKind::Return, index));
-            }
-        }
-        timed.sort_unstable();
-        let events: Vec<Event> = timed
-            .iter()
-            .map(|&(_, kind, operation)| Event { operation, kind })
-            .collect();
-        let head = events.len();
-        let mut call_event = vec![END; operations.len()];
-        let mut return_event = vec![None; operations.len()];
-        for (position, event) in events.iter().enumerate() {
-            match event.kind {
-                EventKind::Call => call_event[event.operation] = position,
-                EventKind::Return => return_event[event.operation] = Some(position),
-            }
-        }
-        let next: Vec<usize> = (0..=head)
-            .map(|slot| match slot {
-                _ if slot == head => {
-                    if head == 0 {
-                        END
-                    } else {
-                        0
-                    }
-                }
-                _ if slot + 1 == head => END,
-                _ => slot + 1,
-            })
-            .collect();
-        let prev: Vec<usize> = (0..=head)
-            .map(|slot| if slot == 0 { head } else { slot - 1 })
-            .collect();
-        debug_assert!(call_event.iter().all(|&event| event != END));
-        EventList {
-            events,
-            next,
-            prev,
-            call_event,
-            return_event,
-        }
-    }
-
-    fn head(&self) -> usize {
-        self.events.len()
-    }
-
-    fn first(&self) -> usize {
-        self.next[self.head()]
-    }
-
-    fn unlink(&mut self, event: usize) {
-        let (before, after) = (self.prev[event], self.next[event]);
-        self.next[before] = after;
-        if after != END {
-            self.prev[after] = before;
-        }
-    }
-
-    fn relink(&mut self, event: usize) {
-        let (before, after) = (self.prev[event], self.next[event]);
-        self.next[before] = event;
-        if after != END {
-            self.prev[after] = event;
-        }
-    }
-
-    fn lift(&mut self, operation: usize) {
-        self.unlink(self.call_event[operation]);
-        if let Some(event) = self.return_event[operation] {
-            self.unlink(event);
-        }
-    }
-
-    fn unlift(&mut self, operation: usize) {
-        if let Some(event) = self.return_event[operation] {
-            self.relink(event);
-        }
-        self.relink(self.call_event[operation]);
-    }
-
-    /// Operations whose call comes before the first pending return: the
-    /// only ones that may be linearized next.
-    fn minimal_operations(&self) -> Vec<usize> {
-        let mut operations = Vec::new();
-        let mut cursor = self.first();
-        while cursor != END && self.events[cursor].kind == EventKind::Call {
-            operations.push(self.events[cursor].operation);
-            cursor = self.next[cursor];
-        }
-        operations
-    }
-}
-
-/// The set of linearized operations, one bit each.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct OperationSet {
-    words: Vec<u64>,
-}
-
-impl OperationSet {
-    fn with_capacity(operations: usize) -> OperationSet {
-        OperationSet {
-            words: vec![0; operations.div_ceil(64)],
-        }
-    }
-
-    fn insert(&mut self, operation: usize) {
-        debug_assert!(!self.contains(operation));
-        self.words[operation / 64] |= 1 << (operation % 64);
-    }
-
-    fn remove(&mut self, operation: usize) {
-        debug_assert!(self.contains(operation));
-        self.words[operation / 64] &= !(1 << (operation % 64));
-    }
-
-    fn contains(&self, operation: usize) -> bool {
-        self.words[operation / 64] & (1 << (operation % 64)) != 0
-    }
-
-    fn len(&self) -> usize {
-        self.words
-            .iter()
-            .map(|word| word.count_ones() as usize)
-            .sum()
-    }
+/// Which operations a walk over the candidates tries. Returned operations
+/// come first so that unknown-outcome ones are placed as late as possible:
+/// configurations with fewer of them placed are then reached first and
+/// dominate the rest in the memo.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    Returned,
+    Unknown,
 }
 
 /// What became of an attempt to place an operation next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Placement {
     Placed,
-    /// No successor state is allowed, or each leads to an explored
-    /// configuration.
+    /// No successor state is allowed, or each leads to a configuration the
+    /// memo skips.
     NotPlaced,
     /// Placing it would explore one configuration more than the bound.
     LimitReached,
 }
 
-/// One linearized operation on the backtracking stack.
+/// One placed operation on the backtracking stack.
 #[derive(Debug)]
 struct Frame<State> {
     operation: usize,
@@ -223,8 +67,8 @@ struct Frame<State> {
 
 /// Searches for a linearization of `operations`, all of one partition.
 ///
-/// Explores at most `states_explored_max` distinct (linearized set, state)
-/// configurations before giving up with `LimitReached`.
+/// Explores at most `states_explored_max` distinct configurations before
+/// giving up with `LimitReached`.
 pub(crate) fn search<M: Model>(
     model: &M,
     operations: &[&Operation<M::Input, M::Output>],
@@ -236,10 +80,13 @@ pub(crate) fn search<M: Model>(
 struct Search<'a, M: Model> {
     model: &'a M,
     operations: &'a [&'a Operation<M::Input, M::Output>],
-    states_explored_max: u64,
     events: EventList,
-    linearized: OperationSet,
-    explored: HashSet<(OperationSet, M::State)>,
+    /// Each operation's bit in `returned_placed` or `unknown_placed`,
+    /// depending on its outcome.
+    slot: Vec<usize>,
+    returned_placed: OperationSet,
+    unknown_placed: OperationSet,
+    memo: Memo<M::State>,
     stack: Vec<Frame<M::State>>,
     state: M::State,
     returned_pending: usize,
@@ -252,53 +99,83 @@ impl<'a, M: Model> Search<'a, M> {
         operations: &'a [&'a Operation<M::Input, M::Output>],
         states_explored_max: u64,
     ) -> Self {
+        let mut returned_count = 0;
+        let mut unknown_count = 0;
+        let slot = operations
+            .iter()
+            .map(|operation| {
+                let counter = if operation.is_returned() {
+                    &mut returned_count
+                } else {
+                    &mut unknown_count
+                };
+                *counter += 1;
+                *counter - 1
+            })
+            .collect();
         Search {
             model,
             operations,
-            states_explored_max,
             events: EventList::new(operations),
-            linearized: OperationSet::with_capacity(operations.len()),
-            explored: HashSet::new(),
+            slot,
+            returned_placed: OperationSet::with_capacity(returned_count),
+            unknown_placed: OperationSet::with_capacity(unknown_count),
+            memo: Memo::new(states_explored_max),
             stack: Vec::new(),
             state: model.init(),
-            returned_pending: operations.iter().filter(|op| op.is_returned()).count(),
+            returned_pending: returned_count,
             deepest: None,
         }
     }
 
-    /// The main loop: walk the event list; at a call, try to linearize that
-    /// operation and restart from the head; at a return, the operation it
-    /// closes can no longer be placed, so undo the last choice.
+    /// The main loop: walk the events up to the first pending return, first
+    /// placing returned operations, then unknown-outcome ones; after each
+    /// placement start again from the head. Reaching that return in the
+    /// second pass means the operation it closes can no longer be placed,
+    /// so undo the last choice.
     fn run(mut self) -> SearchOutcome<M::State> {
         let mut cursor = self.events.first();
+        let mut pass = Pass::Returned;
         let mut alternative_first = 0;
         loop {
-            debug_assert_eq!(self.stack.len(), self.linearized.len());
+            debug_assert_eq!(
+                self.stack.len(),
+                self.returned_placed.len() + self.unknown_placed.len()
+            );
             if self.returned_pending == 0 {
                 // Every operation with a seen answer is placed; operations
                 // with unknown outcomes still unplaced never took effect.
                 return SearchOutcome::Linearizable;
             }
-            // While a returned operation is pending its return event is in the
-            // list, and the walk reaches it before the end.
+            // While a returned operation is pending its return event is in
+            // the list, and the walk reaches it before the end.
             debug_assert!(cursor != END);
-            let event = self.events.events[cursor];
-            match event.kind {
-                EventKind::Call => {
-                    match self.try_linearize(event.operation, alternative_first) {
-                        Placement::Placed => cursor = self.events.first(),
-                        Placement::NotPlaced => cursor = self.events.next[cursor],
+            let event = self.events.event(cursor);
+            match (event.kind, pass) {
+                (EventKind::Call, _) if self.pass_of(event.operation) == pass => {
+                    match self.try_place(event.operation, alternative_first) {
+                        Placement::Placed => {
+                            cursor = self.events.first();
+                            pass = Pass::Returned;
+                        }
+                        Placement::NotPlaced => cursor = self.events.next(cursor),
                         Placement::LimitReached => {
                             return SearchOutcome::LimitReached {
-                                states_explored: self.states_explored_max,
+                                states_explored: self.memo.visits_total(),
                             }
                         }
                     }
                     alternative_first = 0;
                 }
-                EventKind::Return => match self.backtrack() {
+                (EventKind::Call, _) => cursor = self.events.next(cursor),
+                (EventKind::Return, Pass::Returned) => {
+                    cursor = self.events.first();
+                    pass = Pass::Unknown;
+                }
+                (EventKind::Return, Pass::Unknown) => match self.backtrack() {
                     Some((operation, alternative)) => {
-                        cursor = self.events.call_event[operation];
+                        cursor = self.events.call_event(operation);
+                        pass = self.pass_of(operation);
                         alternative_first = alternative + 1;
                     }
                     None => {
@@ -313,35 +190,72 @@ impl<'a, M: Model> Search<'a, M> {
         }
     }
 
+    fn pass_of(&self, operation: usize) -> Pass {
+        if self.operations[operation].is_returned() {
+            Pass::Returned
+        } else {
+            Pass::Unknown
+        }
+    }
+
+    fn placed_set(&mut self, operation: usize) -> &mut OperationSet {
+        match self.pass_of(operation) {
+            Pass::Returned => &mut self.returned_placed,
+            Pass::Unknown => &mut self.unknown_placed,
+        }
+    }
+
     /// Places `operation` next if the model allows one of its successor
-    /// states (from `alternative_first` on) that leads to an unexplored
-    /// configuration, unless that configuration would exceed the bound.
-    fn try_linearize(&mut self, operation: usize, alternative_first: usize) -> Placement {
+    /// states (from `alternative_first` on) that the memo admits.
+    fn try_place(&mut self, operation: usize, alternative_first: usize) -> Placement {
+        let slot = self.slot[operation];
         let successors = self.successors(operation);
+        let reachable_one_step_earlier = self.reachable_one_step_earlier(operation);
         for (alternative, successor) in successors.into_iter().enumerate().skip(alternative_first) {
-            self.linearized.insert(operation);
-            if self
-                .explored
-                .insert((self.linearized.clone(), successor.clone()))
-            {
-                if self.explored.len() as u64 > self.states_explored_max {
-                    return Placement::LimitReached;
-                }
-                let state_before = std::mem::replace(&mut self.state, successor);
-                self.stack.push(Frame {
-                    operation,
-                    state_before,
-                    alternative,
-                });
-                self.events.lift(operation);
-                if self.operations[operation].is_returned() {
-                    self.returned_pending -= 1;
-                }
-                return Placement::Placed;
+            if reachable_one_step_earlier.contains(&successor) {
+                continue;
             }
-            self.linearized.remove(operation);
+            self.placed_set(operation).insert(slot);
+            let admission =
+                self.memo
+                    .admit(&self.returned_placed, &self.unknown_placed, &successor);
+            match admission {
+                Admission::New => {
+                    let state_before = std::mem::replace(&mut self.state, successor);
+                    self.stack.push(Frame {
+                        operation,
+                        state_before,
+                        alternative,
+                    });
+                    self.events.lift(operation);
+                    if self.pass_of(operation) == Pass::Returned {
+                        self.returned_pending -= 1;
+                    }
+                    return Placement::Placed;
+                }
+                Admission::Skip => self.placed_set(operation).remove(slot),
+                Admission::LimitReached => return Placement::LimitReached,
+            }
         }
         Placement::NotPlaced
+    }
+
+    /// When the last placed operation had an unknown outcome and so does
+    /// `operation`: the states `operation` reaches when placed instead of
+    /// it. Those configurations are siblings the search tries anyway, with
+    /// one unknown-outcome operation fewer, so reaching the same state
+    /// through both is never needed (an unknown Put overwritten by another
+    /// before anyone looked, say). Empty otherwise.
+    fn reachable_one_step_earlier(&self, operation: usize) -> Vec<M::State> {
+        let Some(last) = self.stack.last() else {
+            return Vec::new();
+        };
+        if self.pass_of(last.operation) != Pass::Unknown || self.pass_of(operation) != Pass::Unknown
+        {
+            return Vec::new();
+        }
+        self.model
+            .step_unobserved(&last.state_before, &self.operations[operation].input)
     }
 
     /// The states `operation` may lead to from the current state, in a
@@ -366,10 +280,10 @@ impl<'a, M: Model> Search<'a, M> {
         }
     }
 
-    /// Undoes the most recent placement, remembering the deepest point
-    /// reached so far for the explanation. `None` when nothing is left to
-    /// undo, which means no linearization exists.
-    /// Returns the operation taken off and which alternative it had taken.
+    /// Undoes the most recent placement, which is now fully explored,
+    /// remembering the deepest point reached so far for the explanation.
+    /// Returns the operation taken off and which alternative it had taken;
+    /// `None` when nothing is left to undo: no linearization exists.
     fn backtrack(&mut self) -> Option<(usize, usize)> {
         let is_deepest = self
             .deepest
@@ -380,8 +294,9 @@ impl<'a, M: Model> Search<'a, M> {
         }
         let frame = self.stack.pop()?;
         self.events.unlift(frame.operation);
-        self.linearized.remove(frame.operation);
-        if self.operations[frame.operation].is_returned() {
+        let slot = self.slot[frame.operation];
+        self.placed_set(frame.operation).remove(slot);
+        if self.pass_of(frame.operation) == Pass::Returned {
             self.returned_pending += 1;
         }
         self.state = frame.state_before;

@@ -344,3 +344,45 @@ fn unanswered_reads_are_left_out_of_the_explanation() {
     assert!(violation.longest_prefix.contains(&2), "{violation}");
     assert_eq!(violation.next_candidates, vec![4], "{violation}");
 }
+
+#[test]
+fn two_unknown_operations_in_a_row_can_both_take_effect() {
+    // Only put 1 followed by the CAS from 1 to 2 explains the read of 2.
+    let history = [
+        put_unknown(1, 1, 0),
+        Operation {
+            client_id: 2,
+            input: KvInput::Cas {
+                key: KEY,
+                expected: Some(1),
+                new: 2,
+            },
+            call_time: 5,
+            outcome: Outcome::Unknown,
+        },
+        get(3, Some(2), 10, 20),
+    ];
+    assert_eq!(verdict(&history), Verdict::Linearizable);
+}
+
+#[test]
+fn unknown_put_overwritten_by_another_unknown_put_is_not_needed() {
+    // Put 1 then put 2 reaches the same state as put 2 alone; the checker
+    // skips the pair but must still find the read of 1 explained by put 1
+    // alone, and the read of 2 by put 2.
+    let history = [
+        put_unknown(1, 1, 0),
+        put_unknown(2, 2, 0),
+        get(3, Some(1), 10, 20),
+        get(3, Some(2), 30, 40),
+    ];
+    assert_eq!(verdict(&history), Verdict::Linearizable);
+    let stale = [
+        put_unknown(1, 1, 0),
+        put_unknown(2, 2, 0),
+        get(3, Some(2), 10, 20),
+        get(3, Some(1), 30, 40),
+        get(3, Some(2), 50, 60),
+    ];
+    violation(&stale);
+}
