@@ -31,6 +31,7 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 pub const MIN_SEGMENT_BYTES: u64 = 16 << 10;
 /// Segment offsets are stored in 32 bits.
 pub const MAX_SEGMENT_BYTES: u64 = 1 << 31;
+/// A power of two, so alignment is a mask test.
 const SEGMENT_BYTES_ALIGN: u64 = 4096;
 
 /// How a log is laid out and kept.
@@ -57,7 +58,7 @@ impl WalOptions {
     fn validate(&self) -> Result<(), WalError> {
         let segment_bytes = self.segment_bytes;
         if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&segment_bytes)
-            || segment_bytes % SEGMENT_BYTES_ALIGN != 0
+            || segment_bytes & (SEGMENT_BYTES_ALIGN - 1) != 0
         {
             return Err(WalError::InvalidOptions(format!(
                 "segment_bytes {segment_bytes} must be a multiple of {SEGMENT_BYTES_ALIGN} between {MIN_SEGMENT_BYTES} and {MAX_SEGMENT_BYTES}"

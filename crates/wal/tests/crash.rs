@@ -76,7 +76,7 @@ fn crash_child_process() {
     let wal = Wal::open_or_create(Path::new(&dir), &options(), vec![1, 2, 3]).unwrap();
     println!("{READY_MARKER}");
     let term = round + 1;
-    if round % 2 == 0 {
+    if round.is_multiple_of(2) {
         append_through_group_committer(wal, term);
     } else {
         append_like_a_node_driver(wal, term, round);
@@ -123,7 +123,7 @@ fn append_like_a_node_driver(mut wal: Wal, term: Term, seed: u64) {
         };
         let durable = wal.persist(Some(hard_state), &entries).unwrap();
         println!("{DURABLE_MARKER}{durable}");
-        if batch_number % 25 == 0 {
+        if batch_number.is_multiple_of(25) {
             let index = wal
                 .hard_state()
                 .commit

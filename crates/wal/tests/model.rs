@@ -65,7 +65,7 @@ fn entry(index: LogIndex, term: Term, data_bytes: usize) -> Entry {
     Entry {
         term,
         index,
-        kind: if index % 7 == 0 {
+        kind: if index.is_multiple_of(7) {
             EntryKind::Noop
         } else {
             EntryKind::Normal
