@@ -61,19 +61,11 @@ impl EventList {
                 EventKind::Return => return_event[event.operation] = Some(position),
             }
         }
-        let next: Vec<usize> = (0..=head)
-            .map(|slot| match slot {
-                _ if slot == head => {
-                    if head == 0 {
-                        END
-                    } else {
-                        0
-                    }
-                }
-                _ if slot + 1 == head => END,
-                _ => slot + 1,
-            })
-            .collect();
+        let mut next: Vec<usize> = (0..head).map(|slot| slot + 1).collect();
+        if let Some(last) = next.last_mut() {
+            *last = END;
+        }
+        next.push(if head == 0 { END } else { 0 });
         let prev: Vec<usize> = (0..=head)
             .map(|slot| if slot == 0 { head } else { slot - 1 })
             .collect();
@@ -114,6 +106,7 @@ impl EventList {
 
     fn unlink(&mut self, event: usize) {
         let (before, after) = (self.prev[event], self.next[event]);
+        debug_assert_eq!(self.next[before], event, "event {event} is not linked");
         self.next[before] = after;
         if after != END {
             self.prev[after] = before;
@@ -122,12 +115,17 @@ impl EventList {
 
     fn relink(&mut self, event: usize) {
         let (before, after) = (self.prev[event], self.next[event]);
+        debug_assert_eq!(
+            self.next[before], after,
+            "event {event} relinked out of last-out first-in order"
+        );
         self.next[before] = event;
         if after != END {
             self.prev[after] = event;
         }
     }
 
+    /// Takes `operation`'s events out of the list once it is placed.
     pub fn lift(&mut self, operation: usize) {
         self.unlink(self.call_event[operation]);
         if let Some(event) = self.return_event[operation] {
@@ -135,6 +133,7 @@ impl EventList {
         }
     }
 
+    /// Puts back the most recently lifted operation's events.
     pub fn unlift(&mut self, operation: usize) {
         if let Some(event) = self.return_event[operation] {
             self.relink(event);
@@ -152,5 +151,83 @@ impl EventList {
             cursor = self.next[cursor];
         }
         operations
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::history::Outcome;
+    use super::*;
+
+    fn operation(call_time: u64, return_time: Option<u64>) -> Operation<(), ()> {
+        Operation {
+            client_id: 0,
+            input: (),
+            call_time,
+            outcome: match return_time {
+                Some(return_time) => Outcome::Returned {
+                    output: (),
+                    return_time,
+                },
+                None => Outcome::Unknown,
+            },
+        }
+    }
+
+    fn walk(list: &EventList) -> Vec<(usize, EventKind)> {
+        let mut seen = Vec::new();
+        let mut cursor = list.first();
+        while cursor != END {
+            let event = list.event(cursor);
+            seen.push((event.operation, event.kind));
+            cursor = list.next(cursor);
+        }
+        seen
+    }
+
+    fn sample() -> Vec<Operation<(), ()>> {
+        vec![
+            operation(10, Some(20)),
+            operation(20, Some(30)),
+            operation(5, None),
+        ]
+    }
+
+    #[test]
+    fn events_are_in_time_order_with_calls_before_returns_at_a_tie() {
+        let operations = sample();
+        let references: Vec<&Operation<(), ()>> = operations.iter().collect();
+        let list = EventList::new(&references);
+        use EventKind::{Call, Return};
+        assert_eq!(
+            walk(&list),
+            vec![(2, Call), (0, Call), (1, Call), (0, Return), (1, Return)]
+        );
+        assert_eq!(list.minimal_operations(), vec![2, 0, 1]);
+    }
+
+    #[test]
+    fn lifting_and_putting_back_restores_the_list() {
+        let operations = sample();
+        let references: Vec<&Operation<(), ()>> = operations.iter().collect();
+        let mut list = EventList::new(&references);
+        let original = walk(&list);
+        list.lift(0);
+        assert_eq!(list.minimal_operations(), vec![2, 1]);
+        list.lift(2);
+        assert_eq!(list.minimal_operations(), vec![1]);
+        list.lift(1);
+        assert_eq!(list.first(), END);
+        list.unlift(1);
+        list.unlift(2);
+        list.unlift(0);
+        assert_eq!(walk(&list), original);
+    }
+
+    #[test]
+    fn empty_list_has_no_events() {
+        let list = EventList::new::<(), ()>(&[]);
+        assert_eq!(list.first(), END);
+        assert!(list.minimal_operations().is_empty());
     }
 }
