@@ -46,6 +46,9 @@ pub struct FaultSet {
     pub partitions: bool,
     /// Member crashes (losing unsynced writes) and restarts.
     pub crashes: bool,
+    /// Leadership handed to a random follower (not a fault, but a change of
+    /// leader the cluster must survive like one).
+    pub transfers: bool,
 }
 
 impl FaultSet {
@@ -58,6 +61,7 @@ impl FaultSet {
             unreliable_network: true,
             partitions: true,
             crashes: true,
+            transfers: true,
         }
     }
 
@@ -68,7 +72,7 @@ impl FaultSet {
 
 /// A `--faults` value that names no known fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown fault {name:?} in {input:?}; use \"all\", \"none\" or a comma list of network, partition, crash")]
+#[error("unknown fault {name:?} in {input:?}; use \"all\", \"none\" or a comma list of network, partition, crash, transfer")]
 pub struct FaultSetParseError {
     pub name: String,
     pub input: String,
@@ -77,7 +81,7 @@ pub struct FaultSetParseError {
 impl FromStr for FaultSet {
     type Err = FaultSetParseError;
 
-    /// `all`, `none`, or a comma list of `network`, `partition`, `crash`.
+    /// `all`, `none`, or a comma list of `network`, `partition`, `crash`, `transfer`.
     fn from_str(input: &str) -> Result<Self, Self::Err> {
         let mut faults = FaultSet::none();
         for name in input
@@ -91,6 +95,7 @@ impl FromStr for FaultSet {
                 "network" => faults.unreliable_network = true,
                 "partition" | "partitions" => faults.partitions = true,
                 "crash" | "crashes" => faults.crashes = true,
+                "transfer" | "transfers" => faults.transfers = true,
                 other => {
                     return Err(FaultSetParseError {
                         name: other.to_string(),
@@ -175,6 +180,9 @@ pub struct SimConfig {
     /// Members, with ids `1..=node_count`.
     pub node_count: usize,
     pub tick_us: u64,
+    /// Each member's clock runs up to this many parts per thousand fast or
+    /// slow (drawn per member and run), so timers drift apart as real ones do.
+    pub tick_drift_per_mille_max: u64,
     pub election_ticks: u32,
     pub heartbeat_ticks: u32,
     pub pre_vote: bool,
@@ -218,6 +226,7 @@ impl SimConfig {
         Self {
             node_count,
             tick_us: 10_000,
+            tick_drift_per_mille_max: 50,
             election_ticks: 10,
             heartbeat_ticks: 2,
             pre_vote: true,
@@ -290,6 +299,8 @@ mod tests {
         assert!(parsed.unreliable_network && parsed.crashes && !parsed.partitions);
         let error = "network,flood".parse::<FaultSet>().unwrap_err();
         assert_eq!(error.name, "flood");
-        assert!(error.to_string().contains("network, partition, crash"));
+        assert!(error
+            .to_string()
+            .contains("network, partition, crash, transfer"));
     }
 }

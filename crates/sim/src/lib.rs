@@ -20,7 +20,9 @@
 //!    nemesis opens partitions (random halves, isolated leader, bridge,
 //!    one-way cuts) and crashes members (favouring the leader and members in
 //!    the middle of an fsync, sometimes tearing that write), and heals each
-//!    after a seeded while; the network drops, duplicates and reorders.
+//!    after a seeded while; now and then it asks the leader to hand over
+//!    leadership; the network drops, duplicates and reorders; each member's
+//!    clock drifts by up to 5%.
 //! 2. Healing: every fault is undone; a stable leader must appear within 10
 //!    election timeouts, and every pending operation must complete and every
 //!    member catch up within [`SimConfig::heal_completion_us_max`].

@@ -29,6 +29,7 @@ pub struct Summary {
     pub crashes_during_fsync: u64,
     pub torn_writes: u64,
     pub partitions: u64,
+    pub transfers: u64,
     pub messages_sent: u64,
     pub message_bytes: u64,
     pub messages_dropped: u64,
@@ -48,8 +49,9 @@ impl std::fmt::Display for Summary {
         write!(
             formatter,
             "seed {}: {} members, {:.1} s simulated, {} events, {} elections, {} faults \
-             ({} crashes, {} torn writes, {} partitions), {} messages ({} dropped), {} \
-             snapshots installed, {} operations checked ({} completed, {} unknown){}",
+             ({} crashes, {} torn writes, {} partitions), {} leadership transfers, {} messages \
+             ({} dropped), {} snapshots installed, {} operations checked ({} completed, {} \
+             unknown){}",
             self.seed,
             self.node_count,
             self.simulated_us as f64 / 1e6,
@@ -59,6 +61,7 @@ impl std::fmt::Display for Summary {
             self.crashes,
             self.torn_writes,
             self.partitions,
+            self.transfers,
             self.messages_sent,
             self.messages_dropped,
             self.snapshots_installed,
@@ -134,6 +137,7 @@ fn summarize(world: &World) -> Summary {
         crashes_during_fsync: stats.crashes_during_fsync,
         torn_writes: stats.torn_writes,
         partitions: stats.partitions,
+        transfers: stats.transfers,
         messages_sent: stats.messages_sent,
         message_bytes: stats.message_bytes,
         messages_dropped: stats.messages_dropped,
@@ -175,6 +179,7 @@ pub struct BatchSummary {
     pub crashes: u64,
     pub torn_writes: u64,
     pub partitions: u64,
+    pub transfers: u64,
     pub snapshots_installed: u64,
     pub ops_checked: u64,
     pub linearizability_undecided: u64,
@@ -195,6 +200,7 @@ impl BatchSummary {
                 self.crashes += summary.crashes;
                 self.torn_writes += summary.torn_writes;
                 self.partitions += summary.partitions;
+                self.transfers += summary.transfers;
                 self.snapshots_installed += summary.snapshots_installed;
                 self.ops_checked += summary.ops_checked;
                 self.linearizability_undecided += u64::from(summary.linearizability_undecided);
@@ -216,7 +222,8 @@ impl std::fmt::Display for BatchSummary {
         writeln!(
             formatter,
             "{:.1} s simulated, {} events, {} elections, {} faults ({} crashes, {} torn writes, \
-             {} partitions), {} snapshots installed, {} operations checked, {} histories undecided",
+             {} partitions), {} leadership transfers, {} snapshots installed, {} operations \
+             checked, {} histories undecided",
             self.simulated_us as f64 / 1e6,
             self.events,
             self.elections,
@@ -224,6 +231,7 @@ impl std::fmt::Display for BatchSummary {
             self.crashes,
             self.torn_writes,
             self.partitions,
+            self.transfers,
             self.snapshots_installed,
             self.ops_checked,
             self.linearizability_undecided

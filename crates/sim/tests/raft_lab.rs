@@ -538,3 +538,25 @@ fn snapshot_crash_during_install() {
         );
     }
 }
+
+#[test]
+fn leadership_transfer_hands_over_and_keeps_agreeing() {
+    for seed in SEEDS {
+        let mut lab = Lab::new(5, seed);
+        lab.one(1, 5, true);
+        let leader = lab.check_one_leader();
+        let target = leader % 5 + 1;
+        lab.world.transfer_leader(leader, target);
+        let handed_over = lab
+            .world
+            .run_until(lab.world.config().election_timeout_us_max(), |world| {
+                matches!(world.role(target), Some((Role::Leader, _)))
+            });
+        assert!(
+            handed_over,
+            "seed {seed}: {target} did not take over from {leader}"
+        );
+        assert_eq!(lab.check_one_leader(), target);
+        lab.one(2, 5, true);
+    }
+}

@@ -69,6 +69,11 @@ impl World {
         data
     }
 
+    /// Asks `node` to hand leadership to `target` (ignored unless `node` leads).
+    pub fn transfer_leader(&mut self, node: NodeId, target: NodeId) {
+        self.input(node, Input::TransferLeader(target));
+    }
+
     /// The index at which `data` was committed, if it was.
     pub fn committed_index_of(&self, data: &[u8]) -> Option<LogIndex> {
         let wanted = fingerprint(&raft::Entry {

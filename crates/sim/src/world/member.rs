@@ -39,6 +39,8 @@ pub(super) enum Input {
     Client(ClientRequest),
     /// A raw proposal from a scripted test.
     Propose(Vec<u8>),
+    /// Hand leadership to this member (ignored unless leading).
+    TransferLeader(NodeId),
 }
 
 /// A Get waiting for its read index to be confirmed and applied.
@@ -61,6 +63,8 @@ pub(super) struct Member {
     stored_while_down: Option<MemStorage>,
     /// Bumped on every crash, so events of a past life are ignored.
     pub(super) generation: u64,
+    /// This member's tick period: the configured one, drifted.
+    pub(super) tick_us: u64,
     /// A Ready whose write waits for its fsync.
     pending: Option<Ready>,
     inbox: VecDeque<Input>,
@@ -75,12 +79,13 @@ pub(super) struct Member {
 }
 
 impl Member {
-    pub(super) fn new(id: NodeId, voters: Vec<NodeId>) -> Self {
+    pub(super) fn new(id: NodeId, voters: Vec<NodeId>, tick_us: u64) -> Self {
         Self {
             id,
             raft: None,
             stored_while_down: Some(MemStorage::new_with_voters(voters)),
             generation: 0,
+            tick_us,
             pending: None,
             inbox: VecDeque::new(),
             store: KvStore::default(),
@@ -257,7 +262,7 @@ impl World {
                 last_index,
             },
         );
-        let offset = self.rng.between(1, self.config.tick_us);
+        let offset = self.rng.between(1, self.member(node).tick_us);
         self.schedule(offset, Event::Tick { node, generation });
         self.drive(node);
     }
@@ -310,7 +315,8 @@ impl World {
         if member.generation != generation || !member.is_up() {
             return;
         }
-        self.schedule(self.config.tick_us, Event::Tick { node, generation });
+        let tick_us = member.tick_us;
+        self.schedule(tick_us, Event::Tick { node, generation });
         self.input(node, Input::Tick);
     }
 
@@ -347,6 +353,10 @@ impl World {
             }
             Input::Message(message) => raft.step(message),
             Input::Propose(data) => match raft.propose(data) {
+                Err(RaftError::NotLeader { .. } | RaftError::TransferInProgress { .. }) => Ok(()),
+                other => other,
+            },
+            Input::TransferLeader(target) => match raft.transfer_leader(target) {
                 Err(RaftError::NotLeader { .. } | RaftError::TransferInProgress { .. }) => Ok(()),
                 other => other,
             },

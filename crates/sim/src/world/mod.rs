@@ -47,6 +47,8 @@ pub struct Stats {
     /// Of those, the ones that kept a torn prefix of the write.
     pub torn_writes: u64,
     pub partitions: u64,
+    /// Leadership transfers the nemesis asked for.
+    pub transfers: u64,
     pub fsyncs: u64,
     pub snapshots_installed: u64,
     pub ops_completed: u64,
@@ -165,9 +167,14 @@ impl World {
         );
         let mut rng = SimRng::new(seed);
         let voters: Vec<NodeId> = (1..=config.node_count as u64).collect();
+        let drift_max = config.tick_drift_per_mille_max.min(500);
         let members = voters
             .iter()
-            .map(|&id| Member::new(id, voters.clone()))
+            .map(|&id| {
+                let drift = rng.between(0, 2 * drift_max);
+                let tick_us = (config.tick_us * (1000 - drift_max + drift) / 1000).max(1);
+                Member::new(id, voters.clone(), tick_us)
+            })
             .collect();
         let network = Network::new(config.node_count, config.network.clone());
         let clients = (0..config.workload.client_count)

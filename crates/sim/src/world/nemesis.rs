@@ -13,6 +13,7 @@
 
 use raft::NodeId;
 
+use super::member::Input;
 use super::network::PartitionKind;
 use super::{Event, Phase, World};
 use crate::liveness::{self, Deadlines, HealedProgress};
@@ -46,11 +47,15 @@ impl World {
             .count();
         let crash_allowed = faults.crashes && (down + 1) * 2 < self.members.len();
         let partition_allowed = faults.partitions && !self.network.partitioned;
-        match (partition_allowed, crash_allowed) {
-            (true, true) if self.rng.chance(0.5) => self.inject_partition(),
-            (true, _) => self.inject_partition(),
-            (_, true) => self.inject_crash(),
-            _ => {}
+        if faults.transfers && self.rng.chance(0.2) {
+            self.transfer_leadership();
+        } else {
+            match (partition_allowed, crash_allowed) {
+                (true, true) if self.rng.chance(0.5) => self.inject_partition(),
+                (true, _) => self.inject_partition(),
+                (_, true) => self.inject_crash(),
+                _ => {}
+            }
         }
         self.schedule_nemesis();
     }
@@ -62,6 +67,28 @@ impl World {
         let epoch = self.network.epoch;
         let duration = self.fault_duration_us();
         self.schedule(duration, Event::HealPartition { epoch });
+    }
+
+    /// Asks the leader, if any, to hand leadership to a random other member.
+    fn transfer_leadership(&mut self) {
+        let Some(leader) = self.leader() else {
+            return;
+        };
+        let others: Vec<NodeId> = self
+            .node_ids()
+            .into_iter()
+            .filter(|&node| node != leader)
+            .collect();
+        if others.is_empty() {
+            return;
+        }
+        let target = others[self.rng.index(others.len())];
+        self.stats.transfers += 1;
+        self.record(
+            0,
+            Happening::Fault(format!("ask leader {leader} to transfer to {target}")),
+        );
+        self.input(leader, Input::TransferLeader(target));
     }
 
     fn inject_crash(&mut self) {
