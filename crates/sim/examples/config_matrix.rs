@@ -9,8 +9,11 @@
 
 use sim::{run_seeds, FaultSet, SimConfig};
 
-/// The settings, each a name and a change to the default configuration.
-const VARIANTS: &[(&str, fn(&mut SimConfig))] = &[
+/// A change to the default configuration.
+type Adjust = fn(&mut SimConfig);
+
+/// The settings, each a name and its change.
+const VARIANTS: &[(&str, Adjust)] = &[
     ("defaults", |_| {}),
     ("no PreVote", |config| config.pre_vote = false),
     ("no CheckQuorum", |config| config.check_quorum = false),
