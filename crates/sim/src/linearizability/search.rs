@@ -44,6 +44,16 @@ enum Pass {
     Unknown,
 }
 
+/// Where the walk over candidates stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Walk {
+    /// At this event of the returned chain.
+    Returned(usize),
+    /// At this call of the unknown chain; calls after `horizon`, the time of
+    /// the first pending return, cannot come next.
+    Unknown { cursor: usize, horizon: u64 },
+}
+
 /// What became of an attempt to place an operation next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Placement {
@@ -128,14 +138,13 @@ impl<'a, M: Model> Search<'a, M> {
         }
     }
 
-    /// The main loop: walk the events up to the first pending return, first
-    /// placing returned operations, then unknown-outcome ones; after each
-    /// placement start again from the head. Reaching that return in the
-    /// second pass means the operation it closes can no longer be placed,
-    /// so undo the last choice.
+    /// The main loop: walk the returned operations called before the first
+    /// pending return, then the unknown-outcome ones called by then,
+    /// trying to place each; after a placement start again. When both walks
+    /// are over, nothing fits here: undo the last choice and resume the
+    /// walk just after it.
     fn run(mut self) -> SearchOutcome<M::State> {
-        let mut cursor = self.events.first();
-        let mut pass = Pass::Returned;
+        let mut walk = Walk::Returned(self.events.first_returned());
         let mut alternative_first = 0;
         loop {
             debug_assert_eq!(
@@ -147,45 +156,68 @@ impl<'a, M: Model> Search<'a, M> {
                 // with unknown outcomes still unplaced never took effect.
                 return SearchOutcome::Linearizable;
             }
-            // While a returned operation is pending its return event is in
-            // the list, and the walk reaches it before the end.
-            debug_assert!(cursor != END);
-            let event = self.events.event(cursor);
-            match (event.kind, pass) {
-                (EventKind::Call, _) if self.pass_of(event.operation) == pass => {
-                    match self.try_place(event.operation, alternative_first) {
-                        Placement::Placed => {
-                            cursor = self.events.first();
-                            pass = Pass::Returned;
-                        }
-                        Placement::NotPlaced => cursor = self.events.next(cursor),
-                        Placement::LimitReached => {
-                            return SearchOutcome::LimitReached {
-                                states_explored: self.memo.visits_total(),
-                            }
-                        }
+            let (operation, walk_on) = match walk {
+                Walk::Returned(cursor) => {
+                    // While a returned operation is pending its return is in
+                    // the chain, and the walk reaches it before the end.
+                    debug_assert!(cursor != END);
+                    let event = self.events.event(cursor);
+                    if event.kind == EventKind::Return {
+                        walk = Walk::Unknown {
+                            cursor: self.events.first_unknown(),
+                            horizon: event.time,
+                        };
+                        continue;
                     }
-                    alternative_first = 0;
+                    let walk_on = Walk::Returned(self.events.next_returned(cursor));
+                    (event.operation, walk_on)
                 }
-                (EventKind::Call, _) => cursor = self.events.next(cursor),
-                (EventKind::Return, Pass::Returned) => {
-                    cursor = self.events.first();
-                    pass = Pass::Unknown;
-                }
-                (EventKind::Return, Pass::Unknown) => match self.backtrack() {
-                    Some((operation, alternative)) => {
-                        cursor = self.events.call_event(operation);
-                        pass = self.pass_of(operation);
+                Walk::Unknown { cursor, horizon } => {
+                    if cursor == END || self.events.event(cursor).time > horizon {
+                        let Some((operation, alternative)) = self.backtrack() else {
+                            let counterexample = self
+                                .deepest
+                                .take()
+                                .unwrap_or_else(|| self.snapshot_counterexample());
+                            return SearchOutcome::NotLinearizable(counterexample);
+                        };
+                        walk = self.walk_resuming_at(operation);
                         alternative_first = alternative + 1;
+                        continue;
                     }
-                    None => {
-                        let counterexample = self
-                            .deepest
-                            .take()
-                            .unwrap_or_else(|| self.snapshot_counterexample());
-                        return SearchOutcome::NotLinearizable(counterexample);
+                    let walk_on = Walk::Unknown {
+                        cursor: self.events.next_unknown(cursor),
+                        horizon,
+                    };
+                    (self.events.event(cursor).operation, walk_on)
+                }
+            };
+            match self.try_place(operation, alternative_first) {
+                Placement::Placed => walk = Walk::Returned(self.events.first_returned()),
+                Placement::NotPlaced => walk = walk_on,
+                Placement::LimitReached => {
+                    return SearchOutcome::LimitReached {
+                        states_explored: self.memo.visits_total(),
                     }
-                },
+                }
+            }
+            alternative_first = 0;
+        }
+    }
+
+    /// The walk positioned at `operation`'s call, as it was when the
+    /// operation was placed.
+    fn walk_resuming_at(&self, operation: usize) -> Walk {
+        let cursor = self.events.call_event(operation);
+        match self.pass_of(operation) {
+            Pass::Returned => Walk::Returned(cursor),
+            Pass::Unknown => {
+                let horizon = self.events.horizon();
+                debug_assert!(horizon.is_some(), "a returned operation is pending");
+                Walk::Unknown {
+                    cursor,
+                    horizon: horizon.unwrap_or(u64::MAX),
+                }
             }
         }
     }
@@ -208,36 +240,68 @@ impl<'a, M: Model> Search<'a, M> {
     /// Places `operation` next if the model allows one of its successor
     /// states (from `alternative_first` on) that the memo admits.
     fn try_place(&mut self, operation: usize, alternative_first: usize) -> Placement {
-        let slot = self.slot[operation];
-        let successors = self.successors(operation);
-        let reachable_one_step_earlier = self.reachable_one_step_earlier(operation);
-        for (alternative, successor) in successors.into_iter().enumerate().skip(alternative_first) {
-            if reachable_one_step_earlier.contains(&successor) {
-                continue;
-            }
-            self.placed_set(operation).insert(slot);
-            let admission =
-                self.memo
-                    .admit(&self.returned_placed, &self.unknown_placed, &successor);
-            match admission {
-                Admission::New => {
-                    let state_before = std::mem::replace(&mut self.state, successor);
-                    self.stack.push(Frame {
-                        operation,
-                        state_before,
-                        alternative,
-                    });
-                    self.events.lift(operation);
-                    if self.pass_of(operation) == Pass::Returned {
-                        self.returned_pending -= 1;
-                    }
-                    return Placement::Placed;
+        let recorded = self.operations[operation];
+        match &recorded.outcome {
+            // A returned operation has one successor at most: alternative 0.
+            Outcome::Returned { output, .. } => {
+                if alternative_first > 0 {
+                    return Placement::NotPlaced;
                 }
-                Admission::Skip => self.placed_set(operation).remove(slot),
-                Admission::LimitReached => return Placement::LimitReached,
+                match self.model.step(&self.state, &recorded.input, output) {
+                    Some(successor) => self.enter(operation, 0, successor),
+                    None => Placement::NotPlaced,
+                }
+            }
+            Outcome::Unknown => {
+                let reachable_one_step_earlier = self.reachable_one_step_earlier(operation);
+                let successors = self.unobserved_successors(operation);
+                for (alternative, successor) in
+                    successors.into_iter().enumerate().skip(alternative_first)
+                {
+                    if reachable_one_step_earlier.contains(&successor) {
+                        continue;
+                    }
+                    match self.enter(operation, alternative, successor) {
+                        Placement::NotPlaced => {}
+                        placed_or_limit => return placed_or_limit,
+                    }
+                }
+                Placement::NotPlaced
             }
         }
-        Placement::NotPlaced
+    }
+
+    /// Places `operation` with its `alternative`-th successor state if the
+    /// memo admits the configuration that leads to.
+    fn enter(&mut self, operation: usize, alternative: usize, successor: M::State) -> Placement {
+        let slot = self.slot[operation];
+        self.placed_set(operation).insert(slot);
+        let admission = self
+            .memo
+            .admit(&self.returned_placed, &self.unknown_placed, &successor);
+        match admission {
+            Admission::New => {
+                let state_before = std::mem::replace(&mut self.state, successor);
+                self.stack.push(Frame {
+                    operation,
+                    state_before,
+                    alternative,
+                });
+                self.events.lift(operation);
+                if self.pass_of(operation) == Pass::Returned {
+                    self.returned_pending -= 1;
+                }
+                Placement::Placed
+            }
+            Admission::Skip => {
+                self.placed_set(operation).remove(slot);
+                Placement::NotPlaced
+            }
+            Admission::LimitReached => {
+                self.placed_set(operation).remove(slot);
+                Placement::LimitReached
+            }
+        }
     }
 
     /// When the last placed operation had an unknown outcome and so does
@@ -258,26 +322,18 @@ impl<'a, M: Model> Search<'a, M> {
             .step_unobserved(&last.state_before, &self.operations[operation].input)
     }
 
-    /// The states `operation` may lead to from the current state, in a
-    /// fixed order so that backtracking can resume by position.
-    fn successors(&self, operation: usize) -> Vec<M::State> {
-        let operation = self.operations[operation];
-        match &operation.outcome {
-            Outcome::Returned { output, .. } => self
-                .model
-                .step(&self.state, &operation.input, output)
-                .into_iter()
-                .collect(),
-            // An unobserved step that leaves the state as it was is never
-            // worth taking: skipping the operation (it never took effect)
-            // reaches the same state with fewer obligations.
-            Outcome::Unknown => self
-                .model
-                .step_unobserved(&self.state, &operation.input)
-                .into_iter()
-                .filter(|successor| *successor != self.state)
-                .collect(),
-        }
+    /// The states unknown-outcome `operation` may lead to from the current
+    /// state, in a fixed order so that backtracking can resume by position.
+    /// A step that leaves the state as it was is never worth taking:
+    /// leaving the operation out (it never took effect) reaches the same
+    /// state with fewer obligations.
+    fn unobserved_successors(&self, operation: usize) -> Vec<M::State> {
+        debug_assert!(!self.operations[operation].is_returned());
+        self.model
+            .step_unobserved(&self.state, &self.operations[operation].input)
+            .into_iter()
+            .filter(|successor| *successor != self.state)
+            .collect()
     }
 
     /// Undoes the most recent placement, which is now fully explored,
@@ -308,7 +364,8 @@ impl<'a, M: Model> Search<'a, M> {
     /// taking effect now would change the state, since otherwise leaving it
     /// out is always at least as good.
     fn may_matter_next(&self, operation: usize) -> bool {
-        self.operations[operation].is_returned() || !self.successors(operation).is_empty()
+        self.operations[operation].is_returned()
+            || !self.unobserved_successors(operation).is_empty()
     }
 
     fn snapshot_counterexample(&self) -> Counterexample<M::State> {
