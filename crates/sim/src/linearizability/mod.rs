@@ -55,8 +55,45 @@
 //! are placed as late as possible and the configurations with fewer of them
 //! are reached first, where they dominate the rest.
 //!
+//! What remains is cheap when each write carries its own value, as the
+//! simulator's workload does: a history of 4,000 operations of which a
+//! fifth have unknown outcomes checks in well under a second in the test
+//! profile.
+//! When values repeat, an unknown write can explain many reads, and a
+//! failing history with a few percent unknown outcomes can exhaust the
+//! bound and come back `Verdict::Unknown`.
+//!
 //! Operations whose call and return touch at the same instant count as
 //! concurrent, so equal time stamps never produce a false violation.
+//!
+//! # Use
+//!
+//! ```
+//! use sim::linearizability::{
+//!     check, KvInput, KvModel, KvOutput, Limits, Operation, Outcome, Verdict,
+//! };
+//!
+//! let history = vec![
+//!     Operation {
+//!         client_id: 1,
+//!         input: KvInput::Put { key: 0, value: 7 },
+//!         call_time: 0,
+//!         outcome: Outcome::Returned { output: KvOutput::PutDone, return_time: 10 },
+//!     },
+//!     Operation {
+//!         client_id: 2,
+//!         input: KvInput::Get { key: 0 },
+//!         call_time: 20,
+//!         outcome: Outcome::Returned { output: KvOutput::Value(None), return_time: 30 },
+//!     },
+//! ];
+//! // The read missed a write that completed before the read began.
+//! match check(&KvModel, &history, &Limits::default())? {
+//!     Verdict::NotLinearizable(violation) => assert_eq!(violation.next_candidates, vec![1]),
+//!     other => panic!("expected a violation, got {other}"),
+//! }
+//! # Ok::<(), sim::linearizability::HistoryError>(())
+//! ```
 
 mod check;
 mod events;

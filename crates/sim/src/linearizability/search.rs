@@ -34,17 +34,18 @@ pub(crate) struct Counterexample<State> {
     pub next_candidates: Vec<usize>,
 }
 
-/// Which operations a walk over the candidates tries. Returned operations
-/// come first so that unknown-outcome ones are placed as late as possible:
-/// configurations with fewer of them placed are then reached first and
-/// dominate the rest in the memo.
+/// Whether an operation's answer was seen, which decides its chain, its
+/// set of placed operations and whether it must be placed at all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Pass {
+enum OutcomeKind {
     Returned,
     Unknown,
 }
 
-/// Where the walk over candidates stands.
+/// Where the walk over candidates stands. Returned operations are tried
+/// first so that unknown-outcome ones are placed as late as possible:
+/// configurations with fewer of them placed are then reached first and
+/// dominate the rest in the memo.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Walk {
     /// At this event of the returned chain.
@@ -209,9 +210,9 @@ impl<'a, M: Model> Search<'a, M> {
     /// operation was placed.
     fn walk_resuming_at(&self, operation: usize) -> Walk {
         let cursor = self.events.call_event(operation);
-        match self.pass_of(operation) {
-            Pass::Returned => Walk::Returned(cursor),
-            Pass::Unknown => {
+        match self.kind_of(operation) {
+            OutcomeKind::Returned => Walk::Returned(cursor),
+            OutcomeKind::Unknown => {
                 let horizon = self.events.horizon();
                 debug_assert!(horizon.is_some(), "a returned operation is pending");
                 Walk::Unknown {
@@ -222,18 +223,18 @@ impl<'a, M: Model> Search<'a, M> {
         }
     }
 
-    fn pass_of(&self, operation: usize) -> Pass {
+    fn kind_of(&self, operation: usize) -> OutcomeKind {
         if self.operations[operation].is_returned() {
-            Pass::Returned
+            OutcomeKind::Returned
         } else {
-            Pass::Unknown
+            OutcomeKind::Unknown
         }
     }
 
     fn placed_set(&mut self, operation: usize) -> &mut OperationSet {
-        match self.pass_of(operation) {
-            Pass::Returned => &mut self.returned_placed,
-            Pass::Unknown => &mut self.unknown_placed,
+        match self.kind_of(operation) {
+            OutcomeKind::Returned => &mut self.returned_placed,
+            OutcomeKind::Unknown => &mut self.unknown_placed,
         }
     }
 
@@ -288,7 +289,7 @@ impl<'a, M: Model> Search<'a, M> {
                     alternative,
                 });
                 self.events.lift(operation);
-                if self.pass_of(operation) == Pass::Returned {
+                if self.kind_of(operation) == OutcomeKind::Returned {
                     self.returned_pending -= 1;
                 }
                 Placement::Placed
@@ -314,7 +315,8 @@ impl<'a, M: Model> Search<'a, M> {
         let Some(last) = self.stack.last() else {
             return Vec::new();
         };
-        if self.pass_of(last.operation) != Pass::Unknown || self.pass_of(operation) != Pass::Unknown
+        if self.kind_of(last.operation) != OutcomeKind::Unknown
+            || self.kind_of(operation) != OutcomeKind::Unknown
         {
             return Vec::new();
         }
@@ -352,7 +354,7 @@ impl<'a, M: Model> Search<'a, M> {
         self.events.unlift(frame.operation);
         let slot = self.slot[frame.operation];
         self.placed_set(frame.operation).remove(slot);
-        if self.pass_of(frame.operation) == Pass::Returned {
+        if self.kind_of(frame.operation) == OutcomeKind::Returned {
             self.returned_pending += 1;
         }
         self.state = frame.state_before;
