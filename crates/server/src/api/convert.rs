@@ -260,17 +260,30 @@ pub fn delete_range_response(
     }
 }
 
-/// A transaction answer under `header`. The answers of its operations carry
-/// a header with the revision only, as etcd's do: the transaction's revision
-/// for writes, the read revision for ranges.
+/// A transaction answer under `header`. `begin_revision` is the store's
+/// revision before the transaction. The answers of its operations carry a
+/// header with the revision only, as etcd's do: the revision a reader inside
+/// the transaction would see at that point (`begin_revision`, plus one once
+/// an earlier or this operation changed something); nested transactions get
+/// an empty header.
 pub fn txn_response(
     response: mvcc::TxnResponse,
     header: Option<pb::ResponseHeader>,
-    revision: i64,
+    begin_revision: i64,
 ) -> pb::TxnResponse {
-    let op_header = || {
+    let mut changed = false;
+    txn_response_at(response, header, begin_revision, &mut changed)
+}
+
+fn txn_response_at(
+    response: mvcc::TxnResponse,
+    header: Option<pb::ResponseHeader>,
+    begin_revision: i64,
+    changed: &mut bool,
+) -> pb::TxnResponse {
+    let revision_header = |changed: bool| {
         Some(pb::ResponseHeader {
-            revision,
+            revision: begin_revision + i64::from(changed),
             ..pb::ResponseHeader::default()
         })
     };
@@ -279,24 +292,27 @@ pub fn txn_response(
         .into_iter()
         .map(|op| {
             let response = match op {
-                mvcc::ResponseOp::Range(range) => {
-                    let range_header = Some(pb::ResponseHeader {
-                        revision: range.revision,
-                        ..pb::ResponseHeader::default()
-                    });
-                    response_op::Response::ResponseRange(range_response(range, range_header))
-                }
+                mvcc::ResponseOp::Range(range) => response_op::Response::ResponseRange(
+                    range_response(range, revision_header(*changed)),
+                ),
                 mvcc::ResponseOp::Put(put) => {
-                    response_op::Response::ResponsePut(put_response(put, op_header()))
+                    *changed = true;
+                    response_op::Response::ResponsePut(put_response(put, revision_header(true)))
                 }
                 mvcc::ResponseOp::DeleteRange(delete) => {
+                    *changed |= delete.deleted > 0;
                     response_op::Response::ResponseDeleteRange(delete_range_response(
                         delete,
-                        op_header(),
+                        revision_header(*changed),
                     ))
                 }
                 mvcc::ResponseOp::Txn(nested) => {
-                    response_op::Response::ResponseTxn(txn_response(nested, op_header(), revision))
+                    response_op::Response::ResponseTxn(txn_response_at(
+                        nested,
+                        Some(pb::ResponseHeader::default()),
+                        begin_revision,
+                        changed,
+                    ))
                 }
             };
             pb::ResponseOp {
@@ -683,23 +699,33 @@ mod tests {
     }
 
     #[test]
-    fn txn_response_gives_each_operation_a_revision_header() {
+    fn txn_operation_headers_name_the_revision_seen_at_that_point() {
+        let range = || {
+            mvcc::ResponseOp::Range(mvcc::RangeResponse {
+                revision: 6,
+                ..mvcc::RangeResponse::default()
+            })
+        };
+        let deleted = |deleted| {
+            mvcc::ResponseOp::DeleteRange(mvcc::DeleteRangeResponse {
+                deleted,
+                prev_kvs: Vec::new(),
+            })
+        };
         let response = mvcc::TxnResponse {
             succeeded: true,
             responses: vec![
-                mvcc::ResponseOp::Range(mvcc::RangeResponse {
-                    revision: 6,
-                    ..mvcc::RangeResponse::default()
-                }),
-                mvcc::ResponseOp::Put(mvcc::PutResponse::default()),
-                mvcc::ResponseOp::DeleteRange(mvcc::DeleteRangeResponse::default()),
+                range(),
+                deleted(0),
                 mvcc::ResponseOp::Txn(mvcc::TxnResponse {
                     succeeded: false,
-                    responses: vec![mvcc::ResponseOp::Put(mvcc::PutResponse::default())],
+                    responses: vec![deleted(1)],
                 }),
+                range(),
+                mvcc::ResponseOp::Put(mvcc::PutResponse::default()),
             ],
         };
-        let converted = txn_response(response, None, 7);
+        let converted = txn_response(response, None, 6);
         assert!(converted.succeeded);
         let revisions: Vec<i64> = converted
             .responses
@@ -710,11 +736,33 @@ mod tests {
                 response_op::Response::ResponseDeleteRange(r) => r.header.unwrap().revision,
                 response_op::Response::ResponseTxn(r) => {
                     assert!(!r.succeeded);
-                    assert_eq!(r.responses.len(), 1);
+                    let response_op::Response::ResponseDeleteRange(inner) =
+                        r.responses[0].response.as_ref().unwrap()
+                    else {
+                        panic!("{r:?}");
+                    };
+                    assert_eq!(
+                        inner.header.unwrap().revision,
+                        7,
+                        "the nested delete changed something"
+                    );
                     r.header.unwrap().revision
                 }
             })
             .collect();
-        assert_eq!(revisions, [6, 7, 7, 7]);
+        assert_eq!(revisions, [6, 6, 0, 7, 7]);
+    }
+
+    #[test]
+    fn a_put_bumps_the_revision_of_its_own_header() {
+        let response = mvcc::TxnResponse {
+            succeeded: true,
+            responses: vec![mvcc::ResponseOp::Put(mvcc::PutResponse::default())],
+        };
+        let converted = txn_response(response, None, 3);
+        let Some(response_op::Response::ResponsePut(put)) = &converted.responses[0].response else {
+            panic!("{converted:?}");
+        };
+        assert_eq!(put.header.unwrap().revision, 4);
     }
 }

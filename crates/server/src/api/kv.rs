@@ -52,6 +52,25 @@ impl<B: Backend> KvService<B> {
             .map_err(|refused| request_error(&refused).to_status())?;
         Ok((response, applied.revision))
     }
+
+    /// Proposes a checked transaction; its answer, the revision after it and
+    /// the revision before it (one less when it changed anything).
+    async fn propose_txn(
+        &self,
+        txn: mvcc::TxnRequest,
+    ) -> Result<(mvcc::TxnResponse, i64, i64), Status> {
+        let applied = self
+            .backend
+            .propose(mvcc::Command::Txn(txn))
+            .await
+            .map_err(backend_error)?;
+        let begin_revision = applied.revision - i64::from(!applied.events.is_empty());
+        match applied.result {
+            Ok(mvcc::Response::Txn(response)) => Ok((response, applied.revision, begin_revision)),
+            Ok(other) => Err(mismatched("txn", &other)),
+            Err(refused) => Err(request_error(&refused).to_status()),
+        }
+    }
 }
 
 fn refused(error: mvcc::RequestError) -> Status {
@@ -139,14 +158,12 @@ impl<B: Backend> Kv for KvService<B> {
             )));
         }
         size?;
-        match self.propose(mvcc::Command::Txn(txn)).await? {
-            (mvcc::Response::Txn(response), revision) => Ok(Response::new(convert::txn_response(
-                response,
-                self.header(revision),
-                revision,
-            ))),
-            (other, _) => Err(mismatched("txn", &other)),
-        }
+        let (response, revision, begin_revision) = self.propose_txn(txn).await?;
+        Ok(Response::new(convert::txn_response(
+            response,
+            self.header(revision),
+            begin_revision,
+        )))
     }
 
     async fn compact(

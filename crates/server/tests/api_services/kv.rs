@@ -831,3 +831,40 @@ fn compact_removes_history_and_refuses_old_and_future_revisions() {
         FUTURE_REV,
     );
 }
+
+#[test]
+fn txn_operation_headers_follow_etcd() {
+    let fixture = fixture();
+    fixture.put_all(&[("a", "1"), ("b", "2")]); // revision 3
+    let response = fixture.txn(TxnRequest {
+        success: vec![
+            range_op("a"),
+            delete_op("absent"),
+            put_op("z", "1"),
+            range_op("z"),
+        ],
+        ..TxnRequest::default()
+    });
+    let revisions: Vec<i64> = response
+        .responses
+        .iter()
+        .map(|op| match op.response.as_ref().unwrap() {
+            response_op::Response::ResponseRange(r) => r.header.unwrap().revision,
+            response_op::Response::ResponsePut(r) => r.header.unwrap().revision,
+            response_op::Response::ResponseDeleteRange(r) => r.header.unwrap().revision,
+            response_op::Response::ResponseTxn(r) => r.header.unwrap().revision,
+        })
+        .collect();
+    assert_eq!(revisions, [3, 3, 4, 4]);
+    assert_eq!(response.header.unwrap().revision, 4);
+    let response_op::Response::ResponseRange(read_back) =
+        response.responses[3].response.as_ref().unwrap()
+    else {
+        panic!("{response:?}");
+    };
+    assert_eq!(
+        values(read_back),
+        ["1"],
+        "a read after a put in the same txn sees it"
+    );
+}
