@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 use crate::config::SimConfig;
-use crate::linearizability::{self, KvModel, Limits, Verdict};
+use crate::linearizability::{self, KvModel, KvOperation, Limits, Verdict};
+use crate::trace::TraceRecord;
 use crate::violation::{Invariant, Violation};
 use crate::world::World;
 
@@ -111,7 +112,10 @@ pub fn run_seed(config: &SimConfig, seed: u64) -> Result<Summary, Violation> {
             Ok(Verdict::Unknown { .. }) => summary.linearizability_undecided = true,
             Ok(Verdict::NotLinearizable(evidence)) => {
                 let detail = format!("key {}: {}", evidence.key, evidence.explanation);
-                return Err(world.final_violation(Invariant::Linearizability, detail));
+                let mut violation = world.final_violation(Invariant::Linearizability, detail);
+                let window = story_window(world.history(), &evidence.next_candidates);
+                violation.trace = replay_story(config, seed, window);
+                return Err(violation);
             }
             Err(error) => {
                 return Err(world.final_violation(
@@ -122,6 +126,42 @@ pub fn run_seed(config: &SimConfig, seed: u64) -> Result<Summary, Violation> {
         }
     }
     Ok(summary)
+}
+
+/// Events kept for the story of a linearizability violation.
+const STORY_EVENTS_MAX: usize = 400;
+
+/// The time from the earliest call to the latest return of the operations
+/// that could not be placed: where the stale or lost value came from.
+fn story_window(history: &[KvOperation], operations: &[usize]) -> (u64, u64) {
+    let chosen = operations.iter().filter_map(|&index| history.get(index));
+    let from_us = chosen
+        .clone()
+        .map(|operation| operation.call_time)
+        .min()
+        .unwrap_or(0);
+    let to_us = chosen
+        .map(|operation| operation.return_time().unwrap_or(operation.call_time))
+        .max()
+        .unwrap_or(u64::MAX);
+    (from_us, to_us)
+}
+
+/// Replays `seed` (runs are deterministic) and keeps the story-telling
+/// events in `window`, so a history violation comes with what the members
+/// did while the offending operations were in flight.
+fn replay_story(config: &SimConfig, seed: u64, (from_us, to_us): (u64, u64)) -> Vec<TraceRecord> {
+    let mut replay_config = config.clone();
+    replay_config.trace_events_max = STORY_EVENTS_MAX;
+    let mut world = World::new(replay_config, seed);
+    world.focus_trace(from_us, to_us);
+    let replayed = catch_unwind(AssertUnwindSafe(|| {
+        world.run_until(to_us + 1, |world| world.now_us() > to_us);
+    }));
+    if replayed.is_err() {
+        return Vec::new();
+    }
+    world.recent_events()
 }
 
 fn summarize(world: &World) -> Summary {

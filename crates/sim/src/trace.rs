@@ -72,6 +72,7 @@ pub enum Happening {
         client: u64,
         request: u64,
         output: KvOutput,
+        served_by: NodeId,
     },
     ClientTimeout {
         client: u64,
@@ -177,8 +178,12 @@ impl fmt::Display for Happening {
                 client,
                 request,
                 output,
+                served_by,
             } => {
-                write!(formatter, "client {client} gets #{request} {output:?}")
+                write!(
+                    formatter,
+                    "client {client} gets #{request} {output:?} from node {served_by}"
+                )
             }
             Happening::ClientTimeout {
                 client,
@@ -235,6 +240,29 @@ pub struct Trace {
     capacity: usize,
     hasher: DefaultHasher,
     recorded: u64,
+    /// When set, only records in this time window that move the story on
+    /// (not routine heartbeats) are retained; all are still hashed.
+    focus: Option<(u64, u64)>,
+}
+
+impl TraceRecord {
+    /// Whether the record is routine traffic that tells nothing by itself:
+    /// heartbeats and their answers, and Ready batches that only carry those.
+    pub fn is_routine(&self) -> bool {
+        match &self.happening {
+            Happening::Sent { kind, .. } | Happening::Delivered { kind, .. } => {
+                matches!(*kind, "Heartbeat" | "HeartbeatResponse")
+            }
+            Happening::Ready {
+                entries,
+                commit,
+                snapshot_index,
+                committed,
+                ..
+            } => *entries == 0 && commit.is_none() && snapshot_index.is_none() && *committed == 0,
+            _ => false,
+        }
+    }
 }
 
 impl Trace {
@@ -244,7 +272,15 @@ impl Trace {
             capacity,
             hasher: DefaultHasher::new(),
             recorded: 0,
+            focus: None,
         }
+    }
+
+    /// Retains only the non-routine records between `from_us` and `to_us`,
+    /// dropping what was retained before.
+    pub fn focus_on(&mut self, from_us: u64, to_us: u64) {
+        self.focus = Some((from_us, to_us));
+        self.recent.clear();
     }
 
     pub fn record(&mut self, time_us: u64, node: NodeId, happening: Happening) {
@@ -257,6 +293,11 @@ impl Trace {
         self.recorded += 1;
         if self.capacity == 0 {
             return;
+        }
+        if let Some((from_us, to_us)) = self.focus {
+            if time_us < from_us || time_us > to_us || record.is_routine() {
+                return;
+            }
         }
         if self.recent.len() == self.capacity {
             self.recent.pop_front();
@@ -299,5 +340,31 @@ mod tests {
         assert_eq!(trace.digest(), other.digest());
         other.record(9, 2, Happening::Healed);
         assert_ne!(trace.digest(), other.digest());
+    }
+
+    #[test]
+    fn focus_keeps_the_window_without_heartbeats_but_hashes_everything() {
+        let mut focused = Trace::new(10);
+        let mut plain = Trace::new(10);
+        focused.focus_on(10, 20);
+        let heartbeat = Happening::Sent {
+            to: 2,
+            kind: "Heartbeat",
+            term: 1,
+            fate: MessageFate::InFlight,
+        };
+        for trace in [&mut focused, &mut plain] {
+            trace.record(5, 1, Happening::Healed);
+            trace.record(12, 1, heartbeat.clone());
+            trace.record(15, 1, Happening::Healed);
+            trace.record(25, 1, Happening::Healed);
+        }
+        let kept: Vec<u64> = focused
+            .recent()
+            .iter()
+            .map(|record| record.time_us)
+            .collect();
+        assert_eq!(kept, vec![15]);
+        assert_eq!(focused.digest(), plain.digest());
     }
 }

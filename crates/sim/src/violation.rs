@@ -110,7 +110,11 @@ impl fmt::Display for Violation {
         }
         writeln!(formatter, ": {}", self.detail)?;
         if !self.trace.is_empty() {
-            writeln!(formatter, "the last {} events:", self.trace.len())?;
+            writeln!(
+                formatter,
+                "the story, {} events (oldest first):",
+                self.trace.len()
+            )?;
             for record in &self.trace {
                 writeln!(formatter, "  {record}")?;
             }

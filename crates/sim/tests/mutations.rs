@@ -44,7 +44,12 @@ fn assert_caught(name: &str, config: SimConfig, expected: &[Invariant]) {
 fn local_reads_without_read_index_are_caught_as_stale_reads() {
     let mut config = SimConfig::new(5, FaultSet::all());
     config.workload.read_mode = ReadMode::LocalUnsafe;
-    assert_caught("local reads", config, &[Invariant::Linearizability]);
+    let violation = first_violation("local reads", &config, &[Invariant::Linearizability]);
+    let story = violation.to_string();
+    assert!(
+        story.contains("calls #") && story.contains(" from node "),
+        "the story of a stale read shows the operations and who served them:\n{story}"
+    );
 }
 
 #[test]

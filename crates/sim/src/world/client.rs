@@ -34,6 +34,8 @@ pub enum ClientReply {
     Done {
         request_id: u64,
         output: KvOutput,
+        /// The member that answered, for the story of a violation.
+        served_by: NodeId,
     },
     NotLeader {
         request_id: u64,
@@ -209,8 +211,12 @@ impl World {
             return;
         };
         match reply {
-            ClientReply::Done { request_id, output } if request_id == flight.request_id => {
-                self.complete(client, output);
+            ClientReply::Done {
+                request_id,
+                output,
+                served_by,
+            } if request_id == flight.request_id => {
+                self.complete(client, output, served_by);
             }
             ClientReply::NotLeader { request_id, leader } if request_id == flight.request_id => {
                 let node_count = self.members.len() as u64;
@@ -223,7 +229,7 @@ impl World {
         }
     }
 
-    fn complete(&mut self, client: usize, output: KvOutput) {
+    fn complete(&mut self, client: usize, output: KvOutput, served_by: NodeId) {
         let Some(flight) = self.clients[client].in_flight.take() else {
             return;
         };
@@ -264,6 +270,7 @@ impl World {
                 client: client_id,
                 request: flight.request_id,
                 output,
+                served_by,
             },
         );
         let think = self

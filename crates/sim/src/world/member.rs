@@ -385,6 +385,7 @@ impl World {
                     ClientReply::Done {
                         request_id: request.request_id,
                         output,
+                        served_by: node,
                     },
                 );
             }
@@ -700,6 +701,7 @@ impl World {
                 ClientReply::Done {
                     request_id: command.request_id,
                     output,
+                    served_by: node,
                 },
             );
         }
@@ -718,7 +720,14 @@ impl World {
         });
         for (client_id, request_id, key) in ready_reads {
             let output = KvOutput::Value(self.member(node).store.get(key));
-            self.reply(client_id, ClientReply::Done { request_id, output });
+            self.reply(
+                client_id,
+                ClientReply::Done {
+                    request_id,
+                    output,
+                    served_by: node,
+                },
+            );
         }
     }
 

@@ -243,6 +243,17 @@ impl World {
         &self.history
     }
 
+    /// From now on, retain only the story-telling events between `from_us`
+    /// and `to_us` (see [`Trace::focus_on`]).
+    pub fn focus_trace(&mut self, from_us: u64, to_us: u64) {
+        self.trace.focus_on(from_us, to_us);
+    }
+
+    /// The retained events, oldest first.
+    pub fn recent_events(&self) -> Vec<crate::trace::TraceRecord> {
+        self.trace.recent()
+    }
+
     /// The hash of every event so far (see [`Trace::digest`]).
     pub fn trace_digest(&self) -> u64 {
         self.trace.digest()
