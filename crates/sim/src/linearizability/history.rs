@@ -4,8 +4,6 @@
 //! Owns: `Operation`, `Outcome`, `HistoryError`. Must never: interpret inputs
 //! or outputs (that is the model's job) or search for a linearization.
 
-use std::fmt;
-
 /// One operation a client issued, as seen from the client's side.
 ///
 /// Times are the simulator's virtual-time stamps; only their order matters,
@@ -52,9 +50,14 @@ impl<Input, Output> Operation<Input, Output> {
 
 /// A history the checker refuses to judge because it cannot have come from a
 /// real execution, or because an output does not belong to its input.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum HistoryError {
     /// An operation returned at or before the moment it was called.
+    #[error(
+        "history operation #{operation_index} (client {client_id}) returned at \
+         {return_time}, not after its call at {call_time}; record the return time \
+         from the same clock, strictly after the call"
+    )]
     ReturnNotAfterCall {
         operation_index: usize,
         client_id: u64,
@@ -63,39 +66,14 @@ pub enum HistoryError {
     },
     /// The model says this output can never answer this input (for example
     /// a Get answered with a CAS result).
+    #[error(
+        "history operation #{operation_index} (client {client_id}) has an output \
+         that cannot answer its input: {reason}; fix how the workload records \
+         responses"
+    )]
     OutputDoesNotFitInput {
         operation_index: usize,
         client_id: u64,
         reason: String,
     },
 }
-
-impl fmt::Display for HistoryError {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HistoryError::ReturnNotAfterCall {
-                operation_index,
-                client_id,
-                call_time,
-                return_time,
-            } => write!(
-                formatter,
-                "history operation #{operation_index} (client {client_id}) returned at \
-                 {return_time}, not after its call at {call_time}; record the return \
-                 time from the same clock, strictly after the call"
-            ),
-            HistoryError::OutputDoesNotFitInput {
-                operation_index,
-                client_id,
-                reason,
-            } => write!(
-                formatter,
-                "history operation #{operation_index} (client {client_id}) has an output \
-                 that cannot answer its input: {reason}; fix how the workload records \
-                 responses"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for HistoryError {}
