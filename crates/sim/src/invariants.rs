@@ -365,6 +365,64 @@ impl SafetyChecker {
     }
 }
 
+/// A whole-log cross-check, independent of the incremental one: for every
+/// pair of logs, wherever both hold an entry with the same index and term,
+/// the entries and every entry before them (that both still hold) agree.
+pub fn check_logs_match(logs: &[(NodeId, &dyn LogView)], time_us: u64) -> Checked {
+    for (position, &(left_node, left)) in logs.iter().enumerate() {
+        for &(right_node, right) in &logs[position + 1..] {
+            let first = left.snapshot_index().max(right.snapshot_index()) + 1;
+            let last = left.last_index().min(right.last_index());
+            let Some(highest_match) = (first..=last)
+                .rev()
+                .find(|&index| left.term(index).is_some() && left.term(index) == right.term(index))
+            else {
+                continue;
+            };
+            for index in first..=highest_match {
+                let (left_entry, right_entry) = (left.entry(index), right.entry(index));
+                if left_entry.map(fingerprint) != right_entry.map(fingerprint)
+                    || left_entry.map(|entry| entry.term) != right_entry.map(|entry| entry.term)
+                {
+                    return Err(Violation::new(
+                        Invariant::LogMatching,
+                        vec![left_node, right_node],
+                        time_us,
+                        format!(
+                            "nodes {left_node} and {right_node} agree on index {highest_match} \
+                             (term {:?}) but differ at index {index}",
+                            left.term(highest_match)
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Once every member has applied the same index, their state machines must
+/// be identical.
+pub fn check_stores_converged(stores: &[(NodeId, LogIndex, &KvStore)], time_us: u64) -> Checked {
+    let Some(&(first_node, first_applied, first_store)) = stores.first() else {
+        return Ok(());
+    };
+    for &(node, applied, store) in &stores[1..] {
+        if applied == first_applied && store != first_store {
+            return Err(Violation::new(
+                Invariant::StateMachineSafety,
+                vec![first_node, node],
+                time_us,
+                format!(
+                    "nodes {first_node} and {node} both applied through index {applied} but hold \
+                     different state machines"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn check_durable_majority(
     leader: NodeId,
     commit: LogIndex,
@@ -571,6 +629,37 @@ mod tests {
         checker
             .observe_commit(1, 2, &log(&[1, 1]), Some(&majority), 1)
             .unwrap();
+    }
+
+    #[test]
+    fn whole_log_cross_check_catches_a_divergent_prefix() {
+        let agreeing = [log(&[1, 1, 2]), log(&[1, 1, 2, 3])];
+        let views: Vec<(NodeId, &dyn LogView)> = vec![(1, &agreeing[0]), (2, &agreeing[1])];
+        check_logs_match(&views, 0).unwrap();
+        let mut divergent = log(&[1, 1, 2]);
+        divergent.0[1].data = vec![9];
+        let views: Vec<(NodeId, &dyn LogView)> = vec![(1, &agreeing[0]), (3, &divergent)];
+        let violation = check_logs_match(&views, 5).unwrap_err();
+        assert_eq!(violation.invariant, Invariant::LogMatching);
+        assert_eq!(violation.nodes, vec![1, 3]);
+        let diverged_after = log(&[1, 1, 3]);
+        let views: Vec<(NodeId, &dyn LogView)> = vec![(1, &agreeing[0]), (4, &diverged_after)];
+        check_logs_match(&views, 0).unwrap();
+    }
+
+    #[test]
+    fn stores_that_applied_the_same_index_must_be_equal() {
+        let mut left = KvStore::default();
+        let right = KvStore::default();
+        check_stores_converged(&[(1, 4, &left), (2, 4, &right)], 0).unwrap();
+        left.apply(&Command {
+            client_id: 1,
+            request_id: 1,
+            input: KvInput::Put { key: 0, value: 1 },
+        });
+        check_stores_converged(&[(1, 5, &left), (2, 4, &right)], 0).unwrap();
+        let violation = check_stores_converged(&[(1, 4, &left), (2, 4, &right)], 7).unwrap_err();
+        assert_eq!(violation.invariant, Invariant::StateMachineSafety);
     }
 
     #[test]

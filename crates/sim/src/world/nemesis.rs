@@ -11,12 +11,15 @@
 //! of members down at once (a cluster without a majority cannot be judged
 //! for liveness, and safety is exercised as well with a minority down).
 
-use raft::NodeId;
+use raft::{LogIndex, NodeId};
 
 use super::member::Input;
 use super::network::PartitionKind;
 use super::{Event, Phase, World};
+use crate::invariants;
+use crate::kv::KvStore;
 use crate::liveness::{self, Deadlines, HealedProgress};
+use crate::log_view::{LogView, NodeLog};
 use crate::trace::Happening;
 
 impl World {
@@ -212,14 +215,34 @@ impl World {
     }
 
     /// Final checks once quiescent: every member's state machine reflects
-    /// every acknowledged write.
+    /// every acknowledged write, members that applied the same index hold the
+    /// same state, and the durable logs agree pairwise as a whole.
     pub fn check_final_state(&mut self) {
-        for index in 0..self.members.len() {
-            let member = &self.members[index];
-            let result =
-                self.checker
-                    .check_acknowledged_writes(member.id, &member.store, self.now_us);
-            self.check(result);
-        }
+        let now_us = self.now_us;
+        let acknowledged_result = self.members.iter().try_for_each(|member| {
+            self.checker
+                .check_acknowledged_writes(member.id, &member.store, now_us)
+        });
+        let stores: Vec<(NodeId, LogIndex, &KvStore)> = self
+            .members
+            .iter()
+            .map(|member| (member.id, member.applied, &member.store))
+            .collect();
+        let stores_result = invariants::check_stores_converged(&stores, now_us);
+        let logs: Vec<NodeLog<'_>> = self
+            .members
+            .iter()
+            .map(|member| NodeLog::durable(member.durable_storage()))
+            .collect();
+        let views: Vec<(NodeId, &dyn LogView)> = self
+            .members
+            .iter()
+            .zip(&logs)
+            .map(|(member, log)| (member.id, log as &dyn LogView))
+            .collect();
+        let logs_result = invariants::check_logs_match(&views, now_us);
+        self.check(acknowledged_result);
+        self.check(stores_result);
+        self.check(logs_result);
     }
 }
