@@ -14,6 +14,7 @@
 //! fdatasync covering it has returned.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{JoinHandle, Thread};
 
@@ -56,7 +57,6 @@ struct State {
     /// Payloads not yet taken by the writer thread; the front one has index `queue_first_index`.
     queue: VecDeque<Vec<u8>>,
     queue_first_index: LogIndex,
-    durable_index: LogIndex,
     /// Callers waiting for an index to be durable, in index order.
     waiters: VecDeque<(LogIndex, Thread)>,
     failure: Option<String>,
@@ -67,6 +67,11 @@ struct State {
 #[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
+    /// Written only by the writer thread while it holds `state`, so a caller
+    /// that checks it under the lock and then registers cannot miss a wakeup;
+    /// woken callers read it without the lock.
+    durable_index: AtomicU64,
+    failed: AtomicBool,
     work_queued: Condvar,
     queue_drained: Condvar,
 }
@@ -78,6 +83,13 @@ impl Shared {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn failure(&self) -> WalError {
+        let cause = self.lock().failure.clone();
+        WalError::Poisoned {
+            cause: cause.unwrap_or_else(|| "the group committer failed".into()),
+        }
     }
 }
 
@@ -99,16 +111,18 @@ impl GroupCommitter {
             ));
         }
         let last_index = wal.last_index();
+        let dir = wal.dir().to_path_buf();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 queue_first_index: last_index + 1,
-                durable_index: last_index,
                 waiters: VecDeque::new(),
                 failure: None,
                 stopping: false,
                 stats: GroupCommitStats::default(),
             }),
+            durable_index: AtomicU64::new(last_index),
+            failed: AtomicBool::new(false),
             work_queued: Condvar::new(),
             queue_drained: Condvar::new(),
         });
@@ -116,13 +130,7 @@ impl GroupCommitter {
         let writer = std::thread::Builder::new()
             .name("wal-group-commit".into())
             .spawn(move || write_loop(wal, &thread_shared, options))
-            .map_err(|source| {
-                WalError::io(
-                    "starting the group commit thread for",
-                    std::path::Path::new("."),
-                    source,
-                )
-            })?;
+            .map_err(|source| WalError::io("starting the group commit thread of", &dir, source))?;
         Ok(GroupCommitter {
             shared,
             writer: Some(writer),
@@ -133,6 +141,19 @@ impl GroupCommitter {
     /// Queues `data` as the next entry and returns its index, without waiting
     /// for it to be durable. Blocks while the queue is full.
     pub fn submit(&self, data: Vec<u8>) -> Result<LogIndex, WalError> {
+        self.enqueue(data, false)
+    }
+
+    /// Appends `data` as one entry and returns its index once it is durable.
+    pub fn append(&self, data: Vec<u8>) -> Result<LogIndex, WalError> {
+        let index = self.enqueue(data, true)?;
+        self.park_until_durable(index)?;
+        Ok(index)
+    }
+
+    /// Queues `data`; with `register_waiter`, also registers this thread to be
+    /// woken when it is durable (one lock acquisition for both).
+    fn enqueue(&self, data: Vec<u8>, register_waiter: bool) -> Result<LogIndex, WalError> {
         let mut state = self.shared.lock();
         loop {
             if let Some(cause) = &state.failure {
@@ -156,6 +177,14 @@ impl GroupCommitter {
         }
         let index = state.queue_first_index + state.queue.len() as u64;
         state.queue.push_back(data);
+        if register_waiter {
+            debug_assert!(state
+                .waiters
+                .back()
+                .is_none_or(|(waiting_for, _)| *waiting_for < index));
+            state.waiters.push_back((index, std::thread::current()));
+        }
+        drop(state);
         self.shared.work_queued.notify_one();
         Ok(index)
     }
@@ -164,8 +193,9 @@ impl GroupCommitter {
     pub fn wait_durable(&self, index: LogIndex) -> Result<LogIndex, WalError> {
         {
             let mut state = self.shared.lock();
-            if state.durable_index >= index {
-                return Ok(state.durable_index);
+            let durable_index = self.shared.durable_index.load(Ordering::Acquire);
+            if durable_index >= index {
+                return Ok(durable_index);
             }
             if let Some(cause) = &state.failure {
                 return Err(WalError::Poisoned {
@@ -179,31 +209,28 @@ impl GroupCommitter {
                 .waiters
                 .insert(position, (index, std::thread::current()));
         }
+        self.park_until_durable(index)
+    }
+
+    /// Parks until the writer thread has made `index` durable (it unparks the
+    /// waiters it covered) or has failed. Requires a registered waiter.
+    fn park_until_durable(&self, index: LogIndex) -> Result<LogIndex, WalError> {
         loop {
+            let durable_index = self.shared.durable_index.load(Ordering::Acquire);
+            if durable_index >= index {
+                return Ok(durable_index);
+            }
+            if self.shared.failed.load(Ordering::Acquire) {
+                return Err(self.shared.failure());
+            }
             // An unpark that came before this park makes it return at once,
             // so no wakeup is lost between registering and parking.
             std::thread::park();
-            let state = self.shared.lock();
-            if state.durable_index >= index {
-                return Ok(state.durable_index);
-            }
-            if let Some(cause) = &state.failure {
-                return Err(WalError::Poisoned {
-                    cause: cause.clone(),
-                });
-            }
         }
     }
 
-    /// Appends `data` as one entry and returns its index once it is durable.
-    pub fn append(&self, data: Vec<u8>) -> Result<LogIndex, WalError> {
-        let index = self.submit(data)?;
-        self.wait_durable(index)?;
-        Ok(index)
-    }
-
     pub fn durable_index(&self) -> LogIndex {
-        self.shared.lock().durable_index
+        self.shared.durable_index.load(Ordering::Acquire)
     }
 
     pub fn stats(&self) -> GroupCommitStats {
@@ -240,23 +267,8 @@ impl Drop for GroupCommitter {
 /// The writer thread: take a batch, append it, sync once, publish the durable index.
 fn write_loop(mut wal: Wal, shared: &Shared, options: GroupCommitOptions) -> Wal {
     loop {
-        let (first_index, payloads) = {
-            let mut state = shared.lock();
-            while state.queue.is_empty() && !state.stopping {
-                state = shared
-                    .work_queued
-                    .wait(state)
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-            }
-            if state.queue.is_empty() {
-                return wal;
-            }
-            let count = state.queue.len().min(options.batch_entries_max);
-            let first_index = state.queue_first_index;
-            let payloads: Vec<Vec<u8>> = state.queue.drain(..count).collect();
-            state.queue_first_index += count as u64;
-            shared.queue_drained.notify_all();
-            (first_index, payloads)
+        let Some((first_index, payloads)) = take_batch(shared, options.batch_entries_max) else {
+            return wal;
         };
         let entries: Vec<Entry> = payloads
             .into_iter()
@@ -269,12 +281,12 @@ fn write_loop(mut wal: Wal, shared: &Shared, options: GroupCommitOptions) -> Wal
             })
             .collect();
         let count = entries.len() as u64;
-        let result = wal.append_entries(&entries).and_then(|()| wal.sync());
+        let result = wal.append_owned(entries).and_then(|()| wal.sync());
         let mut state = shared.lock();
         let to_wake: Vec<Thread> = match result {
             Ok(durable_index) => {
                 debug_assert_eq!(durable_index, first_index + count - 1);
-                state.durable_index = durable_index;
+                shared.durable_index.store(durable_index, Ordering::Release);
                 state.stats.entries_durable += count;
                 state.stats.syncs += 1;
                 let covered = state
@@ -288,6 +300,7 @@ fn write_loop(mut wal: Wal, shared: &Shared, options: GroupCommitOptions) -> Wal
             }
             Err(error) => {
                 state.failure = Some(error.to_string());
+                shared.failed.store(true, Ordering::Release);
                 state.waiters.drain(..).map(|(_, thread)| thread).collect()
             }
         };
@@ -301,6 +314,28 @@ fn write_loop(mut wal: Wal, shared: &Shared, options: GroupCommitOptions) -> Wal
             return wal;
         }
     }
+}
+
+/// Waits for queued payloads and takes up to `batch_entries_max` of them;
+/// `None` once stopping with nothing left.
+fn take_batch(shared: &Shared, batch_entries_max: usize) -> Option<(LogIndex, Vec<Vec<u8>>)> {
+    let mut state = shared.lock();
+    while state.queue.is_empty() && !state.stopping {
+        state = shared
+            .work_queued
+            .wait(state)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    }
+    if state.queue.is_empty() {
+        return None;
+    }
+    let count = state.queue.len().min(batch_entries_max);
+    let first_index = state.queue_first_index;
+    let payloads: Vec<Vec<u8>> = state.queue.drain(..count).collect();
+    state.queue_first_index += count as u64;
+    drop(state);
+    shared.queue_drained.notify_all();
+    Some((first_index, payloads))
 }
 
 #[cfg(test)]

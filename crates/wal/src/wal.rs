@@ -253,27 +253,33 @@ impl Wal {
     /// skipped (already covered). The first index may be at most one past the
     /// last (buffered) index.
     pub fn append_entries(&mut self, entries: &[Entry]) -> Result<(), WalError> {
+        self.append_owned(entries.to_vec())
+    }
+
+    /// [`Wal::append_entries`] for entries the caller gives up, saving a copy.
+    pub(crate) fn append_owned(&mut self, mut entries: Vec<Entry>) -> Result<(), WalError> {
         self.check_writable()?;
         let snapshot_index = self.view.snapshot_index();
-        let entries = self.validate_append(entries)?;
+        self.validate_append(&entries)?;
         let skip = entries
             .iter()
             .take_while(|entry| entry.index <= snapshot_index)
             .count();
-        let entries = &entries[skip..];
-        if entries.is_empty() {
+        entries.drain(..skip);
+        let Some(last) = entries.last() else {
             return Ok(());
-        }
-        let result = self.writer.encode_entries(entries);
+        };
+        let last_index = last.index;
+        let result = self.writer.encode_entries(&entries);
         self.poison_on_error(result)?;
-        self.pending_last_index = entries[entries.len() - 1].index;
-        self.pending.push(PendingChange::Entries(entries.to_vec()));
+        self.pending_last_index = last_index;
+        self.pending.push(PendingChange::Entries(entries));
         Ok(())
     }
 
-    fn validate_append<'a>(&self, entries: &'a [Entry]) -> Result<&'a [Entry], WalError> {
+    fn validate_append(&self, entries: &[Entry]) -> Result<(), WalError> {
         let Some(first) = entries.first() else {
-            return Ok(entries);
+            return Ok(());
         };
         if first.index == 0 || first.index > self.pending_last_index + 1 {
             return Err(WalError::InvalidRequest(format!(
@@ -301,7 +307,7 @@ impl Wal {
                 segment_capacity_bytes: capacity,
             });
         }
-        Ok(entries)
+        Ok(())
     }
 
     /// Buffers a hard state for the next [`Wal::sync`].
