@@ -163,6 +163,12 @@ impl SafetyChecker {
         let Some(first) = entries.first() else {
             return Ok(());
         };
+        debug_assert!(
+            entries
+                .windows(2)
+                .all(|pair| pair[1].index == pair[0].index + 1),
+            "an append is a contiguous run of entries"
+        );
         if let Some(watch) = self.leaders.get_mut(&node) {
             if watch.term == current_term && first.index <= watch.last_index {
                 return Err(Violation::new(

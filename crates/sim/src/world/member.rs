@@ -292,6 +292,10 @@ impl World {
         }
         let durable_last_index = durable.last_index().unwrap_or(0);
         let member = &mut self.members[index];
+        debug_assert!(
+            member.stored_while_down.is_none(),
+            "a running member keeps no spare storage"
+        );
         member.stored_while_down = Some(durable);
         member.generation += 1;
         member.inbox.clear();
@@ -472,6 +476,17 @@ impl World {
     /// The first half of handling a Ready: observe it, send what may go at
     /// once, and start the write (or finish at once when nothing is written).
     fn begin_ready(&mut self, node: NodeId, mut ready: Ready) {
+        debug_assert!(
+            self.member(node).is_up() && !self.member(node).is_busy(),
+            "a Ready while busy or down"
+        );
+        debug_assert!(
+            ready
+                .entries
+                .windows(2)
+                .all(|pair| pair[1].index == pair[0].index + 1),
+            "Ready entries are contiguous"
+        );
         self.record(
             node,
             Happening::Ready {
@@ -581,6 +596,12 @@ impl World {
     /// The second half: make the write durable, send what it promised, apply,
     /// serve reads, and `advance`.
     fn finish_ready(&mut self, node: NodeId, ready: Ready) {
+        debug_assert!(
+            self.member(node).pending.is_none(),
+            "finishing a Ready while another waits"
+        );
+        let applied_before = self.member(node).applied;
+        let installs_snapshot = ready.snapshot.is_some();
         if let Err(violation) = self.persist(node, &ready) {
             return self.fail(violation);
         }
@@ -602,6 +623,12 @@ impl World {
         }
         self.serve_reads(node);
         self.maybe_compact(node);
+        debug_assert!(
+            self.violation.is_some()
+                || installs_snapshot
+                || self.member(node).applied >= applied_before,
+            "applied index went backwards without a snapshot"
+        );
     }
 
     fn persist(&mut self, node: NodeId, ready: &Ready) -> Result<(), Violation> {
