@@ -9,10 +9,17 @@
 //! - [`etcd_error`]: etcd's API errors with their exact gRPC codes and messages.
 //! - [`config`]: `raftkv serve` flags (etcd's) and the checked [`config::ServeConfig`].
 //! - [`peer_codec`]: [`raft::Message`] to and from bytes for the peer transport.
+//! - [`node`]: the node thread driving the core, the log and the state machine;
+//!   its handle is the [`backend::Backend`].
+//! - [`transport`]: Raft messages between members over gRPC streams.
+//! - [`serve`]: a whole member: listeners, transport, node, clean shutdown.
 
 pub mod api;
 pub mod backend;
 pub mod config;
 pub mod etcd_error;
+pub mod node;
 pub mod peer_codec;
 pub mod proto;
+pub mod serve;
+pub mod transport;

@@ -1,0 +1,486 @@
+//! The loop of the node thread: it owns the core (`RawNode<Wal>`) and is the
+//! only writer of the state machine. Each turn it waits for input, drains
+//! everything queued (so a thousand proposals become one append and one
+//! fsync), ticks when a heartbeat interval has passed, and handles at most one
+//! `Ready` in the order the persistence contract demands. It never blocks on
+//! the network: messages go to bounded per-peer queues.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Select};
+use raft::{Entry, EntryKind, LogIndex, Message, NodeId, RaftError, RawNode, Ready, Snapshot};
+use raft::{SnapshotMeta, Storage, NO_NODE};
+use wal::Wal;
+
+use super::envelope::{self, ProposalId};
+use super::waiters::{BarrierWaiter, Proposals, Reads};
+use super::{ClientRequest, Control, NodeError, Outbox, SharedStatus};
+use crate::backend::BackendError;
+
+/// Inputs taken from the queues in one turn at most, so ticks are never starved.
+pub(crate) const INPUTS_PER_TURN_MAX: usize = 8192;
+/// Committed entries applied in one state machine transaction at most.
+const APPLY_BATCH_ENTRIES_MAX: usize = 4096;
+/// A log sync slower than this is logged, as etcd warns of slow fdatasync.
+const SLOW_SYNC_WARN: Duration = Duration::from_secs(1);
+/// Applying one batch slower than this is logged, as etcd's "apply took too long".
+const SLOW_APPLY_WARN: Duration = Duration::from_millis(100);
+/// Entries kept in the log behind a snapshot so a slightly slow follower
+/// catches up from the log, not a whole snapshot (etcd keeps 5000).
+const CATCH_UP_ENTRIES_MAX: u64 = 5000;
+
+/// What the driver needs besides the core and the store.
+#[derive(Debug)]
+pub(crate) struct DriverParts {
+    pub requests: Receiver<ClientRequest>,
+    pub peer_messages: Receiver<Message>,
+    pub control: Receiver<Control>,
+    pub outbox: Arc<dyn Outbox>,
+    pub status: Arc<SharedStatus>,
+    pub proposal_base: ProposalId,
+    pub voters: Vec<NodeId>,
+    pub tick_interval: Duration,
+    pub election_ticks: u32,
+    pub request_timeout: Duration,
+    pub snapshot_entries: u64,
+}
+
+/// When to take the next snapshot and when to cut the log behind it.
+#[derive(Debug)]
+struct SnapshotSchedule {
+    entries_between: u64,
+    catch_up_entries: u64,
+    last_index: LogIndex,
+    /// A snapshot taken but not yet used to compact: the log keeps
+    /// `catch_up_entries` after it first.
+    awaiting_compaction: Option<Snapshot>,
+}
+
+pub(crate) struct Driver {
+    node: RawNode<Wal>,
+    store: Arc<mvcc::Store>,
+    parts: DriverParts,
+    proposals: Proposals,
+    reads: Reads,
+    /// Proposals made while no leader was known: (request number, envelope).
+    awaiting_leader: Vec<(u64, Vec<u8>)>,
+    next_request: u64,
+    next_read_context: u64,
+    leader: NodeId,
+    ticks: u64,
+    next_tick: Instant,
+    schedule: SnapshotSchedule,
+    stopping: bool,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("leader", &self.leader)
+            .field("ticks", &self.ticks)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Driver {
+    pub(crate) fn new(node: RawNode<Wal>, store: Arc<mvcc::Store>, parts: DriverParts) -> Self {
+        let snapshot_index = node.storage().snapshot_meta().index;
+        let schedule = SnapshotSchedule {
+            entries_between: parts.snapshot_entries.max(1),
+            catch_up_entries: CATCH_UP_ENTRIES_MAX.min(parts.snapshot_entries),
+            last_index: snapshot_index.max(store.applied_index()),
+            awaiting_compaction: None,
+        };
+        Self {
+            next_tick: Instant::now() + parts.tick_interval,
+            node,
+            store,
+            parts,
+            proposals: Proposals::default(),
+            reads: Reads::default(),
+            awaiting_leader: Vec::new(),
+            next_request: 1,
+            next_read_context: 1,
+            leader: NO_NODE,
+            ticks: 0,
+            schedule,
+            stopping: false,
+        }
+    }
+
+    /// Runs until asked to stop or until the log or the store fails.
+    pub(crate) fn run(mut self) -> Result<(), NodeError> {
+        if self.parts.voters == [self.node.status().id] {
+            // A lone voter need not wait an election timeout to lead.
+            self.node.campaign();
+        }
+        let result = self.run_turns();
+        let error = match &result {
+            Ok(()) => BackendError::Stopped,
+            Err(error) => BackendError::Storage(error.to_string()),
+        };
+        let flushed = self.store.flush();
+        self.proposals.fail_all(|| clone_error(&error));
+        self.reads.fail_all(|| clone_error(&error));
+        self.awaiting_leader.clear();
+        result?;
+        flushed?;
+        Ok(())
+    }
+
+    fn run_turns(&mut self) -> Result<(), NodeError> {
+        while !self.stopping {
+            self.wait_and_drain()?;
+            self.tick_if_due();
+            if self.node.has_ready() {
+                let ready = self.node.ready();
+                let handled = self.handle_ready(ready);
+                self.node.advance();
+                handled?;
+            }
+            self.reads.release(self.store.applied_index());
+            self.maybe_snapshot()?;
+            self.publish_status();
+        }
+        Ok(())
+    }
+
+    /// Blocks until an input arrives or the next tick is due (not at all when
+    /// the core has work), then takes everything queued and feeds the core.
+    fn wait_and_drain(&mut self) -> Result<(), NodeError> {
+        let timeout = if self.node.has_ready() {
+            Duration::ZERO
+        } else {
+            self.next_tick.saturating_duration_since(Instant::now())
+        };
+        let mut select = Select::new();
+        select.recv(&self.parts.requests);
+        select.recv(&self.parts.peer_messages);
+        select.recv(&self.parts.control);
+        // Either an input is ready or the tick is due; both lead to the drain.
+        let _ = select.ready_timeout(timeout);
+        let mut new_proposals = Vec::new();
+        let mut taken = 0;
+        while taken < INPUTS_PER_TURN_MAX {
+            let mut progressed = false;
+            if let Ok(request) = self.parts.requests.try_recv() {
+                self.accept_request(request, &mut new_proposals);
+                progressed = true;
+            }
+            if let Ok(message) = self.parts.peer_messages.try_recv() {
+                self.step(message);
+                progressed = true;
+            }
+            match self.parts.control.try_recv() {
+                Ok(Control::Stop) | Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    self.stopping = true;
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => {}
+            }
+            if !progressed {
+                break;
+            }
+            taken += 1;
+        }
+        self.propose(new_proposals);
+        self.issue_reads();
+        Ok(())
+    }
+
+    fn accept_request(&mut self, request: ClientRequest, proposals: &mut Vec<(u64, Vec<u8>)>) {
+        let deadline = Instant::now() + self.parts.request_timeout;
+        match request {
+            ClientRequest::Propose { command, reply } => {
+                let number = self.next_request;
+                self.next_request += 1;
+                let id = ProposalId {
+                    request: number,
+                    ..self.parts.proposal_base
+                };
+                self.proposals.insert(number, reply, deadline);
+                proposals.push((number, envelope::encode(id, &command)));
+            }
+            ClientRequest::ReadBarrier { reply } => {
+                self.reads.queue(BarrierWaiter { reply, deadline });
+            }
+        }
+    }
+
+    fn step(&mut self, message: Message) {
+        let from = message.from;
+        if let Err(error) = self.node.step(message) {
+            tracing::debug!(from = format_args!("{from:x}"), %error, "dropped a peer message");
+        }
+    }
+
+    /// Proposes everything new plus what waited for a leader, as one batch.
+    fn propose(&mut self, new_proposals: Vec<(u64, Vec<u8>)>) {
+        let mut batch = std::mem::take(&mut self.awaiting_leader);
+        batch.extend(new_proposals);
+        batch.retain(|(request, _)| self.proposals.contains(*request));
+        if batch.is_empty() {
+            return;
+        }
+        if self.leader == NO_NODE {
+            self.awaiting_leader = batch;
+            return;
+        }
+        let (requests, envelopes): (Vec<u64>, Vec<Vec<u8>>) = batch.into_iter().unzip();
+        if let Err(error) = self.node.propose_batch(envelopes) {
+            let backend_error = match error {
+                RaftError::NotLeader { leader: None } => BackendError::NoLeader,
+                _ => BackendError::LeaderChanged,
+            };
+            tracing::debug!(%error, proposals = requests.len(), "proposals refused by the core");
+            for request in requests {
+                self.proposals
+                    .finish(request, Err(clone_error(&backend_error)));
+            }
+        }
+    }
+
+    /// Asks one read index for every barrier queued since the last one.
+    fn issue_reads(&mut self) {
+        if !self.reads.has_queued() || self.leader == NO_NODE {
+            return;
+        }
+        let mut context = self.parts.proposal_base.boot_id.to_le_bytes().to_vec();
+        context.extend_from_slice(&self.next_read_context.to_le_bytes());
+        self.next_read_context += 1;
+        match self.node.read_index(context.clone()) {
+            Ok(()) => self.reads.issue(context, self.ticks),
+            Err(error) => tracing::debug!(%error, "read index deferred"),
+        }
+    }
+
+    fn tick_if_due(&mut self) {
+        let now = Instant::now();
+        if now < self.next_tick {
+            return;
+        }
+        self.node.tick();
+        self.ticks += 1;
+        self.next_tick += self.parts.tick_interval;
+        if self.next_tick < now {
+            // The thread was held up (a slow sync); do not fire a burst of ticks.
+            self.next_tick = now + self.parts.tick_interval;
+        }
+        self.proposals.expire(now);
+        self.reads.expire(now);
+        let resend_ticks = u64::from(self.parts.election_ticks);
+        self.reads
+            .requeue_issued_before(self.ticks.saturating_sub(resend_ticks));
+    }
+
+    /// One Ready, in the contract's order: send, persist with one sync, send
+    /// what needed the sync, apply, serve reads.
+    fn handle_ready(&mut self, mut ready: Ready) -> Result<(), NodeError> {
+        if let Some(soft_state) = ready.soft_state {
+            self.on_leader(soft_state.leader);
+        }
+        self.send(std::mem::take(&mut ready.messages));
+        if let Some(snapshot) = ready.snapshot.take() {
+            self.install_snapshot(snapshot)?;
+        }
+        self.track_appended(&ready.entries);
+        let started = Instant::now();
+        self.node
+            .storage_mut()
+            .persist(ready.hard_state, &ready.entries)?;
+        let took = started.elapsed();
+        if took > SLOW_SYNC_WARN {
+            tracing::warn!(
+                took_ms = took.as_millis() as u64,
+                expected_ms = SLOW_SYNC_WARN.as_millis() as u64,
+                entries = ready.entries.len(),
+                "slow fdatasync"
+            );
+        }
+        self.send(std::mem::take(&mut ready.persisted_messages));
+        for chunk in ready.committed_entries.chunks(APPLY_BATCH_ENTRIES_MAX) {
+            self.apply(chunk)?;
+        }
+        for read_state in &ready.read_states {
+            self.reads.confirm(&read_state.context, read_state.index);
+        }
+        Ok(())
+    }
+
+    fn on_leader(&mut self, leader: NodeId) {
+        if leader == self.leader {
+            return;
+        }
+        tracing::info!(
+            member = format_args!("{:x}", self.parts.proposal_base.member_id),
+            leader = format_args!("{leader:x}"),
+            term = self.node.storage().hard_state().term,
+            "leader changed"
+        );
+        self.leader = leader;
+        // Read requests sent to the old leader may never be answered.
+        self.reads.requeue_issued_before(u64::MAX);
+    }
+
+    fn send(&self, messages: Vec<Message>) {
+        for message in messages {
+            self.parts.outbox.send(message);
+        }
+    }
+
+    fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), NodeError> {
+        let index = snapshot.meta.index;
+        tracing::info!(
+            index,
+            term = snapshot.meta.term,
+            bytes = snapshot.data.len(),
+            "installing a snapshot from the leader"
+        );
+        if index > self.store.applied_index() {
+            self.store.restore(&snapshot.data)?;
+            self.store.flush()?;
+        }
+        self.node.storage_mut().apply_snapshot(snapshot)?;
+        self.proposals.fail_through(index);
+        self.schedule.last_index = index;
+        self.schedule.awaiting_compaction = None;
+        Ok(())
+    }
+
+    /// Tells the waiters where their entries sit, and which were overwritten.
+    fn track_appended(&mut self, entries: &[Entry]) {
+        let Some(first) = entries.first() else { return };
+        let ours: Vec<Option<u64>> = entries.iter().map(|e| self.own_request(e)).collect();
+        self.proposals.on_append(first.index, &ours);
+    }
+
+    fn own_request(&self, entry: &Entry) -> Option<u64> {
+        if entry.kind != EntryKind::Normal {
+            return None;
+        }
+        let (id, _) = envelope::decode(&entry.data).ok()?;
+        let base = self.parts.proposal_base;
+        (id.member_id == base.member_id && id.boot_id == base.boot_id).then_some(id.request)
+    }
+
+    fn apply(&mut self, entries: &[Entry]) -> Result<(), NodeError> {
+        let started = Instant::now();
+        let mut commands = Vec::with_capacity(entries.len());
+        for entry in entries {
+            commands.push((entry.index, decode_command(entry), self.own_request(entry)));
+        }
+        let outcomes = self.store.apply_batch(
+            commands
+                .iter()
+                .map(|(index, command, _)| (*index, command.as_ref())),
+            mvcc::Durability::Deferred,
+        )?;
+        debug_assert_eq!(outcomes.len(), commands.len());
+        for ((index, _, request), outcome) in commands.iter().zip(outcomes) {
+            let Some(request) = request else { continue };
+            let result = match outcome {
+                mvcc::ApplyOutcome::Applied(applied) => Ok(applied),
+                other => Err(BackendError::Storage(format!(
+                    "entry {index} was not applied as a command: {other:?}"
+                ))),
+            };
+            self.proposals.finish(*request, result);
+        }
+        let took = started.elapsed();
+        if took > SLOW_APPLY_WARN {
+            tracing::warn!(
+                took_ms = took.as_millis() as u64,
+                expected_ms = SLOW_APPLY_WARN.as_millis() as u64,
+                entries = entries.len(),
+                "apply request took too long"
+            );
+        }
+        Ok(())
+    }
+
+    /// Every `snapshot_entries` applied entries: snapshot the state machine;
+    /// cut the log behind an older snapshot once enough entries follow it.
+    fn maybe_snapshot(&mut self) -> Result<(), NodeError> {
+        let applied = self.store.applied_index();
+        let compact_due = self
+            .schedule
+            .awaiting_compaction
+            .as_ref()
+            .is_some_and(|s| applied >= s.meta.index + self.schedule.catch_up_entries);
+        if compact_due {
+            if let Some(snapshot) = self.schedule.awaiting_compaction.take() {
+                let index = snapshot.meta.index;
+                self.node.storage_mut().compact(snapshot)?;
+                tracing::info!(index, applied, "compacted the log behind a snapshot");
+            }
+        }
+        if applied < self.schedule.last_index + self.schedule.entries_between {
+            return Ok(());
+        }
+        self.store.flush()?;
+        let data = self.store.snapshot()?;
+        let index = self.store.applied_index();
+        let term = self
+            .node
+            .storage()
+            .term(index)
+            .map_err(|error| NodeError::Storage(error.to_string()))?;
+        tracing::info!(index, term, bytes = data.len(), "took a snapshot");
+        self.schedule.last_index = index;
+        let snapshot = Snapshot {
+            meta: SnapshotMeta {
+                index,
+                term,
+                conf_state: raft::ConfState {
+                    voters: self.parts.voters.clone(),
+                },
+            },
+            data,
+        };
+        if self.schedule.catch_up_entries == 0 {
+            self.node.storage_mut().compact(snapshot)?;
+        } else {
+            self.schedule.awaiting_compaction = Some(snapshot);
+        }
+        Ok(())
+    }
+
+    fn publish_status(&self) {
+        let wal = self.node.storage();
+        self.parts.status.publish(
+            (self.leader != NO_NODE).then_some(self.leader),
+            wal.hard_state().term,
+            wal.last_index(),
+            self.store.applied_index(),
+        );
+    }
+}
+
+/// The command in an entry; `None` for no-ops and for bytes no member can
+/// read (every member skips them alike, so the replicas stay equal).
+fn decode_command(entry: &Entry) -> Option<mvcc::Command> {
+    if entry.kind != EntryKind::Normal {
+        return None;
+    }
+    let decoded = envelope::decode(&entry.data)
+        .map_err(|error| error.to_string())
+        .and_then(|(_, bytes)| mvcc::Command::decode(bytes).map_err(|error| error.to_string()));
+    match decoded {
+        Ok(command) => Some(command),
+        Err(error) => {
+            tracing::error!(index = entry.index, %error, "skipping a log entry that holds no readable command");
+            None
+        }
+    }
+}
+
+fn clone_error(error: &BackendError) -> BackendError {
+    match error {
+        BackendError::NoLeader => BackendError::NoLeader,
+        BackendError::LeaderChanged => BackendError::LeaderChanged,
+        BackendError::Timeout => BackendError::Timeout,
+        BackendError::Stopped => BackendError::Stopped,
+        BackendError::Store(error) => BackendError::Storage(error.to_string()),
+        BackendError::Storage(text) => BackendError::Storage(text.clone()),
+    }
+}

@@ -1,0 +1,331 @@
+//! The node: one OS thread drives the consensus core over the log ([`wal`])
+//! and applies committed entries to the state machine ([`mvcc`]); a cheap,
+//! cloneable [`NodeHandle`] is the [`Backend`] the etcd services call.
+//!
+//! Everything reaches the thread through bounded queues: client requests
+//! (bounded by [`CLIENT_REQUESTS_IN_FLIGHT_MAX`] permits, so a burst waits
+//! instead of growing memory), peer messages (dropped when
+//! [`PEER_INBOX_MESSAGES_MAX`] are queued; Raft resends), and a stop signal.
+//! The node never decides what the core decides and never touches sockets.
+
+mod disk;
+mod driver;
+mod envelope;
+mod waiters;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Sender, TrySendError};
+use raft::{Message, NodeId, RawNode};
+use tokio::sync::{oneshot, Semaphore};
+
+use crate::backend::{Backend, BackendError, Member, NodeStatus};
+use crate::config::ServeConfig;
+use driver::{Driver, DriverParts};
+use envelope::ProposalId;
+use waiters::{BarrierReply, ProposalReply};
+
+pub use disk::{store_path, wal_dir};
+
+/// Client requests (proposals and read barriers) queued or waiting at once;
+/// more callers wait for a permit.
+pub const CLIENT_REQUESTS_IN_FLIGHT_MAX: usize = 16_384;
+/// Peer messages queued for the node thread; more are dropped.
+pub const PEER_INBOX_MESSAGES_MAX: usize = 8192;
+/// etcd's request timeout is 5 s plus two election timeouts.
+const REQUEST_TIMEOUT_BASE: Duration = Duration::from_secs(5);
+
+/// Why the node could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("Raft log: {0}")]
+    Wal(#[from] wal::WalError),
+    #[error("state machine: {0}")]
+    Store(#[from] mvcc::StoreError),
+    #[error("consensus core: {0}")]
+    Raft(#[from] raft::RaftError),
+    #[error("storage: {0}")]
+    Storage(String),
+    #[error(
+        "cannot create directory {path}: {source}; check the --data-dir path and its permissions"
+    )]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start the node thread: {0}")]
+    Thread(std::io::Error),
+    #[error("the node thread panicked; see the log above")]
+    Panicked,
+}
+
+/// Where the node thread puts messages for peers. Must not block.
+pub trait Outbox: Send + Sync + std::fmt::Debug + 'static {
+    fn send(&self, message: Message);
+}
+
+/// What a node needs to start.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    pub data_dir: PathBuf,
+    pub cluster_id: u64,
+    pub raft: raft::Config,
+    /// The voters of a new cluster (ignored when the log already exists).
+    pub initial_voters: Vec<NodeId>,
+    pub members: Vec<Member>,
+    pub tick_interval: Duration,
+    pub request_timeout: Duration,
+    pub snapshot_entries: u64,
+}
+
+impl NodeOptions {
+    pub fn from_config(config: &ServeConfig) -> Self {
+        let urls = |urls: &[crate::config::Url]| urls.iter().map(|u| u.to_string()).collect();
+        let members = config
+            .initial_cluster()
+            .iter()
+            .map(|member| Member {
+                id: member.id,
+                name: member.name.clone(),
+                peer_urls: urls(&member.peer_urls),
+                client_urls: if member.id == config.member_id() {
+                    urls(config.advertise_client_urls())
+                } else {
+                    Vec::new()
+                },
+            })
+            .collect();
+        let mut raft = config.raft_config();
+        raft.random_seed = config.member_id() ^ boot_id();
+        Self {
+            data_dir: config.data_dir().to_path_buf(),
+            cluster_id: config.cluster_id(),
+            initial_voters: config.initial_cluster().iter().map(|m| m.id).collect(),
+            members,
+            tick_interval: config.tick_interval(),
+            request_timeout: REQUEST_TIMEOUT_BASE
+                + 2 * Duration::from_millis(config.election_timeout_ms()),
+            snapshot_entries: config.snapshot_entries(),
+            raft,
+        }
+    }
+}
+
+/// A request from a client task to the node thread.
+#[derive(Debug)]
+pub(crate) enum ClientRequest {
+    Propose {
+        command: Vec<u8>,
+        reply: ProposalReply,
+    },
+    ReadBarrier {
+        reply: BarrierReply,
+    },
+}
+
+#[derive(Debug)]
+pub(crate) enum Control {
+    Stop,
+}
+
+/// What the node thread last published about itself.
+#[derive(Debug)]
+pub(crate) struct SharedStatus {
+    status: Mutex<NodeStatus>,
+}
+
+impl SharedStatus {
+    fn lock(&self) -> std::sync::MutexGuard<'_, NodeStatus> {
+        self.status.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn publish(&self, leader: Option<NodeId>, term: u64, last_index: u64, applied: u64) {
+        let mut status = self.lock();
+        status.leader = leader;
+        status.raft_term = term;
+        status.raft_index = last_index;
+        status.raft_applied_index = applied;
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    requests: Sender<ClientRequest>,
+    peer_inbox: Sender<Message>,
+    control: Sender<Control>,
+    permits: Semaphore,
+    request_timeout: Duration,
+    store: Arc<mvcc::Store>,
+    status: Arc<SharedStatus>,
+    members: Vec<Member>,
+}
+
+/// The node as the services and the transport see it. Cloning is cheap.
+#[derive(Clone, Debug)]
+pub struct NodeHandle {
+    shared: Arc<Shared>,
+}
+
+/// A running node: its handle and its thread.
+#[derive(Debug)]
+pub struct Node {
+    handle: NodeHandle,
+    thread: JoinHandle<Result<(), NodeError>>,
+}
+
+/// A per-process id that differs between boots of the same member.
+fn boot_id() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos());
+    (nanos as u64) ^ u64::from(std::process::id()).rotate_left(48)
+}
+
+impl Node {
+    /// Opens the data directory (creating a new member's log when there is
+    /// none), restarts the core from it and starts the node thread.
+    pub fn start(options: NodeOptions, outbox: Arc<dyn Outbox>) -> Result<Node, NodeError> {
+        let (wal, store) = disk::open(
+            &options.data_dir,
+            options.cluster_id,
+            options.initial_voters.clone(),
+        )?;
+        let voters = raft::Storage::initial_state(&wal)
+            .map_err(|error| NodeError::Storage(error.to_string()))?
+            .conf_state
+            .voters;
+        let mut raft_config = options.raft.clone();
+        raft_config.applied = store.applied_index();
+        let member_id = raft_config.id;
+        let election_ticks = raft_config.election_ticks;
+        let node = RawNode::new(&raft_config, wal)?;
+        let store = Arc::new(store);
+        let (requests_tx, requests) = crossbeam_channel::bounded(CLIENT_REQUESTS_IN_FLIGHT_MAX);
+        let (peer_tx, peer_messages) = crossbeam_channel::bounded(PEER_INBOX_MESSAGES_MAX);
+        let (control_tx, control) = crossbeam_channel::bounded(1);
+        let status = Arc::new(SharedStatus {
+            status: Mutex::new(NodeStatus {
+                cluster_id: options.cluster_id,
+                member_id,
+                leader: None,
+                raft_term: 0,
+                raft_index: 0,
+                raft_applied_index: store.applied_index(),
+            }),
+        });
+        let parts = DriverParts {
+            requests,
+            peer_messages,
+            control,
+            outbox,
+            status: status.clone(),
+            proposal_base: ProposalId {
+                member_id,
+                boot_id: boot_id(),
+                request: 0,
+            },
+            voters,
+            tick_interval: options.tick_interval,
+            election_ticks,
+            request_timeout: options.request_timeout,
+            snapshot_entries: options.snapshot_entries,
+        };
+        let driver = Driver::new(node, store.clone(), parts);
+        let thread = std::thread::Builder::new()
+            .name(format!("raft-{member_id:x}"))
+            .spawn(move || driver.run())
+            .map_err(NodeError::Thread)?;
+        let shared = Shared {
+            requests: requests_tx,
+            peer_inbox: peer_tx,
+            control: control_tx,
+            permits: Semaphore::new(CLIENT_REQUESTS_IN_FLIGHT_MAX),
+            request_timeout: options.request_timeout,
+            store,
+            status,
+            members: options.members,
+        };
+        Ok(Node {
+            handle: NodeHandle {
+                shared: Arc::new(shared),
+            },
+            thread,
+        })
+    }
+
+    pub fn handle(&self) -> NodeHandle {
+        self.handle.clone()
+    }
+
+    /// Whether the node thread has ended (stopped or failed).
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Asks the thread to finish its current turn, flush the state machine and
+    /// end; waits for it. Blocks: call from a blocking context.
+    pub fn stop(self) -> Result<(), NodeError> {
+        let _ = self.handle.shared.control.try_send(Control::Stop);
+        self.thread.join().map_err(|_| NodeError::Panicked)?
+    }
+}
+
+impl NodeHandle {
+    /// Hands a message from a peer to the node thread; `false` when it was
+    /// dropped because the inbox is full or the node stopped.
+    pub fn deliver(&self, message: Message) -> bool {
+        self.shared.peer_inbox.try_send(message).is_ok()
+    }
+
+    pub fn member_id(&self) -> NodeId {
+        self.shared.status.lock().member_id
+    }
+
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, BackendError>>) -> ClientRequest,
+    ) -> Result<T, BackendError> {
+        let timeout = self.shared.request_timeout;
+        let permit = tokio::time::timeout(timeout, self.shared.permits.acquire())
+            .await
+            .map_err(|_| BackendError::Timeout)?
+            .map_err(|_| BackendError::Stopped)?;
+        let (reply, answer) = oneshot::channel();
+        match self.shared.requests.try_send(make(reply)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(BackendError::Timeout),
+            Err(TrySendError::Disconnected(_)) => return Err(BackendError::Stopped),
+        }
+        let result = answer.await.map_err(|_| BackendError::Stopped)?;
+        drop(permit);
+        result
+    }
+}
+
+impl Backend for NodeHandle {
+    async fn propose(&self, command: mvcc::Command) -> Result<mvcc::Applied, BackendError> {
+        let command = command.encode();
+        self.request(|reply| ClientRequest::Propose { command, reply })
+            .await
+    }
+
+    async fn read_barrier(&self) -> Result<(), BackendError> {
+        self.request(|reply| ClientRequest::ReadBarrier { reply })
+            .await
+    }
+
+    fn store(&self) -> &mvcc::Store {
+        &self.shared.store
+    }
+
+    fn status(&self) -> NodeStatus {
+        self.shared.status.lock().clone()
+    }
+
+    fn members(&self) -> Vec<Member> {
+        self.shared.members.clone()
+    }
+}

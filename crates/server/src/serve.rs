@@ -1,0 +1,186 @@
+//! `raftkv serve` as a library call: binds the peer and client listeners,
+//! starts the transport and the node, serves the peer service and etcd's
+//! client API until told to stop, then stops in order (listeners first, then
+//! the node finishes its turn and flushes the state machine). It owns the
+//! process's sockets and their lifetime, never a Raft decision.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::api::{self, ApiLimits};
+use crate::config::{Scheme, ServeConfig, Url};
+use crate::node::{Node, NodeError, NodeOptions};
+use crate::proto::raftkvpb::peer_server::PeerServer;
+use crate::transport::{PeerService, Transport, PEER_MESSAGE_BYTES_MAX};
+
+/// How often the serving loop checks that the node thread is still running.
+const NODE_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+/// How long listeners get to finish in-flight calls at shutdown.
+const SERVER_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why `raftkv serve` could not start or stopped with a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{url}: https is not supported yet; use http:// URLs")]
+    TlsUnsupported { url: String },
+    #[error("cannot resolve {url}: {reason}")]
+    Resolve { url: String, reason: String },
+    #[error("cannot listen on {url}: {source}; is another process using the port?")]
+    Listen { url: String, source: std::io::Error },
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error("the node stopped by itself; see the log above")]
+    NodeStopped,
+}
+
+/// Binds every listener before anything starts, so a busy port fails fast.
+async fn bind_all(urls: &[Url]) -> Result<Vec<(String, TcpListener)>, ServeError> {
+    let mut listeners = Vec::new();
+    for url in urls {
+        let text = url.to_string();
+        if url.scheme() == Scheme::Https {
+            return Err(ServeError::TlsUnsupported { url: text });
+        }
+        let address = socket_address(url)?;
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|source| ServeError::Listen {
+                url: text.clone(),
+                source,
+            })?;
+        listeners.push((text, listener));
+    }
+    Ok(listeners)
+}
+
+fn socket_address(url: &Url) -> Result<SocketAddr, ServeError> {
+    let host = url.host().trim_start_matches('[').trim_end_matches(']');
+    let ip = if host == "localhost" {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        host.parse().map_err(|error| ServeError::Resolve {
+            url: url.to_string(),
+            reason: format!("{error}"),
+        })?
+    };
+    Ok(SocketAddr::new(ip, url.port()))
+}
+
+/// Runs a member until `shutdown` resolves (then stops cleanly and returns
+/// `Ok`) or the node fails. Must run inside a multi-threaded tokio runtime.
+pub async fn run(
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let peer_listeners = bind_all(config.listen_peer_urls()).await?;
+    let client_listeners = bind_all(config.listen_client_urls()).await?;
+    let peers: Vec<_> = config
+        .initial_cluster()
+        .iter()
+        .filter(|member| member.id != config.member_id())
+        .map(|member| {
+            (
+                member.id,
+                member.peer_urls.iter().map(Url::to_string).collect(),
+            )
+        })
+        .collect();
+    let transport = Transport::start(config.cluster_id(), &peers);
+    let options = NodeOptions::from_config(&config);
+    let node = tokio::task::spawn_blocking(move || Node::start(options, transport))
+        .await
+        .map_err(|_| NodeError::Panicked)??;
+    let handle = node.handle();
+    tracing::info!(
+        name = config.name(),
+        member = format_args!("{:x}", config.member_id()),
+        cluster = format_args!("{:x}", config.cluster_id()),
+        data_dir = %config.data_dir().display(),
+        "member started"
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut servers = JoinSet::new();
+    for (url, listener) in peer_listeners {
+        let service = PeerServer::new(PeerService::new(handle.clone(), config.cluster_id()))
+            .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
+        let router = tonic::transport::Server::builder().add_service(service);
+        let stop = stopped(stop_rx.clone());
+        tracing::info!(%url, "serving peer traffic");
+        servers.spawn(async move {
+            let served = router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+                .await;
+            (url, served)
+        });
+    }
+    let backend = Arc::new(handle);
+    for (url, listener) in client_listeners {
+        let routes = api::routes(Arc::clone(&backend), ApiLimits::from_config(&config));
+        let router = tonic::transport::Server::builder().add_routes(routes);
+        let stop = stopped(stop_rx.clone());
+        tracing::info!(%url, "ready to serve client requests");
+        servers.spawn(async move {
+            let served = router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+                .await;
+            (url, served)
+        });
+    }
+
+    let node_failed = wait_for_stop(&node, shutdown).await;
+    tracing::info!("stopping: no new requests; finishing the current work");
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(SERVER_DRAIN_TIMEOUT, async {
+        while let Some(joined) = servers.join_next().await {
+            if let Ok((url, Err(error))) = joined {
+                tracing::warn!(%url, %error, "listener ended with an error");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("listeners did not finish in time; closing them");
+        servers.abort_all();
+    }
+    tokio::task::spawn_blocking(move || node.stop())
+        .await
+        .map_err(|_| NodeError::Panicked)??;
+    if node_failed {
+        return Err(ServeError::NodeStopped);
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves when `shutdown` does (false) or the node thread ends (true).
+async fn wait_for_stop(node: &Node, shutdown: impl Future<Output = ()>) -> bool {
+    tokio::pin!(shutdown);
+    let mut check = tokio::time::interval(NODE_CHECK_INTERVAL);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return false,
+            _ = check.tick() => {
+                if node.is_finished() {
+                    return true;
+                }
+            }
+        }
+    }
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}

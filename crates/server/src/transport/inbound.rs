@@ -1,0 +1,72 @@
+//! Receiving: the `raftkvpb.Peer` service. Each member's stream delivers
+//! batches; every message is decoded and handed to the node, or dropped when
+//! the node's inbox is full. A stream from another cluster, or with bytes
+//! that are not our messages, is refused with an error naming why.
+
+use raft::Message;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::CLUSTER_ID_METADATA;
+use crate::node::NodeHandle;
+use crate::proto::raftkvpb::{peer_server::Peer, MessageBatch, SendMessagesResponse};
+
+/// The peer service of one member.
+#[derive(Debug)]
+pub struct PeerService {
+    node: NodeHandle,
+    cluster_id: u64,
+}
+
+impl PeerService {
+    pub fn new(node: NodeHandle, cluster_id: u64) -> Self {
+        Self { node, cluster_id }
+    }
+
+    fn check_cluster(&self, request: &Request<Streaming<MessageBatch>>) -> Result<(), Status> {
+        let sender_cluster = request
+            .metadata()
+            .get(CLUSTER_ID_METADATA)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|text| u64::from_str_radix(text, 16).ok());
+        match sender_cluster {
+            Some(id) if id == self.cluster_id => Ok(()),
+            Some(id) => Err(Status::failed_precondition(format!(
+                "peer belongs to cluster {id:x}, this member to cluster {:x}; check --initial-cluster and --initial-cluster-token",
+                self.cluster_id
+            ))),
+            None => Err(Status::invalid_argument(format!(
+                "peer stream lacks the `{CLUSTER_ID_METADATA}` metadata"
+            ))),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn send_messages(
+        &self,
+        request: Request<Streaming<MessageBatch>>,
+    ) -> Result<Response<SendMessagesResponse>, Status> {
+        self.check_cluster(&request)?;
+        let local = self.node.member_id();
+        let mut stream = request.into_inner();
+        let mut batches_received = 0;
+        while let Some(batch) = stream.message().await? {
+            batches_received += 1;
+            for message in batch.messages {
+                let message = Message::try_from(message)
+                    .map_err(|error| Status::invalid_argument(error.to_string()))?;
+                if message.to != local {
+                    return Err(Status::invalid_argument(format!(
+                        "message for member {:x} arrived at member {local:x}",
+                        message.to
+                    )));
+                }
+                if !self.node.deliver(message) {
+                    tracing::debug!("node inbox full; dropped a peer message");
+                }
+            }
+        }
+        Ok(Response::new(SendMessagesResponse { batches_received }))
+    }
+}

@@ -1,0 +1,20 @@
+//! Raft messages between members over gRPC: per peer a bounded outbound
+//! queue and a task holding one long-lived client stream that writes many
+//! messages per batch ([`outbound`]); the `raftkvpb.Peer` service that
+//! decodes received batches and hands them to the node ([`inbound`]).
+//!
+//! Raft tolerates lost messages, so the transport never blocks the node and
+//! never retries a message: a full queue or a broken stream drops it. It
+//! never interprets a message beyond its destination.
+
+mod inbound;
+mod outbound;
+
+pub use inbound::PeerService;
+pub use outbound::Transport;
+
+/// Metadata key naming the sender's cluster id (hex) on every peer stream.
+pub const CLUSTER_ID_METADATA: &str = "raftkv-cluster-id";
+/// The largest batch (or single message) a peer accepts or sends: room for a
+/// whole-store snapshot in one InstallSnapshot message.
+pub const PEER_MESSAGE_BYTES_MAX: usize = 1 << 30;

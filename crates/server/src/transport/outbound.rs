@@ -1,0 +1,179 @@
+//! Sending: one bounded queue and one task per peer. The task keeps a client
+//! stream open to the peer, takes everything queued (up to a batch limit) and
+//! writes it as one `MessageBatch`; when the stream breaks it reconnects with
+//! exponential backoff, dropping what queued up meanwhile.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use raft::{Message, NodeId};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+
+use super::{CLUSTER_ID_METADATA, PEER_MESSAGE_BYTES_MAX};
+use crate::node::Outbox;
+use crate::proto::raftkvpb::{peer_client::PeerClient, MessageBatch};
+
+/// Messages queued for one peer; more are dropped.
+pub const PEER_QUEUE_MESSAGES_MAX: usize = 4096;
+/// Messages in one batch at most.
+const BATCH_MESSAGES_MAX: usize = 1024;
+/// Entry payload bytes in one batch at most (one message may exceed it alone).
+const BATCH_BYTES_MAX: u64 = 4 << 20;
+/// Batches handed to the stream and not yet written.
+const STREAM_BATCHES_IN_FLIGHT_MAX: usize = 8;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(50);
+const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// The outbound side of the transport; the node's [`Outbox`].
+#[derive(Debug)]
+pub struct Transport {
+    queues: HashMap<NodeId, mpsc::Sender<Message>>,
+    dropped_messages: AtomicU64,
+}
+
+impl Transport {
+    /// Starts one sender task per peer on the current tokio runtime. `peers`
+    /// maps each other member to its peer URLs (the first is used).
+    pub fn start(cluster_id: u64, peers: &[(NodeId, Vec<String>)]) -> Arc<Transport> {
+        let mut queues = HashMap::new();
+        for (peer, urls) in peers {
+            let Some(url) = urls.first() else {
+                tracing::error!(
+                    peer = format_args!("{peer:x}"),
+                    "member has no peer URL; it will get no messages"
+                );
+                continue;
+            };
+            let (sender, queue) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
+            tokio::spawn(run_peer(*peer, url.clone(), cluster_id, queue));
+            queues.insert(*peer, sender);
+        }
+        Arc::new(Transport {
+            queues,
+            dropped_messages: AtomicU64::new(0),
+        })
+    }
+
+    /// Messages dropped so far because a peer's queue was full or unknown.
+    pub fn dropped_messages(&self) -> u64 {
+        self.dropped_messages.load(Ordering::Relaxed)
+    }
+}
+
+impl Outbox for Transport {
+    fn send(&self, message: Message) {
+        let to = message.to;
+        let sent = self
+            .queues
+            .get(&to)
+            .is_some_and(|queue| queue.try_send(message).is_ok());
+        if !sent {
+            let dropped = self.dropped_messages.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped.is_power_of_two() {
+                tracing::warn!(
+                    peer = format_args!("{to:x}"),
+                    dropped,
+                    "dropping messages for a peer that is unreachable or slow"
+                );
+            }
+        }
+    }
+}
+
+/// Takes `first` and whatever else is queued, within the batch limits.
+fn collect_batch(first: Message, queue: &mut mpsc::Receiver<Message>) -> MessageBatch {
+    let mut bytes = message_bytes(&first);
+    let mut messages = vec![crate::proto::raftkvpb::Message::from(&first)];
+    while messages.len() < BATCH_MESSAGES_MAX && bytes < BATCH_BYTES_MAX {
+        let Ok(message) = queue.try_recv() else { break };
+        bytes += message_bytes(&message);
+        messages.push((&message).into());
+    }
+    MessageBatch { messages }
+}
+
+fn message_bytes(message: &Message) -> u64 {
+    match &message.body {
+        raft::MessageBody::AppendEntries { entries, .. } => {
+            entries.iter().map(raft::Entry::size_bytes).sum()
+        }
+        raft::MessageBody::InstallSnapshot { snapshot } => snapshot.data.len() as u64,
+        _ => 64,
+    }
+}
+
+async fn run_peer(peer: NodeId, url: String, cluster_id: u64, mut queue: mpsc::Receiver<Message>) {
+    let mut backoff = RECONNECT_BACKOFF_MIN;
+    loop {
+        match stream_to_peer(&url, cluster_id, &mut queue).await {
+            StreamEnd::TransportDropped => return,
+            StreamEnd::Failed(reason) => {
+                tracing::debug!(peer = format_args!("{peer:x}"), %url, %reason, "peer stream ended");
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
+        // What queued while the peer was away is stale; Raft resends what matters.
+        loop {
+            match queue.try_recv() {
+                Ok(_) => continue,
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => return,
+            }
+        }
+    }
+}
+
+enum StreamEnd {
+    TransportDropped,
+    Failed(String),
+}
+
+/// Opens a stream to the peer and writes batches until it breaks.
+async fn stream_to_peer(
+    url: &str,
+    cluster_id: u64,
+    queue: &mut mpsc::Receiver<Message>,
+) -> StreamEnd {
+    let endpoint = match Endpoint::from_shared(url.to_owned()) {
+        Ok(endpoint) => endpoint.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true),
+        Err(error) => return StreamEnd::Failed(format!("bad peer URL: {error}")),
+    };
+    let channel = match endpoint.connect().await {
+        Ok(channel) => channel,
+        Err(error) => return StreamEnd::Failed(format!("connect: {error}")),
+    };
+    let mut client = PeerClient::new(channel)
+        .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX)
+        .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX);
+    let (batches, batches_out) = mpsc::channel(STREAM_BATCHES_IN_FLIGHT_MAX);
+    let mut request = tonic::Request::new(ReceiverStream::new(batches_out));
+    let cluster = format!("{cluster_id:x}")
+        .parse()
+        .expect("hex digits are valid metadata");
+    request.metadata_mut().insert(CLUSTER_ID_METADATA, cluster);
+    let call = client.send_messages(request);
+    tokio::pin!(call);
+    loop {
+        tokio::select! {
+            result = &mut call => {
+                return StreamEnd::Failed(match result {
+                    Ok(_) => "peer closed the stream".to_owned(),
+                    Err(status) => status.to_string(),
+                });
+            }
+            message = queue.recv() => {
+                let Some(first) = message else { return StreamEnd::TransportDropped };
+                let batch = collect_batch(first, queue);
+                if batches.send(batch).await.is_err() {
+                    return StreamEnd::Failed("stream closed while writing".to_owned());
+                }
+            }
+        }
+    }
+}
