@@ -378,74 +378,38 @@ impl World {
         let read_mode = self.config.workload.read_mode;
         let reuse_context = self.config.workload.read_context_reused_on_retry;
         let member = &mut self.members[(node - 1) as usize];
-        let Some(raft) = member.raft.as_mut() else {
-            return;
-        };
         let result = match request.input {
             KvInput::Get { key } if read_mode == ReadMode::LocalUnsafe => {
                 let output = KvOutput::Value(member.store.get(key));
-                return self.reply(
-                    request.client_id,
-                    ClientReply::Done {
-                        request_id: request.request_id,
-                        output,
-                        served_by: node,
-                    },
-                );
+                let request_id = request.request_id;
+                let reply = ClientReply::Done {
+                    request_id,
+                    output,
+                    served_by: node,
+                };
+                return self.reply(request.client_id, reply);
             }
             KvInput::Get { key } => {
-                let context = read_context(&request, reuse_context);
-                let result = raft.read_index(context.clone());
-                if result.is_ok() && member.waiting_reads.len() < WAITING_REQUESTS_MAX {
-                    member.waiting_reads.retain(|read| {
-                        (read.client_id, read.request_id) != (request.client_id, request.request_id)
-                    });
-                    member.waiting_reads.push(WaitingRead {
-                        client_id: request.client_id,
-                        request_id: request.request_id,
-                        key,
-                        context,
-                        index: None,
-                    });
-                }
-                result
+                member.start_read(&request, key, read_context(&request, reuse_context))
             }
-            input => {
-                let command = Command {
-                    client_id: request.client_id,
-                    request_id: request.request_id,
-                    input,
-                };
-                let result = raft.propose(command.encode());
-                if result.is_ok() && member.waiting_writes.len() < WAITING_REQUESTS_MAX {
-                    member
-                        .waiting_writes
-                        .insert((request.client_id, request.request_id));
-                }
-                result
-            }
+            input => member.start_write(&request, input),
+        };
+        let not_leader = |leader| ClientReply::NotLeader {
+            request_id: request.request_id,
+            leader,
         };
         match result {
             Ok(()) => {}
-            Err(RaftError::NotLeader { leader }) => self.reply(
-                request.client_id,
-                ClientReply::NotLeader {
-                    request_id: request.request_id,
-                    leader,
-                },
-            ),
-            Err(RaftError::TransferInProgress { .. }) => self.reply(
-                request.client_id,
-                ClientReply::NotLeader {
-                    request_id: request.request_id,
-                    leader: None,
-                },
-            ),
-            Err(error) => self.fail(core_failure(
-                node,
-                self.now_us,
-                format!("request refused: {error}"),
-            )),
+            Err(RaftError::NotLeader { leader }) => {
+                self.reply(request.client_id, not_leader(leader))
+            }
+            Err(RaftError::TransferInProgress { .. }) => {
+                self.reply(request.client_id, not_leader(None))
+            }
+            Err(error) => {
+                let detail = format!("request refused: {error}");
+                self.fail(core_failure(node, self.now_us, detail))
+            }
         }
     }
 
@@ -795,6 +759,51 @@ impl World {
 }
 
 impl Member {
+    /// Asks the core for a read index for a client's Get and remembers the
+    /// Get until the index is confirmed and applied.
+    fn start_read(
+        &mut self,
+        request: &ClientRequest,
+        key: u8,
+        context: Vec<u8>,
+    ) -> Result<(), RaftError> {
+        let Some(raft) = self.raft.as_mut() else {
+            return Ok(());
+        };
+        raft.read_index(context.clone())?;
+        let identity = (request.client_id, request.request_id);
+        self.waiting_reads
+            .retain(|read| (read.client_id, read.request_id) != identity);
+        if self.waiting_reads.len() < WAITING_REQUESTS_MAX {
+            self.waiting_reads.push(WaitingRead {
+                client_id: request.client_id,
+                request_id: request.request_id,
+                key,
+                context,
+                index: None,
+            });
+        }
+        Ok(())
+    }
+
+    /// Proposes a client's write and remembers it until it is applied here.
+    fn start_write(&mut self, request: &ClientRequest, input: KvInput) -> Result<(), RaftError> {
+        let Some(raft) = self.raft.as_mut() else {
+            return Ok(());
+        };
+        let command = Command {
+            client_id: request.client_id,
+            request_id: request.request_id,
+            input,
+        };
+        raft.propose(command.encode())?;
+        if self.waiting_writes.len() < WAITING_REQUESTS_MAX {
+            self.waiting_writes
+                .insert((request.client_id, request.request_id));
+        }
+        Ok(())
+    }
+
     fn note_read_state(&mut self, read_state: ReadState) {
         if let Some(read) = self
             .waiting_reads
