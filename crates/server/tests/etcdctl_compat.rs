@@ -1,0 +1,640 @@
+//! etcdctl 3.4 against real etcd and against our API, command for command.
+//!
+//! Each test starts a fresh single-member etcd (Debian's `etcd-server`) on
+//! free loopback ports with a temporary data directory, and our services over
+//! the single-process test backend on another port, both with the same
+//! `--max-request-bytes` and `--max-txn-ops`. It then runs the same etcdctl
+//! commands against both and requires the same exit status, stdout and error
+//! lines once the fields that legitimately differ are masked: cluster and
+//! member ids, Raft term and index, database size, server version, endpoint
+//! addresses, timestamps and latencies. Revisions are not masked: both stores
+//! start at revision 1 and see the same writes, so they must agree.
+//!
+//! Needs `etcd` and `etcdctl` on PATH (`apt-get install -y etcd-server
+//! etcd-client`). Without them each test says so and passes, except under CI
+//! (`CI=true`), where a missing binary fails the test so the comparison can
+//! never be skipped silently. Takes about 10 seconds on 2 cores.
+
+/// Shared with other test binaries; this one needs only the backend itself.
+#[allow(dead_code)]
+mod common;
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use regex::Regex;
+use server::api::{routes, ApiLimits};
+use tonic::codegen::tokio_stream::wrappers::TcpListenerStream;
+
+use common::local_backend::LocalBackend;
+
+/// The same limits for etcd and for us, small enough to test cheaply.
+const REQUEST_BYTES_MAX: usize = 10_000;
+const TXN_OPS_MAX: usize = 3;
+
+/// How long etcd may take to start answering.
+const ETCD_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Whether the tests can run here; panics under CI when they cannot.
+fn tools_present() -> bool {
+    // etcd answers `--version`, etcdctl 3.4 only `version`.
+    let runs = |binary: &str, version_arg: &str| {
+        Command::new(binary)
+            .arg(version_arg)
+            .output()
+            .is_ok_and(|output| output.status.success())
+    };
+    let missing: Vec<&str> = [("etcd", "--version"), ("etcdctl", "version")]
+        .into_iter()
+        .filter(|(binary, version_arg)| !runs(binary, version_arg))
+        .map(|(binary, _)| binary)
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let under_ci = std::env::var("CI").is_ok_and(|value| value == "true");
+    assert!(
+        !under_ci,
+        "{missing:?} not on PATH under CI=true: install them with \
+         `apt-get install -y etcd-server etcd-client`; the etcdctl comparison must not be skipped in CI"
+    );
+    // Straight to stderr, past the test harness's capture, so a local run
+    // shows that nothing was compared.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: {missing:?} not on PATH; install them with \
+         `apt-get install -y etcd-server etcd-client` to compare etcdctl against real etcd"
+    );
+    false
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// A real etcd on loopback, stopped (by its own pid) when dropped.
+struct Etcd {
+    child: Child,
+    endpoint: String,
+    peer_url: String,
+    data: tempfile::TempDir,
+}
+
+impl Etcd {
+    fn start() -> Etcd {
+        let data = tempfile::tempdir().expect("a temporary directory");
+        let endpoint = format!("127.0.0.1:{}", free_port());
+        let peer_url = format!("http://127.0.0.1:{}", free_port());
+        let log = std::fs::File::create(data.path().join("etcd.log")).expect("etcd log file");
+        let child = Command::new("etcd")
+            .arg("--name=default")
+            .arg(format!("--data-dir={}", data.path().join("data").display()))
+            .arg(format!("--listen-client-urls=http://{endpoint}"))
+            .arg(format!("--advertise-client-urls=http://{endpoint}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=default={peer_url}"))
+            .arg(format!("--max-request-bytes={REQUEST_BYTES_MAX}"))
+            .arg(format!("--max-txn-ops={TXN_OPS_MAX}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("etcd starts");
+        let mut etcd = Etcd {
+            child,
+            endpoint,
+            peer_url,
+            data,
+        };
+        etcd.wait_until_serving();
+        etcd
+    }
+
+    fn wait_until_serving(&mut self) {
+        let deadline = Instant::now() + ETCD_START_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("etcd's status") {
+                panic!("etcd exited with {status}: {}", self.log());
+            }
+            let probe = etcdctl(&self.endpoint, &["get", "probe", "--consistency=s"], None);
+            if probe.success {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcd did not serve within {ETCD_START_TIMEOUT:?}: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("etcd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        // Only the child this test started, by its handle.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Our services over the test backend; stopped when dropped.
+struct Ours {
+    endpoint: String,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Ours {
+    fn start() -> Ours {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("a loopback listener");
+        let endpoint = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let limits = ApiLimits {
+            request_bytes_max: REQUEST_BYTES_MAX,
+            txn_ops_max: TXN_OPS_MAX,
+        };
+        let backend: Arc<LocalBackend> = LocalBackend::in_memory();
+        runtime.spawn(
+            tonic::transport::Server::builder()
+                .add_routes(routes(backend, limits))
+                .serve_with_incoming(TcpListenerStream::new(listener)),
+        );
+        Ours {
+            endpoint,
+            _runtime: runtime,
+        }
+    }
+}
+
+/// What etcdctl did: exit status, stdout, and stderr.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Outcome {
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&[u8]>) -> Outcome {
+    let mut child = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .arg("--dial-timeout=5s")
+        .arg("--command-timeout=10s")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("etcdctl runs");
+    let mut input = child.stdin.take().expect("etcdctl's stdin");
+    if let Some(bytes) = stdin {
+        input.write_all(bytes).expect("etcdctl reads its stdin");
+    }
+    drop(input);
+    let output = child.wait_with_output().expect("etcdctl finishes");
+    Outcome {
+        success: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Which columns of a comma-separated table line differ legitimately.
+#[derive(Clone, Copy, Debug)]
+enum Table {
+    /// Free text and JSON only.
+    None,
+    /// `endpoint status`: endpoint, id, version, db size, is leader, is learner,
+    /// raft term, raft index, raft applied index, errors.
+    EndpointStatus,
+    /// `member list`: id, status, name, peer urls, client urls, is learner.
+    MemberList,
+    /// `endpoint hashkv`: endpoint, hash (the stores hash differently).
+    HashKv,
+    /// `member list -w json`: our Cluster answers add the store's revision to
+    /// the header, which etcd's leave out.
+    MemberListJson,
+}
+
+impl Table {
+    fn masked_columns(self) -> &'static [usize] {
+        match self {
+            Table::None | Table::MemberListJson => &[],
+            Table::EndpointStatus => &[1, 2, 3, 6, 7, 8],
+            Table::MemberList => &[0],
+            Table::HashKv => &[1],
+        }
+    }
+}
+
+fn json_masks() -> &'static [(Regex, &'static str)] {
+    static MASKS: OnceLock<Vec<(Regex, &'static str)>> = OnceLock::new();
+    MASKS.get_or_init(|| {
+        [
+            (r#""ts":"[^"]*""#, r#""ts":"<ts>""#),
+            (r#""target":"[^"]*""#, r#""target":"<target>""#),
+            (
+                r#""(cluster_id|member_id|raft_term|ID|leader|raftIndex|raftTerm|raftAppliedIndex|dbSize|dbSizeInUse|hash)":\d+"#,
+                r#""$1":<n>"#,
+            ),
+            (r#""version":"[^"]*""#, r#""version":"<version>""#),
+            (r#""(ClusterID|MemberID|RaftTerm)" : \d+"#, r#""$1" : <n>"#),
+            (r"took = [0-9.]+[a-zµ]*s", "took = <time>"),
+        ]
+        .into_iter()
+        .map(|(pattern, replacement)| (Regex::new(pattern).expect("mask pattern"), replacement))
+        .collect()
+    })
+}
+
+fn mask(text: &str, addresses: &[(&str, &str)], table: Table) -> String {
+    let mut text = text.to_owned();
+    for (address, placeholder) in addresses {
+        text = text.replace(address, placeholder);
+    }
+    for (pattern, replacement) in json_masks() {
+        text = pattern.replace_all(&text, *replacement).into_owned();
+    }
+    if matches!(table, Table::MemberListJson) {
+        let revision = Regex::new(r#""revision":\d+,"#).expect("revision pattern");
+        text = revision.replace(&text, "").into_owned();
+    }
+    let columns = table.masked_columns();
+    if columns.is_empty() {
+        return text;
+    }
+    text.lines()
+        .map(|line| {
+            line.split(", ")
+                .enumerate()
+                .map(|(index, field)| {
+                    if columns.contains(&index) {
+                        "<masked>"
+                    } else {
+                        field
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Real etcd and ours, side by side.
+struct Pair {
+    etcd: Etcd,
+    ours: Ours,
+}
+
+impl Pair {
+    /// `None` (and a message) when the binaries are missing outside CI.
+    fn start() -> Option<Pair> {
+        if !tools_present() {
+            return None;
+        }
+        Some(Pair {
+            etcd: Etcd::start(),
+            ours: Ours::start(),
+        })
+    }
+
+    /// Runs etcdctl against both and asserts the masked outcomes match;
+    /// returns etcd's (masked) outcome.
+    fn same(&self, args: &[&str]) -> Outcome {
+        self.same_with(args, None, Table::None)
+    }
+
+    fn same_with(&self, args: &[&str], stdin: Option<&[u8]>, table: Table) -> Outcome {
+        let etcd = etcdctl(&self.etcd.endpoint, args, stdin);
+        let ours = etcdctl(&self.ours.endpoint, args, stdin);
+        let etcd_addresses = [
+            (self.etcd.peer_url.as_str(), "<peer-url>"),
+            (self.etcd.endpoint.as_str(), "<endpoint>"),
+        ];
+        let our_addresses = [
+            ("http://localhost:2380", "<peer-url>"),
+            ("http://localhost:2379", "http://<endpoint>"),
+            (self.ours.endpoint.as_str(), "<endpoint>"),
+        ];
+        let etcd = masked(&etcd, &etcd_addresses, table);
+        let ours = masked(&ours, &our_addresses, table);
+        assert_eq!(
+            ours, etcd,
+            "etcdctl {args:?} differs (left: ours, right: etcd's)"
+        );
+        etcd
+    }
+
+    /// Like [`Pair::same`], and the command must succeed.
+    fn ok(&self, args: &[&str]) -> String {
+        let outcome = self.same(args);
+        assert!(
+            outcome.success,
+            "etcdctl {args:?} failed on both: {outcome:?}"
+        );
+        outcome.stdout
+    }
+
+    /// Like [`Pair::same`], and the command must fail with `message`.
+    fn fails_with(&self, args: &[&str], stdin: Option<&[u8]>, message: &str) {
+        let outcome = self.same_with(args, stdin, Table::None);
+        assert!(
+            !outcome.success,
+            "etcdctl {args:?} succeeded on both: {outcome:?}"
+        );
+        assert!(
+            outcome.stderr.contains(&format!("Error: {message}")),
+            "etcdctl {args:?}: {outcome:?}"
+        );
+    }
+
+    /// Feeds `script` to `etcdctl txn` (plus `flags`) on both.
+    fn txn(&self, flags: &[&str], script: &str) -> Outcome {
+        let args: Vec<&str> = ["txn"].iter().chain(flags).copied().collect();
+        self.same_with(&args, Some(script.as_bytes()), Table::None)
+    }
+}
+
+/// The outcome with volatile fields masked; stderr keeps only etcdctl's
+/// error and warning lines (its client logs carry the gRPC code).
+fn masked(outcome: &Outcome, addresses: &[(&str, &str)], table: Table) -> Outcome {
+    Outcome {
+        success: outcome.success,
+        stdout: mask(&outcome.stdout, addresses, table),
+        stderr: mask(&outcome.stderr, addresses, Table::None),
+    }
+}
+
+#[test]
+fn put_get_and_delete_match_etcd() {
+    let Some(pair) = Pair::start() else {
+        return;
+    };
+    for (key, value) in [
+        ("a", "1"),
+        ("b", "2"),
+        ("c", "3"),
+        ("foo/1", "x"),
+        ("foo/2", "y"),
+    ] {
+        assert_eq!(pair.ok(&["put", key, value]), "OK\n");
+    }
+    pair.ok(&["put", "a", "11"]); // revision 7
+    assert_eq!(pair.ok(&["get", "a"]), "a\n11\n");
+    assert!(pair
+        .ok(&["get", "a", "-w", "json"])
+        .contains(r#""revision":7"#));
+    assert_eq!(pair.ok(&["get", "a", "c"]), "a\n11\nb\n2\n");
+    assert_eq!(pair.ok(&["get", "--prefix", "foo"]), "foo/1\nx\nfoo/2\ny\n");
+    pair.ok(&["get", "--from-key", "b"]);
+    pair.ok(&["get", "", "--prefix"]);
+    pair.ok(&["get", "", "--from-key", "-w", "json"]);
+    pair.ok(&["get", "missing"]);
+    pair.ok(&["get", "--prefix", "foo", "--limit", "1", "-w", "json"]);
+    pair.ok(&["get", "--from-key", "a", "--limit", "2"]);
+    assert_eq!(pair.ok(&["get", "a", "--rev", "2"]), "a\n1\n");
+    pair.ok(&["get", "--prefix", "", "--rev", "4", "-w", "json"]);
+    for target in ["KEY", "VERSION", "CREATE", "MODIFY", "VALUE"] {
+        for order in ["ASCEND", "DESCEND"] {
+            let sort_by = format!("--sort-by={target}");
+            let order = format!("--order={order}");
+            pair.ok(&["get", "--from-key", "a", &sort_by, &order]);
+        }
+        pair.ok(&["get", "--from-key", "a", &format!("--sort-by={target}")]);
+    }
+    pair.ok(&["get", "--from-key", "a", "--order=DESCEND"]);
+    pair.ok(&["get", "--prefix", "foo", "--keys-only"]);
+    pair.ok(&["get", "--from-key", "a", "--keys-only", "-w", "json"]);
+    assert_eq!(pair.ok(&["get", "a", "--print-value-only"]), "11\n");
+    pair.ok(&["get", "--prefix", "foo", "--print-value-only"]);
+    pair.ok(&["get", "a", "--consistency=s"]);
+    pair.ok(&["get", "a", "-w", "fields"]);
+    assert_eq!(pair.ok(&["put", "a", "12", "--prev-kv"]), "OK\na\n11\n");
+    pair.ok(&["put", "a", "13", "--prev-kv", "-w", "json"]);
+    pair.ok(&["put", "a", "--ignore-value"]);
+    let fields = pair.ok(&["get", "a", "-w", "fields"]);
+    assert!(
+        fields.contains("\"Version\" : 5") && fields.contains("\"Value\" : \"13\""),
+        "--ignore-value bumps the version and keeps the value: {fields}"
+    );
+    assert_eq!(pair.ok(&["del", "b"]), "1\n");
+    assert_eq!(pair.ok(&["del", "b"]), "0\n");
+    pair.ok(&["del", "a", "--prev-kv"]);
+    pair.ok(&["del", "--prefix", "foo", "--prev-kv", "-w", "json"]);
+    pair.ok(&["put", "d", "4"]);
+    pair.ok(&["del", "c", "e"]);
+    pair.ok(&["put", "x", "1"]);
+    pair.ok(&["del", "--from-key", "w"]);
+    pair.ok(&["get", "", "--prefix", "-w", "json"]);
+}
+
+#[test]
+fn txn_matches_etcd() {
+    let Some(pair) = Pair::start() else {
+        return;
+    };
+    pair.ok(&["put", "a", "1"]); // revision 2
+    pair.ok(&["put", "b", "2"]); // 3
+    pair.ok(&["put", "b", "22"]); // 4: b version 2, create 3, mod 4
+    let compares = [
+        r#"value("a") = "1""#,
+        r#"value("a") != "1""#,
+        r#"value("a") > "0""#,
+        r#"value("a") < "0""#,
+        r#"version("b") = "2""#,
+        r#"version("b") != "2""#,
+        r#"version("b") > "1""#,
+        r#"version("b") < "2""#,
+        r#"create("b") = "3""#,
+        r#"create("b") > "3""#,
+        r#"create("b") < "4""#,
+        r#"create("b") != "2""#,
+        r#"mod("b") = "4""#,
+        r#"mod("b") < "4""#,
+        r#"mod("b") > "3""#,
+        r#"mod("b") != "4""#,
+        r#"version("missing") = "0""#,
+    ];
+    for compare in compares {
+        let script = format!("{compare}\n\nget a\n\nget b\n\n");
+        let outcome = pair.txn(&[], &script);
+        assert!(outcome.success, "{compare}: {outcome:?}");
+    }
+    let interactive = "value(\"a\") = \"1\"\nmod(\"b\") > \"3\"\n\nput c 3\nget a b\ndel missing\n\nput failed 1\n\n";
+    let outcome = pair.txn(&["-i"], interactive);
+    assert!(outcome.stdout.contains("SUCCESS"), "{outcome:?}");
+    let json = pair.txn(
+        &["-w", "json"],
+        "value(\"a\") = \"1\"\n\nget a c\ndel --prefix fo\nput z 1\n\nget a\n\n",
+    );
+    assert!(json.stdout.contains(r#""succeeded":true"#), "{json:?}");
+    let failure = pair.txn(
+        &["-w", "json"],
+        "value(\"a\") = \"nope\"\n\nput s 1\n\nput f 1\ndel c\n\n",
+    );
+    assert!(!failure.stdout.contains("succeeded"), "{failure:?}");
+    pair.txn(&[], "\n\nget --prefix \"\"\n\n\n");
+    pair.ok(&["get", "", "--prefix", "-w", "json"]);
+}
+
+#[test]
+fn compaction_matches_etcd() {
+    let Some(pair) = Pair::start() else {
+        return;
+    };
+    for value in ["1", "2", "3", "4"] {
+        pair.ok(&["put", "k", value]); // revisions 2..=5
+    }
+    assert_eq!(pair.ok(&["compaction", "3"]), "compacted revision 3\n");
+    pair.fails_with(
+        &["get", "k", "--rev", "2"],
+        None,
+        "etcdserver: mvcc: required revision has been compacted",
+    );
+    assert_eq!(pair.ok(&["get", "k", "--rev", "3"]), "k\n2\n");
+    pair.fails_with(
+        &["compaction", "3"],
+        None,
+        "etcdserver: mvcc: required revision has been compacted",
+    );
+    pair.fails_with(
+        &["compaction", "99"],
+        None,
+        "etcdserver: mvcc: required revision is a future revision",
+    );
+    assert_eq!(
+        pair.ok(&["compaction", "4", "--physical"]),
+        "compacted revision 4\n"
+    );
+    pair.ok(&["get", "k", "-w", "json"]);
+}
+
+#[test]
+fn errors_match_etcd() {
+    let Some(pair) = Pair::start() else {
+        return;
+    };
+    pair.ok(&["put", "a", "1"]);
+    pair.fails_with(&["put", "", "v"], None, "etcdserver: key is not provided");
+    pair.fails_with(&["get", ""], None, "etcdserver: key is not provided");
+    pair.fails_with(&["del", ""], None, "etcdserver: key is not provided");
+    pair.fails_with(
+        &["get", "a", "--rev", "100"],
+        None,
+        "etcdserver: mvcc: required revision is a future revision",
+    );
+    pair.fails_with(
+        &["put", "missing", "--ignore-value"],
+        None,
+        "etcdserver: key not found",
+    );
+    pair.fails_with(
+        &["txn"],
+        Some(b"\nput a 1\nput b 2\nput c 3\nput d 4\n\n\n"),
+        "etcdserver: too many operations in txn request",
+    );
+    pair.fails_with(
+        &["txn"],
+        Some(b"\nput a 1\nput a 2\n\n\n"),
+        "etcdserver: duplicate key given in txn request",
+    );
+    let large = vec![b'x'; REQUEST_BYTES_MAX + 2_000];
+    pair.fails_with(
+        &["put", "large"],
+        Some(&large),
+        "etcdserver: request is too large",
+    );
+    let fits = vec![b'x'; REQUEST_BYTES_MAX / 2];
+    let outcome = pair.same_with(&["put", "fits"], Some(&fits), Table::None);
+    assert!(outcome.success, "{outcome:?}");
+    pair.ok(&["get", "", "--prefix", "--keys-only"]);
+}
+
+#[test]
+fn cluster_and_maintenance_match_etcd() {
+    let Some(pair) = Pair::start() else {
+        return;
+    };
+    pair.ok(&["put", "a", "1"]);
+    let status = pair.same_with(&["endpoint", "status"], None, Table::EndpointStatus);
+    assert!(
+        status.stdout.contains(", true, false, "),
+        "the member leads and is no learner: {status:?}"
+    );
+    pair.same_with(&["endpoint", "status", "-w", "json"], None, Table::None);
+    // etcdctl 3.4 reports health on stderr.
+    let health = pair.same(&["endpoint", "health"]);
+    assert!(
+        health.success && health.stderr.contains("<endpoint> is healthy"),
+        "{health:?}"
+    );
+    let members = pair.same_with(&["member", "list"], None, Table::MemberList);
+    assert!(
+        members.stdout.contains(", started, default, "),
+        "{members:?}"
+    );
+    pair.same_with(
+        &["member", "list", "-w", "json"],
+        None,
+        Table::MemberListJson,
+    );
+    pair.same_with(&["endpoint", "hashkv"], None, Table::HashKv);
+    assert_eq!(pair.ok(&["alarm", "list"]), "");
+    pair.ok(&["defrag"]);
+}
+
+#[test]
+fn masking_hides_only_volatile_fields() {
+    let addresses = [("127.0.0.1:5555", "<endpoint>")];
+    let json = r#"{"header":{"cluster_id":1,"member_id":2,"revision":7,"raft_term":3},"version":"3.4.23","dbSize":20480}"#;
+    assert_eq!(
+        mask(json, &addresses, Table::None),
+        r#"{"header":{"cluster_id":<n>,"member_id":<n>,"revision":7,"raft_term":<n>},"version":"<version>","dbSize":<n>}"#
+    );
+    assert_eq!(
+        mask(
+            "127.0.0.1:5555, bdae9bbc11dd390d, 3.4.23, 20 kB, true, false, 2, 5, 5, ",
+            &addresses,
+            Table::EndpointStatus
+        ),
+        "<endpoint>, <masked>, <masked>, <masked>, true, false, <masked>, <masked>, <masked>, "
+    );
+    assert_eq!(
+        mask(
+            "127.0.0.1:5555 is healthy: successfully committed proposal: took = 1.243115ms",
+            &addresses,
+            Table::None
+        ),
+        "<endpoint> is healthy: successfully committed proposal: took = <time>"
+    );
+    assert_eq!(
+        mask(
+            r#"{"header":{"cluster_id":1,"member_id":2,"revision":7,"raft_term":3}}"#,
+            &addresses,
+            Table::MemberListJson
+        ),
+        r#"{"header":{"cluster_id":<n>,"member_id":<n>,"raft_term":<n>}}"#
+    );
+    assert_ne!(
+        mask("a\n1\n", &addresses, Table::None),
+        mask("a\n2\n", &addresses, Table::None),
+        "values are never masked"
+    );
+}
