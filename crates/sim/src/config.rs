@@ -49,6 +49,9 @@ pub struct FaultSet {
     /// Leadership handed to a random follower (not a fault, but a change of
     /// leader the cluster must survive like one).
     pub transfers: bool,
+    /// A member's process stops for a while (a long GC pause) and resumes
+    /// with its old view of the world.
+    pub pauses: bool,
 }
 
 impl FaultSet {
@@ -62,6 +65,7 @@ impl FaultSet {
             partitions: true,
             crashes: true,
             transfers: true,
+            pauses: true,
         }
     }
 
@@ -72,7 +76,7 @@ impl FaultSet {
 
 /// A `--faults` value that names no known fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown fault {name:?} in {input:?}; use \"all\", \"none\" or a comma list of network, partition, crash, transfer")]
+#[error("unknown fault {name:?} in {input:?}; use \"all\", \"none\" or a comma list of network, partition, crash, transfer, pause")]
 pub struct FaultSetParseError {
     pub name: String,
     pub input: String,
@@ -81,7 +85,7 @@ pub struct FaultSetParseError {
 impl FromStr for FaultSet {
     type Err = FaultSetParseError;
 
-    /// `all`, `none`, or a comma list of `network`, `partition`, `crash`, `transfer`.
+    /// `all`, `none`, or a comma list of `network`, `partition`, `crash`, `transfer`, `pause`.
     fn from_str(input: &str) -> Result<Self, Self::Err> {
         let mut faults = FaultSet::none();
         for name in input
@@ -96,6 +100,7 @@ impl FromStr for FaultSet {
                 "partition" | "partitions" => faults.partitions = true,
                 "crash" | "crashes" => faults.crashes = true,
                 "transfer" | "transfers" => faults.transfers = true,
+                "pause" | "pauses" => faults.pauses = true,
                 other => {
                     return Err(FaultSetParseError {
                         name: other.to_string(),
@@ -301,6 +306,6 @@ mod tests {
         assert_eq!(error.name, "flood");
         assert!(error
             .to_string()
-            .contains("network, partition, crash, transfer"));
+            .contains("network, partition, crash, transfer, pause"));
     }
 }

@@ -20,9 +20,10 @@
 //!    nemesis opens partitions (random halves, isolated leader, bridge,
 //!    one-way cuts) and crashes members (favouring the leader and members in
 //!    the middle of an fsync, sometimes tearing that write), and heals each
-//!    after a seeded while; now and then it asks the leader to hand over
-//!    leadership; the network drops, duplicates and reorders; each member's
-//!    clock drifts by up to 5%.
+//!    after a seeded while; it pauses processes (a stopped member keeps its
+//!    state and resumes with a stale view) and now and then asks the leader
+//!    to hand over leadership; the network drops, duplicates and reorders;
+//!    each member's clock drifts by up to 5%.
 //! 2. Healing: every fault is undone; a stable leader must appear within 10
 //!    election timeouts, and every pending operation must complete and every
 //!    member catch up within [`SimConfig::heal_completion_us_max`].

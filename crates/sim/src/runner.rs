@@ -31,6 +31,7 @@ pub struct Summary {
     pub torn_writes: u64,
     pub partitions: u64,
     pub transfers: u64,
+    pub pauses: u64,
     pub messages_sent: u64,
     pub message_bytes: u64,
     pub messages_dropped: u64,
@@ -50,7 +51,7 @@ impl std::fmt::Display for Summary {
         write!(
             formatter,
             "seed {}: {} members, {:.1} s simulated, {} events, {} elections, {} faults \
-             ({} crashes, {} torn writes, {} partitions), {} leadership transfers, {} messages \
+             ({} crashes, {} torn writes, {} partitions, {} pauses), {} leadership transfers, {} messages \
              ({} dropped), {} snapshots installed, {} operations checked ({} completed, {} \
              unknown){}",
             self.seed,
@@ -62,6 +63,7 @@ impl std::fmt::Display for Summary {
             self.crashes,
             self.torn_writes,
             self.partitions,
+            self.pauses,
             self.transfers,
             self.messages_sent,
             self.messages_dropped,
@@ -178,6 +180,7 @@ fn summarize(world: &World) -> Summary {
         torn_writes: stats.torn_writes,
         partitions: stats.partitions,
         transfers: stats.transfers,
+        pauses: stats.pauses,
         messages_sent: stats.messages_sent,
         message_bytes: stats.message_bytes,
         messages_dropped: stats.messages_dropped,

@@ -560,3 +560,31 @@ fn leadership_transfer_hands_over_and_keeps_agreeing() {
         lab.one(2, 5, true);
     }
 }
+
+#[test]
+fn paused_leader_resumes_as_a_follower() {
+    for seed in SEEDS {
+        let mut lab = Lab::new(5, seed);
+        lab.one(1, 5, true);
+        let old = lab.check_one_leader();
+        let old_term = lab.world.term(old);
+        lab.world.pause(old, 1_500 * MS);
+        let replaced = lab.world.run_until(1_000 * MS, |world| {
+            world
+                .leaders()
+                .iter()
+                .any(|&(node, term)| node != old && term > old_term)
+        });
+        assert!(
+            replaced,
+            "seed {seed}: nobody replaced the paused leader {old}"
+        );
+        lab.one(2, 4, true);
+        lab.run_for(1_000 * MS);
+        lab.one(3, 5, true);
+        assert_ne!(
+            lab.world.role(old).map(|(role, _)| role),
+            Some(Role::Leader)
+        );
+    }
+}

@@ -69,6 +69,12 @@ impl World {
         data
     }
 
+    /// Stops `node`'s process for `duration_us` (it keeps its state and
+    /// catches up on what it missed when it resumes).
+    pub fn pause(&mut self, node: NodeId, duration_us: u64) {
+        self.pause_member(node, duration_us);
+    }
+
     /// Asks `node` to hand leadership to `target` (ignored unless `node` leads).
     pub fn transfer_leader(&mut self, node: NodeId, target: NodeId) {
         self.input(node, Input::TransferLeader(target));

@@ -67,6 +67,9 @@ pub(super) struct Member {
     pub(super) tick_us: u64,
     /// A Ready whose write waits for its fsync.
     pending: Option<Ready>,
+    /// The process is stopped (a long GC pause, SIGSTOP) until this virtual
+    /// time: it neither ticks nor handles input, but keeps its state.
+    pub(super) paused_until_us: Option<u64>,
     inbox: VecDeque<Input>,
     pub(super) store: KvStore,
     pub(super) applied: LogIndex,
@@ -87,6 +90,7 @@ impl Member {
             generation: 0,
             tick_us,
             pending: None,
+            paused_until_us: None,
             inbox: VecDeque::new(),
             store: KvStore::default(),
             applied: 0,
@@ -107,6 +111,11 @@ impl Member {
     /// takes no input until it completes).
     pub(super) fn is_busy(&self) -> bool {
         self.pending.is_some()
+    }
+
+    /// Whether inputs must wait in the inbox: during an fsync or a pause.
+    fn holds_input(&self) -> bool {
+        self.is_busy() || self.paused_until_us.is_some()
     }
 
     /// The index of a received snapshot whose write is still in flight.
@@ -298,6 +307,7 @@ impl World {
         );
         member.stored_while_down = Some(durable);
         member.generation += 1;
+        member.paused_until_us = None;
         member.inbox.clear();
         member.waiting_writes.clear();
         member.waiting_reads.clear();
@@ -312,6 +322,34 @@ impl World {
                 torn_records_kept,
             },
         );
+    }
+
+    /// Stops `node`'s process for `duration_us`: it keeps its state but
+    /// handles nothing until it resumes, then catches up on its inbox.
+    pub(super) fn pause_member(&mut self, node: NodeId, duration_us: u64) {
+        let until_us = self.now_us + duration_us;
+        let member = self.member_mut(node);
+        if !member.is_up() || member.paused_until_us.is_some() {
+            return;
+        }
+        member.paused_until_us = Some(until_us);
+        let generation = member.generation;
+        self.stats.pauses += 1;
+        self.record(
+            node,
+            Happening::Fault(format!("process paused for {} ms", duration_us / 1000)),
+        );
+        self.schedule(duration_us, Event::Resume { node, generation });
+    }
+
+    pub(super) fn on_resume(&mut self, node: NodeId, generation: u64) {
+        let member = self.member_mut(node);
+        if member.generation != generation || member.paused_until_us.is_none() {
+            return;
+        }
+        member.paused_until_us = None;
+        self.record(node, Happening::Fault(String::from("process resumes")));
+        self.drive(node);
     }
 
     pub(super) fn on_tick(&mut self, node: NodeId, generation: u64) {
@@ -330,7 +368,10 @@ impl World {
         if !member.is_up() {
             return;
         }
-        if member.is_busy() {
+        if member.paused_until_us.is_some() && matches!(input, Input::Tick) {
+            return;
+        }
+        if member.holds_input() {
             if member.inbox.len() >= INBOX_INPUTS_MAX && matches!(input, Input::Message(_)) {
                 self.stats.messages_dropped += 1;
                 return;
@@ -418,7 +459,7 @@ impl World {
     pub(super) fn drive(&mut self, node: NodeId) {
         let index = (node - 1) as usize;
         loop {
-            if self.violation.is_some() || self.members[index].is_busy() {
+            if self.violation.is_some() || self.members[index].holds_input() {
                 return;
             }
             if let Some(input) = self.members[index].inbox.pop_front() {
@@ -545,9 +586,17 @@ impl World {
     }
 
     pub(super) fn on_fsync_done(&mut self, node: NodeId, generation: u64) {
+        let now_us = self.now_us;
         let member = self.member_mut(node);
         if member.generation != generation {
             return;
+        }
+        if let Some(paused_until_us) = member.paused_until_us {
+            // A stopped process learns of its fsync when it runs again.
+            return self.schedule(
+                paused_until_us.saturating_sub(now_us),
+                Event::FsyncDone { node, generation },
+            );
         }
         let Some(ready) = member.pending.take() else {
             return;

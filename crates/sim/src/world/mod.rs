@@ -49,6 +49,8 @@ pub struct Stats {
     pub partitions: u64,
     /// Leadership transfers the nemesis asked for.
     pub transfers: u64,
+    /// Process pauses (the member stops, keeping its state, then resumes).
+    pub pauses: u64,
     pub fsyncs: u64,
     pub snapshots_installed: u64,
     pub ops_completed: u64,
@@ -66,6 +68,10 @@ enum Event {
         message: Message,
     },
     FsyncDone {
+        node: NodeId,
+        generation: u64,
+    },
+    Resume {
         node: NodeId,
         generation: u64,
     },
@@ -317,6 +323,7 @@ impl World {
             Event::Tick { node, generation } => self.on_tick(node, generation),
             Event::Deliver { message } => self.on_deliver(message),
             Event::FsyncDone { node, generation } => self.on_fsync_done(node, generation),
+            Event::Resume { node, generation } => self.on_resume(node, generation),
             Event::ToMember { node, request } => self.on_client_request(node, request),
             Event::ToClient { client, reply } => self.on_client_reply(client, reply),
             Event::ClientTimer {

@@ -50,8 +50,10 @@ impl World {
             .count();
         let crash_allowed = faults.crashes && (down + 1) * 2 < self.members.len();
         let partition_allowed = faults.partitions && !self.network.partitioned;
-        if faults.transfers && self.rng.chance(0.2) {
+        if faults.transfers && self.rng.chance(0.15) {
             self.transfer_leadership();
+        } else if faults.pauses && self.rng.chance(0.2) {
+            self.inject_pause();
         } else {
             match (partition_allowed, crash_allowed) {
                 (true, true) if self.rng.chance(0.5) => self.inject_partition(),
@@ -94,6 +96,25 @@ impl World {
         self.input(leader, Input::TransferLeader(target));
     }
 
+    /// Pauses the leader (half the time) or a random running member.
+    fn inject_pause(&mut self) {
+        let up: Vec<NodeId> = self
+            .node_ids()
+            .into_iter()
+            .filter(|&node| self.is_up(node))
+            .collect();
+        if up.is_empty() {
+            return;
+        }
+        let victim = match self.leader() {
+            Some(leader) if self.rng.chance(0.5) => leader,
+            _ => up[self.rng.index(up.len())],
+        };
+        let duration = self.fault_duration_us();
+        self.pause_member(victim, duration);
+        self.stats.faults_injected += 1;
+    }
+
     fn inject_crash(&mut self) {
         let up: Vec<NodeId> = self
             .node_ids()
@@ -131,6 +152,10 @@ impl World {
         self.network.heal();
         self.network.config.drop_probability = 0.0;
         self.network.config.duplicate_probability = 0.0;
+        for node in self.node_ids() {
+            let generation = self.member(node).generation;
+            self.on_resume(node, generation);
+        }
         self.phase = Phase::Healing {
             since_us: self.now_us,
             leader_seen: false,
