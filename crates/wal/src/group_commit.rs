@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{JoinHandle, Thread};
+use std::time::{Duration, Instant};
 
 use raft::{Entry, EntryKind, LogIndex, Term};
 
@@ -50,6 +51,10 @@ pub struct GroupCommitStats {
     pub entries_durable: u64,
     /// Write-and-fdatasync rounds; each covers one batch.
     pub syncs: u64,
+    /// Time the writer thread spent encoding, writing and syncing batches: the
+    /// rest of its time it waited for work. Close to the elapsed time means
+    /// the disk was kept syncing back to back.
+    pub write_and_sync_time: Duration,
 }
 
 #[derive(Debug)]
@@ -281,7 +286,9 @@ fn write_loop(mut wal: Wal, shared: &Shared, options: GroupCommitOptions) -> Wal
             })
             .collect();
         let count = entries.len() as u64;
+        let started = Instant::now();
         let result = wal.append_owned(entries).and_then(|()| wal.sync());
+        let write_and_sync_time = started.elapsed();
         let mut state = shared.lock();
         let to_wake: Vec<Thread> = match result {
             Ok(durable_index) => {
@@ -289,6 +296,7 @@ fn write_loop(mut wal: Wal, shared: &Shared, options: GroupCommitOptions) -> Wal
                 shared.durable_index.store(durable_index, Ordering::Release);
                 state.stats.entries_durable += count;
                 state.stats.syncs += 1;
+                state.stats.write_and_sync_time += write_and_sync_time;
                 let covered = state
                     .waiters
                     .partition_point(|(waiting_for, _)| *waiting_for <= durable_index);
