@@ -227,16 +227,25 @@ impl Driver {
             return;
         }
         let (requests, envelopes): (Vec<u64>, Vec<Vec<u8>>) = batch.into_iter().unzip();
-        if let Err(error) = self.node.propose_batch(envelopes) {
-            let backend_error = match error {
-                RaftError::NotLeader { leader: None } => BackendError::NoLeader,
-                _ => BackendError::LeaderChanged,
-            };
-            tracing::debug!(%error, proposals = requests.len(), "proposals refused by the core");
-            for request in requests {
-                self.proposals
-                    .finish(request, Err(clone_error(&backend_error)));
+        match self.node.propose_batch(envelopes) {
+            Ok(()) => {
+                for request in requests {
+                    self.proposals.mark_proposed(request);
+                }
             }
+            Err(error) => self.refuse(&requests, &error),
+        }
+    }
+
+    fn refuse(&mut self, requests: &[u64], error: &RaftError) {
+        let backend_error = match error {
+            RaftError::NotLeader { leader: None } => BackendError::NoLeader,
+            _ => BackendError::LeaderChanged,
+        };
+        tracing::debug!(%error, proposals = requests.len(), "proposals refused by the core");
+        for &request in requests {
+            self.proposals
+                .finish(request, Err(clone_error(&backend_error)));
         }
     }
 
@@ -318,6 +327,7 @@ impl Driver {
             "leader changed"
         );
         self.leader = leader;
+        self.proposals.fail_unlogged();
         // Read requests sent to the old leader may never be answered.
         self.reads.requeue_issued_before(u64::MAX);
     }

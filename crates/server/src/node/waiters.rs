@@ -20,6 +20,8 @@ struct ProposalWaiter {
     deadline: Instant,
     /// Where the entry sits in this member's log, once it has been seen there.
     index: Option<LogIndex>,
+    /// The core accepted it (appended, or forwarded to the leader).
+    proposed: bool,
 }
 
 /// Proposals of this member (this boot) that are not answered yet, by request number.
@@ -38,6 +40,7 @@ impl Proposals {
                 reply,
                 deadline,
                 index: None,
+                proposed: false,
             },
         );
         debug_assert!(previous.is_none(), "request number {request} reused");
@@ -50,6 +53,27 @@ impl Proposals {
 
     pub(crate) fn contains(&self, request: u64) -> bool {
         self.waiting.contains_key(&request)
+    }
+
+    /// The core accepted `request` for replication.
+    pub(crate) fn mark_proposed(&mut self, request: u64) {
+        if let Some(waiter) = self.waiting.get_mut(&request) {
+            waiter.proposed = true;
+        }
+    }
+
+    /// The leader changed: proposals handed to the core that never reached
+    /// this member's log were forwarded to a leader that may be gone with them.
+    pub(crate) fn fail_unlogged(&mut self) {
+        let lost: Vec<u64> = self
+            .waiting
+            .iter()
+            .filter(|(_, waiter)| waiter.proposed && waiter.index.is_none())
+            .map(|(&request, _)| request)
+            .collect();
+        for request in lost {
+            self.finish(request, Err(BackendError::LeaderChanged));
+        }
     }
 
     /// The log is about to hold `appended` (our request number, if any, for each
@@ -284,6 +308,27 @@ mod tests {
         proposals.finish(1, Ok(applied(5)));
         assert_eq!(kept_rx.try_recv().unwrap().unwrap().index, 5);
         assert_eq!(proposals.len(), 0);
+    }
+
+    #[test]
+    fn leader_change_fails_forwarded_proposals_not_in_the_log() {
+        let mut proposals = Proposals::default();
+        let (forwarded_tx, mut forwarded_rx) = oneshot::channel();
+        let (logged_tx, mut logged_rx) = oneshot::channel();
+        let (queued_tx, mut queued_rx) = oneshot::channel();
+        proposals.insert(1, forwarded_tx, later());
+        proposals.insert(2, logged_tx, later());
+        proposals.insert(3, queued_tx, later());
+        proposals.mark_proposed(1);
+        proposals.mark_proposed(2);
+        proposals.on_append(4, &[Some(2)]);
+        proposals.fail_unlogged();
+        assert!(matches!(
+            forwarded_rx.try_recv(),
+            Ok(Err(BackendError::LeaderChanged))
+        ));
+        assert!(logged_rx.try_recv().is_err(), "its entry may still commit");
+        assert!(queued_rx.try_recv().is_err(), "never left this member");
     }
 
     #[test]

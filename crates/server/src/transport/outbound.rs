@@ -112,7 +112,10 @@ async fn run_peer(peer: NodeId, url: String, cluster_id: u64, mut queue: mpsc::R
     loop {
         match stream_to_peer(&url, cluster_id, &mut queue).await {
             StreamEnd::TransportDropped => return,
-            StreamEnd::Failed(reason) => {
+            StreamEnd::Failed { reason, connected } => {
+                if connected {
+                    backoff = RECONNECT_BACKOFF_MIN;
+                }
                 tracing::debug!(peer = format_args!("{peer:x}"), %url, %reason, "peer stream ended");
             }
         }
@@ -131,7 +134,15 @@ async fn run_peer(peer: NodeId, url: String, cluster_id: u64, mut queue: mpsc::R
 
 enum StreamEnd {
     TransportDropped,
-    Failed(String),
+    /// The stream could not be opened or broke; `connected` if it was open.
+    Failed {
+        reason: String,
+        connected: bool,
+    },
+}
+
+fn failed(reason: String, connected: bool) -> StreamEnd {
+    StreamEnd::Failed { reason, connected }
 }
 
 /// Opens a stream to the peer and writes batches until it breaks.
@@ -142,11 +153,11 @@ async fn stream_to_peer(
 ) -> StreamEnd {
     let endpoint = match Endpoint::from_shared(url.to_owned()) {
         Ok(endpoint) => endpoint.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true),
-        Err(error) => return StreamEnd::Failed(format!("bad peer URL: {error}")),
+        Err(error) => return failed(format!("bad peer URL: {error}"), false),
     };
     let channel = match endpoint.connect().await {
         Ok(channel) => channel,
-        Err(error) => return StreamEnd::Failed(format!("connect: {error}")),
+        Err(error) => return failed(format!("connect: {error}"), false),
     };
     let mut client = PeerClient::new(channel)
         .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX)
@@ -162,16 +173,17 @@ async fn stream_to_peer(
     loop {
         tokio::select! {
             result = &mut call => {
-                return StreamEnd::Failed(match result {
+                let reason = match result {
                     Ok(_) => "peer closed the stream".to_owned(),
                     Err(status) => status.to_string(),
-                });
+                };
+                return failed(reason, true);
             }
             message = queue.recv() => {
                 let Some(first) = message else { return StreamEnd::TransportDropped };
                 let batch = collect_batch(first, queue);
                 if batches.send(batch).await.is_err() {
-                    return StreamEnd::Failed("stream closed while writing".to_owned());
+                    return failed("stream closed while writing".to_owned(), true);
                 }
             }
         }

@@ -1,0 +1,247 @@
+//! Real `raftkv serve` processes on loopback for the multi-process tests:
+//! free ports picked per test, data in a temporary directory, and only the
+//! processes a test started are ever killed (on drop too).
+
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use server::proto::etcdserverpb::kv_client::KvClient;
+use server::proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use server::proto::etcdserverpb::{
+    HashKvRequest, HashKvResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
+    StatusRequest, StatusResponse,
+};
+use tonic::transport::Channel;
+
+/// How long one client call may take before the test treats it as failed.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+struct Member {
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+    child: Option<Child>,
+}
+
+/// A cluster of `raftkv serve` processes.
+#[derive(Debug)]
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    members: Vec<Member>,
+    extra_args: Vec<String>,
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").port()
+}
+
+impl Cluster {
+    /// Starts `size` members with `extra_args` added to every `raftkv serve`.
+    pub fn start(size: usize, extra_args: &[&str]) -> Cluster {
+        let members = (1..=size)
+            .map(|number| Member {
+                name: format!("m{number}"),
+                client_port: free_port(),
+                peer_port: free_port(),
+                child: None,
+            })
+            .collect();
+        let mut cluster = Cluster {
+            dir: tempfile::tempdir().expect("temporary directory"),
+            members,
+            extra_args: extra_args.iter().map(|arg| (*arg).to_owned()).collect(),
+        };
+        for index in 0..size {
+            cluster.start_member(index);
+        }
+        cluster
+    }
+
+    pub fn size(&self) -> usize {
+        self.members.len()
+    }
+
+    fn initial_cluster(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn log_path(&self, index: usize) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("{}.log", self.members[index].name))
+    }
+
+    pub fn log(&self, index: usize) -> String {
+        std::fs::read_to_string(self.log_path(index)).unwrap_or_default()
+    }
+
+    pub fn start_member(&mut self, index: usize) {
+        assert!(self.members[index].child.is_none(), "member {index} runs");
+        let initial_cluster = self.initial_cluster();
+        let member = &self.members[index];
+        let client_url = format!("http://127.0.0.1:{}", member.client_port);
+        let peer_url = format!("http://127.0.0.1:{}", member.peer_port);
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path(index))
+            .expect("open member log");
+        let child = Command::new(env!("CARGO_BIN_EXE_raftkv"))
+            .arg("serve")
+            .args(["--name", &member.name])
+            .arg("--data-dir")
+            .arg(self.dir.path().join(&member.name))
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &initial_cluster])
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("start raftkv serve");
+        self.members[index].child = Some(child);
+    }
+
+    /// SIGKILL: the member dies mid-work, as in a crash.
+    pub fn kill(&mut self, index: usize) {
+        if let Some(mut child) = self.members[index].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits (bounded) for the exit status.
+    pub fn terminate(&mut self, index: usize) -> ExitStatus {
+        let mut child = self.members[index].child.take().expect("member runs");
+        send_sigterm(child.id());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for member") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "member {index} did not exit within 15 s of SIGTERM; log:\n{}",
+                    self.log(index)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn endpoint(&self, index: usize) -> String {
+        format!("http://127.0.0.1:{}", self.members[index].client_port)
+    }
+
+    /// Waits until some member reports itself leader; returns its index.
+    pub async fn wait_for_leader(&self, except: Option<usize>) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            for index in 0..self.size() {
+                if Some(index) == except || self.members[index].child.is_none() {
+                    continue;
+                }
+                if let Ok(status) = status(&self.endpoint(index)).await {
+                    let member_id = status.header.map_or(0, |h| h.member_id);
+                    if status.leader != 0 && status.leader == member_id {
+                        return index;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader within 30 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Sends SIGTERM to a process this test started (std can only SIGKILL).
+fn send_sigterm(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -TERM {pid} failed");
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for index in 0..self.members.len() {
+            self.kill(index);
+        }
+    }
+}
+
+async fn channel(endpoint: &str) -> Result<Channel, tonic::Status> {
+    tonic::transport::Endpoint::from_shared(endpoint.to_owned())
+        .map_err(|e| tonic::Status::internal(e.to_string()))?
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(CALL_TIMEOUT)
+        .connect()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))
+}
+
+pub async fn put(endpoint: &str, key: &str, value: &str) -> Result<PutResponse, tonic::Status> {
+    let mut client = KvClient::new(channel(endpoint).await?);
+    let request = PutRequest {
+        key: key.as_bytes().to_vec(),
+        value: value.as_bytes().to_vec(),
+        ..PutRequest::default()
+    };
+    Ok(client.put(request).await?.into_inner())
+}
+
+/// A range read; `serializable` reads the member's own state without the barrier.
+pub async fn range(
+    endpoint: &str,
+    key: &str,
+    range_end: &str,
+    serializable: bool,
+) -> Result<RangeResponse, tonic::Status> {
+    let mut client = KvClient::new(channel(endpoint).await?);
+    let request = RangeRequest {
+        key: key.as_bytes().to_vec(),
+        range_end: range_end.as_bytes().to_vec(),
+        serializable,
+        ..RangeRequest::default()
+    };
+    Ok(client.range(request).await?.into_inner())
+}
+
+pub async fn get(endpoint: &str, key: &str) -> Option<String> {
+    let response = range(endpoint, key, "", false)
+        .await
+        .expect("linearizable get");
+    response
+        .kvs
+        .first()
+        .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+}
+
+pub async fn status(endpoint: &str) -> Result<StatusResponse, tonic::Status> {
+    let mut client = MaintenanceClient::new(channel(endpoint).await?);
+    Ok(client.status(StatusRequest {}).await?.into_inner())
+}
+
+pub async fn hash_kv(endpoint: &str, revision: i64) -> Result<HashKvResponse, tonic::Status> {
+    let mut client = MaintenanceClient::new(channel(endpoint).await?);
+    Ok(client
+        .hash_kv(HashKvRequest { revision })
+        .await?
+        .into_inner())
+}
