@@ -8,6 +8,7 @@ mod common;
 mod cluster;
 mod kv;
 mod maintenance;
+mod robustness;
 mod wire_limits;
 
 use std::future::Future;
