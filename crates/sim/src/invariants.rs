@@ -39,6 +39,11 @@ struct CommittedEntry {
     term: Term,
     fingerprint: u64,
     node: NodeId,
+    /// The lowest current term of any member seen holding it committed: it
+    /// was committed in this term or earlier, so every leader of a later
+    /// term must hold it (a leader of this term or an older one, elected
+    /// late, need not).
+    committed_by_term: Term,
 }
 
 /// What a leader's log looked like at the last observation, to check it only grows.
@@ -94,7 +99,8 @@ impl SafetyChecker {
 
     /// `node` is leader of `term` with `log`: Election Safety (no other leader
     /// in this term, ever) and Leader Completeness (it holds every entry
-    /// committed so far). Call once when a member is first seen leading a term.
+    /// committed in an earlier term). Call once when a member is first seen
+    /// leading a term.
     pub fn observe_leader(
         &mut self,
         node: NodeId,
@@ -114,7 +120,7 @@ impl SafetyChecker {
         }
         self.leaders_by_term.insert(term, node);
         for (&index, committed) in &self.committed {
-            if index <= log.snapshot_index() {
+            if index <= log.snapshot_index() || committed.committed_by_term >= term {
                 continue;
             }
             let held = log
@@ -126,9 +132,10 @@ impl SafetyChecker {
                     vec![node, committed.node],
                     time_us,
                     format!(
-                        "node {node} leads term {term} but lacks the entry committed at index \
-                         {index} (term {}); its log has {:?} there",
+                        "node {node} leads term {term} but lacks the entry (term {}) committed \
+                         at index {index} by term {}; its log has {:?} there",
                         committed.term,
+                        committed.committed_by_term,
                         held.map(|(term, _)| term)
                     ),
                 ));
@@ -242,12 +249,14 @@ impl SafetyChecker {
         }
     }
 
-    /// `node` now considers `commit` committed, with `log` its log: commit
-    /// never moves back, the newly committed entries agree with what anyone
-    /// else committed, and (for a leader) a majority durably holds `commit`.
+    /// `node`, in `current_term`, now considers `commit` committed, with
+    /// `log` its log: commit never moves back, the newly committed entries
+    /// agree with what anyone else committed, and (for a leader) a majority
+    /// durably holds `commit`.
     pub fn observe_commit(
         &mut self,
         node: NodeId,
+        current_term: Term,
         commit: LogIndex,
         log: &dyn LogView,
         leader_durable: Option<&dyn DurableLogs>,
@@ -272,7 +281,7 @@ impl SafetyChecker {
                     format!("node {node} commits index {index}, which its own log does not hold"),
                 ));
             };
-            self.record_committed(node, entry, time_us)?;
+            self.record_committed(node, current_term, entry, time_us)?;
         }
         if let Some(durable) = leader_durable {
             if commit > before && commit > log.snapshot_index() {
@@ -310,19 +319,34 @@ impl SafetyChecker {
         self.leaders.remove(&node);
     }
 
-    /// `node` applied `entry`: State Machine Safety (everyone applies the same
-    /// command at one index).
-    pub fn observe_apply(&mut self, node: NodeId, entry: &Entry, time_us: u64) -> Checked {
-        self.record_committed(node, entry, time_us)
+    /// `node`, in `current_term`, applied `entry`: State Machine Safety
+    /// (everyone applies the same command at one index).
+    pub fn observe_apply(
+        &mut self,
+        node: NodeId,
+        current_term: Term,
+        entry: &Entry,
+        time_us: u64,
+    ) -> Checked {
+        self.record_committed(node, current_term, entry, time_us)
     }
 
-    fn record_committed(&mut self, node: NodeId, entry: &Entry, time_us: u64) -> Checked {
+    fn record_committed(
+        &mut self,
+        node: NodeId,
+        current_term: Term,
+        entry: &Entry,
+        time_us: u64,
+    ) -> Checked {
         let seen = CommittedEntry {
             term: entry.term,
             fingerprint: fingerprint(entry),
             node,
+            committed_by_term: current_term,
         };
-        let first = *self.committed.entry(entry.index).or_insert(seen);
+        let recorded = self.committed.entry(entry.index).or_insert(seen);
+        recorded.committed_by_term = recorded.committed_by_term.min(current_term);
+        let first = *recorded;
         if (first.term, first.fingerprint) != (seen.term, seen.fingerprint) {
             return Err(Violation::new(
                 Invariant::StateMachineSafety,
@@ -574,7 +598,7 @@ mod tests {
     fn leader_completeness_catches_a_leader_missing_a_committed_entry() {
         let mut checker = SafetyChecker::new();
         checker
-            .observe_commit(1, 2, &log(&[1, 1]), None, 0)
+            .observe_commit(1, 1, 2, &log(&[1, 1]), None, 0)
             .unwrap();
         checker.observe_leader(2, 2, &log(&[1, 1, 1]), 1).unwrap();
         let violation = checker.observe_leader(3, 3, &log(&[1]), 2).unwrap_err();
@@ -583,11 +607,22 @@ mod tests {
     }
 
     #[test]
+    fn a_leader_of_an_older_term_elected_late_need_not_hold_later_commits() {
+        let mut checker = SafetyChecker::new();
+        checker
+            .observe_commit(1, 6, 2, &log(&[1, 4]), None, 0)
+            .unwrap();
+        checker.observe_leader(3, 5, &log(&[1]), 1).unwrap();
+        let violation = checker.observe_leader(4, 7, &log(&[1]), 2).unwrap_err();
+        assert_eq!(violation.invariant, Invariant::LeaderCompleteness);
+    }
+
+    #[test]
     fn state_machine_safety_catches_different_commands_at_one_index() {
         let mut checker = SafetyChecker::new();
-        checker.observe_apply(1, &entry(1, 1, 1), 0).unwrap();
-        checker.observe_apply(2, &entry(1, 1, 1), 0).unwrap();
-        let violation = checker.observe_apply(3, &entry(1, 2, 3), 4).unwrap_err();
+        checker.observe_apply(1, 1, &entry(1, 1, 1), 0).unwrap();
+        checker.observe_apply(2, 1, &entry(1, 1, 1), 0).unwrap();
+        let violation = checker.observe_apply(3, 2, &entry(1, 2, 3), 4).unwrap_err();
         assert_eq!(violation.invariant, Invariant::StateMachineSafety);
         assert_eq!(violation.nodes, vec![1, 3]);
     }
@@ -596,10 +631,10 @@ mod tests {
     fn commit_regression_is_caught_in_memory_and_on_disk() {
         let mut checker = SafetyChecker::new();
         checker
-            .observe_commit(1, 2, &log(&[1, 1]), None, 0)
+            .observe_commit(1, 1, 2, &log(&[1, 1]), None, 0)
             .unwrap();
         let violation = checker
-            .observe_commit(1, 1, &log(&[1, 1]), None, 1)
+            .observe_commit(1, 1, 1, &log(&[1, 1]), None, 1)
             .unwrap_err();
         assert_eq!(violation.invariant, Invariant::CommitRegressed);
         checker.observe_durable_commit(1, 2, 2).unwrap();
@@ -607,7 +642,7 @@ mod tests {
         assert_eq!(violation.invariant, Invariant::CommitRegressed);
         checker.observe_restart(1, 2);
         checker
-            .observe_commit(1, 2, &log(&[1, 1]), None, 4)
+            .observe_commit(1, 1, 2, &log(&[1, 1]), None, 4)
             .unwrap();
     }
 
@@ -620,10 +655,10 @@ mod tests {
         ]));
         let mut checker = SafetyChecker::new();
         checker
-            .observe_commit(1, 1, &log(&[1, 1]), Some(&durable), 0)
+            .observe_commit(1, 1, 1, &log(&[1, 1]), Some(&durable), 0)
             .unwrap();
         let violation = checker
-            .observe_commit(1, 2, &log(&[1, 1]), Some(&durable), 1)
+            .observe_commit(1, 1, 2, &log(&[1, 1]), Some(&durable), 1)
             .unwrap_err();
         assert_eq!(violation.invariant, Invariant::CommitWithoutMajority);
         let majority = Durable(BTreeMap::from([
@@ -633,7 +668,7 @@ mod tests {
         ]));
         let mut checker = SafetyChecker::new();
         checker
-            .observe_commit(1, 2, &log(&[1, 1]), Some(&majority), 1)
+            .observe_commit(1, 1, 2, &log(&[1, 1]), Some(&majority), 1)
             .unwrap();
     }
 

@@ -576,6 +576,7 @@ impl World {
                 (member.role == Role::Leader).then_some(&durable as &dyn DurableLogs);
             result = self.checker.observe_commit(
                 node,
+                term,
                 hard_state.commit,
                 &after,
                 leader_durable,
@@ -710,7 +711,8 @@ impl World {
             );
             return self.fail(core_failure(node, self.now_us, detail));
         }
-        let result = self.checker.observe_apply(node, entry, self.now_us);
+        let term = self.member(node).term;
+        let result = self.checker.observe_apply(node, term, entry, self.now_us);
         self.check(result);
         self.member_mut(node).applied = entry.index;
         self.record(
