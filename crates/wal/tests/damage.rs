@@ -340,3 +340,51 @@ fn compacted_log_reopens_with_its_snapshot() {
     assert_eq!(wal.first_index().unwrap(), 16);
     assert_eq!(wal.snapshot().unwrap().data, vec![7; 1000]);
 }
+
+#[test]
+fn files_left_by_an_interrupted_write_are_ignored() {
+    // A crash while a segment or snapshot was being written leaves a temp file,
+    // and a crash between writing a snapshot and recording it leaves a snapshot
+    // the log does not refer to. Neither was acknowledged.
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 3);
+    let temp_segment = dir.path().join("0000000000000001.wal.tmp");
+    fs::write(&temp_segment, vec![0u8; 4096]).unwrap();
+    fs::write(
+        dir.path()
+            .join("0000000000000014-0000000000000001.snap.tmp"),
+        b"partial",
+    )
+    .unwrap();
+    let unreferenced = dir.path().join(format!("{:016x}-{:016x}.snap", 20, 1));
+    let other = tempfile::tempdir().unwrap();
+    let mut donor = Wal::create(other.path(), &options(), vec![1, 2, 3]).unwrap();
+    donor.persist(None, &batch(1)).unwrap();
+    donor.persist(None, &batch(11)).unwrap();
+    donor
+        .compact(Snapshot {
+            meta: SnapshotMeta {
+                index: 20,
+                term: 1,
+                conf_state: ConfState {
+                    voters: vec![1, 2, 3],
+                },
+            },
+            data: vec![1; 10],
+        })
+        .unwrap();
+    drop(donor);
+    fs::copy(
+        other.path().join(unreferenced.file_name().unwrap()),
+        &unreferenced,
+    )
+    .unwrap();
+    let wal = Wal::open(dir.path(), &options()).unwrap();
+    assert_eq!(
+        wal.first_index().unwrap(),
+        1,
+        "the unreferenced snapshot is not used"
+    );
+    assert_eq!(wal.last_index(), 30);
+    assert!(!temp_segment.exists());
+}
