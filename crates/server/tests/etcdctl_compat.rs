@@ -15,8 +15,6 @@
 //! (`CI=true`), where a missing binary fails the test so the comparison can
 //! never be skipped silently. Takes about 10 seconds on 2 cores.
 
-/// Shared with other test binaries; this one needs only the backend itself.
-#[allow(dead_code)]
 mod common;
 
 use std::io::Write;
@@ -37,39 +35,6 @@ const TXN_OPS_MAX: usize = 3;
 
 /// How long etcd may take to start answering.
 const ETCD_START_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Whether the tests can run here; panics under CI when they cannot.
-fn tools_present() -> bool {
-    // etcd answers `--version`, etcdctl 3.4 only `version`.
-    let runs = |binary: &str, version_arg: &str| {
-        Command::new(binary)
-            .arg(version_arg)
-            .output()
-            .is_ok_and(|output| output.status.success())
-    };
-    let missing: Vec<&str> = [("etcd", "--version"), ("etcdctl", "version")]
-        .into_iter()
-        .filter(|(binary, version_arg)| !runs(binary, version_arg))
-        .map(|(binary, _)| binary)
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let under_ci = std::env::var("CI").is_ok_and(|value| value == "true");
-    assert!(
-        !under_ci,
-        "{missing:?} not on PATH under CI=true: install them with \
-         `apt-get install -y etcd-server etcd-client`; the etcdctl comparison must not be skipped in CI"
-    );
-    // Straight to stderr, past the test harness's capture, so a local run
-    // shows that nothing was compared.
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED: {missing:?} not on PATH; install them with \
-         `apt-get install -y etcd-server etcd-client` to compare etcdctl against real etcd"
-    );
-    false
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -306,7 +271,7 @@ struct Pair {
 impl Pair {
     /// `None` (and a message) when the binaries are missing outside CI.
     fn start() -> Option<Pair> {
-        if !tools_present() {
+        if !common::tools::present(&["etcd", "etcdctl"]) {
             return None;
         }
         Some(Pair {

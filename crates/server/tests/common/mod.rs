@@ -1,3 +1,7 @@
-//! Helpers shared by the server's integration tests.
+//! Helpers shared by the server's integration tests. Each test binary uses
+//! only some of them.
+
+#![allow(dead_code)]
 
 pub mod local_backend;
+pub mod tools;
