@@ -329,3 +329,92 @@ impl Backend for NodeHandle {
         self.shared.members.clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lone member never sends anything.
+    #[derive(Debug)]
+    struct NoPeers;
+
+    impl Outbox for NoPeers {
+        fn send(&self, message: Message) {
+            panic!("a one-member cluster sent {message:?}");
+        }
+    }
+
+    fn options(dir: &std::path::Path, snapshot_entries: u64) -> NodeOptions {
+        let mut raft = raft::Config::new(1);
+        raft.election_ticks = 5;
+        NodeOptions {
+            data_dir: dir.to_path_buf(),
+            cluster_id: 0xc1,
+            raft,
+            initial_voters: vec![1],
+            members: Vec::new(),
+            tick_interval: Duration::from_millis(10),
+            request_timeout: Duration::from_secs(10),
+            snapshot_entries,
+        }
+    }
+
+    fn put(key: &str) -> mvcc::Command {
+        mvcc::Command::Put(mvcc::PutRequest::new(key, "v"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_proposals_apply_once_each_and_survive_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::start(options(dir.path(), 50), Arc::new(NoPeers)).unwrap();
+        let handle = node.handle();
+        let mut tasks = Vec::new();
+        for number in 0..200 {
+            let handle = handle.clone();
+            tasks.push(tokio::spawn(async move {
+                handle.propose(put(&format!("k{number:03}"))).await
+            }));
+        }
+        let mut revisions = Vec::new();
+        for task in tasks {
+            revisions.push(task.await.unwrap().unwrap().revision);
+        }
+        revisions.sort_unstable();
+        revisions.dedup();
+        assert_eq!(revisions.len(), 200, "each write got its own revision");
+        handle.read_barrier().await.unwrap();
+        let status = handle.status();
+        assert_eq!(status.leader, Some(1));
+        assert_eq!(status.raft_applied_index, handle.store().applied_index());
+        tokio::task::spawn_blocking(move || node.stop())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(
+            handle.propose(put("late")).await,
+            Err(BackendError::Stopped)
+        ));
+        // The store stays open while any handle lives.
+        drop(handle);
+
+        let node = Node::start(options(dir.path(), 50), Arc::new(NoPeers)).unwrap();
+        let handle = node.handle();
+        handle.read_barrier().await.unwrap();
+        let all = handle.store().range(&mvcc::RangeRequest::all()).unwrap();
+        assert_eq!(all.kvs.len(), 200);
+        for number in 0..120 {
+            handle.propose(put(&format!("s{number:03}"))).await.unwrap();
+        }
+        drop(handle);
+        tokio::task::spawn_blocking(move || node.stop())
+            .await
+            .unwrap()
+            .unwrap();
+        let wal = wal::Wal::open(&wal_dir(dir.path()), &wal::WalOptions::new(0xc1)).unwrap();
+        assert!(
+            wal.snapshot_meta().index >= 200,
+            "320 entries with a snapshot every 50 compacted the log (snapshot at {})",
+            wal.snapshot_meta().index
+        );
+    }
+}

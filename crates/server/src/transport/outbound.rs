@@ -26,6 +26,9 @@ const BATCH_BYTES_MAX: u64 = 4 << 20;
 /// Batches handed to the stream and not yet written.
 const STREAM_BATCHES_IN_FLIGHT_MAX: usize = 8;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// A stream to a peer that vanished without closing is noticed this fast.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(1);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(50);
 const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
@@ -152,7 +155,12 @@ async fn stream_to_peer(
     queue: &mut mpsc::Receiver<Message>,
 ) -> StreamEnd {
     let endpoint = match Endpoint::from_shared(url.to_owned()) {
-        Ok(endpoint) => endpoint.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true),
+        Ok(endpoint) => endpoint
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+            .keep_alive_while_idle(true),
         Err(error) => return failed(format!("bad peer URL: {error}"), false),
     };
     let channel = match endpoint.connect().await {
