@@ -36,11 +36,13 @@
 //!
 //! Measured with `cargo run --release -p sim --example sim_speed -- 1000 5 1`
 //! (1000 seeds, 5 members, every fault, one thread) on the project's 2-core
-//! machine: about 3.8 ms of wall time per seed, 1.5 to 2.0 million events per
-//! wall second, and 1,250 to 1,650 simulated seconds per wall second (the
-//! range is other work sharing the machine). Three members run at about
-//! 2,000 simulated seconds per wall second, seven at about 730. So 2,000
-//! seeds of 5 members take about 4 s on two threads.
+//! machine while other builds shared it (load average 8 to 10): about 8,400
+//! events and 6.2 simulated seconds per seed, 5 to 6 ms of wall time per
+//! seed, 1.25 to 1.65 million events per wall second, and 930 to 1,220
+//! simulated seconds per wall second. On a quieter machine the same command
+//! reached 2.0 million events and 1,650 simulated seconds per wall second.
+//! Three members run about 1.5 times faster, seven about 2.3 times slower.
+//! With two threads (`-- 2000 5 2`), 2,000 seeds take 6 to 8 s.
 
 pub mod config;
 pub mod invariants;
