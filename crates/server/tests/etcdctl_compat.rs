@@ -506,6 +506,11 @@ fn errors_match_etcd() {
         "etcdserver: mvcc: required revision is a future revision",
     );
     pair.fails_with(
+        &["put", "leased", "v", "--lease=1234abcd"],
+        None,
+        "etcdserver: requested lease not found",
+    );
+    pair.fails_with(
         &["put", "missing", "--ignore-value"],
         None,
         "etcdserver: key not found",

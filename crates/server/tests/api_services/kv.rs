@@ -868,3 +868,36 @@ fn txn_operation_headers_follow_etcd() {
         "a read after a put in the same txn sees it"
     );
 }
+
+#[test]
+fn writes_naming_a_lease_are_refused_because_none_exist() {
+    let fixture = fixture();
+    assert_status(
+        run(fixture.kv.put(Request::new(PutRequest {
+            lease: 0x1234,
+            ..put_request("k", "v")
+        }))),
+        Code::NotFound,
+        "etcdserver: requested lease not found",
+    );
+    let nested_lease_put = TxnRequest {
+        success: vec![RequestOp {
+            request: Some(request_op::Request::RequestPut(PutRequest {
+                lease: 7,
+                ..put_request("n", "v")
+            })),
+        }],
+        ..TxnRequest::default()
+    };
+    assert_status(
+        run(fixture.kv.txn(Request::new(TxnRequest {
+            failure: vec![RequestOp {
+                request: Some(request_op::Request::RequestTxn(nested_lease_put)),
+            }],
+            ..TxnRequest::default()
+        }))),
+        Code::NotFound,
+        "etcdserver: requested lease not found",
+    );
+    assert_eq!(fixture.backend.proposals(), 0);
+}
