@@ -39,6 +39,11 @@ fn enum_value() -> impl Strategy<Value = i32> {
     prop_oneof![20 => 0i32..3, 1 => 3i32..6, 1 => Just(-1), 1 => Just(i32::MAX)]
 }
 
+/// Mostly no lease, since none exist and a lease refuses the whole request.
+fn lease() -> impl Strategy<Value = i64> {
+    prop_oneof![9 => Just(0i64), 1 => number()]
+}
+
 fn range() -> impl Strategy<Value = RangeRequest> {
     (
         (key(), key(), number(), number(), enum_value(), enum_value()),
@@ -68,7 +73,7 @@ fn put() -> impl Strategy<Value = PutRequest> {
     (
         key(),
         key(),
-        number(),
+        lease(),
         any::<bool>(),
         any::<bool>(),
         any::<bool>(),
