@@ -56,6 +56,10 @@ fn main() {
     for (name, adjust) in VARIANTS {
         let mut config = SimConfig::new(nodes, FaultSet::all());
         adjust(&mut config);
+        if let Err(error) = config.validate() {
+            eprintln!("{name}: {error}");
+            std::process::exit(2);
+        }
         let batch = run_seeds(&config, 1..seeds + 1, 2, |_| {});
         println!(
             "{name:<40} {} of {} seeds passed, {} elections, {} snapshots installed, {} operations checked",

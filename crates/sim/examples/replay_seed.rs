@@ -36,6 +36,10 @@ fn main() {
     let mut config = SimConfig::new(nodes, faults);
     config.trace_events_max = events;
     config.workload.read_context_reused_on_retry = reuse_read_context;
+    if let Err(error) = config.validate() {
+        eprintln!("{error}");
+        std::process::exit(2);
+    }
     match run_seed(&config, seed) {
         Ok(summary) => println!("seed {seed} passed: {summary:#?}"),
         Err(violation) => {

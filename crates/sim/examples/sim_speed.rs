@@ -19,6 +19,10 @@ fn main() {
     let nodes = arguments.next().unwrap_or(5) as usize;
     let threads = arguments.next().unwrap_or(1) as usize;
     let config = SimConfig::new(nodes, FaultSet::all());
+    if let Err(error) = config.validate() {
+        eprintln!("{error}");
+        std::process::exit(2);
+    }
     let started = Instant::now();
     let batch = run_seeds(&config, 1..seeds + 1, threads, |_| {});
     let wall_seconds = started.elapsed().as_secs_f64();

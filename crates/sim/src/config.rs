@@ -179,6 +179,36 @@ pub struct SimMutations {
     pub persisted_messages_before_fsync: bool,
 }
 
+/// The largest cluster the simulator runs (Raft clusters are small; the
+/// checkers compare members pairwise).
+pub const NODE_COUNT_MAX: usize = 15;
+
+/// A configuration the simulator refuses to run.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SimConfigError {
+    #[error(
+        "a cluster needs 1 to {NODE_COUNT_MAX} members, not {node_count}; pass --nodes 3, 5 or 7"
+    )]
+    NodeCount { node_count: usize },
+    #[error("tick_us is 0; virtual time must advance by at least 1 us per tick")]
+    ZeroTick,
+    #[error("election_ticks ({election_ticks}) must exceed heartbeat_ticks ({heartbeat_ticks}), which must be at least 1")]
+    Timeouts {
+        election_ticks: u32,
+        heartbeat_ticks: u32,
+    },
+    #[error("{name} range is [{min_us}, {max_us}] us; the minimum must not exceed the maximum (and the fault interval must be above 0)")]
+    InvertedRange {
+        name: &'static str,
+        min_us: u64,
+        max_us: u64,
+    },
+    #[error("{name} is {value}; a probability lies between 0 and 1")]
+    Probability { name: &'static str, value: f64 },
+    #[error("clients need at least one key to work on; set workload.key_count above 0")]
+    NoKeys,
+}
+
 /// Everything about a run except its seed.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -275,6 +305,77 @@ impl SimConfig {
         }
     }
 
+    /// Checks the settings a run relies on; the CLI calls this before running
+    /// any seed so a bad flag is an error, not a panic mid-run.
+    pub fn validate(&self) -> Result<(), SimConfigError> {
+        if self.node_count == 0 || self.node_count > NODE_COUNT_MAX {
+            return Err(SimConfigError::NodeCount {
+                node_count: self.node_count,
+            });
+        }
+        if self.tick_us == 0 {
+            return Err(SimConfigError::ZeroTick);
+        }
+        if self.heartbeat_ticks == 0 || self.election_ticks <= self.heartbeat_ticks {
+            return Err(SimConfigError::Timeouts {
+                election_ticks: self.election_ticks,
+                heartbeat_ticks: self.heartbeat_ticks,
+            });
+        }
+        let ranges = [
+            (
+                "network latency",
+                self.network.latency_us_min,
+                self.network.latency_us_max,
+            ),
+            (
+                "fsync latency",
+                self.disk.fsync_us_min,
+                self.disk.fsync_us_max,
+            ),
+            (
+                "fault interval",
+                self.fault_interval_us_min,
+                self.fault_interval_us_max,
+            ),
+            (
+                "fault duration",
+                self.fault_duration_us_min,
+                self.fault_duration_us_max,
+            ),
+        ];
+        for (name, min_us, max_us) in ranges {
+            if min_us > max_us {
+                return Err(SimConfigError::InvertedRange {
+                    name,
+                    min_us,
+                    max_us,
+                });
+            }
+        }
+        if self.fault_interval_us_max == 0 {
+            return Err(SimConfigError::InvertedRange {
+                name: "fault interval",
+                min_us: self.fault_interval_us_min,
+                max_us: 0,
+            });
+        }
+        let probabilities = [
+            ("drop probability", self.network.drop_probability),
+            ("duplicate probability", self.network.duplicate_probability),
+            ("torn write probability", self.disk.torn_write_probability),
+        ];
+        for (name, value) in probabilities {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(SimConfigError::Probability { name, value });
+            }
+        }
+        if self.workload.client_count > 0 && self.workload.key_count == 0 {
+            return Err(SimConfigError::NoKeys);
+        }
+        Ok(())
+    }
+
     /// The longest randomized election timeout, in virtual microseconds.
     pub fn election_timeout_us_max(&self) -> u64 {
         2 * u64::from(self.election_ticks) * self.tick_us
@@ -284,6 +385,37 @@ impl SimConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn defaults_validate_and_nonsense_is_named() {
+        for nodes in [1, 3, 5, 7] {
+            assert_eq!(SimConfig::new(nodes, FaultSet::all()).validate(), Ok(()));
+        }
+        let error = SimConfig::new(0, FaultSet::all()).validate().unwrap_err();
+        assert!(error.to_string().contains("--nodes"));
+        let mut config = SimConfig::new(3, FaultSet::all());
+        config.disk.fsync_us_min = 10;
+        config.disk.fsync_us_max = 5;
+        assert!(matches!(
+            config.validate(),
+            Err(SimConfigError::InvertedRange {
+                name: "fsync latency",
+                ..
+            })
+        ));
+        let mut config = SimConfig::new(3, FaultSet::all());
+        config.network.drop_probability = 1.5;
+        assert!(matches!(
+            config.validate(),
+            Err(SimConfigError::Probability { .. })
+        ));
+        let mut config = SimConfig::new(3, FaultSet::all());
+        config.election_ticks = 2;
+        assert!(matches!(
+            config.validate(),
+            Err(SimConfigError::Timeouts { .. })
+        ));
+    }
 
     #[test]
     fn seed_ranges_parse_and_reject_nonsense() {

@@ -57,7 +57,9 @@ pub mod trace;
 pub mod violation;
 pub mod world;
 
-pub use config::{parse_seed_range, FaultSet, ReadMode, SimConfig, SimMutations};
+pub use config::{
+    parse_seed_range, FaultSet, ReadMode, SimConfig, SimConfigError, SimMutations,
+};
 pub use runner::{run_seed, run_seeds, BatchSummary, SeedOutcome, Summary};
 pub use violation::{Invariant, Violation};
 pub use world::{PartitionKind, World};
