@@ -5,7 +5,7 @@
 //! Owns: the verbs a scenario uses. Must never: bypass the core or the
 //! checkers (every action goes through the same paths the nemesis uses).
 
-use raft::{LogIndex, NodeId, Role, Storage};
+use raft::{LogIndex, NodeId, Storage};
 
 use super::member::Input;
 use super::World;
@@ -89,14 +89,6 @@ impl World {
             data: data.to_vec(),
         });
         self.checker.find_committed(wanted)
-    }
-
-    /// Number of running members in `role`.
-    pub fn count_role(&self, role: Role) -> usize {
-        self.members
-            .iter()
-            .filter(|member| member.is_up() && member.role == role)
-            .count()
     }
 
     /// The index `node`'s durable snapshot covers (0 before any compaction).
