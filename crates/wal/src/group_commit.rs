@@ -1,22 +1,24 @@
 //! [`GroupCommitter`]: many threads appending to one [`Wal`]. Callers queue
-//! their payloads and wait; one background thread takes everything queued,
-//! appends it and syncs once, then wakes every caller whose entry is now
-//! durable. Under load a sync covers as many entries as arrived during the
+//! their payloads; whichever waiting caller finds no sync in progress becomes
+//! the leader: it takes everything queued, appends it, syncs once, and wakes
+//! the callers whose entries that sync covered (plus one still waiting, to lead
+//! the next sync). Under load a sync covers everything that arrived during the
 //! previous one, so the fsync rate stays at the disk's limit while the entry
-//! rate grows with the number of callers.
+//! rate grows with the number of callers; with one caller, that caller syncs
+//! its own entry with no hand-off to another thread.
 //!
-//! Only the callers whose entries a sync covered are woken (each parks on its
-//! own thread handle), so a sync does not stampede every waiting caller onto
-//! the lock the writer thread needs next.
+//! Each caller parks on its own thread handle and is woken only when its entry
+//! is durable (or it is to lead), so a sync never stampedes every waiting
+//! caller onto the lock.
 //!
 //! It never reorders entries: indexes are assigned in submission order and
 //! written in that order. It never reports an index durable before the
 //! fdatasync covering it has returned.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::{JoinHandle, Thread};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use raft::{Entry, EntryKind, LogIndex, Term};
@@ -51,17 +53,18 @@ pub struct GroupCommitStats {
     pub entries_durable: u64,
     /// Write-and-fdatasync rounds; each covers one batch.
     pub syncs: u64,
-    /// Time the writer thread spent encoding, writing and syncing batches: the
-    /// rest of its time it waited for work. Close to the elapsed time means
-    /// the disk was kept syncing back to back.
+    /// Time spent encoding, writing and syncing batches. Close to the elapsed
+    /// time means the disk was kept syncing back to back.
     pub write_and_sync_time: Duration,
 }
 
 #[derive(Debug)]
 struct State {
-    /// Payloads not yet taken by the writer thread; the front one has index `queue_first_index`.
+    /// Payloads not yet taken by a leader; the front one has index `queue_first_index`.
     queue: VecDeque<Vec<u8>>,
     queue_first_index: LogIndex,
+    /// The log while no leader is syncing it; the leader takes it out.
+    wal: Option<Wal>,
     /// Callers waiting for an index to be durable, in index order.
     waiters: VecDeque<(LogIndex, Thread)>,
     failure: Option<String>,
@@ -69,46 +72,21 @@ struct State {
     stats: GroupCommitStats,
 }
 
-#[derive(Debug)]
-struct Shared {
-    state: Mutex<State>,
-    /// Written only by the writer thread while it holds `state`, so a caller
-    /// that checks it under the lock and then registers cannot miss a wakeup;
-    /// woken callers read it without the lock.
-    durable_index: AtomicU64,
-    failed: AtomicBool,
-    work_queued: Condvar,
-    queue_drained: Condvar,
-}
-
-impl Shared {
-    /// A poisoned mutex means a thread panicked while holding it; the state is
-    /// still consistent (every update is a single assignment), so keep going.
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn failure(&self) -> WalError {
-        let cause = self.lock().failure.clone();
-        WalError::Poisoned {
-            cause: cause.unwrap_or_else(|| "the group committer failed".into()),
-        }
-    }
-}
-
 /// Shares one [`Wal`] among many appending threads. See the module documentation.
 #[derive(Debug)]
 pub struct GroupCommitter {
-    shared: Arc<Shared>,
-    writer: Option<JoinHandle<Wal>>,
-    queue_entries_max: usize,
+    state: Mutex<State>,
+    /// Written only by a leader while it holds `state`, so a caller that checks
+    /// it under the lock and then registers cannot miss its wakeup; parked
+    /// callers read it without the lock.
+    durable_index: AtomicU64,
+    /// Signalled when a leader takes entries from the queue or hands the log back.
+    queue_drained: Condvar,
+    options: GroupCommitOptions,
 }
 
 impl GroupCommitter {
-    /// Takes over `wal` and starts the writer thread. New entries follow the
-    /// log's last index.
+    /// Takes over `wal`. New entries follow the log's last index.
     pub fn start(wal: Wal, options: GroupCommitOptions) -> Result<Self, WalError> {
         if options.batch_entries_max == 0 || options.queue_entries_max == 0 {
             return Err(WalError::InvalidOptions(
@@ -116,50 +94,35 @@ impl GroupCommitter {
             ));
         }
         let last_index = wal.last_index();
-        let dir = wal.dir().to_path_buf();
-        let shared = Arc::new(Shared {
+        Ok(GroupCommitter {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 queue_first_index: last_index + 1,
+                wal: Some(wal),
                 waiters: VecDeque::new(),
                 failure: None,
                 stopping: false,
                 stats: GroupCommitStats::default(),
             }),
             durable_index: AtomicU64::new(last_index),
-            failed: AtomicBool::new(false),
-            work_queued: Condvar::new(),
             queue_drained: Condvar::new(),
-        });
-        let thread_shared = Arc::clone(&shared);
-        let writer = std::thread::Builder::new()
-            .name("wal-group-commit".into())
-            .spawn(move || write_loop(wal, &thread_shared, options))
-            .map_err(|source| WalError::io("starting the group commit thread of", &dir, source))?;
-        Ok(GroupCommitter {
-            shared,
-            writer: Some(writer),
-            queue_entries_max: options.queue_entries_max,
+            options,
         })
     }
 
-    /// Queues `data` as the next entry and returns its index, without waiting
-    /// for it to be durable. Blocks while the queue is full.
+    /// A poisoned mutex means a thread panicked while holding it; every update
+    /// of the state is a single step, so it is still consistent.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues `data` as the next entry and returns its index without waiting.
+    /// It is written by the next sync some caller leads ([`GroupCommitter::wait_durable`],
+    /// [`GroupCommitter::append`]) or by [`GroupCommitter::stop`]. Blocks while the queue is full.
     pub fn submit(&self, data: Vec<u8>) -> Result<LogIndex, WalError> {
-        self.enqueue(data, false)
-    }
-
-    /// Appends `data` as one entry and returns its index once it is durable.
-    pub fn append(&self, data: Vec<u8>) -> Result<LogIndex, WalError> {
-        let index = self.enqueue(data, true)?;
-        self.park_until_durable(index)?;
-        Ok(index)
-    }
-
-    /// Queues `data`; with `register_waiter`, also registers this thread to be
-    /// woken when it is durable (one lock acquisition for both).
-    fn enqueue(&self, data: Vec<u8>, register_waiter: bool) -> Result<LogIndex, WalError> {
-        let mut state = self.shared.lock();
+        let mut state = self.lock();
         loop {
             if let Some(cause) = &state.failure {
                 return Err(WalError::Poisoned {
@@ -171,34 +134,33 @@ impl GroupCommitter {
                     "the group committer is stopping".into(),
                 ));
             }
-            if state.queue.len() < self.queue_entries_max {
+            if state.queue.len() < self.options.queue_entries_max {
                 break;
             }
             state = self
-                .shared
                 .queue_drained
                 .wait(state)
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
         }
         let index = state.queue_first_index + state.queue.len() as u64;
         state.queue.push_back(data);
-        if register_waiter {
-            debug_assert!(state
-                .waiters
-                .back()
-                .is_none_or(|(waiting_for, _)| *waiting_for < index));
-            state.waiters.push_back((index, std::thread::current()));
-        }
-        drop(state);
-        self.shared.work_queued.notify_one();
         Ok(index)
     }
 
-    /// Blocks until `index` is durable; returns the durable index (≥ `index`).
+    /// Appends `data` as one entry and returns its index once it is durable.
+    pub fn append(&self, data: Vec<u8>) -> Result<LogIndex, WalError> {
+        let index = self.submit(data)?;
+        self.wait_durable(index)?;
+        Ok(index)
+    }
+
+    /// Blocks until `index` (already submitted) is durable, leading syncs
+    /// while nobody else does; returns the durable index (≥ `index`).
     pub fn wait_durable(&self, index: LogIndex) -> Result<LogIndex, WalError> {
-        {
-            let mut state = self.shared.lock();
-            let durable_index = self.shared.durable_index.load(Ordering::Acquire);
+        let mut registered = false;
+        let mut state = self.lock();
+        loop {
+            let durable_index = self.durable_index.load(Ordering::Acquire);
             if durable_index >= index {
                 return Ok(durable_index);
             }
@@ -207,94 +169,67 @@ impl GroupCommitter {
                     cause: cause.clone(),
                 });
             }
-            let position = state
-                .waiters
-                .partition_point(|(waiting_for, _)| *waiting_for <= index);
-            state
-                .waiters
-                .insert(position, (index, std::thread::current()));
-        }
-        self.park_until_durable(index)
-    }
-
-    /// Parks until the writer thread has made `index` durable (it unparks the
-    /// waiters it covered) or has failed. Requires a registered waiter.
-    fn park_until_durable(&self, index: LogIndex) -> Result<LogIndex, WalError> {
-        loop {
-            let durable_index = self.shared.durable_index.load(Ordering::Acquire);
-            if durable_index >= index {
-                return Ok(durable_index);
+            if index >= state.queue_first_index + state.queue.len() as u64 {
+                return Err(WalError::InvalidRequest(format!(
+                    "index {index} was never submitted (the next index is {})",
+                    state.queue_first_index + state.queue.len() as u64
+                )));
             }
-            if self.shared.failed.load(Ordering::Acquire) {
-                return Err(self.shared.failure());
+            if state.wal.is_some() && !state.queue.is_empty() {
+                state = self.lead_one_sync(state);
+                continue;
             }
-            // An unpark that came before this park makes it return at once,
-            // so no wakeup is lost between registering and parking.
+            if !registered {
+                let position = state
+                    .waiters
+                    .partition_point(|(waiting_for, _)| *waiting_for <= index);
+                state
+                    .waiters
+                    .insert(position, (index, std::thread::current()));
+                registered = true;
+            }
+            drop(state);
+            // An unpark that came before this park makes it return at once, so
+            // no wakeup is lost between registering and parking.
             std::thread::park();
+            state = self.lock();
         }
     }
 
-    pub fn durable_index(&self) -> LogIndex {
-        self.shared.durable_index.load(Ordering::Acquire)
-    }
-
-    pub fn stats(&self) -> GroupCommitStats {
-        self.shared.lock().stats
-    }
-
-    /// Writes what is queued, stops the writer thread and hands the log back.
-    pub fn stop(mut self) -> Result<Wal, WalError> {
-        let wal = self.stop_writer();
-        let failure = self.shared.lock().failure.clone();
-        match (wal, failure) {
-            (Some(wal), None) => Ok(wal),
-            (_, Some(cause)) => Err(WalError::Poisoned { cause }),
-            (None, None) => Err(WalError::Poisoned {
-                cause: "the group commit thread panicked".into(),
-            }),
-        }
-    }
-
-    fn stop_writer(&mut self) -> Option<Wal> {
-        self.shared.lock().stopping = true;
-        self.shared.work_queued.notify_all();
-        self.shared.queue_drained.notify_all();
-        self.writer.take().and_then(|handle| handle.join().ok())
-    }
-}
-
-impl Drop for GroupCommitter {
-    fn drop(&mut self) {
-        self.stop_writer();
-    }
-}
-
-/// The writer thread: take a batch, append it, sync once, publish the durable index.
-fn write_loop(mut wal: Wal, shared: &Shared, options: GroupCommitOptions) -> Wal {
-    loop {
-        let Some((first_index, payloads)) = take_batch(shared, options.batch_entries_max) else {
-            return wal;
-        };
-        let entries: Vec<Entry> = payloads
-            .into_iter()
+    /// Takes the log and a batch, appends and syncs it without the lock, then
+    /// publishes the durable index and wakes the callers it covered, plus the
+    /// first one still waiting when entries remain queued, to lead next.
+    fn lead_one_sync<'a>(&'a self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        let mut wal = state
+            .wal
+            .take()
+            .expect("the caller checked the log is free");
+        let count = state.queue.len().min(self.options.batch_entries_max);
+        let first_index = state.queue_first_index;
+        let entries: Vec<Entry> = state
+            .queue
+            .drain(..count)
             .enumerate()
             .map(|(offset, data)| Entry {
-                term: options.term,
+                term: self.options.term,
                 index: first_index + offset as u64,
                 kind: EntryKind::Normal,
                 data,
             })
             .collect();
-        let count = entries.len() as u64;
+        state.queue_first_index += count as u64;
+        drop(state);
+        self.queue_drained.notify_all();
         let started = Instant::now();
         let result = wal.append_owned(entries).and_then(|()| wal.sync());
         let write_and_sync_time = started.elapsed();
-        let mut state = shared.lock();
-        let to_wake: Vec<Thread> = match result {
+        let mut state = self.lock();
+        state.wal = Some(wal);
+        let mut to_wake: Vec<Thread> = match result {
             Ok(durable_index) => {
-                debug_assert_eq!(durable_index, first_index + count - 1);
-                shared.durable_index.store(durable_index, Ordering::Release);
-                state.stats.entries_durable += count;
+                debug_assert_eq!(durable_index, first_index + count as u64 - 1);
+                self.durable_index.store(durable_index, Ordering::Release);
+                state.stats.entries_durable += count as u64;
                 state.stats.syncs += 1;
                 state.stats.write_and_sync_time += write_and_sync_time;
                 let covered = state
@@ -308,42 +243,52 @@ fn write_loop(mut wal: Wal, shared: &Shared, options: GroupCommitOptions) -> Wal
             }
             Err(error) => {
                 state.failure = Some(error.to_string());
-                shared.failed.store(true, Ordering::Release);
                 state.waiters.drain(..).map(|(_, thread)| thread).collect()
             }
         };
-        let failed = state.failure.is_some();
+        if !state.queue.is_empty() {
+            to_wake.extend(state.waiters.front().map(|(_, thread)| thread.clone()));
+        }
         drop(state);
+        self.queue_drained.notify_all();
         for thread in to_wake {
             thread.unpark();
         }
-        if failed {
-            shared.queue_drained.notify_all();
-            return wal;
-        }
+        self.lock()
     }
-}
 
-/// Waits for queued payloads and takes up to `batch_entries_max` of them;
-/// `None` once stopping with nothing left.
-fn take_batch(shared: &Shared, batch_entries_max: usize) -> Option<(LogIndex, Vec<Vec<u8>>)> {
-    let mut state = shared.lock();
-    while state.queue.is_empty() && !state.stopping {
-        state = shared
-            .work_queued
-            .wait(state)
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    pub fn durable_index(&self) -> LogIndex {
+        self.durable_index.load(Ordering::Acquire)
     }
-    if state.queue.is_empty() {
-        return None;
+
+    pub fn stats(&self) -> GroupCommitStats {
+        self.lock().stats
     }
-    let count = state.queue.len().min(batch_entries_max);
-    let first_index = state.queue_first_index;
-    let payloads: Vec<Vec<u8>> = state.queue.drain(..count).collect();
-    state.queue_first_index += count as u64;
-    drop(state);
-    shared.queue_drained.notify_all();
-    Some((first_index, payloads))
+
+    /// Refuses new entries, writes what is queued, and hands the log back.
+    pub fn stop(self) -> Result<Wal, WalError> {
+        let mut state = self.lock();
+        state.stopping = true;
+        loop {
+            if let Some(cause) = &state.failure {
+                return Err(WalError::Poisoned {
+                    cause: cause.clone(),
+                });
+            }
+            match (state.wal.is_some(), state.queue.is_empty()) {
+                (true, true) => break,
+                (true, false) => state = self.lead_one_sync(state),
+                (false, _) => {
+                    state = self
+                        .queue_drained
+                        .wait(state)
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                }
+            }
+        }
+        let wal = state.wal.take().expect("checked above");
+        Ok(wal)
+    }
 }
 
 #[cfg(test)]
@@ -351,6 +296,7 @@ mod tests {
     use super::*;
     use crate::wal::{WalOptions, MIN_SEGMENT_BYTES};
     use raft::Storage;
+    use std::sync::Arc;
 
     fn open_wal(dir: &std::path::Path) -> Wal {
         let options = WalOptions {
