@@ -608,3 +608,17 @@ fn masking_hides_only_volatile_fields() {
         "values are never masked"
     );
 }
+
+/// The comparison itself can fail: a key only etcd has makes `get` differ.
+#[test]
+fn a_real_difference_fails_the_comparison() {
+    let Some(pair) = Pair::start() else {
+        return;
+    };
+    let put = etcdctl(&pair.etcd.endpoint, &["put", "only-in-etcd", "1"], None);
+    assert!(put.success, "{put:?}");
+    let compared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pair.same(&["get", "only-in-etcd"])
+    }));
+    assert!(compared.is_err(), "the comparison missed a difference");
+}
