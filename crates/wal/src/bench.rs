@@ -10,8 +10,9 @@
 //! notices the completion at its next timer tick), and a log under load keeps
 //! the CPUs busy. Because of that, and because a shared disk's speed drifts
 //! from one second to the next, the report also gives a measure that needs no
-//! separate floor: the share of the run the writer thread spent writing and
-//! syncing. Near 100% means the log kept the disk syncing back to back.
+//! separate floor: the share of the run spent writing and syncing (by
+//! whichever caller led each sync). Near 100% means the log kept the disk
+//! syncing back to back.
 //!
 //! It writes only under the directory it is given, into fresh subdirectories
 //! it removes afterwards. It is a measurement, never a test: nothing here
@@ -47,7 +48,7 @@ pub struct BenchReport {
     pub syncs: u64,
     pub entries_per_second: f64,
     pub syncs_per_second: f64,
-    /// Share of the run the writer thread spent encoding, writing and syncing.
+    /// Share of the run spent encoding, writing and syncing batches.
     pub write_and_sync_share: f64,
     pub latency_us_p50: u64,
     pub latency_us_p99: u64,
