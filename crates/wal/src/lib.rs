@@ -11,7 +11,8 @@
 //!   hands the `Wal` to the core as its [`raft::Storage`].
 //! - [`GroupCommitter`] shares one `Wal` among many threads: their appends
 //!   become one write and one fdatasync per batch.
-//! - [`bench`] measures both against the disk's raw fdatasync rate.
+//! - [`bench`](mod@bench) measures the group-committed log against the disk's raw
+//!   fdatasync rate.
 
 pub mod bench;
 mod error;
