@@ -1,24 +1,30 @@
 //! Measures the simulator's speed: events and simulated seconds per wall
 //! second, over a batch of seeds with every fault enabled.
 //!
-//! Run: `cargo run --release -p sim --example sim_speed -- [seeds] [nodes] [threads]`
-//! (defaults: 200 seeds, 5 nodes, 1 thread). Exits non-zero if a seed fails,
-//! after printing its violation.
+//! Run: `cargo run --release -p sim --example sim_speed -- [seeds] [nodes] [threads] [vary]`
+//! (defaults: 200 seeds, 5 nodes, 1 thread; `vary` lets each seed draw its
+//! settings, see `SimConfig::varied_for_seed`). Exits non-zero if a seed
+//! fails, after printing its violation.
 
 use std::time::Instant;
 
 use sim::{run_seeds, FaultSet, SimConfig};
 
 fn main() {
-    let mut arguments = std::env::args().skip(1).map(|argument| {
-        argument.parse::<u64>().unwrap_or_else(|_| {
-            panic!("arguments are numbers: [seeds] [nodes] [threads], got {argument:?}")
-        })
-    });
+    let vary = std::env::args().any(|argument| argument == "vary");
+    let mut arguments = std::env::args()
+        .skip(1)
+        .filter(|argument| argument != "vary")
+        .map(|argument| {
+            argument.parse::<u64>().unwrap_or_else(|_| {
+                panic!("arguments are numbers: [seeds] [nodes] [threads], got {argument:?}")
+            })
+        });
     let seeds = arguments.next().unwrap_or(200);
     let nodes = arguments.next().unwrap_or(5) as usize;
     let threads = arguments.next().unwrap_or(1) as usize;
-    let config = SimConfig::new(nodes, FaultSet::all());
+    let mut config = SimConfig::new(nodes, FaultSet::all());
+    config.vary_per_seed = vary;
     if let Err(error) = config.validate() {
         eprintln!("{error}");
         std::process::exit(2);
@@ -33,7 +39,7 @@ fn main() {
         batch.seeds_passed,
         batch.failures.len()
     );
-    println!("nodes: {nodes}, threads: {threads}, faults: all");
+    println!("nodes: {nodes}, threads: {threads}, faults: all, settings varied per seed: {vary}");
     println!(
         "wall time: {wall_seconds:.2} s ({:.1} ms per seed)",
         wall_seconds * 1e3 / seeds as f64

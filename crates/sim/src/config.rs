@@ -6,6 +6,8 @@
 //! Must never: hold state of a run.
 
 use std::ops::Range;
+
+use crate::rng::SimRng;
 use std::str::FromStr;
 
 /// How clients' Gets are served.
@@ -251,6 +253,10 @@ pub struct SimConfig {
     pub trace_events_max: usize,
     /// Check the client history for linearizability at the end of the run.
     pub check_linearizability: bool,
+    /// Let each seed also draw the core's switches and the environment's
+    /// knobs (see [`SimConfig::varied_for_seed`]), so many seeds cover many
+    /// settings, not one.
+    pub vary_per_seed: bool,
 }
 
 impl SimConfig {
@@ -302,7 +308,46 @@ impl SimConfig {
             core_mutation: None,
             trace_events_max: 48,
             check_linearizability: true,
+            vary_per_seed: false,
         }
+    }
+
+    /// This configuration with settings drawn from `seed`: PreVote and
+    /// CheckQuorum on or off, one entry per append or many, how often members
+    /// snapshot, disk and network speed and loss, client load, heartbeat and
+    /// election timing. The draw uses its own generator, so the run itself
+    /// still depends on the seed alone. Faults stay as configured.
+    pub fn varied_for_seed(&self, seed: u64) -> SimConfig {
+        const VARIATION_STREAM: u64 = 0x7661_7269_6564_2121;
+        let mut rng = SimRng::new(seed ^ VARIATION_STREAM);
+        let mut config = self.clone();
+        config.pre_vote = rng.chance(0.75);
+        config.check_quorum = rng.chance(0.75);
+        if rng.chance(0.25) {
+            config.message_bytes_max = 1;
+        }
+        config.snapshot_interval_entries = [0, 4, 16, 32, 128][rng.index(5)];
+        if rng.chance(0.25) {
+            config.heartbeat_ticks = 1;
+            config.election_ticks = rng.between(4, 10) as u32;
+        }
+        // Raft's timing assumption: a round trip plus an fsync must fit well
+        // within the shortest election timeout, or no election can finish.
+        let budget_us = u64::from(config.election_ticks) * config.tick_us / 2;
+        let fsync_ceiling_us = (budget_us / 2).clamp(config.disk.fsync_us_min, 40_000);
+        config.disk.fsync_us_max = rng.between(config.disk.fsync_us_min, fsync_ceiling_us);
+        let latency_ceiling_us = (budget_us / 4).clamp(config.network.latency_us_min, 20_000);
+        config.network.latency_us_max =
+            rng.between(config.network.latency_us_min, latency_ceiling_us);
+        if config.faults.unreliable_network {
+            config.network.drop_probability = rng.between(0, 20) as f64 / 100.0;
+            config.network.duplicate_probability = rng.between(0, 5) as f64 / 100.0;
+        }
+        config.workload.client_count = rng.between(1, 10) as usize;
+        config.workload.key_count = rng.between(1, 5) as u8;
+        config.vary_per_seed = false;
+        debug_assert_eq!(config.validate(), Ok(()), "a variation stays valid");
+        config
     }
 
     /// Checks the settings a run relies on; the CLI calls this before running
@@ -385,6 +430,31 @@ impl SimConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn variations_differ_by_seed_and_stay_valid() {
+        let base = SimConfig::new(5, FaultSet::all());
+        let drawn: Vec<(bool, bool, u64, u64, usize)> = (0..64)
+            .map(|seed| {
+                let config = base.varied_for_seed(seed);
+                assert_eq!(config.validate(), Ok(()));
+                assert_eq!(config.faults, base.faults);
+                (
+                    config.pre_vote,
+                    config.check_quorum,
+                    config.message_bytes_max,
+                    config.snapshot_interval_entries,
+                    config.workload.client_count,
+                )
+            })
+            .collect();
+        assert!(drawn.iter().any(|knobs| !knobs.0) && drawn.iter().any(|knobs| knobs.0));
+        assert!(drawn.iter().any(|knobs| knobs.2 == 1));
+        assert_eq!(
+            base.varied_for_seed(7).snapshot_interval_entries,
+            base.varied_for_seed(7).snapshot_interval_entries
+        );
+    }
 
     #[test]
     fn defaults_validate_and_nonsense_is_named() {

@@ -82,7 +82,15 @@ impl std::fmt::Display for Summary {
 
 /// Runs one seed: faults and clients for the fault phase, then healing until
 /// the cluster is quiescent, then the final checks and linearizability.
+/// With [`SimConfig::vary_per_seed`], the seed first draws the settings.
 pub fn run_seed(config: &SimConfig, seed: u64) -> Result<Summary, Violation> {
+    let varied;
+    let config = if config.vary_per_seed {
+        varied = config.varied_for_seed(seed);
+        &varied
+    } else {
+        config
+    };
     let mut world = World::new(config.clone(), seed);
     let budget_us =
         config.fault_phase_us + config.heal_completion_us_max + config.election_timeout_us_max();

@@ -46,6 +46,13 @@ fn mixed_faults_on_three_and_seven_members() {
 }
 
 #[test]
+fn mixed_faults_with_settings_drawn_per_seed() {
+    let mut config = SimConfig::new(5, FaultSet::all());
+    config.vary_per_seed = true;
+    assert_all_pass(&config, 5000..5100);
+}
+
+#[test]
 fn a_seed_replays_bit_for_bit() {
     let config = SimConfig::new(5, FaultSet::all());
     let first = run_seed(&config, 42).unwrap_or_else(|violation| panic!("{violation}"));
