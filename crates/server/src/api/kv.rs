@@ -72,6 +72,7 @@ impl<B: Backend> KvService<B> {
             .await
             .map_err(backend_error)?;
         let begin_revision = applied.revision - i64::from(!applied.events.is_empty());
+        debug_assert!(begin_revision >= 1, "revisions start at 1: {applied:?}");
         match applied.result {
             Ok(mvcc::Response::Txn(response)) => Ok((response, applied.revision, begin_revision)),
             Ok(other) => Err(mismatched("txn", &other)),
