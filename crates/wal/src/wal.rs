@@ -450,10 +450,14 @@ impl Wal {
         Ok(())
     }
 
-    /// Test hook: the disk accepts `bytes` more bytes of log writes, then is full.
+    /// Test hook: the disk accepts `bytes` more bytes of log writes (or, with
+    /// `while_preallocating`, of zero-filling new segments), then is full.
     #[cfg(test)]
-    pub(crate) fn inject_disk_full_after(&mut self, bytes: u64) {
-        self.writer.disk_bytes_left = Some(bytes);
+    pub(crate) fn inject_disk_full_after(&mut self, bytes: u64, while_preallocating: bool) {
+        self.writer.limit_disk(
+            crate::writer::DiskBudget::limited(bytes),
+            while_preallocating,
+        );
     }
 }
 
@@ -667,6 +671,39 @@ mod tests {
     }
 
     #[test]
+    fn disk_full_while_preallocating_a_segment_loses_nothing_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::create(dir.path(), &options(), vec![1]).unwrap();
+        // Segments prepared from now on cannot be zero-filled.
+        wal.inject_disk_full_after(4096, true);
+        let mut acknowledged = 0;
+        let error = loop {
+            let first = acknowledged + 1;
+            match wal.persist(None, &entries(first, first + 9, 1)) {
+                Ok(last) => acknowledged = last,
+                Err(error) => break error,
+            }
+            assert!(acknowledged < 10_000, "the disk never filled up");
+        };
+        assert!(matches!(error, WalError::DiskFull { .. }), "{error}");
+        assert!(error.to_string().contains("preallocating"), "{error}");
+        assert!(
+            segment_count(dir.path()) >= 2,
+            "the first rollover used the segment prepared before the limit"
+        );
+        drop(wal);
+        let wal = Wal::open(dir.path(), &options()).unwrap();
+        // The failed batch's first records went into the sealed segment and may
+        // have survived; they were never acknowledged, and they are intact.
+        let last = wal.last_index();
+        assert!((acknowledged..=acknowledged + 10).contains(&last), "{last}");
+        assert_eq!(
+            wal.entries(1, last + 1, u64::MAX).unwrap(),
+            entries(1, last, 1)
+        );
+    }
+
+    #[test]
     fn snapshot_that_would_discard_committed_entries_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let mut wal = Wal::create(dir.path(), &options(), vec![1]).unwrap();
@@ -724,7 +761,7 @@ mod tests {
             commit: 20,
         };
         wal.persist(Some(hard_state), &entries(1, 20, 1)).unwrap();
-        wal.inject_disk_full_after(100);
+        wal.inject_disk_full_after(100, false);
         let error = wal.persist(None, &entries(21, 40, 1)).unwrap_err();
         assert!(matches!(error, WalError::DiskFull { .. }), "{error}");
         assert!(error.to_string().contains("free space"), "{error}");

@@ -18,8 +18,11 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use raft::{Entry, HardState, LogIndex};
@@ -90,10 +93,7 @@ pub(crate) struct SegmentWriter {
     head: HeadState,
     last_index_encoded: LogIndex,
     preparer: SegmentPreparer,
-    /// Test hook: the file system accepts this many more bytes of batch writes,
-    /// then fails with "no space left" after a partial write.
-    #[cfg(test)]
-    pub(crate) disk_bytes_left: Option<u64>,
+    disk_budget: DiskBudget,
 }
 
 impl SegmentWriter {
@@ -164,8 +164,7 @@ impl SegmentWriter {
             head,
             last_index_encoded,
             preparer,
-            #[cfg(test)]
-            disk_bytes_left: None,
+            disk_budget: DiskBudget::default(),
         }
     }
 
@@ -265,31 +264,20 @@ impl SegmentWriter {
         Ok(())
     }
 
-    #[cfg(not(test))]
     fn write_at_active(&mut self, offset: u64) -> Result<(), WalError> {
-        self.active
-            .file
-            .write_all_at(&self.pending, offset)
+        write_all_at_within_budget(&self.active.file, &self.pending, offset, &self.disk_budget)
             .map_err(|source| WalError::io("writing segment", &self.active.path, source))
     }
 
+    /// Test hook: batch writes from now on, or the zero-filling of segments
+    /// prepared from now on, fail like a full disk once `budget` runs out.
     #[cfg(test)]
-    fn write_at_active(&mut self, offset: u64) -> Result<(), WalError> {
-        let allowed = self.disk_bytes_left.map_or(self.pending.len(), |left| {
-            (left as usize).min(self.pending.len())
-        });
-        let result = self
-            .active
-            .file
-            .write_all_at(&self.pending[..allowed], offset);
-        if let Some(left) = self.disk_bytes_left.as_mut() {
-            *left -= allowed as u64;
+    pub(crate) fn limit_disk(&mut self, budget: DiskBudget, while_preallocating: bool) {
+        if while_preallocating {
+            self.preparer.disk_budget = budget;
+        } else {
+            self.disk_budget = budget;
         }
-        if result.is_ok() && allowed < self.pending.len() {
-            let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
-            return Err(WalError::io("writing segment", &self.active.path, full));
-        }
-        result.map_err(|source| WalError::io("writing segment", &self.active.path, source))
     }
 
     /// Seals the active segment (durably) and starts the next one.
@@ -392,6 +380,7 @@ struct SegmentPreparer {
     dir: PathBuf,
     segment_bytes: u64,
     in_flight: Option<(u64, JoinHandle<Result<File, WalError>>)>,
+    disk_budget: DiskBudget,
 }
 
 impl SegmentPreparer {
@@ -400,6 +389,7 @@ impl SegmentPreparer {
             dir: dir.to_path_buf(),
             segment_bytes,
             in_flight: None,
+            disk_budget: DiskBudget::default(),
         }
     }
 
@@ -412,9 +402,10 @@ impl SegmentPreparer {
         debug_assert!(self.in_flight.is_none());
         let path = self.temp_path(sequence);
         let segment_bytes = self.segment_bytes;
+        let disk_budget = self.disk_budget.clone();
         let spawned = std::thread::Builder::new()
             .name("wal-segment-prepare".into())
-            .spawn(move || zero_filled_file(&path, segment_bytes));
+            .spawn(move || zero_filled_file(&path, segment_bytes, &disk_budget));
         // If no thread can be spawned, `take` prepares the file in the foreground.
         if let Ok(handle) = spawned {
             self.in_flight = Some((sequence, handle));
@@ -434,7 +425,7 @@ impl SegmentPreparer {
                     ))
                 })
             }
-            _ => zero_filled_file(&path, self.segment_bytes),
+            _ => zero_filled_file(&path, self.segment_bytes, &self.disk_budget),
         };
         prepared.map(|file| (path, file))
     }
@@ -451,15 +442,15 @@ impl Drop for SegmentPreparer {
 
 /// Creates `path` filled with `bytes` zeros and synced, so later writes into it
 /// never allocate blocks (no ENOSPC, no metadata for fdatasync to flush).
-fn zero_filled_file(path: &Path, bytes: u64) -> Result<File, WalError> {
-    let result = write_zeros(path, bytes);
+fn zero_filled_file(path: &Path, bytes: u64, disk_budget: &DiskBudget) -> Result<File, WalError> {
+    let result = write_zeros(path, bytes, disk_budget);
     if result.is_err() {
         let _ = fs::remove_file(path);
     }
     result
 }
 
-fn write_zeros(path: &Path, bytes: u64) -> Result<File, WalError> {
+fn write_zeros(path: &Path, bytes: u64, disk_budget: &DiskBudget) -> Result<File, WalError> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -471,11 +462,56 @@ fn write_zeros(path: &Path, bytes: u64) -> Result<File, WalError> {
     let mut offset = 0u64;
     while offset < bytes {
         let chunk = (bytes - offset).min(ZERO_FILL_CHUNK_BYTES as u64) as usize;
-        file.write_all_at(&zeros[..chunk], offset)
+        write_all_at_within_budget(&file, &zeros[..chunk], offset, disk_budget)
             .map_err(|source| WalError::io("preallocating segment", path, source))?;
         offset += chunk as u64;
     }
     file.sync_all()
         .map_err(|source| WalError::io("syncing preallocated segment", path, source))?;
     Ok(file)
+}
+
+/// How many more bytes the disk accepts. Unlimited in real use (the real disk
+/// reports ENOSPC itself); tests set a limit to fill the disk at an exact point.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct DiskBudget {
+    bytes_left: Option<Arc<AtomicU64>>,
+}
+
+impl DiskBudget {
+    #[cfg(test)]
+    pub(crate) fn limited(bytes: u64) -> Self {
+        DiskBudget {
+            bytes_left: Some(Arc::new(AtomicU64::new(bytes))),
+        }
+    }
+
+    /// Grants up to `wanted` bytes.
+    fn take(&self, wanted: usize) -> usize {
+        let Some(bytes_left) = &self.bytes_left else {
+            return wanted;
+        };
+        let mut granted = 0;
+        let _ = bytes_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+            granted = left.min(wanted as u64);
+            Some(left - granted)
+        });
+        granted as usize
+    }
+}
+
+/// `write_all_at`, cut short with "no space left" when the budget runs out,
+/// as a full disk cuts a write short.
+fn write_all_at_within_budget(
+    file: &File,
+    bytes: &[u8],
+    offset: u64,
+    disk_budget: &DiskBudget,
+) -> io::Result<()> {
+    let granted = disk_budget.take(bytes.len());
+    file.write_all_at(&bytes[..granted], offset)?;
+    if granted < bytes.len() {
+        return Err(io::Error::from(io::ErrorKind::StorageFull));
+    }
+    Ok(())
 }

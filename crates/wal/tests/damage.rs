@@ -1,7 +1,8 @@
 //! Crafted damage, one case each: recovery must cut a torn tail and keep
 //! everything acknowledged, and must refuse to start, naming the file and
-//! offset, on damage to acknowledged data. (Disk full while appending is a unit
-//! test in `src/wal.rs`: it needs the test-only write limit.)
+//! offset, on damage to acknowledged data. (Disk full, while appending and
+//! while preallocating a segment, is tested in `src/wal.rs`: it needs the
+//! test-only disk budget.)
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt;
