@@ -18,9 +18,6 @@
 //!   (etcd leaves it out there);
 //! - Status reports version [`maintenance::ETCD_CLUSTER_VERSION`], the API
 //!   level, and the whole database file as in use;
-//! - a write is measured as the client sent it, while etcd measures its
-//!   internal envelope (about 16 bytes more), so a write within those bytes of
-//!   `request_bytes_max` passes here and fails in etcd;
 //! - a message beyond [`ApiLimits::decoding_bytes_max`] is refused by tonic
 //!   with `OutOfRange`, where etcd's gRPC server answers `ResourceExhausted`;
 //! - membership changes, Snapshot, MoveLeader and raising alarms answer
