@@ -1,6 +1,7 @@
 //! Many seeds of the mixed-fault workload (partitions, crashes with torn
 //! writes, a lossy network, clients through it all), plus the determinism
-//! guarantee every seed relies on. Takes about ten seconds.
+//! guarantee every seed relies on. Takes two to four seconds (debug build,
+//! two threads).
 
 use sim::{run_seed, run_seeds, FaultSet, SimConfig};
 

@@ -1,6 +1,6 @@
 //! Deliberate bugs the simulator must catch: each test switches one on and
 //! asserts a violation appears within a bounded number of seeds. A checker
-//! that misses its bug fails here. Takes a few seconds (each mutation stops
+//! that misses its bug fails here. Takes under a second (each mutation stops
 //! at its first failing seed).
 //!
 //! Core-side switches need the `mutations` feature and a build without debug
