@@ -394,6 +394,7 @@ fn put_get_and_delete_match_etcd() {
     assert_eq!(pair.ok(&["put", "a", "12", "--prev-kv"]), "OK\na\n11\n");
     pair.ok(&["put", "a", "13", "--prev-kv", "-w", "json"]);
     pair.ok(&["put", "a", "--ignore-value"]);
+    pair.ok(&["put", "c", "33", "--ignore-lease"]);
     let fields = pair.ok(&["get", "a", "-w", "fields"]);
     assert!(
         fields.contains("\"Version\" : 5") && fields.contains("\"Value\" : \"13\""),
@@ -407,6 +408,8 @@ fn put_get_and_delete_match_etcd() {
     pair.ok(&["del", "c", "e"]);
     pair.ok(&["put", "x", "1"]);
     pair.ok(&["del", "--from-key", "w"]);
+    pair.ok(&["get", "", "--prefix", "-w", "json"]);
+    pair.ok(&["del", "", "--prefix", "--prev-kv", "-w", "json"]);
     pair.ok(&["get", "", "--prefix", "-w", "json"]);
 }
 
@@ -436,6 +439,10 @@ fn txn_matches_etcd() {
         r#"mod("b") > "3""#,
         r#"mod("b") != "4""#,
         r#"version("missing") = "0""#,
+        r#"value("missing") = """#,
+        r#"value("missing") != "x""#,
+        r#"create("missing") = "0""#,
+        r#"mod("missing") < "1""#,
     ];
     for compare in compares {
         let script = format!("{compare}\n\nget a\n\nget b\n\n");
@@ -512,6 +519,11 @@ fn errors_match_etcd() {
     );
     pair.fails_with(
         &["put", "missing", "--ignore-value"],
+        None,
+        "etcdserver: key not found",
+    );
+    pair.fails_with(
+        &["put", "missing", "v", "--ignore-lease"],
         None,
         "etcdserver: key not found",
     );
