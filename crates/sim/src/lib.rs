@@ -32,6 +32,19 @@
 //!
 //! Safety invariants ([`invariants`]) are checked after every event.
 //!
+//! # Running, replaying, and proving the checkers
+//!
+//! - Many seeds: `run_seeds(&config, 1..2001, threads, |outcome| ...)`, after
+//!   [`SimConfig::validate`]; [`parse_seed_range`] and `FaultSet::from_str`
+//!   read the CLI's `--seeds` and `--faults`. Set [`SimConfig::vary_per_seed`]
+//!   to let each seed also draw the core's switches and environment knobs.
+//! - One failing seed, with a long story:
+//!   `cargo run --release -p sim --example replay_seed -- SEED NODES FAULTS EVENTS`.
+//! - Settings the defaults hide: `cargo run --release -p sim --example config_matrix`.
+//! - Deliberate bugs: `tests/mutations.rs` has the simulator-side ones (run by
+//!   `cargo test`) and a one-line-per-switch table of the core's
+//!   (`cargo test --release -p sim --features mutations --test mutations`).
+//!
 //! # Speed
 //!
 //! Measured with `cargo run --release -p sim --example sim_speed -- 1000 5 1`
