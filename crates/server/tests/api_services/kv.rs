@@ -901,3 +901,36 @@ fn writes_naming_a_lease_are_refused_because_none_exist() {
     );
     assert_eq!(fixture.backend.proposals(), 0);
 }
+
+#[test]
+fn txn_compare_over_a_range_holds_only_when_it_holds_for_every_key() {
+    let fixture = fixture();
+    fixture.put_all(&[("a", "1"), ("b", "2"), ("b", "3")]); // a version 1, b version 2
+    let over_a_to_c = |result: CompareResult, version: i64| Compare {
+        range_end: "c".into(),
+        ..compare(
+            "a",
+            result,
+            CompareTarget::Version,
+            TargetUnion::Version(version),
+        )
+    };
+    let succeeded = |compare: Compare| {
+        fixture
+            .txn(TxnRequest {
+                compare: vec![compare],
+                ..TxnRequest::default()
+            })
+            .succeeded
+    };
+    assert!(succeeded(over_a_to_c(CompareResult::Greater, 0)));
+    assert!(
+        !succeeded(over_a_to_c(CompareResult::Greater, 1)),
+        "a's version is 1"
+    );
+    assert!(succeeded(over_a_to_c(CompareResult::Less, 3)));
+    assert!(
+        !succeeded(over_a_to_c(CompareResult::Equal, 2)),
+        "a's version is 1"
+    );
+}
