@@ -15,7 +15,7 @@ use crate::error::WalError;
 use crate::fs_util;
 use crate::log_view::LogView;
 use crate::record::{Record, SnapshotMarker};
-use crate::segment::{self, ScannedSegment, SegmentHeader, TornTail};
+use crate::segment::{self, SegmentHeader, TornTail};
 use crate::snapshot_file::SnapshotStore;
 use crate::writer::{HeadState, ResumePoint, SealedSegment};
 
@@ -58,10 +58,10 @@ pub(crate) fn recover(
         let is_last = position + 1 == sequences.len();
         let image = fs_util::read_whole(&path)?;
         let header = check_header(&image, &path, cluster_id, sequence, previous_end.as_ref())?;
-        let scanned = segment::scan_segment(&image, is_last, &path)?;
+        let mut scanned = segment::scan_segment(&image, is_last, &path)?;
         drop(image);
         let replay = replay.get_or_insert_with(|| Replay::new(header.first_index, path.clone()));
-        let max_entry_index = replay.apply_segment(&scanned);
+        let max_entry_index = replay.apply_segment(std::mem::take(&mut scanned.records));
         previous_end = Some((path.clone(), scanned.end_offset));
         if is_last {
             last = Some((sequence, path, scanned, max_entry_index));
@@ -246,17 +246,17 @@ impl Replay {
     }
 
     /// Replays a segment's records; returns the highest entry index they hold.
-    fn apply_segment(&mut self, scanned: &ScannedSegment) -> LogIndex {
+    fn apply_segment(&mut self, records: Vec<Record>) -> LogIndex {
         let mut max_entry_index = 0;
-        for record in &scanned.records {
+        for record in records {
             match record {
                 Record::Entries(entries) => {
                     max_entry_index =
                         max_entry_index.max(entries.last().map_or(0, |entry| entry.index));
-                    self.append(entries.clone());
+                    self.append(entries);
                 }
-                Record::HardState(hard_state) => self.hard_state = *hard_state,
-                Record::SnapshotMarker(marker) => self.apply_marker(*marker),
+                Record::HardState(hard_state) => self.hard_state = hard_state,
+                Record::SnapshotMarker(marker) => self.apply_marker(marker),
             }
         }
         max_entry_index
