@@ -231,6 +231,7 @@ pub struct BatchSummary {
     pub torn_writes: u64,
     pub partitions: u64,
     pub transfers: u64,
+    pub pauses: u64,
     pub snapshots_installed: u64,
     pub ops_checked: u64,
     pub linearizability_undecided: u64,
@@ -252,6 +253,7 @@ impl BatchSummary {
                 self.torn_writes += summary.torn_writes;
                 self.partitions += summary.partitions;
                 self.transfers += summary.transfers;
+                self.pauses += summary.pauses;
                 self.snapshots_installed += summary.snapshots_installed;
                 self.ops_checked += summary.ops_checked;
                 self.linearizability_undecided += u64::from(summary.linearizability_undecided);
@@ -273,7 +275,7 @@ impl std::fmt::Display for BatchSummary {
         writeln!(
             formatter,
             "{:.1} s simulated, {} events, {} elections, {} faults ({} crashes, {} torn writes, \
-             {} partitions), {} leadership transfers, {} snapshots installed, {} operations \
+             {} partitions, {} pauses), {} leadership transfers, {} snapshots installed, {} operations \
              checked, {} histories undecided",
             self.simulated_us as f64 / 1e6,
             self.events,
@@ -282,6 +284,7 @@ impl std::fmt::Display for BatchSummary {
             self.crashes,
             self.torn_writes,
             self.partitions,
+            self.pauses,
             self.transfers,
             self.snapshots_installed,
             self.ops_checked,
