@@ -73,6 +73,6 @@ pub mod world;
 pub use config::{
     parse_seed_range, FaultSet, ReadMode, SimConfig, SimConfigError, SimMutations,
 };
-pub use runner::{run_seed, run_seeds, BatchSummary, SeedOutcome, Summary};
+pub use runner::{run_seed, run_seeds, run_seeds_until, BatchSummary, SeedOutcome, Summary};
 pub use violation::{Invariant, Violation};
 pub use world::{PartitionKind, World};

@@ -6,9 +6,9 @@
 //! linearizability) and aggregating many runs. Must never: use real time
 //! to decide anything, or let one seed's failure stop the others.
 
-use std::ops::Range;
+use std::ops::{ControlFlow, Range};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 use crate::config::SimConfig;
@@ -317,15 +317,34 @@ pub fn run_seeds(
     threads: usize,
     mut on_outcome: impl FnMut(&SeedOutcome),
 ) -> BatchSummary {
+    run_seeds_until(config, seeds, threads, |outcome| {
+        on_outcome(outcome);
+        ControlFlow::Continue(())
+    })
+}
+
+/// Like [`run_seeds`], but stops handing out seeds once `on_outcome` returns
+/// `Break` (say, at the first failure); seeds already running finish and
+/// are counted.
+pub fn run_seeds_until(
+    config: &SimConfig,
+    seeds: Range<u64>,
+    threads: usize,
+    mut on_outcome: impl FnMut(&SeedOutcome) -> ControlFlow<()>,
+) -> BatchSummary {
     let seeds: Vec<u64> = seeds.collect();
     let next = AtomicUsize::new(0);
+    let stopped = AtomicBool::new(false);
     let (sender, receiver) = mpsc::channel::<SeedOutcome>();
     let mut batch = BatchSummary::default();
     std::thread::scope(|scope| {
         for _ in 0..threads.max(1).min(seeds.len().max(1)) {
             let sender = sender.clone();
-            let (seeds, next) = (&seeds, &next);
+            let (seeds, next, stopped) = (&seeds, &next, &stopped);
             scope.spawn(move || loop {
+                if stopped.load(Ordering::Relaxed) {
+                    return;
+                }
                 let position = next.fetch_add(1, Ordering::Relaxed);
                 let Some(&seed) = seeds.get(position) else {
                     return;
@@ -339,11 +358,13 @@ pub fn run_seeds(
         drop(sender);
         for outcome in receiver {
             batch.add(&outcome);
-            on_outcome(&outcome);
+            if on_outcome(&outcome).is_break() {
+                stopped.store(true, Ordering::Relaxed);
+            }
         }
     });
     batch.failures.sort_by_key(|violation| violation.seed);
-    debug_assert_eq!(batch.seeds_run, seeds.len() as u64);
+    debug_assert!(batch.seeds_run <= seeds.len() as u64);
     batch
 }
 
@@ -351,6 +372,16 @@ pub fn run_seeds(
 mod tests {
     use super::*;
     use crate::config::FaultSet;
+
+    #[test]
+    fn a_batch_can_stop_early() {
+        let config = SimConfig::new(3, FaultSet::none());
+        let batch = run_seeds_until(&config, 1..1000, 1, |_| ControlFlow::Break(()));
+        assert_eq!(
+            batch.seeds_run, 1,
+            "one thread, stopped after the first seed"
+        );
+    }
 
     #[test]
     fn summaries_read_as_sentences() {
