@@ -61,8 +61,8 @@ pub mod config;
 pub mod invariants;
 pub mod kv;
 pub mod lab;
-pub mod liveness;
 pub mod linearizability;
+pub mod liveness;
 pub mod log_view;
 pub mod rng;
 pub mod runner;
@@ -70,9 +70,7 @@ pub mod trace;
 pub mod violation;
 pub mod world;
 
-pub use config::{
-    parse_seed_range, FaultSet, ReadMode, SimConfig, SimConfigError, SimMutations,
-};
+pub use config::{parse_seed_range, FaultSet, ReadMode, SimConfig, SimConfigError, SimMutations};
 pub use runner::{run_seed, run_seeds, run_seeds_until, BatchSummary, SeedOutcome, Summary};
 pub use violation::{Invariant, Violation};
 pub use world::{PartitionKind, World};
