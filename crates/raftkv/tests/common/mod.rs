@@ -144,6 +144,11 @@ impl Cluster {
         }
     }
 
+    /// Every member's client endpoint.
+    pub fn endpoints(&self) -> Vec<String> {
+        (0..self.size()).map(|index| self.endpoint(index)).collect()
+    }
+
     pub fn endpoint(&self, index: usize) -> String {
         format!("http://127.0.0.1:{}", self.members[index].client_port)
     }
@@ -244,4 +249,39 @@ pub async fn hash_kv(endpoint: &str, revision: i64) -> Result<HashKvResponse, to
         .hash_kv(HashKvRequest { revision })
         .await?
         .into_inner())
+}
+
+/// Puts until some member acknowledges, trying each endpoint in turn (an
+/// election may be under way); panics after 30 s. Writing the same value
+/// again is harmless, so an unknown outcome is simply retried.
+pub async fn put_until_acked(endpoints: &[String], key: &str, value: &str) -> PutResponse {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last_error = None;
+    for endpoint in endpoints.iter().cycle() {
+        if Instant::now() > deadline {
+            break;
+        }
+        match put(endpoint, key, value).await {
+            Ok(response) => return response,
+            Err(status) => last_error = Some(status),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no member acknowledged {key} within 30 s: {last_error:?}");
+}
+
+/// A linearizable read of the store's revision through any member that answers.
+pub async fn current_revision(endpoints: &[String]) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for endpoint in endpoints.iter().cycle() {
+        if let Ok(response) = range(endpoint, "\0", "", false).await {
+            return response.header.map_or(0, |header| header.revision);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no linearizable read within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    unreachable!("cycle over a non-empty list never ends")
 }
