@@ -1,8 +1,8 @@
 //! etcdctl 3.4 against real etcd and against our API, command for command.
 //!
 //! Each test starts a fresh single-member etcd (Debian's `etcd-server`) on
-//! free loopback ports with a temporary data directory, and our services over
-//! the single-process test backend on another port, both with the same
+//! free loopback ports with a temporary data directory, and our services on
+//! another port (see [`Target`]), both with the same
 //! `--max-request-bytes` and `--max-txn-ops`. It then runs the same etcdctl
 //! commands against both and requires the same exit status, stdout and error
 //! lines once the fields that legitimately differ are masked: cluster and
@@ -13,7 +13,8 @@
 //! Needs `etcd` and `etcdctl` on PATH (`apt-get install -y etcd-server
 //! etcd-client`). Without them each test says so and passes, except under CI
 //! (`CI=true`), where a missing binary fails the test so the comparison can
-//! never be skipped silently. Takes about 10 seconds on 2 cores.
+//! never be skipped silently. Every scenario runs twice, over the test
+//! backend and over a real node. Takes about 15 seconds on 2 cores.
 
 mod common;
 
@@ -23,8 +24,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use regex::Regex;
 use server::api::{routes, ApiLimits};
+use server::config::ServeArgs;
 use tonic::codegen::tokio_stream::wrappers::TcpListenerStream;
 
 use common::local_backend::LocalBackend;
@@ -33,8 +36,11 @@ use common::local_backend::LocalBackend;
 const REQUEST_BYTES_MAX: usize = 10_000;
 const TXN_OPS_MAX: usize = 3;
 
-/// How long etcd may take to start answering.
-const ETCD_START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long etcd or our node may take to start answering.
+const SERVER_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long our node may take to stop.
+const SERVER_STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -82,18 +88,18 @@ impl Etcd {
     }
 
     fn wait_until_serving(&mut self) {
-        let deadline = Instant::now() + ETCD_START_TIMEOUT;
+        let deadline = Instant::now() + SERVER_START_TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().expect("etcd's status") {
                 panic!("etcd exited with {status}: {}", self.log());
             }
-            let probe = etcdctl(&self.endpoint, &["get", "probe", "--consistency=s"], None);
+            let probe = etcdctl(&self.endpoint, &["get", "probe"], None);
             if probe.success {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "etcd did not serve within {ETCD_START_TIMEOUT:?}: {}",
+                "etcd did not serve within {SERVER_START_TIMEOUT:?}: {}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(100));
@@ -113,19 +119,43 @@ impl Drop for Etcd {
     }
 }
 
-/// Our services over the test backend; stopped when dropped.
+/// What serves our side of a comparison.
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    /// The API over the single-process test backend.
+    TestBackend,
+    /// A real single-member raftkv node (`server::serve::run`) in a temporary
+    /// data directory: Raft, the log and the durable store under the API.
+    Node,
+}
+
+/// Our side, stopped when dropped (a node is asked to stop and awaited).
 struct Ours {
     endpoint: String,
-    _runtime: tokio::runtime::Runtime,
+    /// Addresses in our answers and the placeholders they compare as.
+    addresses: Vec<(String, &'static str)>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<Result<(), server::serve::ServeError>>>,
+    runtime: tokio::runtime::Runtime,
+    _data: Option<tempfile::TempDir>,
 }
 
 impl Ours {
-    fn start() -> Ours {
+    fn start(target: Target) -> Ours {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .expect("a runtime");
+        let mut ours = match target {
+            Target::TestBackend => Self::start_test_backend(runtime),
+            Target::Node => Self::start_node(runtime),
+        };
+        ours.wait_until_serving();
+        ours
+    }
+
+    fn start_test_backend(runtime: tokio::runtime::Runtime) -> Ours {
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .expect("a loopback listener");
@@ -141,8 +171,85 @@ impl Ours {
                 .serve_with_incoming(TcpListenerStream::new(listener)),
         );
         Ours {
+            addresses: vec![
+                ("http://localhost:2380".to_owned(), "<peer-url>"),
+                ("http://localhost:2379".to_owned(), "http://<endpoint>"),
+                (endpoint.clone(), "<endpoint>"),
+            ],
             endpoint,
-            _runtime: runtime,
+            stop: None,
+            served: None,
+            runtime,
+            _data: None,
+        }
+    }
+
+    fn start_node(runtime: tokio::runtime::Runtime) -> Ours {
+        let data = tempfile::tempdir().expect("a temporary directory");
+        let endpoint = format!("127.0.0.1:{}", free_port());
+        let peer_url = format!("http://127.0.0.1:{}", free_port());
+        let config = ServeArgs::try_parse_from([
+            "serve".to_owned(),
+            "--name=default".to_owned(),
+            format!("--data-dir={}", data.path().join("data").display()),
+            format!("--listen-client-urls=http://{endpoint}"),
+            format!("--advertise-client-urls=http://{endpoint}"),
+            format!("--listen-peer-urls={peer_url}"),
+            format!("--initial-advertise-peer-urls={peer_url}"),
+            format!("--max-request-bytes={REQUEST_BYTES_MAX}"),
+            format!("--max-txn-ops={TXN_OPS_MAX}"),
+        ])
+        .expect("serve flags parse")
+        .validate()
+        .expect("serve flags are valid");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = runtime.spawn(server::serve::run(config, async move {
+            let _ = stopped.await;
+        }));
+        Ours {
+            addresses: vec![(peer_url, "<peer-url>"), (endpoint.clone(), "<endpoint>")],
+            endpoint,
+            stop: Some(stop),
+            served: Some(served),
+            runtime,
+            _data: Some(data),
+        }
+    }
+
+    /// Waits for a linearizable read to succeed, which needs a leader.
+    fn wait_until_serving(&mut self) {
+        let deadline = Instant::now() + SERVER_START_TIMEOUT;
+        loop {
+            if let Some(served) = &self.served {
+                assert!(!served.is_finished(), "our node stopped while starting");
+            }
+            if etcdctl(&self.endpoint, &["get", "probe"], None).success {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "our server did not serve within {SERVER_START_TIMEOUT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Ours {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(served) = self.served.take() {
+            let stopped = self
+                .runtime
+                .block_on(async { tokio::time::timeout(SERVER_STOP_TIMEOUT, served).await });
+            if !std::thread::panicking() {
+                match stopped {
+                    Ok(Ok(Ok(()))) => {}
+                    other => panic!("our node did not stop cleanly: {other:?}"),
+                }
+            }
         }
     }
 }
@@ -270,13 +377,13 @@ struct Pair {
 
 impl Pair {
     /// `None` (and a message) when the binaries are missing outside CI.
-    fn start() -> Option<Pair> {
+    fn start(target: Target) -> Option<Pair> {
         if !common::tools::present(&["etcd", "etcdctl"]) {
             return None;
         }
         Some(Pair {
             etcd: Etcd::start(),
-            ours: Ours::start(),
+            ours: Ours::start(target),
         })
     }
 
@@ -293,11 +400,12 @@ impl Pair {
             (self.etcd.peer_url.as_str(), "<peer-url>"),
             (self.etcd.endpoint.as_str(), "<endpoint>"),
         ];
-        let our_addresses = [
-            ("http://localhost:2380", "<peer-url>"),
-            ("http://localhost:2379", "http://<endpoint>"),
-            (self.ours.endpoint.as_str(), "<endpoint>"),
-        ];
+        let our_addresses: Vec<(&str, &str)> = self
+            .ours
+            .addresses
+            .iter()
+            .map(|(address, placeholder)| (address.as_str(), *placeholder))
+            .collect();
         let etcd = masked(&etcd, &etcd_addresses, table);
         let ours = masked(&ours, &our_addresses, table);
         assert_eq!(
@@ -347,11 +455,41 @@ fn masked(outcome: &Outcome, addresses: &[(&str, &str)], table: Table) -> Outcom
     }
 }
 
-#[test]
-fn put_get_and_delete_match_etcd() {
-    let Some(pair) = Pair::start() else {
-        return;
+/// Runs a scenario against etcd and our API, once over the test backend and
+/// once over a real single-member node.
+macro_rules! compare_with_etcd {
+    ($($scenario:ident),+ $(,)?) => {
+        $(
+            mod $scenario {
+                use super::{Pair, Target};
+
+                #[test]
+                fn over_the_test_backend() {
+                    if let Some(pair) = Pair::start(Target::TestBackend) {
+                        super::$scenario(&pair);
+                    }
+                }
+
+                #[test]
+                fn over_a_raft_node() {
+                    if let Some(pair) = Pair::start(Target::Node) {
+                        super::$scenario(&pair);
+                    }
+                }
+            }
+        )+
     };
+}
+
+compare_with_etcd!(
+    put_get_and_delete,
+    txn,
+    compaction,
+    errors,
+    cluster_and_maintenance,
+);
+
+fn put_get_and_delete(pair: &Pair) {
     for (key, value) in [
         ("a", "1"),
         ("b", "2"),
@@ -413,11 +551,7 @@ fn put_get_and_delete_match_etcd() {
     pair.ok(&["get", "", "--prefix", "-w", "json"]);
 }
 
-#[test]
-fn txn_matches_etcd() {
-    let Some(pair) = Pair::start() else {
-        return;
-    };
+fn txn(pair: &Pair) {
     pair.ok(&["put", "a", "1"]); // revision 2
     pair.ok(&["put", "b", "2"]); // 3
     pair.ok(&["put", "b", "22"]); // 4: b version 2, create 3, mod 4
@@ -466,11 +600,7 @@ fn txn_matches_etcd() {
     pair.ok(&["get", "", "--prefix", "-w", "json"]);
 }
 
-#[test]
-fn compaction_matches_etcd() {
-    let Some(pair) = Pair::start() else {
-        return;
-    };
+fn compaction(pair: &Pair) {
     for value in ["1", "2", "3", "4"] {
         pair.ok(&["put", "k", value]); // revisions 2..=5
     }
@@ -498,11 +628,7 @@ fn compaction_matches_etcd() {
     pair.ok(&["get", "k", "-w", "json"]);
 }
 
-#[test]
-fn errors_match_etcd() {
-    let Some(pair) = Pair::start() else {
-        return;
-    };
+fn errors(pair: &Pair) {
     pair.ok(&["put", "a", "1"]);
     pair.fails_with(&["put", "", "v"], None, "etcdserver: key is not provided");
     pair.fails_with(&["get", ""], None, "etcdserver: key is not provided");
@@ -557,11 +683,7 @@ fn errors_match_etcd() {
     pair.ok(&["get", "", "--prefix", "--keys-only"]);
 }
 
-#[test]
-fn cluster_and_maintenance_match_etcd() {
-    let Some(pair) = Pair::start() else {
-        return;
-    };
+fn cluster_and_maintenance(pair: &Pair) {
     pair.ok(&["put", "a", "1"]);
     let status = pair.same_with(&["endpoint", "status"], None, Table::EndpointStatus);
     assert!(
@@ -632,7 +754,7 @@ fn masking_hides_only_volatile_fields() {
 /// The comparison itself can fail: a key only etcd has makes `get` differ.
 #[test]
 fn a_real_difference_fails_the_comparison() {
-    let Some(pair) = Pair::start() else {
+    let Some(pair) = Pair::start(Target::TestBackend) else {
         return;
     };
     let put = etcdctl(&pair.etcd.endpoint, &["put", "only-in-etcd", "1"], None);
