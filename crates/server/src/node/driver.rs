@@ -14,6 +14,7 @@ use raft::{SnapshotMeta, Storage, NO_NODE};
 use wal::Wal;
 
 use super::envelope::{self, ProposalId};
+use super::snapshots::SnapshotSchedule;
 use super::waiters::{BarrierWaiter, Proposals, Reads};
 use super::{ClientRequest, Control, NodeError, Outbox, SharedStatus};
 use crate::backend::BackendError;
@@ -26,9 +27,6 @@ const APPLY_BATCH_ENTRIES_MAX: usize = 4096;
 const SLOW_SYNC_WARN: Duration = Duration::from_secs(1);
 /// Applying one batch slower than this is logged, as etcd's "apply took too long".
 const SLOW_APPLY_WARN: Duration = Duration::from_millis(100);
-/// Entries kept in the log behind a snapshot so a slightly slow follower
-/// catches up from the log, not a whole snapshot (etcd keeps 5000).
-const CATCH_UP_ENTRIES_MAX: u64 = 5000;
 
 /// What the driver needs besides the core and the store.
 #[derive(Debug)]
@@ -44,17 +42,6 @@ pub(crate) struct DriverParts {
     pub election_ticks: u32,
     pub request_timeout: Duration,
     pub snapshot_entries: u64,
-}
-
-/// When to take the next snapshot and when to cut the log behind it.
-#[derive(Debug)]
-struct SnapshotSchedule {
-    entries_between: u64,
-    catch_up_entries: u64,
-    last_index: LogIndex,
-    /// A snapshot taken but not yet used to compact: the log keeps
-    /// `catch_up_entries` after it first.
-    awaiting_compaction: Option<Snapshot>,
 }
 
 pub(crate) struct Driver {
@@ -86,12 +73,10 @@ impl std::fmt::Debug for Driver {
 impl Driver {
     pub(crate) fn new(node: RawNode<Wal>, store: Arc<mvcc::Store>, parts: DriverParts) -> Self {
         let snapshot_index = node.storage().snapshot_meta().index;
-        let schedule = SnapshotSchedule {
-            entries_between: parts.snapshot_entries.max(1),
-            catch_up_entries: CATCH_UP_ENTRIES_MAX.min(parts.snapshot_entries),
-            last_index: snapshot_index.max(store.applied_index()),
-            awaiting_compaction: None,
-        };
+        let schedule = SnapshotSchedule::new(
+            parts.snapshot_entries,
+            snapshot_index.max(store.applied_index()),
+        );
         Self {
             next_tick: Instant::now() + parts.tick_interval,
             node,
@@ -352,8 +337,7 @@ impl Driver {
         }
         self.node.storage_mut().apply_snapshot(snapshot)?;
         self.proposals.fail_through(index);
-        self.schedule.last_index = index;
-        self.schedule.awaiting_compaction = None;
+        self.schedule.on_installed(index);
         Ok(())
     }
 
@@ -408,35 +392,31 @@ impl Driver {
         Ok(())
     }
 
-    /// Every `snapshot_entries` applied entries: snapshot the state machine;
-    /// cut the log behind an older snapshot once enough entries follow it.
+    /// Every `snapshot_entries` applied entries: snapshot the state machine
+    /// (in the background); cut the log behind an older snapshot once enough
+    /// entries follow it.
     fn maybe_snapshot(&mut self) -> Result<(), NodeError> {
         let applied = self.store.applied_index();
-        let compact_due = self
-            .schedule
-            .awaiting_compaction
-            .as_ref()
-            .is_some_and(|s| applied >= s.meta.index + self.schedule.catch_up_entries);
-        if compact_due {
-            if let Some(snapshot) = self.schedule.awaiting_compaction.take() {
-                let index = snapshot.meta.index;
-                self.node.storage_mut().compact(snapshot)?;
-                tracing::info!(index, applied, "compacted the log behind a snapshot");
-            }
+        if let Some((index, data)) = self.schedule.take_compaction_due(applied) {
+            self.compact(index, data)?;
         }
-        if applied < self.schedule.last_index + self.schedule.entries_between {
+        if let Some(index) = self.schedule.collect_finished()? {
+            tracing::info!(index, applied, "took a snapshot");
+        }
+        self.schedule.start_if_due(&self.store, applied)
+    }
+
+    fn compact(&mut self, index: LogIndex, data: Vec<u8>) -> Result<(), NodeError> {
+        if index <= self.node.storage().snapshot_meta().index {
             return Ok(());
         }
+        // The log must keep every entry the state machine could still lose.
         self.store.flush()?;
-        let data = self.store.snapshot()?;
-        let index = self.store.applied_index();
         let term = self
             .node
             .storage()
             .term(index)
             .map_err(|error| NodeError::Storage(error.to_string()))?;
-        tracing::info!(index, term, bytes = data.len(), "took a snapshot");
-        self.schedule.last_index = index;
         let snapshot = Snapshot {
             meta: SnapshotMeta {
                 index,
@@ -447,11 +427,8 @@ impl Driver {
             },
             data,
         };
-        if self.schedule.catch_up_entries == 0 {
-            self.node.storage_mut().compact(snapshot)?;
-        } else {
-            self.schedule.awaiting_compaction = Some(snapshot);
-        }
+        self.node.storage_mut().compact(snapshot)?;
+        tracing::info!(index, term, "compacted the log behind a snapshot");
         Ok(())
     }
 

@@ -11,6 +11,7 @@
 mod disk;
 mod driver;
 mod envelope;
+mod snapshots;
 mod waiters;
 
 use std::path::PathBuf;
