@@ -125,12 +125,15 @@ impl<B: Backend> Maintenance for MaintenanceService<B> {
         request: Request<pb::HashKvRequest>,
     ) -> Result<Response<pb::HashKvResponse>, Status> {
         let store = self.backend.store();
-        let revision = store.current_revision();
+        let revision_before = store.current_revision();
         let hash_kv = store
             .hash_kv(request.into_inner().revision)
             .map_err(read_error)?;
+        // The header names the store's revision, as etcd's does; a write that
+        // landed during the hash is reflected when the hash covered it.
+        let revision = revision_before.max(hash_kv.hash_revision);
         Ok(Response::new(pb::HashKvResponse {
-            header: header(&self.backend.status(), revision.max(hash_kv.hash_revision)),
+            header: header(&self.backend.status(), revision),
             hash: hash_kv.hash,
             compact_revision: hash_kv.compact_revision,
         }))
