@@ -9,7 +9,8 @@ use tonic::Status;
 use crate::backend::BackendError;
 use crate::etcd_error::EtcdError;
 
-/// etcd's answer to a sort order or target outside the enums.
+/// etcd's answer to a sort order or target outside the enums (sent by
+/// [`crate::api::convert::ConvertError::InvalidSortOption`]).
 pub const INVALID_SORT_OPTION: &str = "etcdserver: invalid sort option";
 
 /// The etcd error for a request the state machine refuses.
@@ -53,11 +54,6 @@ pub fn read_error(error: mvcc::Error) -> Status {
         mvcc::Error::Store(failure) => store_error(&failure),
         mvcc::Error::WritesOutsideTheLog => Status::internal(format!("raftkv: {error}")),
     }
-}
-
-/// etcd's status for a sort order or target it does not know.
-pub fn invalid_sort_option() -> Status {
-    Status::invalid_argument(INVALID_SORT_OPTION)
 }
 
 #[cfg(test)]
