@@ -1,6 +1,8 @@
 //! The raftkv command line.
 
+mod bench;
 mod serve;
+mod simulate;
 
 use clap::Parser;
 
@@ -11,10 +13,17 @@ use clap::Parser;
 )]
 enum Command {
     Serve(server::config::ServeArgs),
+    /// Run seeded simulated clusters under faults and check every step.
+    Sim(simulate::SimArgs),
+    /// Measure parts of raftkv against the hardware floor.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 fn main() -> std::process::ExitCode {
     match Command::parse() {
         Command::Serve(args) => serve::run(args),
+        Command::Sim(args) => simulate::run(args),
+        Command::Bench(command) => bench::run(command),
     }
 }

@@ -1,0 +1,56 @@
+//! `raftkv bench`: measurements that compare us with the hardware floor (and,
+//! later, with etcd) in the same run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Measure a part of raftkv against the hardware it runs on.
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// The write-ahead log: entries/s, fsyncs/s and append latency at several
+    /// writer counts, next to the raw fdatasync rate of the same directory.
+    Wal(WalBenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WalBenchArgs {
+    /// Directory to write in (on the disk to measure); emptied files are left behind.
+    #[arg(long, default_value = "raftkv-bench-wal")]
+    dir: PathBuf,
+    /// Concurrent writers, one run each.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,256")]
+    writers: Vec<usize>,
+    /// Bytes per entry.
+    #[arg(long, default_value_t = 256)]
+    entry_bytes: usize,
+    /// Seconds per run.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+}
+
+pub fn run(command: BenchCommand) -> ExitCode {
+    match command {
+        BenchCommand::Wal(args) => run_wal(args),
+    }
+}
+
+fn run_wal(args: WalBenchArgs) -> ExitCode {
+    println!("{}", wal::bench::BenchReport::table_header());
+    for &writers in &args.writers {
+        let dir = args.dir.join(format!("writers-{writers}"));
+        match wal::bench::run(
+            &dir,
+            writers,
+            args.entry_bytes,
+            Duration::from_secs(args.seconds),
+        ) {
+            Ok(report) => println!("{report}"),
+            Err(error) => {
+                eprintln!("raftkv bench wal: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
