@@ -669,6 +669,13 @@ fn errors(pair: &Pair) {
         Some(&large),
         "etcdserver: request is too large",
     );
+    // Beyond the gRPC allowance the message is not even decoded.
+    let huge = vec![b'x'; REQUEST_BYTES_MAX + 600 * 1024];
+    pair.fails_with(
+        &["put", "huge"],
+        Some(&huge),
+        "rpc error: code = ResourceExhausted desc = grpc: received message larger than max",
+    );
     // For the key "fits", the largest value etcd takes whatever its member id
     // (which sets the length of its request id), and two bytes more, which it
     // refuses whatever the id.

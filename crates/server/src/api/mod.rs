@@ -18,8 +18,6 @@
 //!   (etcd leaves it out there);
 //! - Status reports version [`maintenance::ETCD_CLUSTER_VERSION`], the API
 //!   level, and the whole database file as in use;
-//! - a message beyond [`ApiLimits::decoding_bytes_max`] is refused by tonic
-//!   with `OutOfRange`, where etcd's gRPC server answers `ResourceExhausted`;
 //! - membership changes, Snapshot, MoveLeader and raising alarms answer
 //!   `Unimplemented`; any put naming a lease gets "requested lease not
 //!   found", as no leases exist yet.
@@ -35,6 +33,7 @@ mod header;
 pub mod kv;
 pub mod limits;
 pub mod maintenance;
+mod oversize;
 
 use std::sync::Arc;
 
@@ -44,6 +43,7 @@ use crate::backend::Backend;
 use crate::proto::etcdserverpb::cluster_server::ClusterServer;
 use crate::proto::etcdserverpb::kv_server::KvServer;
 use crate::proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use oversize::EtcdOversizeStatus;
 
 pub use cluster::ClusterService;
 pub use kv::KvService;
@@ -52,9 +52,9 @@ pub use maintenance::MaintenanceService;
 
 /// The KV, Maintenance and Cluster services over `backend`, ready to be added
 /// to a tonic server. Each refuses to decode a message larger than
-/// [`ApiLimits::decoding_bytes_max`], as etcd's gRPC server does; smaller
-/// writes above [`ApiLimits::request_bytes_max`] get etcd's "request is too
-/// large".
+/// [`ApiLimits::decoding_bytes_max`] with etcd's `ResourceExhausted`, as
+/// etcd's gRPC server does; smaller writes above
+/// [`ApiLimits::request_bytes_max`] get etcd's "request is too large".
 pub fn routes<B: Backend>(backend: Arc<B>, limits: ApiLimits) -> Routes {
     let decoding_bytes_max = limits.decoding_bytes_max();
     let kv = KvServer::new(KvService::new(Arc::clone(&backend), limits))
@@ -63,7 +63,7 @@ pub fn routes<B: Backend>(backend: Arc<B>, limits: ApiLimits) -> Routes {
         .max_decoding_message_size(decoding_bytes_max);
     let cluster = ClusterServer::new(ClusterService::new(backend))
         .max_decoding_message_size(decoding_bytes_max);
-    Routes::new(kv)
-        .add_service(maintenance)
-        .add_service(cluster)
+    Routes::new(EtcdOversizeStatus::new(kv))
+        .add_service(EtcdOversizeStatus::new(maintenance))
+        .add_service(EtcdOversizeStatus::new(cluster))
 }

@@ -1,6 +1,6 @@
 //! The message size limits on the wire, through [`server::api::routes`] on a
 //! loopback port: etcd's "request is too large" between `request_bytes_max`
-//! and the gRPC allowance, a refusal to decode beyond it.
+//! and the gRPC allowance, etcd's gRPC refusal to decode beyond it.
 
 use std::sync::Arc;
 
@@ -45,14 +45,16 @@ fn writes_are_refused_by_size_and_huge_messages_are_not_decoded() {
             (too_large.code(), too_large.message()),
             (Code::InvalidArgument, "etcdserver: request is too large")
         );
-        let beyond_decoding = client
-            .put(put(limits.decoding_bytes_max() + 1))
-            .await
-            .unwrap_err();
-        assert_ne!(beyond_decoding.code(), Code::Ok);
-        assert_ne!(
-            beyond_decoding.message(),
-            "etcdserver: request is too large"
+        let huge = put(limits.decoding_bytes_max());
+        let huge_bytes = prost::Message::encoded_len(&huge);
+        let beyond_decoding = client.put(huge).await.unwrap_err();
+        let expected = format!(
+            "grpc: received message larger than max ({huge_bytes} vs. {})",
+            limits.decoding_bytes_max()
+        );
+        assert_eq!(
+            (beyond_decoding.code(), beyond_decoding.message()),
+            (Code::ResourceExhausted, expected.as_str())
         );
         assert_eq!(backend.proposals(), 1, "neither large put was proposed");
         let read = client
