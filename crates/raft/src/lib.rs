@@ -53,7 +53,8 @@ pub enum Mutation {
     CommitOldTermByCounting,
     /// Send vote and append replies before their state is durable.
     ReplyBeforePersist,
-    /// Accept appends without the consistency check on the previous entry.
+    /// Accept appends without comparing the previous entry's term (only that
+    /// the follower's log reaches the previous index).
     SkipConsistencyCheck,
     /// Hand out entries for applying before they are committed.
     ApplyUncommitted,

@@ -31,6 +31,13 @@ impl ReadOnly {
         self.pending.len()
     }
 
+    /// The newest read still waiting: periodic heartbeats carry it, so a
+    /// confirmation round that was lost is retried and, once a quorum answers,
+    /// confirms every read before it too.
+    pub(crate) fn last_pending_context(&self) -> Option<Vec<u8>> {
+        self.pending.back().map(|read| read.context.clone())
+    }
+
     pub(crate) fn clear(&mut self) {
         self.pending.clear();
     }

@@ -194,7 +194,8 @@ impl<S: Storage> Raft<S> {
         }
         if self.heartbeat_elapsed >= self.heartbeat_ticks {
             self.heartbeat_elapsed = 0;
-            self.broadcast_heartbeat(None);
+            let read_context = self.read_only.last_pending_context();
+            self.broadcast_heartbeat(read_context);
         }
     }
 

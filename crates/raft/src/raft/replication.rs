@@ -173,14 +173,10 @@ impl<S: Storage> Raft<S> {
             );
             return;
         }
-        if self.log.matches_term(prev_log_index, prev_log_term)
-            || mutated!(self, SkipConsistencyCheck)
-        {
-            let last_new_index = if mutated!(self, SkipConsistencyCheck) {
-                self.append_unchecked(prev_log_index, entries)
-            } else {
-                self.log.append_after(prev_log_index, entries)
-            };
+        let consistent = self.log.matches_term(prev_log_index, prev_log_term)
+            || (mutated!(self, SkipConsistencyCheck) && prev_log_index <= self.log.last_index());
+        if consistent {
+            let last_new_index = self.log.append_after(prev_log_index, entries);
             self.log.commit_to(leader_commit.min(last_new_index));
             self.send(
                 from,
@@ -198,25 +194,6 @@ impl<S: Storage> Raft<S> {
                 hint,
             }),
         );
-    }
-
-    /// The broken append of the `SkipConsistencyCheck` mutation: overwrites the
-    /// log after `prev_log_index` whatever it held there (a gap is left as is).
-    fn append_unchecked(&mut self, prev_log_index: LogIndex, entries: &[Entry]) -> LogIndex {
-        let writable: Vec<Entry> = entries
-            .iter()
-            .filter(|entry| {
-                entry.index > self.log.committed && entry.index <= self.log.last_index() + 1
-            })
-            .cloned()
-            .collect();
-        if writable
-            .first()
-            .is_some_and(|entry| !self.log.matches_term(entry.index, entry.term))
-        {
-            self.log.append(&writable);
-        }
-        prev_log_index + entries.len() as u64
     }
 
     /// Where the leader should probe next: the end of our log if it is too
@@ -273,7 +250,8 @@ impl<S: Storage> Raft<S> {
                     progress.recently_active = true;
                     progress.heard_heartbeat_response();
                     if progress.match_index < last_index {
-                        self.send_append(from, true);
+                        let probing = progress.state == ProgressState::Probe;
+                        self.send_append(from, probing);
                     }
                 }
                 if let Some(context) = read_context {
