@@ -1,6 +1,7 @@
-//! Three `raftkv serve` processes on loopback: writes through every member,
-//! the leader SIGKILLed while clients write, and a member restarted after a
-//! long absence catching up by snapshot. Each test takes 10–20 s.
+//! Three `raftkv serve` processes on loopback: writes through every member
+//! with the leader SIGKILLed while clients write; a member restarted after a
+//! long absence catching up by snapshot; a stopping leader handing over.
+//! Each test takes 3–15 s.
 
 mod common;
 
@@ -177,4 +178,37 @@ async fn member_back_after_long_absence_catches_up_by_snapshot() {
         "the returning member caught up by snapshot:\n{}",
         cluster.log(absent)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stopping_leader_hands_over_and_exits_cleanly() {
+    let mut cluster = Cluster::start(3, &[]);
+    let leader = cluster.wait_for_leader(None).await;
+    common::put_until_acked(&cluster.endpoints(), "w-before", "v").await;
+    let status = cluster.terminate(leader);
+    assert!(
+        status.success(),
+        "SIGTERM exit: {status}\n{}",
+        cluster.log(leader)
+    );
+    assert!(
+        cluster
+            .log(leader)
+            .contains("handing leadership over before stopping"),
+        "{}",
+        cluster.log(leader)
+    );
+    let successor = cluster.wait_for_leader(Some(leader)).await;
+    assert_ne!(successor, leader);
+    let remaining: Vec<String> = (0..3)
+        .filter(|&index| index != leader)
+        .map(|index| cluster.endpoint(index))
+        .collect();
+    common::put_until_acked(&remaining, "w-after", "v").await;
+    for endpoint in &remaining {
+        assert_eq!(
+            common::get(endpoint, "w-before").await.as_deref(),
+            Some("v")
+        );
+    }
 }

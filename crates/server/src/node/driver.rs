@@ -58,6 +58,10 @@ pub(crate) struct Driver {
     ticks: u64,
     next_tick: Instant,
     schedule: SnapshotSchedule,
+    /// A stop was asked for; a leader first hands leadership over.
+    stop_requested: bool,
+    /// The tick after which a stop proceeds even if the handover has not happened.
+    stop_deadline_tick: u64,
     stopping: bool,
 }
 
@@ -90,6 +94,8 @@ impl Driver {
             leader: NO_NODE,
             ticks: 0,
             schedule,
+            stop_requested: false,
+            stop_deadline_tick: 0,
             stopping: false,
         }
     }
@@ -127,8 +133,46 @@ impl Driver {
             self.reads.release(self.store.applied_index());
             self.maybe_snapshot()?;
             self.publish_status();
+            let handed_over = self.leader != self.parts.proposal_base.member_id;
+            if self.stop_requested && (handed_over || self.ticks >= self.stop_deadline_tick) {
+                self.stopping = true;
+            }
         }
         Ok(())
+    }
+
+    /// A leader that stops first hands leadership to its most up-to-date
+    /// follower (as etcd does), so the cluster need not wait out an election
+    /// timeout; it stops anyway after one election timeout.
+    fn begin_stop(&mut self) {
+        if self.stop_requested {
+            return;
+        }
+        self.stop_requested = true;
+        self.stop_deadline_tick = self.ticks + u64::from(self.parts.election_ticks);
+        let status = self.node.status();
+        // Unless a handover starts below, stop at the end of this turn.
+        self.stopping = true;
+        if self.leader != status.id {
+            return;
+        }
+        let target = status
+            .progress
+            .iter()
+            .filter(|progress| progress.id != status.id)
+            .max_by_key(|progress| progress.match_index)
+            .map(|progress| progress.id);
+        let Some(target) = target else { return };
+        match self.node.transfer_leader(target) {
+            Ok(()) => {
+                self.stopping = false;
+                tracing::info!(
+                    target = format_args!("{target:x}"),
+                    "handing leadership over before stopping"
+                );
+            }
+            Err(error) => tracing::warn!(%error, "could not hand leadership over before stopping"),
+        }
     }
 
     /// Blocks until an input arrives or the next tick is due (not at all when
@@ -159,7 +203,7 @@ impl Driver {
             }
             match self.parts.control.try_recv() {
                 Ok(Control::Stop) | Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                    self.stopping = true;
+                    self.begin_stop();
                 }
                 Err(crossbeam_channel::TryRecvError::Empty) => {}
             }
