@@ -13,16 +13,23 @@ use harness::Cluster;
 use raft::{EntryKind, Storage};
 
 struct Block {
+    /// Comment lines (starting with `#`) just before the command.
+    comments: Vec<String>,
     command: String,
     expected: String,
 }
 
 fn parse(text: &str) -> Vec<Block> {
     let mut blocks = Vec::new();
+    let mut comments = Vec::new();
     let mut lines = text.lines().peekable();
     while let Some(line) = lines.next() {
         let line = line.trim_end();
-        if line.is_empty() || line.starts_with('#') {
+        if line.starts_with('#') {
+            comments.push(line.to_string());
+            continue;
+        }
+        if line.is_empty() {
             continue;
         }
         let separator = lines.next().map(str::trim_end);
@@ -41,6 +48,7 @@ fn parse(text: &str) -> Vec<Block> {
             lines.next();
         }
         blocks.push(Block {
+            comments: std::mem::take(&mut comments),
             command: line.to_string(),
             expected,
         });
@@ -51,6 +59,9 @@ fn parse(text: &str) -> Vec<Block> {
 fn render(blocks: &[Block], outputs: &[String]) -> String {
     let mut text = String::new();
     for (block, output) in blocks.iter().zip(outputs) {
+        for comment in &block.comments {
+            let _ = writeln!(text, "{comment}");
+        }
         let _ = write!(text, "{}\n----\n{output}\n", block.command);
     }
     text
@@ -265,6 +276,17 @@ fn scenarios() {
         .filter_map(|path| run_file(path, rewrite).err())
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn rewriting_keeps_comments() {
+    let text = "# why\ncluster 1\n----\n\n# and why\nstatus\n----\nold\n";
+    let blocks = parse(text);
+    let rendered = render(&blocks, &[String::new(), String::from("new\n")]);
+    assert_eq!(
+        rendered,
+        "# why\ncluster 1\n----\n\n# and why\nstatus\n----\nnew\n\n"
+    );
 }
 
 #[test]
