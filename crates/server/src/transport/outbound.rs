@@ -61,11 +61,6 @@ impl Transport {
             dropped_messages: AtomicU64::new(0),
         })
     }
-
-    /// Messages dropped so far because a peer's queue was full or unknown.
-    pub fn dropped_messages(&self) -> u64 {
-        self.dropped_messages.load(Ordering::Relaxed)
-    }
 }
 
 impl Outbox for Transport {
@@ -195,5 +190,63 @@ async fn stream_to_peer(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::{Entry, EntryKind, MessageBody};
+
+    fn append(entry_bytes: usize) -> Message {
+        Message {
+            from: 1,
+            to: 2,
+            term: 1,
+            body: MessageBody::AppendEntries {
+                prev_log_index: 0,
+                prev_log_term: 0,
+                entries: vec![Entry {
+                    term: 1,
+                    index: 1,
+                    kind: EntryKind::Normal,
+                    data: vec![0; entry_bytes],
+                }],
+                leader_commit: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn a_batch_takes_what_is_queued_within_its_limits() {
+        let (sender, mut queue) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
+        for _ in 0..BATCH_MESSAGES_MAX + 10 {
+            sender.try_send(append(8)).unwrap();
+        }
+        let first = queue.try_recv().unwrap();
+        assert_eq!(
+            collect_batch(first, &mut queue).messages.len(),
+            BATCH_MESSAGES_MAX
+        );
+        let first = queue.try_recv().unwrap();
+        assert_eq!(collect_batch(first, &mut queue).messages.len(), 10);
+
+        let big = BATCH_BYTES_MAX as usize / 2;
+        for _ in 0..3 {
+            sender.try_send(append(big)).unwrap();
+        }
+        let first = queue.try_recv().unwrap();
+        let batch = collect_batch(first, &mut queue);
+        assert_eq!(batch.messages.len(), 2, "stops once at the byte limit");
+        assert!(
+            queue.try_recv().is_ok(),
+            "the third waits for the next batch"
+        );
+        let first = append(BATCH_BYTES_MAX as usize * 2);
+        assert_eq!(
+            collect_batch(first, &mut queue).messages.len(),
+            1,
+            "one oversized message still goes"
+        );
     }
 }
