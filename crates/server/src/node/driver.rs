@@ -315,7 +315,10 @@ impl Driver {
     /// what needed the sync, apply, serve reads.
     fn handle_ready(&mut self, mut ready: Ready) -> Result<(), NodeError> {
         if let Some(soft_state) = ready.soft_state {
-            self.on_leader(soft_state.leader);
+            let term = ready
+                .hard_state
+                .map_or(self.node.storage().hard_state().term, |hard| hard.term);
+            self.on_leader(soft_state.leader, term);
         }
         self.send(std::mem::take(&mut ready.messages));
         if let Some(snapshot) = ready.snapshot.take() {
@@ -345,14 +348,14 @@ impl Driver {
         Ok(())
     }
 
-    fn on_leader(&mut self, leader: NodeId) {
+    fn on_leader(&mut self, leader: NodeId, term: u64) {
         if leader == self.leader {
             return;
         }
         tracing::info!(
             member = format_args!("{:x}", self.parts.proposal_base.member_id),
             leader = format_args!("{leader:x}"),
-            term = self.node.storage().hard_state().term,
+            term,
             "leader changed"
         );
         self.leader = leader;
@@ -414,6 +417,12 @@ impl Driver {
             mvcc::Durability::Deferred,
         )?;
         debug_assert_eq!(outcomes.len(), commands.len());
+        debug_assert!(entries
+            .windows(2)
+            .all(|pair| pair[1].index == pair[0].index + 1));
+        debug_assert!(entries
+            .last()
+            .is_none_or(|last| self.store.applied_index() >= last.index));
         for ((index, _, request), outcome) in commands.iter().zip(outcomes) {
             let Some(request) = request else { continue };
             let result = match outcome {
