@@ -1,7 +1,8 @@
 //! `raftkv serve` as a library call: binds the peer and client listeners,
 //! starts the transport and the node, serves the peer service and etcd's
-//! client API until told to stop, then stops in order (listeners first, then
-//! the node finishes its turn and flushes the state machine). It owns the
+//! client API until told to stop, then stops in order: client listeners stop
+//! accepting while the node hands leadership over, finishes its turn and
+//! flushes the state machine; the peer listeners close last. It owns the
 //! process's sockets and their lifetime, never a Raft decision.
 
 use std::future::Future;
@@ -22,7 +23,7 @@ use crate::transport::{PeerService, Transport, PEER_MESSAGE_BYTES_MAX};
 
 /// How often the serving loop checks that the node thread is still running.
 const NODE_CHECK_INTERVAL: Duration = Duration::from_millis(200);
-/// How long listeners get to finish in-flight calls at shutdown.
+/// How long client connections get to finish in-flight calls at shutdown.
 const SERVER_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why `raftkv serve` could not start or stopped with a failure.
@@ -106,29 +107,31 @@ pub async fn run(
         "member started"
     );
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut servers = JoinSet::new();
+    // Peer streams never end on their own: the peer listeners run until the
+    // node has stopped (a stopping leader still needs them to hand over).
+    let mut peer_servers = JoinSet::new();
     for (url, listener) in peer_listeners {
         let service = PeerServer::new(PeerService::new(handle.clone(), config.cluster_id()))
             .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
         let router = tonic::transport::Server::builder().add_service(service);
-        let stop = stopped(stop_rx.clone());
         tracing::info!(%url, "serving peer traffic");
-        servers.spawn(async move {
+        peer_servers.spawn(async move {
             let served = router
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+                .serve_with_incoming(TcpListenerStream::new(listener))
                 .await;
             (url, served)
         });
     }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut client_servers = JoinSet::new();
     let backend = Arc::new(handle);
     for (url, listener) in client_listeners {
         let routes = api::routes(Arc::clone(&backend), ApiLimits::from_config(&config));
         let router = tonic::transport::Server::builder().add_routes(routes);
         let stop = stopped(stop_rx.clone());
         tracing::info!(%url, "ready to serve client requests");
-        servers.spawn(async move {
+        client_servers.spawn(async move {
             let served = router
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
                 .await;
@@ -139,21 +142,21 @@ pub async fn run(
     let node_failed = wait_for_stop(&node, shutdown).await;
     tracing::info!("stopping: no new requests; finishing the current work");
     let _ = stop_tx.send(true);
+    let node_stopped = tokio::task::spawn_blocking(move || node.stop());
     let drained = tokio::time::timeout(SERVER_DRAIN_TIMEOUT, async {
-        while let Some(joined) = servers.join_next().await {
+        while let Some(joined) = client_servers.join_next().await {
             if let Ok((url, Err(error))) = joined {
-                tracing::warn!(%url, %error, "listener ended with an error");
+                tracing::warn!(%url, %error, "client listener ended with an error");
             }
         }
     })
     .await;
     if drained.is_err() {
-        tracing::warn!("listeners did not finish in time; closing them");
-        servers.abort_all();
+        tracing::warn!("client connections did not finish in time; closing them");
+        client_servers.abort_all();
     }
-    tokio::task::spawn_blocking(move || node.stop())
-        .await
-        .map_err(|_| NodeError::Panicked)??;
+    node_stopped.await.map_err(|_| NodeError::Panicked)??;
+    peer_servers.abort_all();
     if node_failed {
         return Err(ServeError::NodeStopped);
     }
