@@ -229,3 +229,17 @@ fn misrouted_messages_are_refused() {
     let error = node.step(vote_request(2, 7, 1)).unwrap_err();
     assert!(matches!(error, RaftError::MisroutedMessage { to: 7, .. }));
 }
+
+#[test]
+fn an_append_lost_in_flight_is_repaired_by_the_next_heartbeat() {
+    let mut cluster = Cluster::new(3, |_| {});
+    elect(&mut cluster, 1);
+    cluster.isolate(3);
+    cluster.node_mut(1).propose(b"lost-once".to_vec()).unwrap();
+    cluster.stabilize();
+    cluster.heal();
+    assert!(cluster.applied_commands(3).is_empty());
+    cluster.tick(1, 1);
+    cluster.stabilize();
+    assert_eq!(cluster.applied_commands(3), vec!["lost-once"]);
+}

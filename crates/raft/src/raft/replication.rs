@@ -249,9 +249,10 @@ impl<S: Storage> Raft<S> {
                 if let Some(progress) = self.progress.get_mut(&from) {
                     progress.recently_active = true;
                     progress.heard_heartbeat_response();
+                    // Even an empty append is worth sending: in the replicate
+                    // state it is how appends lost in flight are discovered.
                     if progress.match_index < last_index {
-                        let probing = progress.state == ProgressState::Probe;
-                        self.send_append(from, probing);
+                        self.send_append(from, true);
                     }
                 }
                 if let Some(context) = read_context {
