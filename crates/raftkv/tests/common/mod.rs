@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use std::fs::File;
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -284,4 +285,36 @@ pub async fn current_revision(endpoints: &[String]) -> i64 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     unreachable!("cycle over a non-empty list never ends")
+}
+
+/// Whether `etcdctl` runs, under the rule of [`binary_present`].
+pub fn etcdctl_present() -> bool {
+    let under_ci = std::env::var("CI").is_ok_and(|value| value == "true");
+    binary_present("etcdctl", under_ci)
+}
+
+/// Whether `binary version` runs. Missing locally: a message and `false`, so
+/// the test passes having checked nothing (and says so). Missing under CI: a
+/// panic, so CI can never skip a test that needs the binary silently.
+pub fn binary_present(binary: &str, under_ci: bool) -> bool {
+    let runs = Command::new(binary)
+        .arg("version")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if runs {
+        return true;
+    }
+    assert!(
+        !under_ci,
+        "{binary} is not on PATH under CI=true: install it with \
+         `apt-get install -y etcd-client`; tests that need it must not be skipped in CI"
+    );
+    // Straight to stderr, past the harness's capture, so a local run shows
+    // that nothing was checked.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: {binary} is not on PATH; install it with \
+         `apt-get install -y etcd-client` to run this test"
+    );
+    false
 }
