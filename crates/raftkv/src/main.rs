@@ -1,6 +1,7 @@
 //! The raftkv command line.
 
 mod bench;
+mod playground;
 mod serve;
 mod simulate;
 
@@ -13,6 +14,8 @@ use clap::Parser;
 )]
 enum Command {
     Serve(server::config::ServeArgs),
+    /// Start a local cluster of `raftkv serve` processes in one command.
+    Playground(playground::PlaygroundArgs),
     /// Run seeded simulated clusters under faults and check every step.
     Sim(simulate::SimArgs),
     /// Measure parts of raftkv against the hardware floor.
@@ -23,6 +26,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     match Command::parse() {
         Command::Serve(args) => serve::run(args),
+        Command::Playground(args) => playground::run(args),
         Command::Sim(args) => simulate::run(args),
         Command::Bench(command) => bench::run(command),
     }
