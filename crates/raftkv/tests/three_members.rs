@@ -77,6 +77,23 @@ async fn check_agreement(cluster: &Cluster, acked: &BTreeSet<String>) {
     );
 }
 
+/// Waits (bounded) until the writers have `count` acknowledged writes; the
+/// panic says the cluster stopped taking writes (`when`).
+async fn wait_for_acked(acked: &Mutex<BTreeSet<String>>, count: usize, when: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let have = acked.lock().unwrap().len();
+        if have >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "writes stopped {when}: only {have} of {count} acknowledged within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writes_through_every_member_survive_leader_kill() {
     let mut cluster = Cluster::start(3, &[]);
@@ -123,25 +140,25 @@ async fn writes_through_every_member_survive_leader_kill() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    wait_for_acked(&acked, WRITER_TASKS, "before any fault").await;
     let leader = cluster.wait_for_leader(None).await;
     let acked_before_kill = acked.lock().unwrap().len();
     cluster.kill(leader);
     cluster.wait_for_leader(Some(leader)).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_for_acked(
+        &acked,
+        acked_before_kill + WRITER_TASKS,
+        "after the leader died",
+    )
+    .await;
     cluster.start_member(leader);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The writers go on while the killed member rejoins and catches up.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     stop.store(true, Ordering::Relaxed);
     for writer in writers {
         writer.await.expect("writer task");
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(
-        acked.len() > acked_before_kill,
-        "writes went on after the leader died ({} before, {} after)",
-        acked_before_kill,
-        acked.len()
-    );
     check_agreement(&cluster, &acked).await;
 }
 
