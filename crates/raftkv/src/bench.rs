@@ -1,5 +1,13 @@
-//! `raftkv bench`: measurements that compare us with the hardware floor (and,
-//! later, with etcd) in the same run.
+//! `raftkv bench`: measurements that compare us with the hardware floor and
+//! with etcd in the same run.
+
+mod cluster;
+mod error;
+mod load;
+mod put;
+mod report;
+
+pub use error::BenchError;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +19,10 @@ pub enum BenchCommand {
     /// The write-ahead log: entries/s, fsyncs/s and append latency at several
     /// writer counts, next to the raw fdatasync rate of the same directory.
     Wal(WalBenchArgs),
+    /// Puts against etcd and raftkv clusters started here: puts/s, latency
+    /// percentiles and server CPU per 1000 puts at several client counts,
+    /// with raftkv/etcd ratios, as a markdown table.
+    Put(put::PutBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -32,6 +44,7 @@ pub struct WalBenchArgs {
 pub fn run(command: BenchCommand) -> ExitCode {
     match command {
         BenchCommand::Wal(args) => run_wal(args),
+        BenchCommand::Put(args) => put::run(args),
     }
 }
 
