@@ -431,6 +431,18 @@ async fn request_errors(mut setup: Setup) {
         Code::InvalidArgument,
         "etcdserver: request is too large",
     );
+    // Beyond gRPC's allowance over the limit the message is not even decoded.
+    let refused = status_of(
+        kv.put("huge", vec![b'x'; REQUEST_BYTES_MAX + 600 * 1024], None)
+            .await,
+    );
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .starts_with("grpc: received message larger than max"),
+        "{refused:?}"
+    );
     let too_many: Vec<TxnOp> = (0..=TXN_OPS_MAX)
         .map(|number| TxnOp::put(format!("op{number}"), "v", None))
         .collect();

@@ -26,7 +26,7 @@
 //! Revisions are never masked: both stores start at revision 1 and see the
 //! same writes. Needs `etcd` and `etcdctl` on PATH (`apt-get install -y
 //! etcd-server etcd-client`); without them each test says so and passes,
-//! except under CI (`CI=true`), where it fails. Takes about 6 s.
+//! except under CI (`CI=true`), where it fails. Each test takes about 3 s.
 
 mod common;
 
