@@ -111,11 +111,15 @@ impl Driver {
             Ok(()) => BackendError::Stopped,
             Err(error) => BackendError::Storage(error.to_string()),
         };
+        // A commit index buffered without a sync goes to disk before the
+        // state machine, so a restart finds the log's commit at least as new.
+        let synced = self.node.storage_mut().sync();
         let flushed = self.store.flush();
         self.proposals.fail_all(|| clone_error(&error));
         self.reads.fail_all(|| clone_error(&error));
         self.awaiting_leader.clear();
         result?;
+        synced?;
         flushed?;
         Ok(())
     }
@@ -326,9 +330,14 @@ impl Driver {
         }
         self.track_appended(&ready.entries);
         let started = Instant::now();
-        self.node
-            .storage_mut()
-            .persist(ready.hard_state, &ready.entries)?;
+        if needs_sync(&ready, self.node.storage().hard_state()) {
+            self.node
+                .storage_mut()
+                .persist(ready.hard_state, &ready.entries)?;
+        } else if let Some(hard_state) = ready.hard_state {
+            // Only the commit index moved: written with the next sync.
+            self.node.storage_mut().set_hard_state(hard_state)?;
+        }
         let took = started.elapsed();
         if took > SLOW_SYNC_WARN {
             tracing::warn!(
@@ -496,6 +505,21 @@ impl Driver {
     }
 }
 
+/// Whether a Ready must be made durable before its messages leave and its
+/// entries are applied. A hard state that moves only the commit index needs
+/// no fdatasync of its own, as in etcd: a leader learns the commit index anew
+/// after a crash, and the state machine skips entries it already applied. It
+/// reaches the disk with the next sync. New entries, a new term or vote, and
+/// messages that promise durable state always need one.
+fn needs_sync(ready: &Ready, durable: raft::HardState) -> bool {
+    if !ready.entries.is_empty() || !ready.persisted_messages.is_empty() {
+        return true;
+    }
+    ready
+        .hard_state
+        .is_some_and(|hard| hard.term != durable.term || hard.vote != durable.vote)
+}
+
 /// The command in an entry; `None` for no-ops and for bytes no member can
 /// read (every member skips them alike, so the replicas stay equal).
 fn decode_command(entry: &Entry) -> Option<mvcc::Command> {
@@ -522,5 +546,66 @@ fn clone_error(error: &BackendError) -> BackendError {
         BackendError::Stopped => BackendError::Stopped,
         BackendError::Store(error) => BackendError::Storage(error.to_string()),
         BackendError::Storage(text) => BackendError::Storage(text.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::HardState;
+
+    const DURABLE: HardState = HardState {
+        term: 3,
+        vote: 2,
+        commit: 10,
+    };
+
+    fn with_hard_state(hard_state: HardState) -> Ready {
+        Ready {
+            hard_state: Some(hard_state),
+            ..Ready::default()
+        }
+    }
+
+    #[test]
+    fn commit_only_change_needs_no_sync() {
+        let ready = with_hard_state(HardState {
+            commit: 11,
+            ..DURABLE
+        });
+        assert!(!needs_sync(&ready, DURABLE));
+        assert!(!needs_sync(&Ready::default(), DURABLE));
+    }
+
+    #[test]
+    fn term_vote_entries_and_promises_need_a_sync() {
+        let new_term = HardState {
+            term: 4,
+            vote: 0,
+            ..DURABLE
+        };
+        assert!(needs_sync(&with_hard_state(new_term), DURABLE));
+        let new_vote = HardState { vote: 1, ..DURABLE };
+        assert!(needs_sync(&with_hard_state(new_vote), DURABLE));
+        let entries = Ready {
+            entries: vec![Entry {
+                term: 3,
+                index: 11,
+                kind: EntryKind::Normal,
+                data: Vec::new(),
+            }],
+            ..Ready::default()
+        };
+        assert!(needs_sync(&entries, DURABLE));
+        let promise = Ready {
+            persisted_messages: vec![Message {
+                from: 1,
+                to: 2,
+                term: 3,
+                body: raft::MessageBody::HeartbeatResponse { read_context: None },
+            }],
+            ..Ready::default()
+        };
+        assert!(needs_sync(&promise, DURABLE));
     }
 }
