@@ -14,12 +14,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt;
 
 use crate::api::{self, ApiLimits};
 use crate::config::{Scheme, ServeConfig, Url};
 use crate::node::{Node, NodeError, NodeOptions};
 use crate::proto::raftkvpb::peer_server::PeerServer;
-use crate::transport::{PeerService, Transport, PEER_MESSAGE_BYTES_MAX};
+use crate::transport::{AuthorityFix, PeerService, Transport, PEER_MESSAGE_BYTES_MAX};
 
 /// How often the serving loop checks that the node thread is still running.
 const NODE_CHECK_INTERVAL: Duration = Duration::from_millis(200);
@@ -132,9 +133,11 @@ pub async fn run(
         let stop = stopped(stop_rx.clone());
         tracing::info!(%url, "ready to serve client requests");
         client_servers.spawn(async move {
-            let served = router
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
-                .await;
+            // etcdctl may send `http://host:port` as the authority; h2 would
+            // refuse it (see transport::client_authority).
+            let incoming =
+                TcpListenerStream::new(listener).map(|accepted| accepted.map(AuthorityFix::new));
+            let served = router.serve_with_incoming_shutdown(incoming, stop).await;
             (url, served)
         });
     }
