@@ -364,8 +364,6 @@ fn stop_members(members: &mut [Member], signals: &Receiver<StopSignal>) -> bool 
 }
 
 /// What the user needs: where each member is, and the etcdctl line to use.
-/// Endpoints are `host:port` because etcdctl's per-endpoint commands send an
-/// `http://` endpoint as the HTTP/2 authority, which raftkv refuses.
 fn announce(members: &[Member], data_dir: &Path) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
