@@ -177,17 +177,39 @@ struct Member {
     plan: MemberPlan,
     child: Child,
     log_forwarder: Option<JoinHandle<()>>,
-    exit: Option<ExitStatus>,
+    exit: Option<MemberExit>,
+}
+
+/// How a member ended: its exit status, or why it could not be read.
+#[derive(Debug)]
+enum MemberExit {
+    Status(ExitStatus),
+    Unknown(std::io::Error),
+}
+
+impl MemberExit {
+    fn success(&self) -> bool {
+        matches!(self, MemberExit::Status(status) if status.success())
+    }
+}
+
+impl std::fmt::Display for MemberExit {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MemberExit::Status(status) => write!(formatter, "{status}"),
+            MemberExit::Unknown(error) => write!(formatter, "exit status unknown: {error}"),
+        }
+    }
 }
 
 impl Member {
     /// Records the exit status if the member has exited; true when it has.
     fn poll_exit(&mut self) -> bool {
         if self.exit.is_none() {
-            // An error here means the child was already reaped: treat as gone.
+            // An error means the child cannot be waited for: it is gone.
             self.exit = match self.child.try_wait() {
-                Ok(status) => status,
-                Err(_) => Some(ExitStatus::default()),
+                Ok(status) => status.map(MemberExit::Status),
+                Err(error) => Some(MemberExit::Unknown(error)),
             };
         }
         self.exit.is_some()
@@ -301,19 +323,15 @@ fn send_sigterm(member: &Member) {
 #[derive(Debug)]
 enum Ending {
     Signal(StopSignal),
-    MemberExited { name: String, status: ExitStatus },
+    /// The member at this index exited by itself.
+    MemberExited(usize),
 }
 
 /// Waits until a stop signal arrives or some member exits on its own.
 fn supervise(members: &mut [Member], signals: &Receiver<StopSignal>) -> Ending {
     loop {
-        for member in members.iter_mut() {
-            if member.poll_exit() {
-                return Ending::MemberExited {
-                    name: member.plan.name.clone(),
-                    status: member.exit.unwrap_or_default(),
-                };
-            }
+        if let Some(index) = members.iter_mut().position(Member::poll_exit) {
+            return Ending::MemberExited(index);
         }
         match signals.recv_timeout(SUPERVISE_POLL_INTERVAL) {
             Ok(signal) => return Ending::Signal(signal),
@@ -360,7 +378,7 @@ fn stop_members(members: &mut [Member], signals: &Receiver<StopSignal>) -> bool 
     !killed
         && members
             .iter()
-            .all(|member| member.exit.is_some_and(|status| status.success()))
+            .all(|member| member.exit.as_ref().is_some_and(MemberExit::success))
 }
 
 /// What the user needs: where each member is, and the etcdctl line to use.
@@ -444,9 +462,13 @@ pub fn run(args: PlaygroundArgs) -> ExitCode {
         Ending::Signal(StopSignal(signal)) => {
             eprintln!("raftkv playground: {signal}; stopping every member");
         }
-        Ending::MemberExited { name, status } => {
+        Ending::MemberExited(index) => {
+            let member = &members[*index];
+            let exit = member.exit.as_ref().map(ToString::to_string);
             eprintln!(
-                "raftkv playground: {name} exited unexpectedly ({status}); stopping the others"
+                "raftkv playground: {} exited unexpectedly ({}); stopping the others",
+                member.plan.name,
+                exit.unwrap_or_default()
             );
         }
     }
