@@ -182,17 +182,16 @@ impl Driver {
     /// Blocks until an input arrives or the next tick is due (not at all when
     /// the core has work), then takes everything queued and feeds the core.
     fn wait_and_drain(&mut self) -> Result<(), NodeError> {
-        let timeout = if self.node.has_ready() {
-            Duration::ZERO
-        } else {
-            self.next_tick.saturating_duration_since(Instant::now())
-        };
-        let mut select = Select::new();
-        select.recv(&self.parts.requests);
-        select.recv(&self.parts.peer_messages);
-        select.recv(&self.parts.control);
-        // Either an input is ready or the tick is due; both lead to the drain.
-        let _ = select.ready_timeout(timeout);
+        if !self.node.has_ready() {
+            // With work at hand, waiting (even for zero time) only spins.
+            let timeout = self.next_tick.saturating_duration_since(Instant::now());
+            let mut select = Select::new();
+            select.recv(&self.parts.requests);
+            select.recv(&self.parts.peer_messages);
+            select.recv(&self.parts.control);
+            // Either an input is ready or the tick is due; both lead to the drain.
+            let _ = select.ready_timeout(timeout);
+        }
         let mut new_proposals = Vec::new();
         let mut taken = 0;
         while taken < INPUTS_PER_TURN_MAX {
