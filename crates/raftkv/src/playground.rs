@@ -303,14 +303,14 @@ fn watch_signals() -> Result<Receiver<StopSignal>, PlaygroundError> {
     Ok(receiver)
 }
 
-/// Sends SIGTERM through `kill(1)`: std can only SIGKILL, and raftkv has no
-/// unsafe code to call `kill(2)` with.
+/// Asks a member to stop cleanly, as a terminal's Ctrl-C or an init system would.
 fn send_sigterm(member: &Member) {
-    let sent = Command::new("kill")
-        .args(["-TERM", &member.child.id().to_string()])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
+    let pid = i32::try_from(member.child.id())
+        .ok()
+        .and_then(rustix::process::Pid::from_raw);
+    let sent = pid.is_some_and(|pid| {
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).is_ok()
+    });
     if !sent {
         eprintln!(
             "raftkv playground: could not send SIGTERM to {}",

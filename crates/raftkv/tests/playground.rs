@@ -5,6 +5,7 @@
 
 mod common;
 
+use rustix::process::Signal;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
@@ -106,12 +107,12 @@ impl Playground {
 impl Drop for Playground {
     fn drop(&mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
-            send_signal("-TERM", self.child.id());
+            send_signal(Signal::TERM, self.child.id());
             let _ = self.wait_for_exit();
         }
         for &pid in &self.member_pids {
             if process_exists(pid) {
-                send_signal("-KILL", pid);
+                send_signal(Signal::KILL, pid);
             }
         }
     }
@@ -147,12 +148,13 @@ fn read_announcement(stdout: ChildStdout, members: usize) -> (Vec<String>, Vec<u
     panic!("the playground exited before announcing its endpoints: {seen:?}");
 }
 
-fn send_signal(signal: &str, pid: u32) {
-    let status = Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill {signal} {pid} failed");
+fn send_signal(signal: Signal, pid: u32) {
+    let target = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .expect("a child's pid is a valid pid");
+    rustix::process::kill_process(target, signal)
+        .unwrap_or_else(|error| panic!("{signal:?} to {pid} failed: {error}"));
 }
 
 /// True while `pid` exists and is not a zombie waiting for its parent.
@@ -200,7 +202,7 @@ async fn write_through_one_member_read_through_another_then_sigterm_stops_all() 
     let read = get_until_answered(&playground.endpoints[1], "k").await;
     assert_eq!(read.as_deref(), Some("v"), "read through infra2");
 
-    send_signal("-TERM", playground.child.id());
+    send_signal(Signal::TERM, playground.child.id());
     let status = playground.wait_for_exit();
     let log = playground.log();
     assert!(status.success(), "playground exit: {status}\n{log}");
@@ -227,7 +229,7 @@ async fn a_member_dying_fails_the_playground_and_stops_the_rest() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let mut playground = Playground::start(3, dir.path());
     common::put_until_acked(&playground.endpoints, "k", "v").await;
-    send_signal("-KILL", playground.member_pids[1]);
+    send_signal(Signal::KILL, playground.member_pids[1]);
     let status = playground.wait_for_exit();
     let log = playground.log();
     assert!(

@@ -175,13 +175,14 @@ impl Cluster {
     }
 }
 
-/// Sends SIGTERM to a process this test started (std can only SIGKILL).
+/// Sends SIGTERM to a process this test started.
 fn send_sigterm(pid: u32) {
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -TERM {pid} failed");
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .expect("a child's pid is a valid pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM)
+        .unwrap_or_else(|error| panic!("SIGTERM to {pid:?} failed: {error}"));
 }
 
 impl Drop for Cluster {
