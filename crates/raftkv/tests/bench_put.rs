@@ -1,6 +1,7 @@
 //! `raftkv bench put` end to end against raftkv alone, for a handful of puts:
 //! the report has its header and one row per client count, with every put
-//! answered. Takes a few seconds (one `raftkv serve` process).
+//! answered, rounds summed into one row. Takes a few seconds (two `raftkv
+//! serve` processes, one after the other).
 
 use std::process::Command;
 
@@ -9,7 +10,7 @@ fn bench_put_reports_one_row_per_client_count() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let output = Command::new(env!("CARGO_BIN_EXE_raftkv"))
         .args(["bench", "put", "--systems", "raftkv", "--clients", "1,3"])
-        .args(["--requests", "20", "--dir"])
+        .args(["--requests", "20", "--rounds", "2", "--dir"])
         .arg(dir.path())
         .output()
         .expect("run raftkv bench put");

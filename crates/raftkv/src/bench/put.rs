@@ -32,6 +32,10 @@ pub struct PutBenchArgs {
     /// Puts per run instead of a duration.
     #[arg(long)]
     requests: Option<u64>,
+    /// Times to repeat everything, the systems taking turns; each row sums
+    /// its rounds, so a busy machine weighs on both systems alike.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
     /// Bytes per value.
     #[arg(long, default_value_t = 256)]
     value_bytes: usize,
@@ -54,8 +58,12 @@ fn check(args: &PutBenchArgs) -> Result<(), String> {
     if args.systems.is_empty() || args.members.is_empty() || args.clients.is_empty() {
         return Err("--systems, --members and --clients each need at least one value".into());
     }
-    if args.members.contains(&0) || args.clients.contains(&0) || args.connections == 0 {
-        return Err("--members, --clients and --connections must be at least 1".into());
+    if args.members.contains(&0)
+        || args.clients.contains(&0)
+        || args.connections == 0
+        || args.rounds == 0
+    {
+        return Err("--members, --clients, --connections and --rounds must be at least 1".into());
     }
     if args.keys == 0 || args.requests == Some(0) || (args.requests.is_none() && args.seconds == 0)
     {
@@ -101,39 +109,86 @@ fn run_all(args: &PutBenchArgs) -> Result<Vec<Row>, BenchError> {
         None => Stop::Duration(Duration::from_secs(args.seconds)),
     };
     let ticks_per_second = cluster::clock_ticks_per_second();
-    let mut rows = Vec::new();
-    for &members in &args.members {
-        for &system in &args.systems {
-            runtime.block_on(async {
-                let cluster = Cluster::start(system, members, &binaries, &args.dir).await?;
-                for &clients in &args.clients {
-                    let spec = LoadSpec {
-                        clients,
-                        connections_max: args.connections,
-                        stop,
-                        value_bytes: args.value_bytes,
-                        keys: args.keys,
-                    };
-                    let row = measure(&cluster, system, members, &spec, ticks_per_second).await?;
-                    eprintln!("{}", report::format_row(&row));
-                    rows.push(row);
-                }
-                Ok::<(), BenchError>(())
-            })?;
+    let mut runs: Vec<Run> = Vec::new();
+    for _round in 0..args.rounds {
+        for &members in &args.members {
+            for &system in &args.systems {
+                runtime.block_on(async {
+                    let cluster = Cluster::start(system, members, &binaries, &args.dir).await?;
+                    for &clients in &args.clients {
+                        let spec = LoadSpec {
+                            clients,
+                            connections_max: args.connections,
+                            stop,
+                            value_bytes: args.value_bytes,
+                            keys: args.keys,
+                        };
+                        let (result, cpu_seconds) =
+                            measure(&cluster, system, &spec, ticks_per_second).await?;
+                        let row = Row::new(system, members, clients, &result, cpu_seconds);
+                        eprintln!("{}", report::format_row(&row));
+                        add_run(&mut runs, (system, members, clients), result, cpu_seconds)?;
+                    }
+                    Ok::<(), BenchError>(())
+                })?;
+            }
         }
     }
-    Ok(rows)
+    Ok(runs
+        .iter()
+        .map(|run| {
+            Row::new(
+                run.key.0,
+                run.key.1,
+                run.key.2,
+                &run.result,
+                run.cpu_seconds,
+            )
+        })
+        .collect())
 }
 
-/// One run: the load against the leader, with the CPU every member used
-/// meanwhile.
+/// Every round of one (system, members, clients), summed.
+struct Run {
+    key: (System, usize, usize),
+    result: load::LoadResult,
+    cpu_seconds: f64,
+}
+
+fn add_run(
+    runs: &mut Vec<Run>,
+    key: (System, usize, usize),
+    result: load::LoadResult,
+    cpu_seconds: f64,
+) -> Result<(), BenchError> {
+    let Some(run) = runs.iter_mut().find(|run| run.key == key) else {
+        runs.push(Run {
+            key,
+            result,
+            cpu_seconds,
+        });
+        return Ok(());
+    };
+    run.result
+        .latency_us
+        .add(&result.latency_us)
+        .map_err(|error| BenchError::Client(error.to_string()))?;
+    run.result.succeeded += result.succeeded;
+    run.result.failed += result.failed;
+    run.result.elapsed += result.elapsed;
+    run.cpu_seconds += cpu_seconds;
+    debug_assert_eq!(run.result.latency_us.len(), run.result.succeeded);
+    Ok(())
+}
+
+/// One run: the load against the leader, and the CPU seconds every member
+/// used meanwhile.
 async fn measure(
     cluster: &Cluster,
     system: System,
-    members: usize,
     spec: &LoadSpec,
     ticks_per_second: u64,
-) -> Result<Row, BenchError> {
+) -> Result<(load::LoadResult, f64), BenchError> {
     let cpu_total = |pids: &[u32]| -> Result<f64, BenchError> {
         pids.iter()
             .map(|&pid| cluster::cpu_seconds(pid, ticks_per_second))
@@ -150,11 +205,5 @@ async fn measure(
             spec.clients
         );
     }
-    Ok(Row::new(
-        system,
-        members,
-        spec.clients,
-        &result,
-        cpu_after - cpu_before,
-    ))
+    Ok((result, cpu_after - cpu_before))
 }
