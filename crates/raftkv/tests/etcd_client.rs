@@ -598,11 +598,9 @@ async fn writes_through_followers_and_reads_on_every_member() {
     .await;
 }
 
-/// etcd lists every started member's client URLs (each member publishes its
-/// own through the log); raftkv members know only their own, so the other
-/// members are listed without client URLs.
+/// Like etcd, every member lists every started member's client URLs (ours
+/// learn them when the other members' peer streams introduce themselves).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known difference: member list lacks other members' client URLs"]
 async fn member_list_names_every_members_client_urls() {
     run(3, |mut setup| async move {
         let listed = setup.client.member_list().await.expect("member list");

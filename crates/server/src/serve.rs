@@ -20,7 +20,9 @@ use crate::api::{self, ApiLimits};
 use crate::config::{Scheme, ServeConfig, Url};
 use crate::node::{Node, NodeError, NodeOptions};
 use crate::proto::raftkvpb::peer_server::PeerServer;
-use crate::transport::{AuthorityFix, PeerService, Transport, PEER_MESSAGE_BYTES_MAX};
+use crate::transport::{
+    AuthorityFix, PeerService, SenderIdentity, Transport, PEER_MESSAGE_BYTES_MAX,
+};
 
 /// How often the serving loop checks that the node thread is still running.
 const NODE_CHECK_INTERVAL: Duration = Duration::from_millis(200);
@@ -94,7 +96,16 @@ pub async fn run(
             )
         })
         .collect();
-    let transport = Transport::start(config.cluster_id(), &peers);
+    let identity = SenderIdentity {
+        cluster_id: config.cluster_id(),
+        member_id: config.member_id(),
+        client_urls: config
+            .advertise_client_urls()
+            .iter()
+            .map(Url::to_string)
+            .collect(),
+    };
+    let transport = Transport::start(identity, &peers);
     let options = NodeOptions::from_config(&config);
     let node = tokio::task::spawn_blocking(move || Node::start(options, transport))
         .await

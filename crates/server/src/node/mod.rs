@@ -161,7 +161,9 @@ struct Shared {
     request_timeout: Duration,
     store: Arc<mvcc::Store>,
     status: Arc<SharedStatus>,
-    members: Vec<Member>,
+    /// The configured members; other members' client URLs fill in as their
+    /// peer streams introduce them.
+    members: std::sync::RwLock<Vec<Member>>,
 }
 
 /// The node as the services and the transport see it. Cloning is cheap.
@@ -247,7 +249,7 @@ impl Node {
             request_timeout: options.request_timeout,
             store,
             status,
-            members: options.members,
+            members: std::sync::RwLock::new(options.members),
         };
         Ok(Node {
             handle: NodeHandle {
@@ -283,6 +285,19 @@ impl NodeHandle {
 
     pub fn member_id(&self) -> NodeId {
         self.shared.status.lock().member_id
+    }
+
+    /// Records the client URLs a configured member advertises; ids outside
+    /// the configuration are ignored.
+    pub fn learn_client_urls(&self, member: NodeId, client_urls: Vec<String>) {
+        let mut members = self
+            .shared
+            .members
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(known) = members.iter_mut().find(|known| known.id == member) {
+            known.client_urls = client_urls;
+        }
     }
 
     async fn request<T>(
@@ -327,7 +342,11 @@ impl Backend for NodeHandle {
     }
 
     fn members(&self) -> Vec<Member> {
-        self.shared.members.clone()
+        self.shared
+            .members
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 

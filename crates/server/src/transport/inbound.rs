@@ -6,7 +6,7 @@
 use raft::Message;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::CLUSTER_ID_METADATA;
+use super::{CLIENT_URLS_METADATA, CLUSTER_ID_METADATA, MEMBER_ID_METADATA};
 use crate::node::NodeHandle;
 use crate::proto::raftkvpb::{peer_server::Peer, MessageBatch, SendMessagesResponse};
 
@@ -41,6 +41,32 @@ impl PeerService {
     }
 }
 
+impl PeerService {
+    /// Records the client URLs the sender advertises, so `member list` on
+    /// this member shows them (etcd members publish theirs through the log).
+    fn learn_client_urls(&self, request: &Request<Streaming<MessageBatch>>) {
+        let text = |key| {
+            request
+                .metadata()
+                .get(key)
+                .and_then(|value| value.to_str().ok())
+        };
+        let Some(member) = text(MEMBER_ID_METADATA).and_then(|id| u64::from_str_radix(id, 16).ok())
+        else {
+            return;
+        };
+        let urls: Vec<String> = text(CLIENT_URLS_METADATA)
+            .unwrap_or_default()
+            .split(',')
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if !urls.is_empty() {
+            self.node.learn_client_urls(member, urls);
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl Peer for PeerService {
     async fn send_messages(
@@ -48,6 +74,7 @@ impl Peer for PeerService {
         request: Request<Streaming<MessageBatch>>,
     ) -> Result<Response<SendMessagesResponse>, Status> {
         self.check_cluster(&request)?;
+        self.learn_client_urls(&request);
         let local = self.node.member_id();
         let mut stream = request.into_inner();
         let mut batches_received = 0;

@@ -19,6 +19,37 @@ pub use outbound::Transport;
 
 /// Metadata key naming the sender's cluster id (hex) on every peer stream.
 pub const CLUSTER_ID_METADATA: &str = "raftkv-cluster-id";
+/// Metadata key naming the sending member's id (hex).
+pub const MEMBER_ID_METADATA: &str = "raftkv-member-id";
+/// Metadata key carrying the sending member's advertised client URLs,
+/// comma-separated, so every member can list every member's client URLs.
+pub const CLIENT_URLS_METADATA: &str = "raftkv-client-urls";
+
+/// Who opens a peer stream: checked and recorded by the receiving member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SenderIdentity {
+    pub cluster_id: u64,
+    pub member_id: raft::NodeId,
+    pub client_urls: Vec<String>,
+}
+
+impl SenderIdentity {
+    /// The identity as stream metadata.
+    fn to_metadata(&self) -> Result<tonic::metadata::MetadataMap, String> {
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        let value = |text: String| {
+            text.parse::<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>()
+                .map_err(|_| format!("{text:?} is not valid stream metadata"))
+        };
+        metadata.insert(
+            CLUSTER_ID_METADATA,
+            value(format!("{:x}", self.cluster_id))?,
+        );
+        metadata.insert(MEMBER_ID_METADATA, value(format!("{:x}", self.member_id))?);
+        metadata.insert(CLIENT_URLS_METADATA, value(self.client_urls.join(","))?);
+        Ok(metadata)
+    }
+}
 /// The largest batch (or single message) a peer accepts or sends: room for a
 /// whole-store snapshot in one InstallSnapshot message.
 pub const PEER_MESSAGE_BYTES_MAX: usize = 1 << 30;

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
-use super::{CLUSTER_ID_METADATA, PEER_MESSAGE_BYTES_MAX};
+use super::{SenderIdentity, PEER_MESSAGE_BYTES_MAX};
 use crate::node::Outbox;
 use crate::proto::raftkvpb::{peer_client::PeerClient, MessageBatch};
 
@@ -41,8 +41,10 @@ pub struct Transport {
 
 impl Transport {
     /// Starts one sender task per peer on the current tokio runtime. `peers`
-    /// maps each other member to its peer URLs (the first is used).
-    pub fn start(cluster_id: u64, peers: &[(NodeId, Vec<String>)]) -> Arc<Transport> {
+    /// maps each other member to its peer URLs (the first is used); every
+    /// stream introduces this member as `identity`.
+    pub fn start(identity: SenderIdentity, peers: &[(NodeId, Vec<String>)]) -> Arc<Transport> {
+        let identity = Arc::new(identity);
         let mut queues = HashMap::new();
         for (peer, urls) in peers {
             let Some(url) = urls.first() else {
@@ -53,7 +55,7 @@ impl Transport {
                 continue;
             };
             let (sender, queue) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
-            tokio::spawn(run_peer(*peer, url.clone(), cluster_id, queue));
+            tokio::spawn(run_peer(*peer, url.clone(), identity.clone(), queue));
             queues.insert(*peer, sender);
         }
         Arc::new(Transport {
@@ -105,10 +107,15 @@ fn message_bytes(message: &Message) -> u64 {
     }
 }
 
-async fn run_peer(peer: NodeId, url: String, cluster_id: u64, mut queue: mpsc::Receiver<Message>) {
+async fn run_peer(
+    peer: NodeId,
+    url: String,
+    identity: Arc<SenderIdentity>,
+    mut queue: mpsc::Receiver<Message>,
+) {
     let mut backoff = RECONNECT_BACKOFF_MIN;
     loop {
-        match stream_to_peer(&url, cluster_id, &mut queue).await {
+        match stream_to_peer(&url, &identity, &mut queue).await {
             StreamEnd::TransportDropped => return,
             StreamEnd::Failed { reason, connected } => {
                 if connected {
@@ -146,7 +153,7 @@ fn failed(reason: String, connected: bool) -> StreamEnd {
 /// Opens a stream to the peer and writes batches until it breaks.
 async fn stream_to_peer(
     url: &str,
-    cluster_id: u64,
+    identity: &SenderIdentity,
     queue: &mut mpsc::Receiver<Message>,
 ) -> StreamEnd {
     let endpoint = match Endpoint::from_shared(url.to_owned()) {
@@ -167,10 +174,10 @@ async fn stream_to_peer(
         .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX);
     let (batches, batches_out) = mpsc::channel(STREAM_BATCHES_IN_FLIGHT_MAX);
     let mut request = tonic::Request::new(ReceiverStream::new(batches_out));
-    let cluster = format!("{cluster_id:x}")
-        .parse()
-        .expect("hex digits are valid metadata");
-    request.metadata_mut().insert(CLUSTER_ID_METADATA, cluster);
+    match identity.to_metadata() {
+        Ok(metadata) => *request.metadata_mut() = metadata,
+        Err(error) => return failed(error, false),
+    }
     let call = client.send_messages(request);
     tokio::pin!(call);
     loop {
