@@ -2,6 +2,8 @@
 //! the checkers found. A failing seed prints the command that replays it and
 //! the story of its last events.
 
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::ops::Range;
 use std::process::ExitCode;
 use std::str::FromStr;
@@ -23,6 +25,10 @@ pub struct SimArgs {
     /// crash, transfer, pause.
     #[arg(long, default_value = "all")]
     faults: FaultSet,
+    /// Let each seed also draw the core's switches (PreVote, CheckQuorum,
+    /// message size, snapshot interval) and the disk, network and load.
+    #[arg(long)]
+    vary: bool,
     /// Worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -68,6 +74,11 @@ fn parse_nodes(text: &str) -> Result<usize, String> {
 pub fn run(args: SimArgs) -> ExitCode {
     let mut config = SimConfig::new(args.nodes, args.faults);
     config.trace_events_max = args.trace_events;
+    config.vary_per_seed = args.vary;
+    if let Err(error) = config.validate() {
+        eprintln!("raftkv sim: {error}");
+        return ExitCode::from(2);
+    }
     let threads = args.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
@@ -94,22 +105,25 @@ pub fn run(args: SimArgs) -> ExitCode {
     });
     progress.finish_and_clear();
     let wall_seconds = started.elapsed().as_secs_f64();
-    print!("{batch}");
-    println!(
+    let mut report = format!("{batch}");
+    let _ = writeln!(
+        report,
         "{wall_seconds:.1} s wall, {:.0} events/s, {:.1} simulated s per wall s, {threads} threads",
         batch.events as f64 / wall_seconds.max(1e-9),
         batch.simulated_us as f64 / 1e6 / wall_seconds.max(1e-9)
     );
     for violation in &batch.failures {
         let seed = violation.seed.unwrap_or_default();
-        println!();
-        println!(
-            "replay: raftkv sim --seeds {seed} --nodes {} --faults {} --trace-events 400",
+        let _ = write!(
+            report,
+            "\nreplay: raftkv sim --seeds {seed} --nodes {} --faults {}{} --trace-events 400\n{violation}",
             args.nodes,
-            describe_faults(&args.faults)
+            describe_faults(&args.faults),
+            if args.vary { " --vary" } else { "" }
         );
-        print!("{violation}");
     }
+    // A closed pipe (`| head`) is the reader's choice, not an error to report.
+    let _ = std::io::stdout().lock().write_all(report.as_bytes());
     if batch.failures.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -345,6 +345,7 @@ impl SimConfig {
         }
         config.workload.client_count = rng.between(1, 10) as usize;
         config.workload.key_count = rng.between(1, 5) as u8;
+        config.workload.read_context_reused_on_retry = rng.chance(0.5);
         config.vary_per_seed = false;
         debug_assert_eq!(config.validate(), Ok(()), "a variation stays valid");
         config
