@@ -129,9 +129,9 @@ pub async fn run(
         let router = tonic::transport::Server::builder().add_service(service);
         tracing::info!(%url, "serving peer traffic");
         peer_servers.spawn(async move {
-            let served = router
-                .serve_with_incoming(TcpListenerStream::new(listener))
-                .await;
+            let incoming =
+                TcpListenerStream::new(listener).map(|accepted| accepted.and_then(without_delay));
+            let served = router.serve_with_incoming(incoming).await;
             (url, served)
         });
     }
@@ -146,8 +146,8 @@ pub async fn run(
         client_servers.spawn(async move {
             // etcdctl may send `http://host:port` as the authority; h2 would
             // refuse it (see transport::client_authority).
-            let incoming =
-                TcpListenerStream::new(listener).map(|accepted| accepted.map(AuthorityFix::new));
+            let incoming = TcpListenerStream::new(listener)
+                .map(|accepted| accepted.and_then(without_delay).map(AuthorityFix::new));
             let served = router.serve_with_incoming_shutdown(incoming, stop).await;
             (url, served)
         });
@@ -200,4 +200,11 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
             return;
         }
     }
+}
+
+/// Turns Nagle's algorithm off on an accepted connection, as etcd does: a
+/// small response must leave at once, not wait for more bytes to coalesce.
+fn without_delay(stream: tokio::net::TcpStream) -> std::io::Result<tokio::net::TcpStream> {
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }
