@@ -377,9 +377,12 @@ mod tests {
     fn a_batch_can_stop_early() {
         let config = SimConfig::new(3, FaultSet::none());
         let batch = run_seeds_until(&config, 1..1000, 1, |_| ControlFlow::Break(()));
-        assert_eq!(
-            batch.seeds_run, 1,
-            "one thread, stopped after the first seed"
+        // The worker may have started the second seed before the first
+        // outcome was read; nothing after that.
+        assert!(
+            (1..=2).contains(&batch.seeds_run),
+            "one thread must stop right after the first seed, ran {}",
+            batch.seeds_run
         );
     }
 
