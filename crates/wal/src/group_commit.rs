@@ -11,6 +11,14 @@
 //! is durable (or it is to lead), so a sync never stampedes every waiting
 //! caller onto the lock.
 //!
+//! Callers that wait for their entry before appending the next would otherwise
+//! split into two cohorts that alternate (one queues while the other's sync is
+//! in flight), so a sync could never carry more than half of them. The next
+//! leader therefore first gathers: it waits until the callers the previous sync
+//! released have queued again, for at most a set share of that sync's duration
+//! ([`GroupCommitOptions::gather_wait_percent_of_sync_max`]), as databases'
+//! commit delay does. One caller alone never waits: it releases only itself.
+//!
 //! It never reorders entries: indexes are assigned in submission order and
 //! written in that order. It never reports an index durable before the
 //! fdatasync covering it has returned.
@@ -35,6 +43,13 @@ pub struct GroupCommitOptions {
     pub batch_entries_max: usize,
     /// Callers block in `submit` while this many entries wait to be written.
     pub queue_entries_max: usize,
+    /// How long a leader may wait for the callers the previous sync released
+    /// to queue again, as a percentage of that sync's write-and-sync time.
+    /// Zero turns gathering off.
+    pub gather_wait_percent_of_sync_max: u32,
+    /// A gathering leader stops waiting when no entry arrives for this long:
+    /// the released callers are not coming back soon (busy CPUs, or done).
+    pub gather_arrival_gap_max: Duration,
 }
 
 impl GroupCommitOptions {
@@ -43,6 +58,8 @@ impl GroupCommitOptions {
             term,
             batch_entries_max: 16_384,
             queue_entries_max: 65_536,
+            gather_wait_percent_of_sync_max: 25,
+            gather_arrival_gap_max: Duration::from_micros(100),
         }
     }
 }
@@ -67,6 +84,13 @@ struct State {
     wal: Option<Wal>,
     /// Callers waiting for an index to be durable, in index order.
     waiters: VecDeque<(LogIndex, Thread)>,
+    /// Callers the last sync released (its leader included), which the next
+    /// leader waits for; and how many entries were queued since then.
+    callers_released: usize,
+    entries_queued_since_release: usize,
+    /// A leader is waiting on `entry_queued` for released callers.
+    gathering: bool,
+    last_write_and_sync_time: Duration,
     failure: Option<String>,
     stopping: bool,
     stats: GroupCommitStats,
@@ -82,6 +106,8 @@ pub struct GroupCommitter {
     durable_index: AtomicU64,
     /// Signalled when a leader takes entries from the queue or hands the log back.
     queue_drained: Condvar,
+    /// Signalled when an entry is queued while a leader gathers.
+    entry_queued: Condvar,
     options: GroupCommitOptions,
 }
 
@@ -100,12 +126,17 @@ impl GroupCommitter {
                 queue_first_index: last_index + 1,
                 wal: Some(wal),
                 waiters: VecDeque::new(),
+                callers_released: 0,
+                entries_queued_since_release: 0,
+                gathering: false,
+                last_write_and_sync_time: Duration::ZERO,
                 failure: None,
                 stopping: false,
                 stats: GroupCommitStats::default(),
             }),
             durable_index: AtomicU64::new(last_index),
             queue_drained: Condvar::new(),
+            entry_queued: Condvar::new(),
             options,
         })
     }
@@ -144,6 +175,10 @@ impl GroupCommitter {
         }
         let index = state.queue_first_index + state.queue.len() as u64;
         state.queue.push_back(data);
+        state.entries_queued_since_release += 1;
+        if state.gathering {
+            self.entry_queued.notify_one();
+        }
         Ok(index)
     }
 
@@ -196,14 +231,15 @@ impl GroupCommitter {
         }
     }
 
-    /// Takes the log and a batch, appends and syncs it without the lock, then
-    /// publishes the durable index and wakes the callers it covered, plus the
-    /// first one still waiting when entries remain queued, to lead next.
+    /// Takes the log, gathers, takes a batch, appends and syncs it without the
+    /// lock, then publishes the durable index and wakes the callers it covered,
+    /// plus the first one still waiting when entries remain queued, to lead next.
     fn lead_one_sync<'a>(&'a self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
         let mut wal = state
             .wal
             .take()
             .expect("the caller checked the log is free");
+        let mut state = self.gather_released_callers(state);
         let count = state.queue.len().min(self.options.batch_entries_max);
         let first_index = state.queue_first_index;
         let entries: Vec<Entry> = state
@@ -232,9 +268,12 @@ impl GroupCommitter {
                 state.stats.entries_durable += count as u64;
                 state.stats.syncs += 1;
                 state.stats.write_and_sync_time += write_and_sync_time;
+                state.last_write_and_sync_time = write_and_sync_time;
                 let covered = state
                     .waiters
                     .partition_point(|(waiting_for, _)| *waiting_for <= durable_index);
+                state.callers_released = covered + 1;
+                state.entries_queued_since_release = 0;
                 state
                     .waiters
                     .drain(..covered)
@@ -255,6 +294,42 @@ impl GroupCommitter {
             thread.unpark();
         }
         self.lock()
+    }
+
+    /// Waits, holding the log so nobody else leads meanwhile, until the callers
+    /// the previous sync released have queued again, the batch is full, or the
+    /// gather time (a share of the previous sync's time) is over.
+    fn gather_released_callers<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+    ) -> MutexGuard<'a, State> {
+        let wait_max =
+            state.last_write_and_sync_time * self.options.gather_wait_percent_of_sync_max / 100;
+        let deadline = Instant::now() + wait_max;
+        state.gathering = true;
+        while state.entries_queued_since_release < state.callers_released
+            && state.queue.len() < self.options.batch_entries_max
+            && !state.stopping
+        {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let queued_before = state.entries_queued_since_release;
+            state = self
+                .entry_queued
+                .wait_timeout(
+                    state,
+                    (deadline - now).min(self.options.gather_arrival_gap_max),
+                )
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+            if state.entries_queued_since_release == queued_before {
+                break;
+            }
+        }
+        state.gathering = false;
+        state
     }
 
     pub fn durable_index(&self) -> LogIndex {
@@ -372,6 +447,68 @@ mod tests {
         assert_eq!(last, 100);
         let wal = committer.stop().unwrap();
         assert_eq!(wal.last_index(), 100);
+    }
+
+    /// Options that make a leader gather for a long time, and a committer whose
+    /// last sync released `released` callers and took ten seconds.
+    fn committer_after_a_slow_sync(
+        dir: &std::path::Path,
+        released: usize,
+        gap: Duration,
+    ) -> GroupCommitter {
+        let options = GroupCommitOptions {
+            gather_wait_percent_of_sync_max: 100,
+            gather_arrival_gap_max: gap,
+            ..GroupCommitOptions::new(1)
+        };
+        let committer = GroupCommitter::start(open_wal(dir), options).unwrap();
+        let mut state = committer.lock();
+        state.last_write_and_sync_time = Duration::from_secs(10);
+        state.callers_released = released;
+        drop(state);
+        committer
+    }
+
+    #[test]
+    fn the_next_leader_waits_for_the_released_callers() {
+        let dir = tempfile::tempdir().unwrap();
+        let committer = Arc::new(committer_after_a_slow_sync(
+            dir.path(),
+            2,
+            Duration::from_secs(10),
+        ));
+        let first = committer.submit(b"first".to_vec()).unwrap();
+        let leader = {
+            let committer = Arc::clone(&committer);
+            std::thread::spawn(move || committer.wait_durable(first).unwrap())
+        };
+        let gave_up_at = Instant::now() + Duration::from_secs(10);
+        while !committer.lock().gathering {
+            assert!(
+                Instant::now() < gave_up_at,
+                "the leader synced without waiting for the released caller"
+            );
+            std::thread::yield_now();
+        }
+        let second = committer.submit(b"second".to_vec()).unwrap();
+        assert_eq!(leader.join().unwrap(), second, "one sync covered both");
+        assert_eq!(committer.stats().syncs, 1);
+        assert_eq!(committer.stats().entries_durable, 2);
+    }
+
+    #[test]
+    fn gathering_stops_when_nobody_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let committer = committer_after_a_slow_sync(dir.path(), 5, Duration::from_millis(1));
+        let started = Instant::now();
+        assert_eq!(committer.append(b"alone".to_vec()).unwrap(), 1);
+        // The sync would wait ten seconds for the four callers that never
+        // come; the arrival gap ends it long before.
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
