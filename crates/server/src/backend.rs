@@ -66,6 +66,9 @@ pub trait Backend: Send + Sync + 'static {
     /// serializable reads without it.
     fn store(&self) -> &mvcc::Store;
 
+    /// The watchers of this member, fed by what it applies.
+    fn watch_hub(&self) -> &crate::watch::Hub;
+
     fn status(&self) -> NodeStatus;
 
     fn members(&self) -> Vec<Member>;

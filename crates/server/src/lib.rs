@@ -23,3 +23,4 @@ pub mod peer_codec;
 pub mod proto;
 pub mod serve;
 pub mod transport;
+pub mod watch;

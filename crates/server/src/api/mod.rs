@@ -34,6 +34,7 @@ pub mod kv;
 pub mod limits;
 pub mod maintenance;
 mod oversize;
+pub mod watch;
 
 use std::sync::Arc;
 
@@ -43,12 +44,14 @@ use crate::backend::Backend;
 use crate::proto::etcdserverpb::cluster_server::ClusterServer;
 use crate::proto::etcdserverpb::kv_server::KvServer;
 use crate::proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use crate::proto::etcdserverpb::watch_server::WatchServer;
 use oversize::EtcdOversizeStatus;
 
 pub use cluster::ClusterService;
 pub use kv::KvService;
 pub use limits::ApiLimits;
 pub use maintenance::MaintenanceService;
+pub use watch::WatchService;
 
 /// The KV, Maintenance and Cluster services over `backend`, ready to be added
 /// to a tonic server. Each refuses to decode a message larger than
@@ -61,9 +64,12 @@ pub fn routes<B: Backend>(backend: Arc<B>, limits: ApiLimits) -> Routes {
         .max_decoding_message_size(decoding_bytes_max);
     let maintenance = MaintenanceServer::new(MaintenanceService::new(Arc::clone(&backend)))
         .max_decoding_message_size(decoding_bytes_max);
-    let cluster = ClusterServer::new(ClusterService::new(backend))
+    let cluster = ClusterServer::new(ClusterService::new(Arc::clone(&backend)))
+        .max_decoding_message_size(decoding_bytes_max);
+    let watch = WatchServer::new(WatchService::new(backend, limits))
         .max_decoding_message_size(decoding_bytes_max);
     Routes::new(EtcdOversizeStatus::new(kv))
         .add_service(EtcdOversizeStatus::new(maintenance))
         .add_service(EtcdOversizeStatus::new(cluster))
+        .add_service(EtcdOversizeStatus::new(watch))
 }

@@ -42,6 +42,8 @@ pub(crate) struct DriverParts {
     pub election_ticks: u32,
     pub request_timeout: Duration,
     pub snapshot_entries: u64,
+    /// Where applied events go for watchers.
+    pub watch_feed: crate::watch::Feed,
 }
 
 pub(crate) struct Driver {
@@ -424,6 +426,7 @@ impl Driver {
                 .map(|(index, command, _)| (*index, command.as_ref())),
             mvcc::Durability::Deferred,
         )?;
+        self.parts.watch_feed.publish(&outcomes);
         debug_assert_eq!(outcomes.len(), commands.len());
         debug_assert!(entries
             .windows(2)

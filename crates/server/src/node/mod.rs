@@ -25,6 +25,7 @@ use tokio::sync::{oneshot, Semaphore};
 
 use crate::backend::{Backend, BackendError, Member, NodeStatus};
 use crate::config::ServeConfig;
+use crate::watch;
 use driver::{Driver, DriverParts};
 use envelope::ProposalId;
 use waiters::{BarrierReply, ProposalReply};
@@ -59,6 +60,8 @@ pub enum NodeError {
     },
     #[error("cannot start the node thread: {0}")]
     Thread(std::io::Error),
+    #[error("cannot start the watch hub thread: {0}")]
+    WatchThread(std::io::Error),
     #[error("the node thread panicked; see the log above")]
     Panicked,
 }
@@ -161,6 +164,7 @@ struct Shared {
     request_timeout: Duration,
     store: Arc<mvcc::Store>,
     status: Arc<SharedStatus>,
+    watch_hub: watch::Hub,
     /// The configured members; other members' client URLs fill in as their
     /// peer streams introduce them.
     members: std::sync::RwLock<Vec<Member>>,
@@ -177,6 +181,7 @@ pub struct NodeHandle {
 pub struct Node {
     handle: NodeHandle,
     thread: JoinHandle<Result<(), NodeError>>,
+    watch_thread: watch::HubThread,
 }
 
 /// A per-process id that differs between boots of the same member.
@@ -206,6 +211,9 @@ impl Node {
         let election_ticks = raft_config.election_ticks;
         let node = RawNode::new(&raft_config, wal)?;
         let store = Arc::new(store);
+        let (watch_hub, watch_feed, watch_thread) =
+            watch::start(Arc::clone(&store), watch::HubOptions::default())
+                .map_err(NodeError::WatchThread)?;
         let (requests_tx, requests) = crossbeam_channel::bounded(CLIENT_REQUESTS_IN_FLIGHT_MAX);
         let (peer_tx, peer_messages) = crossbeam_channel::bounded(PEER_INBOX_MESSAGES_MAX);
         let (control_tx, control) = crossbeam_channel::bounded(1);
@@ -235,6 +243,7 @@ impl Node {
             election_ticks,
             request_timeout: options.request_timeout,
             snapshot_entries: options.snapshot_entries,
+            watch_feed,
         };
         let driver = Driver::new(node, store.clone(), parts);
         let thread = std::thread::Builder::new()
@@ -249,6 +258,7 @@ impl Node {
             request_timeout: options.request_timeout,
             store,
             status,
+            watch_hub,
             members: std::sync::RwLock::new(options.members),
         };
         Ok(Node {
@@ -256,6 +266,7 @@ impl Node {
                 shared: Arc::new(shared),
             },
             thread,
+            watch_thread,
         })
     }
 
@@ -269,10 +280,13 @@ impl Node {
     }
 
     /// Asks the thread to finish its current turn, flush the state machine and
-    /// end; waits for it. Blocks: call from a blocking context.
+    /// end; waits for it, then ends every watch stream. Blocks: call from a
+    /// blocking context.
     pub fn stop(self) -> Result<(), NodeError> {
         let _ = self.handle.shared.control.try_send(Control::Stop);
-        self.thread.join().map_err(|_| NodeError::Panicked)?
+        let stopped = self.thread.join().map_err(|_| NodeError::Panicked);
+        self.watch_thread.stop();
+        stopped?
     }
 }
 
@@ -335,6 +349,10 @@ impl Backend for NodeHandle {
 
     fn store(&self) -> &mvcc::Store {
         &self.shared.store
+    }
+
+    fn watch_hub(&self) -> &watch::Hub {
+        &self.shared.watch_hub
     }
 
     fn status(&self) -> NodeStatus {

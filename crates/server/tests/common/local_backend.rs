@@ -3,7 +3,8 @@
 //! and a test can make the next call fail as a replicated node would (no
 //! leader, leader changed, timeout). It counts proposals and barriers so a
 //! test can tell whether a request went through the log or waited for the
-//! barrier. Test-only; it must never stand in for the replicated node.
+//! barrier. Applied events feed a watch hub of its own, as the node's do.
+//! Test-only; it must never stand in for the replicated node.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -17,7 +18,11 @@ pub const RAFT_TERM: u64 = 2;
 /// Writes apply in index order under one lock; reads see the store directly.
 #[derive(Debug)]
 pub struct LocalBackend {
-    store: mvcc::Store,
+    store: Arc<mvcc::Store>,
+    watch_hub: server::watch::Hub,
+    watch_feed: server::watch::Feed,
+    /// Stops the hub when the backend is dropped.
+    _watch_thread: server::watch::HubThread,
     status: Mutex<NodeStatus>,
     members: Vec<Member>,
     /// Returned by the next `propose` or `read_barrier`, whichever comes first.
@@ -33,9 +38,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl LocalBackend {
     /// A one-member cluster with an empty in-memory store, led by itself.
     pub fn in_memory() -> Arc<Self> {
-        let store = mvcc::Store::in_memory().expect("an in-memory store opens");
+        let store = Arc::new(mvcc::Store::in_memory().expect("an in-memory store opens"));
+        let (watch_hub, watch_feed, watch_thread) =
+            server::watch::start(Arc::clone(&store), server::watch::HubOptions::default())
+                .expect("the watch hub starts");
         Arc::new(Self {
             store,
+            watch_hub,
+            watch_feed,
+            _watch_thread: watch_thread,
             status: Mutex::new(NodeStatus {
                 cluster_id: CLUSTER_ID,
                 member_id: MEMBER_ID,
@@ -87,6 +98,7 @@ impl LocalBackend {
         let mut status = lock(&self.status);
         let index = status.raft_index + 1;
         let outcome = self.store.apply(index, command)?;
+        self.watch_feed.publish(std::slice::from_ref(&outcome));
         status.raft_index = index;
         status.raft_applied_index = index;
         match outcome {
@@ -112,6 +124,10 @@ impl Backend for LocalBackend {
 
     fn store(&self) -> &mvcc::Store {
         &self.store
+    }
+
+    fn watch_hub(&self) -> &server::watch::Hub {
+        &self.watch_hub
     }
 
     fn status(&self) -> NodeStatus {
