@@ -14,7 +14,9 @@
 //! etcd-client`). Without them each test says so and passes, except under CI
 //! (`CI=true`), where a missing binary fails the test so the comparison can
 //! never be skipped silently. Every scenario runs twice, over the test
-//! backend and over a real node. Takes about 15 seconds on 2 cores.
+//! backend and over a real node. `etcdctl watch` runs in the background
+//! while writes go on, and is stopped by its pid (see `watch`). Takes about
+//! 25 seconds on 2 cores.
 
 mod common;
 
@@ -396,6 +398,12 @@ impl Pair {
     fn same_with(&self, args: &[&str], stdin: Option<&[u8]>, table: Table) -> Outcome {
         let etcd = etcdctl(&self.etcd.endpoint, args, stdin);
         let ours = etcdctl(&self.ours.endpoint, args, stdin);
+        self.compare(args, &etcd, &ours, table)
+    }
+
+    /// Asserts that etcd's outcome and ours match once masked; returns
+    /// etcd's (masked).
+    fn compare(&self, args: &[&str], etcd: &Outcome, ours: &Outcome, table: Table) -> Outcome {
         let etcd_addresses = [
             (self.etcd.peer_url.as_str(), "<peer-url>"),
             (self.etcd.endpoint.as_str(), "<endpoint>"),
@@ -406,8 +414,8 @@ impl Pair {
             .iter()
             .map(|(address, placeholder)| (address.as_str(), *placeholder))
             .collect();
-        let etcd = masked(&etcd, &etcd_addresses, table);
-        let ours = masked(&ours, &our_addresses, table);
+        let etcd = masked(etcd, &etcd_addresses, table);
+        let ours = masked(ours, &our_addresses, table);
         assert_eq!(
             ours, etcd,
             "etcdctl {args:?} differs (left: ours, right: etcd's)"
@@ -487,7 +495,13 @@ compare_with_etcd!(
     compaction,
     errors,
     cluster_and_maintenance,
+    watch_history_and_live,
+    watch_without_start_revision,
 );
+
+#[path = "etcdctl_compat/watch.rs"]
+mod watch;
+use watch::{watch_history_and_live, watch_without_start_revision};
 
 fn put_get_and_delete(pair: &Pair) {
     for (key, value) in [
