@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use common::Cluster;
 use etcd_client::{
-    Client, CompactionOptions, Compare, CompareOp, ConnectOptions, DeleteOptions, Error,
+    Client, CompactionOptions, Compare, CompareOp, ConnectOptions, DeleteOptions, Error, EventType,
     GetOptions, GetResponse, PutOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse,
+    WatchFilterType, WatchOptions, WatchResponse, WatchStream,
 };
 use tonic::Code;
 
@@ -138,6 +139,7 @@ on_one_and_three_members!(
     compaction_and_revision_errors,
     request_errors,
     members_status_and_hash_kv,
+    watch_events_cancel_and_compaction,
 );
 
 async fn put_get_and_delete_with_options(mut setup: Setup) {
@@ -615,4 +617,163 @@ async fn member_list_names_every_members_client_urls() {
         assert_eq!(client_urls, endpoints, "{listed:?}");
     })
     .await;
+}
+
+/// The next response on a watch stream, within [`common::CALL_TIMEOUT`].
+async fn next_response(stream: &mut WatchStream) -> WatchResponse {
+    tokio::time::timeout(common::CALL_TIMEOUT, stream.message())
+        .await
+        .expect("a watch response in time")
+        .expect("the watch stream works")
+        .expect("the watch stream stays open")
+}
+
+/// (watch id, event type, key, value, previous value) of each event in
+/// `responses`.
+fn watched(responses: &[WatchResponse]) -> Vec<(i64, EventType, String, String, Option<String>)> {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    responses
+        .iter()
+        .flat_map(|response| {
+            response.events().iter().map(|event| {
+                let kv = event.kv().expect("an event names its key");
+                (
+                    response.watch_id(),
+                    event.event_type(),
+                    text(kv.key()),
+                    text(kv.value()),
+                    event.prev_kv().map(|prev| text(prev.value())),
+                )
+            })
+        })
+        .collect()
+}
+
+async fn watch_events_cancel_and_compaction(mut setup: Setup) {
+    let client = &mut setup.client;
+    let first = client.put("w/a", "0", None).await.expect("put w/a");
+    let base = revision_of(first.header());
+    let mut stream = client
+        .watch(
+            "w/",
+            Some(WatchOptions::new().with_prefix().with_prev_key()),
+        )
+        .await
+        .expect("watch w/");
+    let created = next_response(&mut stream).await;
+    assert!(created.created() && !created.canceled(), "{created:?}");
+    assert_eq!(revision_of(created.header()), base);
+    let prefix_id = created.watch_id();
+    stream
+        .watch(
+            "w/a",
+            Some(
+                WatchOptions::new()
+                    .with_start_revision(base)
+                    .with_watch_id(7)
+                    .with_filters([WatchFilterType::NoDelete]),
+            ),
+        )
+        .await
+        .expect("watch w/a");
+    let created = next_response(&mut stream).await;
+    assert_eq!((created.created(), created.watch_id()), (true, 7));
+
+    client.put("w/a", "1", None).await.expect("put");
+    client.put("x", "outside", None).await.expect("put");
+    client.delete("w/a", None).await.expect("delete");
+    client.put("w/b", "2", None).await.expect("put");
+    let mut responses = Vec::new();
+    while watched(&responses).len() < 5 {
+        responses.push(next_response(&mut stream).await);
+    }
+    let seen = watched(&responses);
+    let of = |id| -> Vec<_> { seen.iter().filter(|event| event.0 == id).cloned().collect() };
+    let put = |id, key: &str, value: &str, prev: Option<&str>| {
+        (
+            id,
+            EventType::Put,
+            key.to_owned(),
+            value.to_owned(),
+            prev.map(str::to_owned),
+        )
+    };
+    // Watcher 7 replays w/a from `base`, without deletes or previous values.
+    assert_eq!(of(7), [put(7, "w/a", "0", None), put(7, "w/a", "1", None)]);
+    let deleted = (
+        prefix_id,
+        EventType::Delete,
+        "w/a".to_owned(),
+        String::new(),
+        Some("1".to_owned()),
+    );
+    assert_eq!(
+        of(prefix_id),
+        [
+            put(prefix_id, "w/a", "1", Some("0")),
+            deleted,
+            put(prefix_id, "w/b", "2", None)
+        ]
+    );
+
+    stream.cancel(prefix_id).await.expect("cancel");
+    let canceled = next_response(&mut stream).await;
+    assert_eq!(
+        (canceled.canceled(), canceled.watch_id()),
+        (true, prefix_id)
+    );
+    client.put("w/a", "3", None).await.expect("put");
+    let after = next_response(&mut stream).await;
+    assert_eq!(watched(&[after]), [put(7, "w/a", "3", None)]);
+    stream.request_progress().await.expect("progress request");
+    let progress = next_response(&mut stream).await;
+    assert!(
+        progress.events().is_empty() && !progress.created(),
+        "{progress:?}"
+    );
+    assert_eq!(progress.watch_id(), -1);
+    assert_eq!(revision_of(progress.header()), base + 5);
+
+    // Larger than --max-request-bytes in all: a fragmenting watcher gets it.
+    let value = "v".repeat(REQUEST_BYTES_MAX / 10);
+    let bulk_start = base + 6;
+    for number in 0..20 {
+        client
+            .put(format!("bulk/{number:02}"), value.clone(), None)
+            .await
+            .expect("put");
+    }
+    let mut bulk = client
+        .watch(
+            "bulk/",
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(bulk_start)
+                    .with_fragment(),
+            ),
+        )
+        .await
+        .expect("watch bulk/");
+    let mut responses = vec![next_response(&mut bulk).await];
+    while watched(&responses).len() < 20 {
+        responses.push(next_response(&mut bulk).await);
+    }
+    let keys: Vec<String> = watched(&responses)
+        .into_iter()
+        .map(|(_, _, key, ..)| key)
+        .collect();
+    let expected: Vec<String> = (0..20).map(|number| format!("bulk/{number:02}")).collect();
+    assert_eq!(keys, expected);
+
+    client.compact(bulk_start, None).await.expect("compact");
+    let mut late = client
+        .watch("w/a", Some(WatchOptions::new().with_start_revision(base)))
+        .await
+        .expect("watch a compacted revision");
+    let created = next_response(&mut late).await;
+    assert!(created.created());
+    let canceled = next_response(&mut late).await;
+    assert!(canceled.canceled(), "{canceled:?}");
+    assert_eq!(canceled.compact_revision(), bulk_start);
 }

@@ -224,7 +224,15 @@ pub(super) fn watch_history_and_live(pair: &Pair) {
         "{canceled:?}"
     );
     pair.watch_during(
-        &["watch", "--prefix", "p/", "--rev=6", "--prev-kv", "-w", "json"],
+        &[
+            "watch",
+            "--prefix",
+            "p/",
+            "--rev=6",
+            "--prev-kv",
+            "-w",
+            "json",
+        ],
         &[],
         "cC96",
     );
