@@ -2,8 +2,11 @@
 //! the `serve` configuration. It drives the consensus core and never decides
 //! anything the core decides.
 //!
-//! - [`api`]: etcd's KV, Maintenance and Cluster services on any
+//! - [`api`]: etcd's KV, Watch, Maintenance and Cluster services on any
 //!   [`backend::Backend`] ([`api::routes`]).
+//! - [`watch`]: the watch hub: watchers fed by the events the node applies,
+//!   catching up from the store's history when they start in the past or
+//!   fall behind.
 //! - [`proto`]: the generated etcd v3 API (`etcdserverpb`, `mvccpb`, `authpb`)
 //!   and our peer schema (`raftkvpb`).
 //! - [`etcd_error`]: etcd's API errors with their exact gRPC codes and messages.

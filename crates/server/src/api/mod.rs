@@ -1,4 +1,4 @@
-//! etcd's v3 gRPC services (KV, Maintenance, Cluster) on any [`Backend`].
+//! etcd's v3 gRPC services (KV, Watch, Maintenance, Cluster) on any [`Backend`].
 //!
 //! The services decode requests, apply etcd's stateless checks (empty key,
 //! operation budget, duplicate keys, request size) before anything reaches the
@@ -11,13 +11,19 @@
 //! - [`limits`]: [`ApiLimits`], etcd's `--max-request-bytes` and `--max-txn-ops`.
 //! - [`convert`]: protobuf messages to and from the state machine's types.
 //! - [`errors`]: which etcd error answers which failure.
-//! - [`kv`], [`maintenance`], [`cluster`]: the services.
+//! - [`kv`], [`watch`], [`maintenance`], [`cluster`]: the services. Watch
+//!   streams are served by the backend's watch hub ([`crate::watch`]).
 //!
 //! Where the answers differ from etcd 3.4's, on purpose:
 //! - every response header carries the store's revision, MemberList's too
 //!   (etcd leaves it out there);
 //! - Status reports version [`maintenance::ETCD_CLUSTER_VERSION`], the API
 //!   level, and the whole database file as in use;
+//! - a watch response may carry the events of several revisions (never part
+//!   of one, unless fragmenting), where etcd sends a synced watcher one
+//!   response per revision; a stream-wide progress answer names the
+//!   revision every watcher of the stream has been handed, where etcd 3.4
+//!   names the store's current revision regardless;
 //! - membership changes, Snapshot, MoveLeader and raising alarms answer
 //!   `Unimplemented`; any put naming a lease gets "requested lease not
 //!   found", as no leases exist yet.
@@ -53,7 +59,7 @@ pub use limits::ApiLimits;
 pub use maintenance::MaintenanceService;
 pub use watch::WatchService;
 
-/// The KV, Maintenance and Cluster services over `backend`, ready to be added
+/// The KV, Watch, Maintenance and Cluster services over `backend`, ready to be added
 /// to a tonic server. Each refuses to decode a message larger than
 /// [`ApiLimits::decoding_bytes_max`] with etcd's `ResourceExhausted`, as
 /// etcd's gRPC server does; smaller writes above

@@ -42,12 +42,12 @@ struct Stream {
 
 impl Stream {
     fn send_control(&mut self, notice: Notice) {
-        if self.control.is_empty() {
-            match self.sender.try_send(notice) {
-                Ok(()) | Err(TrySendError::Closed(_)) => return,
-                Err(TrySendError::Full(notice)) => self.control.push_back(notice),
-            }
-        } else {
+        if !self.control.is_empty() {
+            self.control.push_back(notice);
+            return;
+        }
+        // A closed stream is removed at the next tick.
+        if let Err(TrySendError::Full(notice)) = self.sender.try_send(notice) {
             self.control.push_back(notice);
         }
     }
