@@ -2,7 +2,7 @@
 //! `etcdctl` (etcd 3.4's command-line client): a small fixture answers on a
 //! loopback port with canned leases and events, and etcdctl talks to it. If a
 //! service path, field number or error string drifted from etcd's, etcdctl
-//! would print something else. (KV, Maintenance and Cluster are served for
+//! would print something else. (KV, Watch, Maintenance and Cluster are served for
 //! real by `server::api`; `etcdctl_compat.rs` compares them with real etcd.)
 //!
 //! Needs `etcdctl` on PATH (`apt-get install etcd-client`); without it each
