@@ -511,3 +511,21 @@ fn catch_up_hands_over_to_live_without_gap_or_duplicate_under_concurrent_writes(
         "a stopped hub ends its streams"
     );
 }
+
+#[test]
+fn a_stream_that_asks_far_more_than_it_reads_is_dropped() {
+    let writer = Writer::new();
+    let (mut state, notices, count) = hub_with_stream(&writer, 1);
+    state.create(STREAM, watch("k", b"", 0));
+    for _ in 0..super::CONTROL_NOTICES_PER_STREAM_MAX {
+        state.progress(STREAM);
+    }
+    state.tick(Instant::now(), true);
+    assert!(state.watcher(STREAM, 0).is_some(), "up to the bound it waits");
+    state.progress(STREAM);
+    state.progress(STREAM);
+    state.tick(Instant::now(), true);
+    assert!(state.watcher(STREAM, 0).is_none());
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 0);
+    drop(notices);
+}
