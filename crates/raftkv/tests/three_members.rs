@@ -1,6 +1,7 @@
 //! Three `raftkv serve` processes on loopback: writes through every member
 //! with the leader SIGKILLed while clients write; a member restarted after a
-//! long absence catching up by snapshot; a stopping leader handing over.
+//! long absence catching up by snapshot (with a watcher on it that must see
+//! every write once, in order); a stopping leader handing over.
 //! Each test takes 3–15 s.
 
 mod common;
@@ -162,6 +163,41 @@ async fn writes_through_every_member_survive_leader_kill() {
     check_agreement(&cluster, &acked).await;
 }
 
+/// Watches every `w-` key on `endpoint` from revision 2 until each of
+/// `keys` has shown; returns the revisions of the events seen.
+async fn watch_keys(endpoint: String, keys: BTreeSet<String>) -> Vec<i64> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let options = etcd_client::WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(2);
+    let mut stream = loop {
+        let connected = etcd_client::Client::connect([&endpoint], None).await;
+        if let Ok(mut client) = connected {
+            if let Ok(stream) = client.watch("w-", Some(options.clone())).await {
+                break stream;
+            }
+        }
+        assert!(Instant::now() < deadline, "no watch on {endpoint}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut revisions = Vec::new();
+    let mut seen = BTreeSet::new();
+    while !keys.is_subset(&seen) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let response = tokio::time::timeout(left, stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("saw {} of {} keys in time", seen.len(), keys.len()))
+            .expect("the watch stream works")
+            .expect("the watch stream stays open");
+        for event in response.events() {
+            let kv = event.kv().expect("an event names its key");
+            revisions.push(kv.mod_revision());
+            seen.insert(kv.key_str().expect("UTF-8 key").to_owned());
+        }
+    }
+    revisions
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn member_back_after_long_absence_catches_up_by_snapshot() {
     let mut cluster = Cluster::start(3, &["--snapshot-count", "50"]);
@@ -187,7 +223,13 @@ async fn member_back_after_long_absence_catches_up_by_snapshot() {
     });
     assert!(compacted, "the members that stayed compacted their logs");
     cluster.start_member(absent);
+    // Watching from the start on the returning member: it attaches before or
+    // after the snapshot replaces the store, and must see the same either way.
+    let watching = tokio::spawn(watch_keys(cluster.endpoint(absent), acked.clone()));
     check_agreement(&cluster, &acked).await;
+    let revisions = watching.await.expect("the watching task");
+    let contiguous: Vec<i64> = (2..2 + revisions.len() as i64).collect();
+    assert_eq!(revisions, contiguous, "every revision once, in order");
     assert!(
         cluster
             .log(absent)

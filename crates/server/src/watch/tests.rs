@@ -521,7 +521,10 @@ fn a_stream_that_asks_far_more_than_it_reads_is_dropped() {
         state.progress(STREAM);
     }
     state.tick(Instant::now(), true);
-    assert!(state.watcher(STREAM, 0).is_some(), "up to the bound it waits");
+    assert!(
+        state.watcher(STREAM, 0).is_some(),
+        "up to the bound it waits"
+    );
     state.progress(STREAM);
     state.progress(STREAM);
     state.tick(Instant::now(), true);
