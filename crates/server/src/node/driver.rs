@@ -426,7 +426,6 @@ impl Driver {
                 .map(|(index, command, _)| (*index, command.as_ref())),
             mvcc::Durability::Deferred,
         )?;
-        self.parts.watch_feed.publish(&outcomes);
         debug_assert_eq!(outcomes.len(), commands.len());
         debug_assert!(entries
             .windows(2)
@@ -434,6 +433,8 @@ impl Driver {
         debug_assert!(entries
             .last()
             .is_none_or(|last| self.store.applied_index() >= last.index));
+        // Watchers get what the batch changed; this never blocks.
+        self.parts.watch_feed.publish(&outcomes);
         for ((index, _, request), outcome) in commands.iter().zip(outcomes) {
             let Some(request) = request else { continue };
             let result = match outcome {

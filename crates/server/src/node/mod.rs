@@ -1,6 +1,8 @@
 //! The node: one OS thread drives the consensus core over the log ([`wal`])
 //! and applies committed entries to the state machine ([`mvcc`]); a cheap,
 //! cloneable [`NodeHandle`] is the [`Backend`] the etcd services call.
+//! A second thread, the watch hub ([`crate::watch`]), serves watchers from
+//! the events the node thread applies; the node stops it last.
 //!
 //! Everything reaches the thread through bounded queues: client requests
 //! (bounded by [`CLIENT_REQUESTS_IN_FLIGHT_MAX`] permits, so a burst waits
