@@ -10,7 +10,8 @@
 
 use crate::types::{
     Command, CompactionRequest, Compare, CompareResult, CompareTarget, DeleteRangeRequest,
-    PutRequest, RangeRequest, RequestOp, SortOrder, SortTarget, TxnRequest,
+    LeaseGrantRequest, LeaseRevokeRequest, PutRequest, RangeRequest, RequestOp, SortOrder,
+    SortTarget, TxnRequest,
 };
 
 /// The format version written in the first byte of every encoded command.
@@ -66,6 +67,15 @@ impl Command {
                 writer.i64(compact.revision);
                 writer.u8(u8::from(compact.physical));
             }
+            Command::LeaseGrant(grant) => {
+                writer.u8(5);
+                writer.i64(grant.id);
+                writer.i64(grant.ttl_seconds);
+            }
+            Command::LeaseRevoke(revoke) => {
+                writer.u8(6);
+                writer.i64(revoke.id);
+            }
         }
         writer.bytes
     }
@@ -90,6 +100,11 @@ impl Command {
                 let physical = reader.flags("compaction flags", 1)? & 1 != 0;
                 Command::Compact(CompactionRequest { revision, physical })
             }
+            5 => Command::LeaseGrant(LeaseGrantRequest {
+                id: reader.i64()?,
+                ttl_seconds: reader.i64()?,
+            }),
+            6 => Command::LeaseRevoke(LeaseRevokeRequest { id: reader.i64()? }),
             value => {
                 return Err(DecodeError::InvalidTag {
                     field: "command tag",
@@ -530,6 +545,11 @@ mod tests {
                 revision: 42,
                 physical: true,
             }),
+            Command::LeaseGrant(LeaseGrantRequest {
+                id: i64::MAX,
+                ttl_seconds: -3,
+            }),
+            Command::LeaseRevoke(LeaseRevokeRequest { id: i64::MIN }),
         ];
         for command in commands {
             assert_eq!(Command::decode(&command.encode()), Ok(command));
@@ -616,7 +636,7 @@ mod tests {
         }
 
         #[test]
-        fn garbage_after_valid_header_never_panics(tail in proptest::collection::vec(any::<u8>(), 0..256), tag in 1u8..=4) {
+        fn garbage_after_valid_header_never_panics(tail in proptest::collection::vec(any::<u8>(), 0..256), tag in 1u8..=6) {
             let mut bytes = vec![COMMAND_FORMAT_VERSION, tag];
             bytes.extend(tail);
             let _ = Command::decode(&bytes);

@@ -1,5 +1,6 @@
 //! The meaning of writes over the redb tables: etcd's MVCC rules for put,
-//! delete, transactions and compaction.
+//! delete, transactions and compaction, and the replicated half of leases
+//! (grant, revoke, attaching keys).
 //!
 //! [`apply_command`] runs one command inside a write transaction and updates the
 //! counters; reads within it go through [`View`]. A command is checked
@@ -14,12 +15,13 @@ use redb::{ReadableTable, Table};
 
 use crate::error::{RequestError, StoreError};
 use crate::keys::KeyRange;
+use crate::lease::attached_keys;
 use crate::meta::Meta;
-use crate::record::{IndexKey, Record, Revision};
+use crate::record::{IndexKey, LeaseKey, Record, Revision};
 use crate::types::{
     Command, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, Event, EventKind,
-    KeyValue, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, Response,
-    ResponseOp, TxnRequest, TxnResponse,
+    KeyValue, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, RequestOp, Response, ResponseOp, TxnRequest, TxnResponse,
 };
 use crate::view::View;
 
@@ -50,6 +52,8 @@ type RevisionTable<'txn> = Table<'txn, (i64, i64), &'static [u8]>;
 pub(crate) struct WriteTables<'txn> {
     pub(crate) index: IndexTable<'txn>,
     pub(crate) revisions: RevisionTable<'txn>,
+    pub(crate) leases: Table<'txn, i64, i64>,
+    pub(crate) lease_keys: Table<'txn, LeaseKey, ()>,
 }
 
 impl WriteTables<'_> {
@@ -74,6 +78,32 @@ impl WriteTables<'_> {
                 record.tombstone,
             )
             .map_err(StoreError::database("writing the key index"))?;
+        Ok(())
+    }
+
+    fn lease_exists(&self, id: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .leases
+            .get(id)
+            .map_err(StoreError::database("reading the lease table"))?
+            .is_some())
+    }
+
+    /// Moves `key` from the lease it was attached to onto `to` (0: none).
+    fn reattach(&mut self, key: &[u8], from: i64, to: i64) -> Result<(), StoreError> {
+        if from == to {
+            return Ok(());
+        }
+        if from != 0 {
+            self.lease_keys
+                .remove((from, key))
+                .map_err(StoreError::database("detaching a key from its lease"))?;
+        }
+        if to != 0 {
+            self.lease_keys
+                .insert((to, key), ())
+                .map_err(StoreError::database("attaching a key to its lease"))?;
+        }
         Ok(())
     }
 }
@@ -168,6 +198,10 @@ impl Writer<'_, '_> {
                 )?;
                 Ok(Response::Compact(CompactionResponse {}))
             }
+            Command::LeaseGrant(grant) => Ok(Response::LeaseGrant(self.lease_grant(grant)?)),
+            Command::LeaseRevoke(revoke) => {
+                Ok(Response::LeaseRevoke(self.lease_revoke(revoke.id)?))
+            }
         }
     }
 
@@ -176,7 +210,43 @@ impl Writer<'_, '_> {
         {
             return Err(RequestError::KeyNotFound.into());
         }
+        if !put.ignore_lease && put.lease != 0 && !self.tables.lease_exists(put.lease)? {
+            return Err(RequestError::LeaseNotFound { id: put.lease }.into());
+        }
         Ok(())
+    }
+
+    /// Records a lease; it changes no key, so the revision stays (as etcd).
+    fn lease_grant(&mut self, grant: &LeaseGrantRequest) -> Result<LeaseGrantResponse, Failure> {
+        if self.tables.lease_exists(grant.id)? {
+            return Err(RequestError::LeaseExists { id: grant.id }.into());
+        }
+        self.tables
+            .leases
+            .insert(grant.id, grant.ttl_seconds)
+            .map_err(StoreError::database("writing the lease table"))?;
+        Ok(LeaseGrantResponse {
+            id: grant.id,
+            ttl_seconds: grant.ttl_seconds,
+        })
+    }
+
+    /// Deletes every key attached to the lease, in key order and all in one
+    /// revision (none when no key is attached), then the lease itself.
+    fn lease_revoke(&mut self, id: i64) -> Result<LeaseRevokeResponse, Failure> {
+        if !self.tables.lease_exists(id)? {
+            return Err(RequestError::LeaseNotFound { id }.into());
+        }
+        for key in attached_keys(&self.tables.lease_keys, id)? {
+            let deleted = self.delete(&DeleteRangeRequest::single(key))?;
+            debug_assert_eq!(deleted.deleted, 1, "an attached key was not live");
+        }
+        debug_assert!(attached_keys(&self.tables.lease_keys, id)?.is_empty());
+        self.tables
+            .leases
+            .remove(id)
+            .map_err(StoreError::database("removing from the lease table"))?;
+        Ok(LeaseRevokeResponse {})
     }
 
     fn check_compaction(&self, revision: i64) -> Result<(), RequestError> {
@@ -296,6 +366,8 @@ impl Writer<'_, '_> {
             },
         };
         self.tables.insert(revision, &Record::put(&kv))?;
+        let lease_before = previous.as_ref().map_or(0, |prev| prev.lease);
+        self.tables.reattach(&kv.key, lease_before, kv.lease)?;
         self.events.push(Event {
             kind: EventKind::Put,
             kv,
@@ -312,6 +384,7 @@ impl Writer<'_, '_> {
         for kv in &live {
             let revision = self.next_revision();
             self.tables.insert(revision, &Record::tombstone(&kv.key))?;
+            self.tables.reattach(&kv.key, kv.lease, 0)?;
             self.events.push(Event {
                 kind: EventKind::Delete,
                 kv: KeyValue {

@@ -17,6 +17,8 @@ use crate::codec::DecodeError;
 pub enum StatusClass {
     InvalidArgument,
     OutOfRange,
+    NotFound,
+    FailedPrecondition,
 }
 
 /// A request the store refuses; it changes nothing.
@@ -44,13 +46,24 @@ pub enum RequestError {
         requested: i64,
         current_revision: i64,
     },
+    /// A put, grant or revoke named a lease that is not granted (or 0 for a grant).
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound { id: i64 },
+    #[error("etcdserver: lease already exists")]
+    LeaseExists { id: i64 },
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge { ttl_seconds: i64 },
 }
 
 impl RequestError {
     /// The status class etcd uses for this error.
     pub fn status(&self) -> StatusClass {
         match self {
-            Self::Compacted { .. } | Self::FutureRevision { .. } => StatusClass::OutOfRange,
+            Self::Compacted { .. }
+            | Self::FutureRevision { .. }
+            | Self::LeaseTtlTooLarge { .. } => StatusClass::OutOfRange,
+            Self::LeaseNotFound { .. } => StatusClass::NotFound,
+            Self::LeaseExists { .. } => StatusClass::FailedPrecondition,
             _ => StatusClass::InvalidArgument,
         }
     }

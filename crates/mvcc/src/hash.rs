@@ -4,12 +4,13 @@
 use redb::ReadableTable;
 
 use crate::error::{Error, StoreError};
-use crate::record::{KEY_INDEX, META, REVISIONS};
+use crate::record::{KEY_INDEX, LEASES, LEASE_KEYS, META, REVISIONS};
 use crate::store::{read_meta, Store};
 use crate::types::HashKv;
 
 impl Store {
-    /// A checksum of the whole store: history, key index and revisions, but not
+    /// A checksum of the whole store: history, key index, revisions and
+    /// leases (with their attached keys), but not
     /// the applied index (members at the same revision agree even if their logs
     /// hold different non-command entries).
     pub fn hash(&self) -> Result<u32, StoreError> {
@@ -47,6 +48,30 @@ impl Store {
             crc = crc32c::crc32c_append(crc, &main.to_le_bytes());
             crc = crc32c::crc32c_append(crc, &sub.to_le_bytes());
             crc = crc32c::crc32c_append(crc, &[u8::from(tombstone.value())]);
+        }
+        let leases = txn
+            .open_table(LEASES)
+            .map_err(StoreError::database("opening the lease table"))?;
+        for entry in leases
+            .iter()
+            .map_err(StoreError::database("hashing leases"))?
+        {
+            let (id, ttl_seconds) = entry.map_err(StoreError::database("hashing leases"))?;
+            crc = crc32c::crc32c_append(crc, &id.value().to_le_bytes());
+            crc = crc32c::crc32c_append(crc, &ttl_seconds.value().to_le_bytes());
+        }
+        let lease_keys = txn
+            .open_table(LEASE_KEYS)
+            .map_err(StoreError::database("opening the lease key table"))?;
+        for entry in lease_keys
+            .iter()
+            .map_err(StoreError::database("hashing lease keys"))?
+        {
+            let (lease_key, _) = entry.map_err(StoreError::database("hashing lease keys"))?;
+            let (lease, user_key) = lease_key.value();
+            crc = crc32c::crc32c_append(crc, &lease.to_le_bytes());
+            crc = crc32c::crc32c_append(crc, &(user_key.len() as u64).to_le_bytes());
+            crc = crc32c::crc32c_append(crc, user_key);
         }
         Ok(crc)
     }

@@ -6,7 +6,9 @@
 //! [`Store::apply_batch`]. Reads go straight to [`Store::range`]. Every write
 //! transaction bumps the cluster-wide revision once; keys keep their history
 //! (create revision, mod revision, version, tombstones) until a compaction, so
-//! reads at past revisions work.
+//! reads at past revisions work. Leases are replicated state too: granted
+//! with their TTL, revoked with every key attached to them; their remaining
+//! time is the server's to track.
 //!
 //! The crate must never know about Raft roles, the network or gRPC: it sees
 //! only committed commands with their log index, and answers with plain values
@@ -36,6 +38,7 @@ mod error;
 mod hash;
 mod history;
 mod keys;
+mod lease;
 mod meta;
 mod record;
 mod snapshot;

@@ -3,7 +3,10 @@
 //! `revisions` maps `(main, sub)` revision to an encoded [`Record`]; it is the
 //! history, in revision order, that snapshots and HashKV walk. `key_index` maps
 //! `(key, main, sub)` to "is a tombstone", so the revisions of one key sit
-//! together and a range read walks keys in order. `meta` holds the counters. This
+//! together and a range read walks keys in order. `leases` maps a lease id to
+//! its granted TTL in seconds; `lease_keys` holds `(lease, key)` for every live
+//! key attached to a lease, so a revoke finds its keys in key order without a
+//! scan. `meta` holds the counters. This
 //! module owns the bytes of a record; it must never decide what a write means.
 
 use redb::TableDefinition;
@@ -17,6 +20,10 @@ pub(crate) type IndexKey = (&'static [u8], i64, i64);
 pub(crate) const REVISIONS: TableDefinition<(i64, i64), &[u8]> = TableDefinition::new("revisions");
 pub(crate) const KEY_INDEX: TableDefinition<IndexKey, bool> = TableDefinition::new("key_index");
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(crate) const LEASES: TableDefinition<i64, i64> = TableDefinition::new("leases");
+/// The key type of the `lease_keys` table: lease id and user key.
+pub(crate) type LeaseKey = (i64, &'static [u8]);
+pub(crate) const LEASE_KEYS: TableDefinition<LeaseKey, ()> = TableDefinition::new("lease_keys");
 
 pub(crate) const META_FORMAT_VERSION: &str = "format_version";
 pub(crate) const META_APPLIED_INDEX: &str = "applied_index";
@@ -24,7 +31,10 @@ pub(crate) const META_CURRENT_REVISION: &str = "current_revision";
 pub(crate) const META_COMPACT_REVISION: &str = "compact_revision";
 
 /// The on-disk layout version this build writes and reads.
-pub(crate) const STORE_FORMAT_VERSION: u64 = 1;
+pub(crate) const STORE_FORMAT_VERSION: u64 = 2;
+/// The layout before leases: the same tables without the two lease tables,
+/// which opening creates empty, so such a store is upgraded in place.
+pub(crate) const STORE_FORMAT_VERSION_WITHOUT_LEASES: u64 = 1;
 
 /// A revision: `main` is the cluster revision of the write transaction, `sub`
 /// orders the changes within it.

@@ -4,24 +4,28 @@
 //! Layout (integers little-endian): the magic `RKVSNAP\0`; format version
 //! (u32); applied index (u64); current and compact revision (i64 each); record
 //! count (u64); then per stored revision its main and sub revision (i64 each),
-//! a length (u32) and the stored record; last, a CRC-32C of every byte before it.
-//! The key index is rebuilt from the records. Restoring checks everything and
+//! a length (u32) and the stored record; then the lease count (u64) and per
+//! lease its id and granted TTL (i64 each); last, a CRC-32C of every byte
+//! before it. The key index and the keys attached to each lease are rebuilt
+//! from the records. Restoring checks everything and
 //! writes within one redb transaction, committed only after the checksum
 //! matched, so a corrupt or truncated snapshot leaves the store untouched and
 //! is reported with the byte offset where it went wrong. This module must never
 //! decide when to snapshot; the server does.
 
+use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 
 use redb::{ReadableTable, ReadableTableMetadata};
 
+use crate::engine::WriteTables;
 use crate::error::StoreError;
 use crate::meta::Meta;
-use crate::record::{Record, Revision, KEY_INDEX, META, REVISIONS};
+use crate::record::{Record, Revision, KEY_INDEX, LEASES, LEASE_KEYS, META, REVISIONS};
 use crate::store::{open_write_tables, read_meta, write_meta, Store};
 
 const SNAPSHOT_MAGIC: [u8; 8] = *b"RKVSNAP\0";
-const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+const SNAPSHOT_FORMAT_VERSION: u32 = 2;
 
 /// What a snapshot holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +34,7 @@ pub struct SnapshotInfo {
     pub current_revision: i64,
     pub compact_revision: i64,
     pub revision_count: u64,
+    pub lease_count: u64,
     /// Length of the snapshot including its checksum.
     pub size_bytes: u64,
 }
@@ -89,6 +94,7 @@ impl Store {
             written += 1;
         }
         debug_assert_eq!(written, revision_count);
+        let lease_count = write_leases(&mut writer, &txn)?;
         let checksum = writer.crc;
         writer.write(&checksum.to_le_bytes())?;
         writer.flush()?;
@@ -97,6 +103,7 @@ impl Store {
             current_revision: meta.current_revision,
             compact_revision: meta.compact_revision,
             revision_count,
+            lease_count,
             size_bytes: writer.offset,
         })
     }
@@ -120,9 +127,16 @@ impl Store {
             .map_err(StoreError::database("clearing revisions for a restore"))?;
         txn.delete_table(KEY_INDEX)
             .map_err(StoreError::database("clearing the key index for a restore"))?;
+        txn.delete_table(LEASES)
+            .map_err(StoreError::database("clearing the leases for a restore"))?;
+        txn.delete_table(LEASE_KEYS).map_err(StoreError::database(
+            "clearing the lease keys for a restore",
+        ))?;
+        let lease_count;
         {
             let mut tables = open_write_tables(&txn)?;
             let mut previous: Option<Revision> = None;
+            let mut attached = AttachedKeys::default();
             for _ in 0..revision_count {
                 let offset = reader.offset;
                 let (revision, record) = read_record(&mut reader)?;
@@ -137,8 +151,10 @@ impl Store {
                     });
                 }
                 tables.insert(revision, &record)?;
+                attached.record(&record);
                 previous = Some(revision);
             }
+            lease_count = read_leases(&mut reader, &mut tables, attached)?;
             let computed = reader.crc;
             let stored = reader.u32("the checksum")?;
             if stored != computed {
@@ -155,11 +171,13 @@ impl Store {
         cached.meta = meta;
         cached.durable_applied_index = meta.applied_index;
         cached.deferred_commits = 0;
+        cached.lease_generation += 1;
         Ok(SnapshotInfo {
             applied_index: meta.applied_index,
             current_revision: meta.current_revision,
             compact_revision: meta.compact_revision,
             revision_count,
+            lease_count,
             size_bytes: reader.offset,
         })
     }
@@ -204,6 +222,95 @@ fn read_header(reader: &mut ChecksumReader<impl Read>) -> Result<(Meta, u64), St
     }
     let revision_count = reader.u64("the record count")?;
     Ok((meta, revision_count))
+}
+
+/// Writes the lease section; returns how many leases it holds.
+fn write_leases(
+    writer: &mut ChecksumWriter<impl Write>,
+    txn: &redb::ReadTransaction,
+) -> Result<u64, StoreError> {
+    let leases = txn
+        .open_table(LEASES)
+        .map_err(StoreError::database("opening the lease table"))?;
+    let lease_count = leases
+        .len()
+        .map_err(StoreError::database("counting leases"))?;
+    writer.write(&lease_count.to_le_bytes())?;
+    for entry in leases
+        .iter()
+        .map_err(StoreError::database("reading leases for a snapshot"))?
+    {
+        let (id, ttl_seconds) =
+            entry.map_err(StoreError::database("reading leases for a snapshot"))?;
+        writer.write(&id.value().to_le_bytes())?;
+        writer.write(&ttl_seconds.value().to_le_bytes())?;
+    }
+    Ok(lease_count)
+}
+
+/// The lease each live key is attached to, as the records replay in
+/// revision order; only keys with a lease are held.
+#[derive(Default)]
+struct AttachedKeys {
+    lease_of: HashMap<Vec<u8>, i64>,
+}
+
+impl AttachedKeys {
+    fn record(&mut self, record: &Record) {
+        if record.tombstone || record.lease == 0 {
+            self.lease_of.remove(&record.key);
+        } else {
+            self.lease_of.insert(record.key.clone(), record.lease);
+        }
+    }
+}
+
+/// Restores the lease section and re-attaches the live keys; a key attached
+/// to a lease the snapshot lacks makes the snapshot invalid.
+fn read_leases(
+    reader: &mut ChecksumReader<impl Read>,
+    tables: &mut WriteTables<'_>,
+    attached: AttachedKeys,
+) -> Result<u64, StoreError> {
+    let count_offset = reader.offset;
+    let lease_count = reader.u64("the lease count")?;
+    let mut previous: Option<i64> = None;
+    for _ in 0..lease_count {
+        let offset = reader.offset;
+        let id = reader.i64("a lease id")?;
+        let ttl_seconds = reader.i64("a lease TTL")?;
+        if id == 0 || previous.is_some_and(|previous| previous >= id) {
+            return Err(StoreError::Snapshot {
+                offset,
+                reason: format!("lease {id} is zero or out of order"),
+            });
+        }
+        tables
+            .leases
+            .insert(id, ttl_seconds)
+            .map_err(StoreError::database("restoring a lease"))?;
+        previous = Some(id);
+    }
+    for (key, lease) in attached.lease_of {
+        let granted = tables
+            .leases
+            .get(lease)
+            .map_err(StoreError::database("reading the lease table"))?
+            .is_some();
+        if !granted {
+            return Err(StoreError::Snapshot {
+                offset: count_offset,
+                reason: format!(
+                    "a live key is attached to lease {lease}, which the snapshot does not hold"
+                ),
+            });
+        }
+        tables
+            .lease_keys
+            .insert((lease, key.as_slice()), ())
+            .map_err(StoreError::database("restoring the keys of a lease"))?;
+    }
+    Ok(lease_count)
 }
 
 fn read_record(reader: &mut ChecksumReader<impl Read>) -> Result<(Revision, Record), StoreError> {

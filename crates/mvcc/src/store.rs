@@ -18,8 +18,9 @@ use crate::engine::{apply_command, WriteTables};
 use crate::error::{Error, RequestError, StoreError};
 use crate::meta::Meta;
 use crate::record::{
-    KEY_INDEX, META, META_APPLIED_INDEX, META_COMPACT_REVISION, META_CURRENT_REVISION,
-    META_FORMAT_VERSION, REVISIONS, STORE_FORMAT_VERSION,
+    KEY_INDEX, LEASES, LEASE_KEYS, META, META_APPLIED_INDEX, META_COMPACT_REVISION,
+    META_CURRENT_REVISION, META_FORMAT_VERSION, REVISIONS, STORE_FORMAT_VERSION,
+    STORE_FORMAT_VERSION_WITHOUT_LEASES,
 };
 use crate::types::{
     Command, Event, RangeRequest, RangeResponse, Response, TxnRequest, TxnResponse,
@@ -78,6 +79,9 @@ pub(crate) struct Cached {
     pub(crate) meta: Meta,
     pub(crate) durable_applied_index: u64,
     pub(crate) deferred_commits: u32,
+    /// Moves whenever the set of leases may have changed (see
+    /// [`Store::lease_generation`]).
+    pub(crate) lease_generation: u64,
 }
 
 /// etcd's v3 data model over one redb database.
@@ -133,6 +137,10 @@ impl Store {
                 .map_err(StoreError::database("opening the revisions table"))?;
             txn.open_table(KEY_INDEX)
                 .map_err(StoreError::database("opening the key index"))?;
+            txn.open_table(LEASES)
+                .map_err(StoreError::database("opening the lease table"))?;
+            txn.open_table(LEASE_KEYS)
+                .map_err(StoreError::database("opening the lease key table"))?;
             let format = meta_table
                 .get(META_FORMAT_VERSION)
                 .map_err(StoreError::database("reading the format version"))?
@@ -146,6 +154,12 @@ impl Store {
                     Meta::EMPTY
                 }
                 Some(STORE_FORMAT_VERSION) => read_meta(&meta_table)?,
+                Some(STORE_FORMAT_VERSION_WITHOUT_LEASES) => {
+                    meta_table
+                        .insert(META_FORMAT_VERSION, STORE_FORMAT_VERSION)
+                        .map_err(StoreError::database("upgrading the format version"))?;
+                    read_meta(&meta_table)?
+                }
                 Some(found) => {
                     return Err(StoreError::UnsupportedFormat {
                         found,
@@ -163,6 +177,7 @@ impl Store {
                 meta,
                 durable_applied_index: meta.applied_index,
                 deferred_commits: 0,
+                lease_generation: 0,
             }),
         })
     }
@@ -237,6 +252,9 @@ impl Store {
             return Ok(outcomes);
         }
         self.commit(&mut cached, txn, durability, meta)?;
+        if outcomes.iter().any(changed_leases) {
+            cached.lease_generation += 1;
+        }
         Ok(outcomes)
     }
 
@@ -416,6 +434,17 @@ fn apply_entry(
     Ok(outcome)
 }
 
+/// Whether an outcome granted or revoked a lease.
+fn changed_leases(outcome: &ApplyOutcome) -> bool {
+    matches!(
+        outcome,
+        ApplyOutcome::Applied(Applied {
+            result: Ok(Response::LeaseGrant(_) | Response::LeaseRevoke(_)),
+            ..
+        })
+    )
+}
+
 pub(crate) fn open_write_tables<'txn>(
     txn: &'txn WriteTransaction,
 ) -> Result<WriteTables<'txn>, StoreError> {
@@ -426,6 +455,12 @@ pub(crate) fn open_write_tables<'txn>(
         revisions: txn
             .open_table(REVISIONS)
             .map_err(StoreError::database("opening the revisions table"))?,
+        leases: txn
+            .open_table(LEASES)
+            .map_err(StoreError::database("opening the lease table"))?,
+        lease_keys: txn
+            .open_table(LEASE_KEYS)
+            .map_err(StoreError::database("opening the lease key table"))?,
     })
 }
 

@@ -17,7 +17,7 @@ pub struct KeyValue {
     /// Number of puts since the key was (re)created; a delete resets it to 0.
     pub version: i64,
     pub value: Vec<u8>,
-    /// Lease id attached to the key; carried but not enforced (0 = none).
+    /// Lease id attached to the key (0 = none); revoking the lease deletes it.
     pub lease: i64,
 }
 
@@ -259,6 +259,51 @@ pub struct CompactionRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CompactionResponse {}
 
+/// The longest TTL a lease may be granted, as etcd's `MaxLeaseTTL`.
+pub const LEASE_TTL_SECONDS_MAX: i64 = 9_000_000_000;
+
+/// A new lease, as etcd's `LeaseGrantRequest` once the proposing member has
+/// chosen the id (etcd picks one when the client asks for 0; every replica
+/// must apply the same id, so the choice is made before proposing) and raised
+/// the TTL to its minimum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LeaseGrantRequest {
+    /// Non-zero; 0 is etcd's "no lease".
+    pub id: i64,
+    pub ttl_seconds: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LeaseGrantResponse {
+    pub id: i64,
+    pub ttl_seconds: i64,
+}
+
+/// The end of a lease and of every key attached to it, as etcd's
+/// `LeaseRevokeRequest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LeaseRevokeRequest {
+    pub id: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LeaseRevokeResponse {}
+
+/// A granted lease as the state machine keeps it. The remaining time is not
+/// replicated (as in etcd 3.4): the leader tracks it in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub id: i64,
+    pub ttl_seconds: i64,
+}
+
+/// A lease with the live keys attached to it, in key order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseWithKeys {
+    pub lease: Lease,
+    pub keys: Vec<Vec<u8>>,
+}
+
 /// A write that goes through the Raft log and is applied in index order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -266,6 +311,8 @@ pub enum Command {
     DeleteRange(DeleteRangeRequest),
     Txn(TxnRequest),
     Compact(CompactionRequest),
+    LeaseGrant(LeaseGrantRequest),
+    LeaseRevoke(LeaseRevokeRequest),
 }
 
 /// The answer to an applied [`Command`].
@@ -275,6 +322,8 @@ pub enum Response {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compact(CompactionResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

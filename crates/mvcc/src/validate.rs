@@ -4,11 +4,15 @@
 //! touching the log; the store runs them again when applying, so a command that
 //! slipped through still changes nothing. Owns empty-key, provided-value/lease,
 //! duplicate-key and operation-budget rules. Must never read the store: checks
-//! that depend on state (key exists, revision compacted) live in `engine`.
+//! that depend on state (key exists, revision compacted, lease granted) live
+//! in `engine`.
 
 use crate::error::RequestError;
 use crate::keys::KeyRange;
-use crate::types::{Command, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest};
+use crate::types::{
+    Command, DeleteRangeRequest, LeaseGrantRequest, PutRequest, RangeRequest, RequestOp,
+    TxnRequest, LEASE_TTL_SECONDS_MAX,
+};
 
 impl Command {
     /// Checks the command against etcd's stateless rules (everything but the
@@ -18,8 +22,24 @@ impl Command {
             Command::Put(put) => put.validate(),
             Command::DeleteRange(delete) => delete.validate(),
             Command::Txn(txn) => txn.validate(),
-            Command::Compact(_) => Ok(()),
+            Command::Compact(_) | Command::LeaseRevoke(_) => Ok(()),
+            Command::LeaseGrant(grant) => grant.validate(),
         }
+    }
+}
+
+impl LeaseGrantRequest {
+    /// etcd's grant rules: 0 is no lease, and the TTL has a ceiling.
+    pub fn validate(&self) -> Result<(), RequestError> {
+        if self.id == 0 {
+            return Err(RequestError::LeaseNotFound { id: 0 });
+        }
+        if self.ttl_seconds > LEASE_TTL_SECONDS_MAX {
+            return Err(RequestError::LeaseTtlTooLarge {
+                ttl_seconds: self.ttl_seconds,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -248,6 +268,23 @@ mod tests {
             ..PutRequest::new("k", "")
         };
         assert_eq!(lease_given.validate(), Err(RequestError::LeaseProvided));
+    }
+
+    #[test]
+    fn grants_need_an_id_and_a_ttl_within_etcds_ceiling() {
+        let grant = |id, ttl_seconds| Command::LeaseGrant(LeaseGrantRequest { id, ttl_seconds });
+        assert_eq!(
+            grant(0, 5).validate(),
+            Err(RequestError::LeaseNotFound { id: 0 })
+        );
+        assert_eq!(
+            grant(7, LEASE_TTL_SECONDS_MAX + 1).validate(),
+            Err(RequestError::LeaseTtlTooLarge {
+                ttl_seconds: LEASE_TTL_SECONDS_MAX + 1
+            })
+        );
+        assert_eq!(grant(7, LEASE_TTL_SECONDS_MAX).validate(), Ok(()));
+        assert_eq!(grant(-7, 1).validate(), Ok(()));
     }
 
     #[test]

@@ -23,6 +23,8 @@ struct Model {
     /// How many keys each revision wrote (puts and deletions).
     changes: BTreeMap<i64, usize>,
     compact_revision: i64,
+    /// Granted leases: id to TTL.
+    leases: BTreeMap<i64, i64>,
 }
 
 fn in_range(key: &[u8], start: &[u8], range_end: &[u8]) -> bool {
@@ -139,6 +141,7 @@ impl Model {
             states: BTreeMap::from([(1, KeySpace::new())]),
             changes: BTreeMap::new(),
             compact_revision: 0,
+            leases: BTreeMap::new(),
         }
     }
 
@@ -228,6 +231,31 @@ impl Model {
                 self.check_txn(&scratch.before, txn)?;
                 Response::Txn(self.txn(&mut scratch, txn))
             }
+            Command::LeaseGrant(grant) => {
+                if self.leases.contains_key(&grant.id) {
+                    return Err(RequestError::LeaseExists { id: grant.id });
+                }
+                self.leases.insert(grant.id, grant.ttl_seconds);
+                Response::LeaseGrant(LeaseGrantResponse {
+                    id: grant.id,
+                    ttl_seconds: grant.ttl_seconds,
+                })
+            }
+            Command::LeaseRevoke(revoke) => {
+                if self.leases.remove(&revoke.id).is_none() {
+                    return Err(RequestError::LeaseNotFound { id: revoke.id });
+                }
+                let attached: Vec<Vec<u8>> = scratch
+                    .before
+                    .values()
+                    .filter(|kv| kv.lease == revoke.id)
+                    .map(|kv| kv.key.clone())
+                    .collect();
+                for key in attached {
+                    self.delete(&mut scratch, &DeleteRangeRequest::single(key));
+                }
+                Response::LeaseRevoke(LeaseRevokeResponse {})
+            }
             Command::Compact(_) => unreachable!("handled above"),
         };
         if scratch.changed {
@@ -240,6 +268,9 @@ impl Model {
     fn check_put(&self, before: &KeySpace, put: &PutRequest) -> Result<(), RequestError> {
         if (put.ignore_value || put.ignore_lease) && !before.contains_key(&put.key) {
             return Err(RequestError::KeyNotFound);
+        }
+        if !put.ignore_lease && put.lease != 0 && !self.leases.contains_key(&put.lease) {
+            return Err(RequestError::LeaseNotFound { id: put.lease });
         }
         Ok(())
     }
@@ -382,7 +413,7 @@ fn value() -> impl Strategy<Value = Vec<u8>> {
 fn put_request() -> impl Strategy<Value = PutRequest> {
     // Mostly plain puts; some keep the old value or lease, a few of those
     // wrongly also provide one.
-    (key(), value(), 0..2i64, any::<bool>(), 0..16u8).prop_map(
+    (key(), value(), 0..3i64, any::<bool>(), 0..16u8).prop_map(
         |(key, value, lease, prev_kv, flags)| PutRequest {
             key,
             value: if flags == 1 { Vec::new() } else { value },
@@ -506,6 +537,8 @@ fn command() -> impl Strategy<Value = Command> {
         2 => delete_request().prop_map(Command::DeleteRange),
         3 => txn_request().prop_map(Command::Txn),
         1 => (0..12i64).prop_map(|revision| Command::Compact(CompactionRequest { revision, physical: false })),
+        1 => (0..3i64, 1..10i64).prop_map(|(id, ttl_seconds)| Command::LeaseGrant(LeaseGrantRequest { id, ttl_seconds })),
+        1 => (0..3i64).prop_map(|id| Command::LeaseRevoke(LeaseRevokeRequest { id })),
     ]
 }
 
@@ -537,6 +570,14 @@ proptest! {
             prop_assert_eq!(applied.revision, model.current_revision());
             prop_assert_eq!(harness.store.compact_revision(), model.compact_revision);
             prop_assert_eq!(harness.store.revision_count().unwrap(), model.retained_revisions());
+            let leases: BTreeMap<i64, i64> = harness
+                .store
+                .leases()
+                .unwrap()
+                .into_iter()
+                .map(|lease| (lease.id, lease.ttl_seconds))
+                .collect();
+            prop_assert_eq!(&leases, &model.leases);
             for read in &reads {
                 for revision in -1..=model.current_revision() + 1 {
                     let request = RangeRequest { revision, ..read.clone() };

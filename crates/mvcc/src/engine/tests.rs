@@ -79,6 +79,12 @@ fn put_returns_the_previous_pair_only_when_asked() {
 #[test]
 fn lease_is_carried_and_ignore_flags_keep_the_old_fields() {
     let mut harness = Harness::new();
+    for id in [4, 9] {
+        harness.apply(Command::LeaseGrant(LeaseGrantRequest {
+            id,
+            ttl_seconds: 60,
+        }));
+    }
     harness.apply(Command::Put(PutRequest {
         lease: 9,
         ..PutRequest::new("a", "1")
@@ -789,6 +795,10 @@ fn a_put_and_an_open_ended_delete_apply_in_order_like_etcd() {
 #[test]
 fn an_ignore_value_put_after_an_open_ended_delete_of_its_key_does_not_crash() {
     let mut harness = Harness::new();
+    harness.apply(Command::LeaseGrant(LeaseGrantRequest {
+        id: 5,
+        ttl_seconds: 60,
+    }));
     harness.apply(Command::Put(PutRequest {
         lease: 5,
         ..PutRequest::new("b", "old")

@@ -46,6 +46,7 @@ fn a_restored_store_equals_the_original() {
             current_revision: 6,
             compact_revision: 4,
             revision_count: 4,
+            lease_count: 0,
             size_bytes: bytes.len() as u64,
         }
     );

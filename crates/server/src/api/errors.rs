@@ -25,6 +25,9 @@ pub fn request_error(error: &mvcc::RequestError) -> EtcdError {
         Refused::DuplicateKey { .. } => EtcdError::DuplicateKey,
         Refused::Compacted { .. } => EtcdError::Compacted,
         Refused::FutureRevision { .. } => EtcdError::FutureRev,
+        Refused::LeaseNotFound { .. } => EtcdError::LeaseNotFound,
+        Refused::LeaseExists { .. } => EtcdError::LeaseExist,
+        Refused::LeaseTtlTooLarge { .. } => EtcdError::LeaseTtlTooLarge,
     }
 }
 
@@ -91,6 +94,20 @@ mod tests {
                 },
                 "etcdserver: mvcc: required revision is a future revision",
             ),
+            (
+                Refused::LeaseNotFound { id: 7 },
+                "etcdserver: requested lease not found",
+            ),
+            (
+                Refused::LeaseExists { id: 7 },
+                "etcdserver: lease already exists",
+            ),
+            (
+                Refused::LeaseTtlTooLarge {
+                    ttl_seconds: mvcc::LEASE_TTL_SECONDS_MAX + 1,
+                },
+                "etcdserver: too large lease TTL",
+            ),
         ];
         for (refused, message) in cases {
             let error = request_error(&refused);
@@ -100,6 +117,8 @@ mod tests {
             let class_code = match refused.status() {
                 mvcc::StatusClass::InvalidArgument => Code::InvalidArgument,
                 mvcc::StatusClass::OutOfRange => Code::OutOfRange,
+                mvcc::StatusClass::NotFound => Code::NotFound,
+                mvcc::StatusClass::FailedPrecondition => Code::FailedPrecondition,
             };
             assert_eq!(error.code(), class_code, "{refused:?}");
         }
