@@ -2,11 +2,13 @@
 //! the `serve` configuration. It drives the consensus core and never decides
 //! anything the core decides.
 //!
-//! - [`api`]: etcd's KV, Watch, Maintenance and Cluster services on any
-//!   [`backend::Backend`] ([`api::routes`]).
+//! - [`api`]: etcd's KV, Watch, Lease, Maintenance and Cluster services on
+//!   any [`backend::Backend`] ([`api::routes`]).
 //! - [`watch`]: the watch hub: watchers fed by the events the node applies,
 //!   catching up from the store's history when they start in the past or
 //!   fall behind.
+//! - [`lease`]: the lessor: the leader's lease deadlines, expiry, and
+//!   forwarding of keepalives to the leader.
 //! - [`proto`]: the generated etcd v3 API (`etcdserverpb`, `mvccpb`, `authpb`)
 //!   and our peer schema (`raftkvpb`).
 //! - [`etcd_error`]: etcd's API errors with their exact gRPC codes and messages.
@@ -21,6 +23,7 @@ pub mod api;
 pub mod backend;
 pub mod config;
 pub mod etcd_error;
+pub mod lease;
 pub mod node;
 pub mod peer_codec;
 pub mod proto;

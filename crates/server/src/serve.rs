@@ -18,6 +18,7 @@ use tokio_stream::StreamExt;
 
 use crate::api::{self, ApiLimits};
 use crate::config::{Scheme, ServeConfig, Url};
+use crate::lease::{LeaseOptions, Lessor};
 use crate::node::{Node, NodeError, NodeOptions};
 use crate::proto::raftkvpb::peer_server::PeerServer;
 use crate::transport::{
@@ -138,8 +139,13 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut client_servers = JoinSet::new();
     let backend = Arc::new(handle);
+    let lessor = Lessor::start(Arc::clone(&backend), LeaseOptions::from_config(&config));
     for (url, listener) in client_listeners {
-        let routes = api::routes(Arc::clone(&backend), ApiLimits::from_config(&config));
+        let routes = api::routes(
+            Arc::clone(&backend),
+            Arc::clone(&lessor),
+            ApiLimits::from_config(&config),
+        );
         let router = tonic::transport::Server::builder().add_routes(routes);
         let stop = stopped(stop_rx.clone());
         tracing::info!(%url, "ready to serve client requests");

@@ -30,6 +30,7 @@ use clap::Parser;
 use regex::Regex;
 use server::api::{routes, ApiLimits};
 use server::config::ServeArgs;
+use server::lease::{LeaseOptions, Lessor};
 use tonic::codegen::tokio_stream::wrappers::TcpListenerStream;
 
 use common::local_backend::LocalBackend;
@@ -167,9 +168,11 @@ impl Ours {
             txn_ops_max: TXN_OPS_MAX,
         };
         let backend: Arc<LocalBackend> = LocalBackend::in_memory();
+        let lessor = runtime
+            .block_on(async { Lessor::start(Arc::clone(&backend), LeaseOptions::default()) });
         runtime.spawn(
             tonic::transport::Server::builder()
-                .add_routes(routes(backend, limits))
+                .add_routes(routes(backend, lessor, limits))
                 .serve_with_incoming(TcpListenerStream::new(listener)),
         );
         Ours {

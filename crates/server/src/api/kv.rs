@@ -7,12 +7,9 @@
 //! linearizable read, straight away for a serializable one. A transaction with
 //! only ranges is a read, as in etcd. This module must never change the store
 //! except through [`Backend::propose`].
-//!
-//! raftkv grants no leases yet (there is no Lease service), so a put naming a
-//! lease names one that does not exist and gets etcd's "requested lease not
-//! found" before it is proposed. etcd checks only the puts on the branch a
-//! transaction takes; here every put of a transaction is checked, so a
-//! transaction whose untaken branch names a lease is refused too.
+//! A put naming a lease is checked when applied, as in etcd: the state
+//! machine refuses a lease that is not granted with "requested lease not
+//! found" (in a transaction, only on the branch it takes).
 
 use std::sync::Arc;
 
@@ -22,7 +19,6 @@ use crate::api::errors::{backend_error, read_error, request_error};
 use crate::api::header::header;
 use crate::api::{convert, ApiLimits};
 use crate::backend::Backend;
-use crate::etcd_error::EtcdError;
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::kv_server::Kv;
 
@@ -116,7 +112,6 @@ impl<B: Backend> Kv for KvService<B> {
         let put = convert::put_request(request);
         put.validate().map_err(refused)?;
         size?;
-        check_no_lease(&put)?;
         match self.propose(mvcc::Command::Put(put)).await? {
             (mvcc::Response::Put(response), revision) => Ok(Response::new(convert::put_response(
                 response,
@@ -167,7 +162,6 @@ impl<B: Backend> Kv for KvService<B> {
             )));
         }
         size?;
-        txn_puts(&txn).try_for_each(check_no_lease)?;
         let (response, revision, begin_revision) = self.propose_txn(txn).await?;
         Ok(Response::new(convert::txn_response(
             response,
@@ -190,29 +184,6 @@ impl<B: Backend> Kv for KvService<B> {
             (other, _) => Err(mismatched("compaction", &other)),
         }
     }
-}
-
-/// Refuses a put that attaches a lease: none exist (see the module docs).
-fn check_no_lease(put: &mvcc::PutRequest) -> Result<(), Status> {
-    if put.lease != 0 {
-        return Err(EtcdError::LeaseNotFound.to_status());
-    }
-    Ok(())
-}
-
-/// Every put of a transaction, nested ones included, on either branch.
-fn txn_puts(txn: &mvcc::TxnRequest) -> Box<dyn Iterator<Item = &mvcc::PutRequest> + '_> {
-    Box::new(txn.success.iter().chain(&txn.failure).flat_map(
-        |op| -> Box<dyn Iterator<Item = &mvcc::PutRequest> + '_> {
-            match op {
-                mvcc::RequestOp::Put(put) => Box::new(std::iter::once(put)),
-                mvcc::RequestOp::Txn(nested) => txn_puts(nested),
-                mvcc::RequestOp::Range(_) | mvcc::RequestOp::DeleteRange(_) => {
-                    Box::new(std::iter::empty())
-                }
-            }
-        },
-    ))
 }
 
 /// The revision a read-only transaction's ranges were served at, if it had any.

@@ -870,7 +870,7 @@ fn txn_operation_headers_follow_etcd() {
 }
 
 #[test]
-fn writes_naming_a_lease_are_refused_because_none_exist() {
+fn writes_naming_an_ungranted_lease_are_refused_when_applied() {
     let fixture = fixture();
     assert_status(
         run(fixture.kv.put(Request::new(PutRequest {
@@ -880,26 +880,35 @@ fn writes_naming_a_lease_are_refused_because_none_exist() {
         Code::NotFound,
         "etcdserver: requested lease not found",
     );
-    let nested_lease_put = TxnRequest {
+    let nested_lease_put = |key: &str| TxnRequest {
         success: vec![RequestOp {
             request: Some(request_op::Request::RequestPut(PutRequest {
                 lease: 7,
-                ..put_request("n", "v")
+                ..put_request(key, "v")
             })),
         }],
         ..TxnRequest::default()
     };
     assert_status(
         run(fixture.kv.txn(Request::new(TxnRequest {
-            failure: vec![RequestOp {
-                request: Some(request_op::Request::RequestTxn(nested_lease_put)),
+            success: vec![RequestOp {
+                request: Some(request_op::Request::RequestTxn(nested_lease_put("n"))),
             }],
             ..TxnRequest::default()
         }))),
         Code::NotFound,
         "etcdserver: requested lease not found",
     );
-    assert_eq!(fixture.backend.proposals(), 0);
+    // As in etcd, only the branch taken is checked.
+    let untaken = fixture.txn(TxnRequest {
+        failure: vec![RequestOp {
+            request: Some(request_op::Request::RequestTxn(nested_lease_put("m"))),
+        }],
+        ..TxnRequest::default()
+    });
+    assert!(untaken.succeeded);
+    assert_eq!(fixture.backend.proposals(), 3);
+    assert_eq!(fixture.backend.store().current_revision(), 1);
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod common;
 
 mod cluster;
 mod kv;
+mod lease;
 mod maintenance;
 mod robustness;
 mod wire_limits;

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use server::api::{routes, ApiLimits};
+use server::lease::{LeaseOptions, Lessor};
 use server::proto::etcdserverpb::kv_client::KvClient;
 use server::proto::etcdserverpb::{PutRequest, RangeRequest};
 use tonic::codegen::tokio_stream::wrappers::TcpListenerStream;
@@ -27,7 +28,11 @@ fn writes_are_refused_by_size_and_huge_messages_are_not_decoded() {
         let address = listener.local_addr().unwrap();
         tokio::spawn(
             tonic::transport::Server::builder()
-                .add_routes(routes(Arc::clone(&backend), limits))
+                .add_routes(routes(
+                    Arc::clone(&backend),
+                    Lessor::start(Arc::clone(&backend), LeaseOptions::default()),
+                    limits,
+                ))
                 .serve_with_incoming(TcpListenerStream::new(listener)),
         );
         let mut client = KvClient::connect(format!("http://{address}"))
