@@ -333,6 +333,8 @@ fn json_masks() -> &'static [(Regex, &'static str)] {
             (r#""version":"[^"]*""#, r#""version":"<version>""#),
             (r#""(ClusterID|MemberID|RaftTerm)" : \d+"#, r#""$1" : <n>"#),
             (r"took = [0-9.]+[a-zµ]*s", "took = <time>"),
+            // A lease's remaining TTL depends on when each server was asked.
+            (r"remaining\(\d+s\)", "remaining(<n>s)"),
         ]
         .into_iter()
         .map(|(pattern, replacement)| (Regex::new(pattern).expect("mask pattern"), replacement))
@@ -372,6 +374,12 @@ fn mask(text: &str, addresses: &[(&str, &str)], table: Table) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// A lease granted on both sides: each side's id as etcdctl prints it (hex).
+struct LeasePair {
+    etcd: String,
+    ours: String,
 }
 
 /// Real etcd and ours, side by side.
@@ -426,6 +434,53 @@ impl Pair {
         etcd
     }
 
+    /// `etcdctl lease grant <ttl_seconds>` on both: each side's lease id.
+    fn grant(&self, ttl_seconds: &str) -> LeasePair {
+        let args = ["lease", "grant", ttl_seconds];
+        let granted_id = |endpoint: &str| -> String {
+            let outcome = etcdctl(endpoint, &args, None);
+            let id = outcome
+                .stdout
+                .strip_prefix("lease ")
+                .and_then(|rest| rest.split_once(' '))
+                .map(|(id, _)| id.to_owned());
+            id.unwrap_or_else(|| panic!("etcdctl lease grant: {outcome:?}"))
+        };
+        let lease = LeasePair {
+            etcd: granted_id(&self.etcd.endpoint),
+            ours: granted_id(&self.ours.endpoint),
+        };
+        // The grant's own output, compared through a read of the lease.
+        let lived = self.leased(&["lease", "timetolive", "{lease}"], &lease);
+        assert!(lived.success, "{lived:?}");
+        lease
+    }
+
+    /// Like [`Pair::same`], with `{lease}` in `args` standing for each
+    /// side's own id of `lease` (each server chooses its ids, so they are
+    /// masked as `<lease>`, in hex and in decimal).
+    fn leased(&self, args: &[&str], lease: &LeasePair) -> Outcome {
+        let etcd = with_lease_masked(
+            etcdctl(
+                &self.etcd.endpoint,
+                &as_strs(&with_lease(args, &lease.etcd)),
+                None,
+            ),
+            &lease.etcd,
+        );
+        let ours = with_lease_masked(self.ours_leased(args, lease), &lease.ours);
+        self.compare(args, &etcd, &ours, Table::None)
+    }
+
+    /// What etcdctl says on our side alone, with the lease id filled in.
+    fn ours_leased(&self, args: &[&str], lease: &LeasePair) -> Outcome {
+        etcdctl(
+            &self.ours.endpoint,
+            &as_strs(&with_lease(args, &lease.ours)),
+            None,
+        )
+    }
+
     /// Like [`Pair::same`], and the command must succeed.
     fn ok(&self, args: &[&str]) -> String {
         let outcome = self.same(args);
@@ -453,6 +508,29 @@ impl Pair {
     fn txn(&self, flags: &[&str], script: &str) -> Outcome {
         let args: Vec<&str> = ["txn"].iter().chain(flags).copied().collect();
         self.same_with(&args, Some(script.as_bytes()), Table::None)
+    }
+}
+
+fn as_strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// `args` with `{lease}` replaced by `id`.
+fn with_lease(args: &[&str], id: &str) -> Vec<String> {
+    args.iter().map(|arg| arg.replace("{lease}", id)).collect()
+}
+
+/// The outcome with the lease `id` (hex, as etcdctl prints it, and decimal,
+/// as JSON carries it) replaced by `<lease>`.
+fn with_lease_masked(outcome: Outcome, id: &str) -> Outcome {
+    let decimal = i64::from_str_radix(id, 16)
+        .expect("a hex lease id")
+        .to_string();
+    let hide = |text: &str| text.replace(id, "<lease>").replace(&decimal, "<lease>");
+    Outcome {
+        success: outcome.success,
+        stdout: hide(&outcome.stdout),
+        stderr: hide(&outcome.stderr),
     }
 }
 
@@ -500,6 +578,7 @@ compare_with_etcd!(
     cluster_and_maintenance,
     watch_history_and_live,
     watch_without_start_revision,
+    leases,
 );
 
 #[path = "etcdctl_compat/watch.rs"]
@@ -734,6 +813,99 @@ fn cluster_and_maintenance(pair: &Pair) {
     pair.same_with(&["endpoint", "hashkv"], None, Table::HashKv);
     assert_eq!(pair.ok(&["alarm", "list"]), "");
     pair.ok(&["defrag"]);
+}
+
+/// How long a lease of etcd's minimum TTL may take to expire and be revoked.
+const LEASE_EXPIRY_WAIT_MAX: Duration = Duration::from_secs(15);
+
+fn leases(pair: &Pair) {
+    let lease = pair.grant("60");
+    let granted = pair.ours_leased(&["lease", "timetolive", "{lease}"], &lease);
+    assert!(
+        granted.stdout.contains("granted with TTL(60s)"),
+        "{granted:?}"
+    );
+    pair.leased(&["put", "k1", "v1", "--lease={lease}"], &lease);
+    pair.ok(&["put", "plain", "v"]);
+    pair.leased(&["get", "k1", "-w", "json"], &lease);
+    let lived = pair.leased(&["lease", "timetolive", "{lease}", "--keys"], &lease);
+    assert_eq!(
+        lived.stdout,
+        "lease <lease> granted with TTL(60s), remaining(<n>s), attached keys([k1])\n"
+    );
+    // etcd lists several keys in no fixed order; ours come in key order.
+    pair.leased(&["put", "k2", "v2", "--lease={lease}"], &lease);
+    let both = pair.ours_leased(&["lease", "timetolive", "{lease}", "--keys"], &lease);
+    assert!(both.stdout.contains("attached keys([k1 k2])"), "{both:?}");
+    let ours = pair.ours_leased(&["lease", "timetolive", "{lease}"], &lease);
+    let remaining: i64 = ours
+        .stdout
+        .split("remaining(")
+        .nth(1)
+        .and_then(|rest| rest.split("s)").next())
+        .and_then(|seconds| seconds.parse().ok())
+        .unwrap_or_else(|| panic!("{ours:?}"));
+    assert!((50..=60).contains(&remaining), "{ours:?}");
+    assert_eq!(
+        pair.leased(&["lease", "list"], &lease).stdout,
+        "found 1 leases\n<lease>\n"
+    );
+    assert_eq!(
+        pair.leased(&["lease", "keep-alive", "--once", "{lease}"], &lease)
+            .stdout,
+        "lease <lease> keepalived with TTL(60)\n"
+    );
+    pair.leased(&["lease", "timetolive", "{lease}", "-w", "json"], &lease);
+    assert_eq!(
+        pair.leased(&["lease", "revoke", "{lease}"], &lease).stdout,
+        "lease <lease> revoked\n"
+    );
+    assert_eq!(pair.ok(&["get", "", "--prefix"]), "plain\nv\n");
+    pair.leased(&["lease", "timetolive", "{lease}"], &lease);
+    pair.leased(&["lease", "keep-alive", "--once", "{lease}"], &lease);
+    let revoked_again = pair.leased(&["lease", "revoke", "{lease}"], &lease);
+    assert!(
+        revoked_again
+            .stderr
+            .contains("etcdserver: requested lease not found"),
+        "{revoked_again:?}"
+    );
+    let too_long = pair.same(&["lease", "grant", "9000000001"]);
+    assert!(
+        !too_long.success
+            && too_long
+                .stderr
+                .contains("Error: failed to grant lease (etcdserver: too large lease TTL)"),
+        "{too_long:?}"
+    );
+    pair.leased(&["lease", "list"], &lease);
+
+    // A lease asked for with 1 s gets etcd's minimum (2 s at the default
+    // election timeout); its key goes when it expires.
+    let short = pair.grant("1");
+    pair.leased(&["put", "brief", "v", "--lease={lease}"], &short);
+    let started = Instant::now();
+    loop {
+        let etcd = etcdctl(&pair.etcd.endpoint, &["get", "brief"], None);
+        let ours = pair.ours_leased(&["get", "brief"], &short);
+        if etcd.stdout.is_empty() && ours.stdout.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < LEASE_EXPIRY_WAIT_MAX,
+            "the key outlived its lease: etcd {etcd:?}, ours {ours:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "the key went before its lease could expire"
+    );
+    assert_eq!(
+        pair.leased(&["lease", "timetolive", "{lease}"], &short)
+            .stdout,
+        "lease <lease> already expired\n"
+    );
 }
 
 #[test]
