@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use common::Cluster;
 use etcd_client::{
     Client, CompactionOptions, Compare, CompareOp, ConnectOptions, DeleteOptions, Error, EventType,
-    GetOptions, GetResponse, PutOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse,
-    WatchFilterType, WatchOptions, WatchResponse, WatchStream,
+    GetOptions, GetResponse, LeaseGrantOptions, LeaseTimeToLiveOptions, PutOptions, SortOrder,
+    SortTarget, Txn, TxnOp, TxnOpResponse, WatchFilterType, WatchOptions, WatchResponse,
+    WatchStream,
 };
 use tonic::Code;
 
@@ -140,6 +141,7 @@ on_one_and_three_members!(
     request_errors,
     members_status_and_hash_kv,
     watch_events_cancel_and_compaction,
+    leases,
 );
 
 async fn put_get_and_delete_with_options(mut setup: Setup) {
@@ -776,4 +778,90 @@ async fn watch_events_cancel_and_compaction(mut setup: Setup) {
     let canceled = next_response(&mut late).await;
     assert!(canceled.canceled(), "{canceled:?}");
     assert_eq!(canceled.compact_revision(), bulk_start);
+}
+
+/// Grant, attach, keep alive, inspect, list and revoke, as a Rust
+/// application drives leases; on three members through a follower, so
+/// KeepAlive and TimeToLive are forwarded to the leader.
+async fn leases(mut setup: Setup) {
+    let client = &mut setup.client;
+    let granted = client.lease_grant(30, None).await.expect("grant");
+    let id = granted.id();
+    assert!(id > 0 && granted.error().is_empty(), "{granted:?}");
+    assert_eq!(granted.ttl(), 30);
+    let chosen = client
+        .lease_grant(40, Some(LeaseGrantOptions::new().with_id(0x1234)))
+        .await
+        .expect("grant with an id");
+    assert_eq!((chosen.id(), chosen.ttl()), (0x1234, 40));
+    assert_etcd_error(
+        client
+            .lease_grant(40, Some(LeaseGrantOptions::new().with_id(0x1234)))
+            .await,
+        Code::FailedPrecondition,
+        "etcdserver: lease already exists",
+    );
+    client
+        .put("leased", "v", Some(PutOptions::new().with_lease(id)))
+        .await
+        .expect("put with a lease");
+    let got = client.get("leased", None).await.expect("get");
+    assert_eq!(got.kvs()[0].lease(), id);
+    assert_etcd_error(
+        client
+            .put("orphan", "v", Some(PutOptions::new().with_lease(0x999)))
+            .await,
+        Code::NotFound,
+        "etcdserver: requested lease not found",
+    );
+
+    let (mut keeper, mut answers) = client.lease_keep_alive(id).await.expect("keepalive");
+    for _ in 0..2 {
+        keeper.keep_alive().await.expect("send a keepalive");
+        let answer = answers
+            .message()
+            .await
+            .expect("a keepalive answer")
+            .expect("the stream stays open");
+        assert_eq!((answer.id(), answer.ttl()), (id, 30));
+    }
+    let lived = client
+        .lease_time_to_live(id, Some(LeaseTimeToLiveOptions::new().with_keys()))
+        .await
+        .expect("time to live");
+    assert_eq!((lived.id(), lived.granted_ttl()), (id, 30));
+    assert!((25..=30).contains(&lived.ttl()), "{lived:?}");
+    assert_eq!(lived.keys(), [b"leased".to_vec()]);
+    let listed = client.leases().await.expect("list leases");
+    let mut ids: Vec<i64> = listed.leases().iter().map(|lease| lease.id()).collect();
+    ids.sort_unstable();
+    let mut expected = vec![id, 0x1234];
+    expected.sort_unstable();
+    assert_eq!(ids, expected);
+
+    client.lease_revoke(id).await.expect("revoke");
+    assert!(client
+        .get("leased", None)
+        .await
+        .expect("get")
+        .kvs()
+        .is_empty());
+    let gone = client
+        .lease_time_to_live(id, None)
+        .await
+        .expect("time to live of a revoked lease");
+    assert_eq!(gone.ttl(), -1);
+    keeper.keep_alive().await.expect("send a keepalive");
+    let answer = answers.message().await.expect("a keepalive answer");
+    assert_eq!(answer.map(|answer| answer.ttl()), Some(0));
+    assert_etcd_error(
+        client.lease_revoke(id).await,
+        Code::NotFound,
+        "etcdserver: requested lease not found",
+    );
+    assert_etcd_error(
+        client.lease_grant(9_000_000_001, None).await,
+        Code::OutOfRange,
+        "etcdserver: too large lease TTL",
+    );
 }
