@@ -24,6 +24,9 @@
 //! same writes. Needs `etcd` and `etcdctl` on PATH (`apt-get install -y
 //! etcd-server etcd-client`); without them each test says so and passes,
 //! except under CI (`CI=true`), where it fails. Each test takes about 3 s.
+//!
+//! Lease ids are chosen by each server, so lease commands run with each
+//! side's own id and compare with the ids masked (see `Pair::same_leased`).
 
 mod common;
 
@@ -334,6 +337,12 @@ fn collapse_repeated_elements(text: &str) -> String {
     }
 }
 
+/// One lease's id on each side, as etcdctl prints it (hex).
+struct LeaseIds {
+    etcd: String,
+    ours: String,
+}
+
 /// etcd and a three-member raftkv cluster, side by side.
 struct Pair {
     etcd: Etcd,
@@ -404,6 +413,55 @@ impl Pair {
             !etcd.success && etcd.stderr.contains(&format!("Error: {message}")),
             "etcdctl {args:?} should fail with {message:?} on both: {etcd:?}"
         );
+    }
+
+    /// `etcdctl lease grant <ttl_seconds>` on both: each side's lease id.
+    fn grant(&self, ttl_seconds: &str) -> LeaseIds {
+        let granted_id = |endpoints: &str| -> String {
+            let outcome = etcdctl(endpoints, &["lease", "grant", ttl_seconds], None);
+            let id = outcome
+                .stdout
+                .strip_prefix("lease ")
+                .and_then(|rest| rest.split_once(' '))
+                .map(|(id, _)| id.to_owned());
+            id.unwrap_or_else(|| panic!("etcdctl lease grant: {outcome:?}"))
+        };
+        LeaseIds {
+            etcd: granted_id(&self.etcd.endpoint),
+            ours: granted_id(&self.ours),
+        }
+    }
+
+    /// Like [`Pair::same_with`], with `{lease}` in `args` standing for each
+    /// side's own id of one lease; the ids (each server picks its own) and
+    /// the remaining TTL (it depends on when each was asked) are masked.
+    /// Returns etcd's masked outcome.
+    fn same_leased(&self, args: &[&str], ids: &LeaseIds) -> Outcome {
+        let run = |endpoints: &str, id: &str| -> Outcome {
+            let args: Vec<String> = args.iter().map(|arg| arg.replace("{lease}", id)).collect();
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let outcome = etcdctl(endpoints, &args, None);
+            let decimal = i64::from_str_radix(id, 16).expect("a hex lease id");
+            let remaining = Regex::new(r"remaining\(\d+s\)").expect("remaining pattern");
+            let hide = |text: &str| -> String {
+                let text = text
+                    .replace(id, "<lease>")
+                    .replace(&decimal.to_string(), "<lease>");
+                remaining.replace_all(&text, "remaining(<n>s)").into_owned()
+            };
+            Outcome {
+                success: outcome.success,
+                stdout: hide(&outcome.stdout),
+                stderr: hide(&outcome.stderr),
+            }
+        };
+        let etcd = masked(&run(&self.etcd.endpoint, &ids.etcd), Table::None);
+        let ours = masked(&run(&self.ours, &ids.ours), Table::None);
+        assert_eq!(
+            ours, etcd,
+            "etcdctl {args:?} differs (left: raftkv, right: etcd)"
+        );
+        etcd
     }
 
     fn txn(&self, flags: &[&str], script: &str) -> Outcome {
@@ -511,6 +569,66 @@ async fn key_value_commands_match_etcd() {
         pair.same_with(&["get", "only-in-etcd"], None, Table::None)
     }));
     assert!(compared.is_err(), "the comparison missed a difference");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_commands_match_etcd() {
+    let Some(pair) = Pair::start().await else {
+        return;
+    };
+    let lease = pair.grant("60");
+    assert_eq!(
+        pair.same_leased(&["lease", "timetolive", "{lease}"], &lease)
+            .stdout,
+        "lease <lease> granted with TTL(60s), remaining(<n>s)\n"
+    );
+    pair.same_leased(&["put", "k1", "v1", "--lease={lease}"], &lease);
+    pair.ok(&["put", "plain", "v"]);
+    pair.same_leased(&["get", "k1", "-w", "json"], &lease);
+    assert_eq!(
+        pair.same_leased(&["lease", "timetolive", "{lease}", "--keys"], &lease)
+            .stdout,
+        "lease <lease> granted with TTL(60s), remaining(<n>s), attached keys([k1])\n"
+    );
+    assert_eq!(
+        pair.same_leased(&["lease", "list"], &lease).stdout,
+        "found 1 leases\n<lease>\n"
+    );
+    // etcdctl picks one of the three members for each run: repeated runs
+    // reach followers too, which pass the keepalive to the leader.
+    for _ in 0..3 {
+        assert_eq!(
+            pair.same_leased(&["lease", "keep-alive", "--once", "{lease}"], &lease)
+                .stdout,
+            "lease <lease> keepalived with TTL(60)\n"
+        );
+    }
+    assert_eq!(
+        pair.same_leased(&["lease", "revoke", "{lease}"], &lease)
+            .stdout,
+        "lease <lease> revoked\n"
+    );
+    assert_eq!(pair.ok(&["get", "", "--prefix"]), "plain\nv\n");
+    assert_eq!(
+        pair.same_leased(&["lease", "timetolive", "{lease}"], &lease)
+            .stdout,
+        "lease <lease> already expired\n"
+    );
+    pair.same_leased(&["lease", "keep-alive", "--once", "{lease}"], &lease);
+    let revoked_again = pair.same_leased(&["lease", "revoke", "{lease}"], &lease);
+    assert!(
+        revoked_again
+            .stderr
+            .contains("etcdserver: requested lease not found"),
+        "{revoked_again:?}"
+    );
+    let (too_long, _) = pair.same_with(&["lease", "grant", "9000000001"], None, Table::None);
+    assert!(
+        too_long
+            .stderr
+            .contains("Error: failed to grant lease (etcdserver: too large lease TTL)"),
+        "{too_long:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
