@@ -289,3 +289,39 @@ fn a_snapshot_with_a_key_on_a_missing_lease_is_refused() {
     assert!(error.contains("attached to lease 1"), "{error}");
     assert_eq!(target.applied_index(), 0);
 }
+
+#[test]
+fn a_store_written_before_leases_opens_and_grants() {
+    use crate::record::{
+        LEASES, LEASE_KEYS, META, META_FORMAT_VERSION, STORE_FORMAT_VERSION,
+        STORE_FORMAT_VERSION_WITHOUT_LEASES,
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    {
+        let mut harness = Harness::with_store(Store::open(&path).unwrap());
+        harness.put("k", "v");
+        // Make it look like the layout before leases.
+        let txn = harness.store.db.begin_write().unwrap();
+        txn.delete_table(LEASES).unwrap();
+        txn.delete_table(LEASE_KEYS).unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert(META_FORMAT_VERSION, STORE_FORMAT_VERSION_WITHOUT_LEASES)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let mut harness = Harness::with_store(Store::open(&path).unwrap());
+    let format = {
+        let txn = harness.store.db.begin_read().unwrap();
+        let meta = txn.open_table(META).unwrap();
+        meta.get(META_FORMAT_VERSION).unwrap().unwrap().value()
+    };
+    assert_eq!(format, STORE_FORMAT_VERSION);
+    assert_eq!(harness.get("k").unwrap().value, b"v");
+    assert!(harness.store.leases().unwrap().is_empty());
+    harness.apply(grant(1, 5));
+    harness.apply(put_with_lease("k", "w", 1));
+    assert_eq!(keys_of(&harness.store, 1), ["k"]);
+}
