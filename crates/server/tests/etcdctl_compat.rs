@@ -15,8 +15,8 @@
 //! (`CI=true`), where a missing binary fails the test so the comparison can
 //! never be skipped silently. Every scenario runs twice, over the test
 //! backend and over a real node. `etcdctl watch` runs in the background
-//! while writes go on, and is stopped by its pid (see `watch`). Takes about
-//! 25 seconds on 2 cores.
+//! while writes go on, and is stopped by its pid (see `watch`); each lease
+//! scenario waits for a lease to expire. Takes about 35 seconds on 2 cores.
 
 mod common;
 
