@@ -839,6 +839,8 @@ async fn leases(mut setup: Setup) {
     expected.sort_unstable();
     assert_eq!(ids, expected);
 
+    let mut watch = client.watch("leased", None).await.expect("watch");
+    assert!(next_response(&mut watch).await.created());
     client.lease_revoke(id).await.expect("revoke");
     assert!(client
         .get("leased", None)
@@ -846,6 +848,14 @@ async fn leases(mut setup: Setup) {
         .expect("get")
         .kvs()
         .is_empty());
+    // The revoke's delete reaches watchers like any other.
+    let deleted = next_response(&mut watch).await;
+    let events: Vec<(EventType, &[u8])> = deleted
+        .events()
+        .iter()
+        .map(|event| (event.event_type(), event.kv().expect("a key").key()))
+        .collect();
+    assert_eq!(events, [(EventType::Delete, &b"leased"[..])]);
     let gone = client
         .lease_time_to_live(id, None)
         .await
