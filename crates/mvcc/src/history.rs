@@ -23,6 +23,7 @@ impl Store {
         start_revision: i64,
         events_max: usize,
     ) -> Result<Vec<Event>, Error> {
+        self.commit_open_apply()?;
         let txn = self
             .db
             .begin_read()

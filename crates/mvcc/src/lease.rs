@@ -14,6 +14,7 @@ use crate::types::{Lease, LeaseWithKeys};
 impl Store {
     /// The lease `id`, if granted.
     pub fn lease(&self, id: i64) -> Result<Option<Lease>, StoreError> {
+        self.commit_open_apply()?;
         let txn = self
             .db
             .begin_read()
@@ -31,6 +32,7 @@ impl Store {
     /// The lease `id` with its attached keys in key order, read at one point
     /// in time; `None` when not granted.
     pub fn lease_with_keys(&self, id: i64) -> Result<Option<LeaseWithKeys>, StoreError> {
+        self.commit_open_apply()?;
         let txn = self
             .db
             .begin_read()
@@ -57,6 +59,7 @@ impl Store {
 
     /// Every granted lease, by id.
     pub fn leases(&self) -> Result<Vec<Lease>, StoreError> {
+        self.commit_open_apply()?;
         let txn = self
             .db
             .begin_read()

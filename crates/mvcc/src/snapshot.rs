@@ -50,6 +50,7 @@ impl Store {
 
     /// Streams a snapshot of committed state to `sink`.
     pub fn write_snapshot(&self, sink: impl Write) -> Result<SnapshotInfo, StoreError> {
+        self.commit_open_apply()?;
         let txn = self
             .db
             .begin_read()
@@ -117,6 +118,7 @@ impl Store {
     /// error the store is unchanged.
     pub fn restore_from(&self, source: impl Read) -> Result<SnapshotInfo, StoreError> {
         let mut cached = self.lock();
+        self.commit_open_apply_locked(&mut cached)?;
         let mut reader = ChecksumReader::new(source);
         let (meta, revision_count) = read_header(&mut reader)?;
         let txn = self
@@ -169,6 +171,7 @@ impl Store {
         txn.commit()
             .map_err(StoreError::database("committing a restore"))?;
         cached.meta = meta;
+        cached.committed_meta = meta;
         cached.durable_applied_index = meta.applied_index;
         cached.deferred_commits = 0;
         cached.lease_generation += 1;

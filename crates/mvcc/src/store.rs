@@ -4,11 +4,18 @@
 //! Raft index in one write transaction, so after a restart an entry is either
 //! wholly there (and re-applying it is a reported no-op) or wholly absent (and
 //! the log replays it). Reads serve from committed state through redb's
-//! snapshot-isolated read transactions, so they never see half a command. This
+//! snapshot-isolated read transactions, so they never see half a command.
+//!
+//! A redb commit costs far more than applying one small command, so deferred
+//! applies gather in one open write transaction (as etcd's backend gathers
+//! them in its batch transaction) until a reader needs them, up to
+//! [`OPEN_APPLY_ENTRIES_MAX`] entries have gathered, or [`Store::flush`]. Every
+//! read first commits what gathered, so a read never misses an applied entry. This
 //! module must never interpret commands (see `engine`) nor know about Raft roles
 //! or the network.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use redb::backends::InMemoryBackend;
@@ -31,6 +38,10 @@ use crate::view::View;
 /// frees pages only at durable commits, so without this bound the file grows
 /// without limit under a steady stream of deferred batches.
 pub const DEFERRED_COMMITS_MAX: u32 = 64;
+
+/// Deferred applies gathered in the open write transaction before it is
+/// committed even though no reader asked for them.
+pub const OPEN_APPLY_ENTRIES_MAX: usize = 256;
 
 /// When an apply must be on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,15 +84,33 @@ enum Location {
     Memory,
 }
 
-/// The counters as last committed, plus durability bookkeeping.
+/// The counters as last applied, plus commit and durability bookkeeping.
 #[derive(Debug)]
 pub(crate) struct Cached {
+    /// As applied, including what waits in `open_apply`.
     pub(crate) meta: Meta,
+    /// As last committed: what a failure in the open transaction falls back to.
+    pub(crate) committed_meta: Meta,
     pub(crate) durable_applied_index: u64,
     pub(crate) deferred_commits: u32,
     /// Moves whenever the set of leases may have changed (see
     /// [`Store::lease_generation`]).
     pub(crate) lease_generation: u64,
+    open_apply: Option<OpenApply>,
+}
+
+/// Deferred applies not committed yet.
+struct OpenApply {
+    txn: WriteTransaction,
+    entries: usize,
+}
+
+impl std::fmt::Debug for OpenApply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenApply")
+            .field("entries", &self.entries)
+            .finish_non_exhaustive()
+    }
 }
 
 /// etcd's v3 data model over one redb database.
@@ -92,6 +121,9 @@ pub struct Store {
     pub(crate) db: Database,
     location: Location,
     pub(crate) cached: Mutex<Cached>,
+    /// Set while `cached.open_apply` holds entries, so readers skip the lock
+    /// when there is nothing to commit.
+    open_apply_pending: AtomicBool,
 }
 
 impl std::fmt::Debug for Store {
@@ -175,10 +207,13 @@ impl Store {
             location,
             cached: Mutex::new(Cached {
                 meta,
+                committed_meta: meta,
                 durable_applied_index: meta.applied_index,
                 deferred_commits: 0,
                 lease_generation: 0,
+                open_apply: None,
             }),
+            open_apply_pending: AtomicBool::new(false),
         })
     }
 
@@ -227,44 +262,79 @@ impl Store {
         durability: Durability,
     ) -> Result<Vec<ApplyOutcome>, StoreError> {
         let mut cached = self.lock();
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(StoreError::database("starting an apply transaction"))?;
-        let mut meta = cached.meta;
-        let mut outcomes = Vec::new();
-        {
-            let mut tables = open_write_tables(&txn)?;
-            for (index, command) in entries {
-                outcomes.push(apply_entry(&mut tables, &mut meta, index, command)?);
-            }
-            if meta != cached.meta {
-                let mut meta_table = txn
-                    .open_table(META)
-                    .map_err(StoreError::database("opening the meta table"))?;
-                write_meta(&mut meta_table, &meta)?;
-            }
+        let (txn, entries_before) = match cached.open_apply.take() {
+            Some(open) => (open.txn, open.entries),
+            None => (
+                self.db
+                    .begin_write()
+                    .map_err(StoreError::database("starting an apply transaction"))?,
+                0,
+            ),
+        };
+        let entries: Vec<(u64, Option<&Command>)> = entries.into_iter().collect();
+        if let Err(gap) = check_contiguous(&entries, cached.meta.applied_index) {
+            cached.open_apply = (entries_before > 0).then_some(OpenApply {
+                txn,
+                entries: entries_before,
+            });
+            return Err(gap);
         }
-        if meta == cached.meta {
+        let mut meta = cached.meta;
+        let mut outcomes = Vec::with_capacity(entries.len());
+        let applied = apply_entries(&txn, &mut meta, entries, &mut outcomes);
+        if let Err(error) = applied {
+            // Dropping the transaction aborts it, with what it gathered before.
+            drop(txn);
+            cached.meta = cached.committed_meta;
+            self.open_apply_pending.store(false, Ordering::Release);
+            return Err(error);
+        }
+        if meta == cached.meta && entries_before == 0 {
             txn.abort().map_err(StoreError::database(
                 "ending an apply transaction that changed nothing",
             ))?;
             return Ok(outcomes);
         }
-        self.commit(&mut cached, txn, durability, meta)?;
+        cached.meta = meta;
         if outcomes.iter().any(changed_leases) {
             cached.lease_generation += 1;
+        }
+        let entries = entries_before + outcomes.len();
+        if durability == Durability::Immediate || entries >= OPEN_APPLY_ENTRIES_MAX {
+            self.commit(&mut cached, txn, durability)?;
+        } else {
+            cached.open_apply = Some(OpenApply { txn, entries });
+            self.open_apply_pending.store(true, Ordering::Release);
         }
         Ok(outcomes)
     }
 
+    /// Commits the open apply transaction, if any, so reads that start next
+    /// see every applied entry.
+    pub(crate) fn commit_open_apply(&self) -> Result<(), StoreError> {
+        if !self.open_apply_pending.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut cached = self.lock();
+        self.commit_open_apply_locked(&mut cached)
+    }
+
+    pub(crate) fn commit_open_apply_locked(&self, cached: &mut Cached) -> Result<(), StoreError> {
+        match cached.open_apply.take() {
+            Some(open) => self.commit(cached, open.txn, Durability::Deferred),
+            None => Ok(()),
+        }
+    }
+
+    /// Commits `txn` with everything applied so far; deferred commits become
+    /// durable anyway every [`DEFERRED_COMMITS_MAX`].
     fn commit(
         &self,
         cached: &mut Cached,
         mut txn: WriteTransaction,
         durability: Durability,
-        meta: Meta,
     ) -> Result<(), StoreError> {
+        let meta = cached.meta;
         let immediate = durability == Durability::Immediate
             || cached.deferred_commits + 1 >= DEFERRED_COMMITS_MAX;
         txn.set_durability(if immediate {
@@ -272,9 +342,12 @@ impl Store {
         } else {
             redb::Durability::None
         });
-        txn.commit()
-            .map_err(StoreError::database("committing applied entries"))?;
-        cached.meta = meta;
+        self.open_apply_pending.store(false, Ordering::Release);
+        if let Err(error) = txn.commit() {
+            cached.meta = cached.committed_meta;
+            return Err(StoreError::database("committing applied entries")(error));
+        }
+        cached.committed_meta = meta;
         if immediate {
             cached.durable_applied_index = meta.applied_index;
             cached.deferred_commits = 0;
@@ -287,6 +360,9 @@ impl Store {
     /// Makes every applied entry durable.
     pub fn flush(&self) -> Result<(), StoreError> {
         let mut cached = self.lock();
+        if let Some(open) = cached.open_apply.take() {
+            return self.commit(&mut cached, open.txn, Durability::Immediate);
+        }
         if cached.durable_applied_index == cached.meta.applied_index && cached.deferred_commits == 0
         {
             return Ok(());
@@ -295,14 +371,14 @@ impl Store {
             .db
             .begin_write()
             .map_err(StoreError::database("starting a flush"))?;
-        let meta = cached.meta;
-        self.commit(&mut cached, txn, Durability::Immediate, meta)
+        self.commit(&mut cached, txn, Durability::Immediate)
     }
 
     /// Reads committed state, as etcd's Range (the serializable/linearizable
     /// choice is the server's).
     pub fn range(&self, request: &RangeRequest) -> Result<RangeResponse, Error> {
         request.validate()?;
+        self.commit_open_apply()?;
         let txn = self
             .db
             .begin_read()
@@ -329,6 +405,7 @@ impl Store {
     /// committed state without the log, as etcd serves a serializable
     /// transaction. A transaction with writes is refused.
     pub fn read_only_txn(&self, txn: &TxnRequest) -> Result<TxnResponse, Error> {
+        self.commit_open_apply()?;
         let read = self
             .db
             .begin_read()
@@ -361,7 +438,8 @@ impl Store {
                     source,
                 }),
             Location::Memory => {
-                let _writer = self.lock();
+                let mut writer = self.lock();
+                self.commit_open_apply_locked(&mut writer)?;
                 let txn = self
                     .db
                     .begin_write()
@@ -389,6 +467,7 @@ impl Store {
 
     /// Number of stored revisions (history kept since the last compaction).
     pub fn revision_count(&self) -> Result<u64, StoreError> {
+        self.commit_open_apply()?;
         let txn = self
             .db
             .begin_read()
@@ -400,6 +479,47 @@ impl Store {
             .len()
             .map_err(StoreError::database("counting revisions"))
     }
+}
+
+/// Refuses a batch that would leave a gap after `applied_index`, before any
+/// of it is applied.
+fn check_contiguous(
+    entries: &[(u64, Option<&Command>)],
+    applied_index: u64,
+) -> Result<(), StoreError> {
+    let mut expected = applied_index + 1;
+    for &(index, _) in entries {
+        if index >= expected {
+            if index != expected {
+                return Err(StoreError::IndexGap { index, expected });
+            }
+            expected += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Applies `entries` in `txn`, advancing `meta`, and writes the new meta.
+fn apply_entries(
+    txn: &WriteTransaction,
+    meta: &mut Meta,
+    entries: Vec<(u64, Option<&Command>)>,
+    outcomes: &mut Vec<ApplyOutcome>,
+) -> Result<(), StoreError> {
+    let before = *meta;
+    {
+        let mut tables = open_write_tables(txn)?;
+        for (index, command) in entries {
+            outcomes.push(apply_entry(&mut tables, meta, index, command)?);
+        }
+    }
+    if *meta != before {
+        let mut meta_table = txn
+            .open_table(META)
+            .map_err(StoreError::database("opening the meta table"))?;
+        write_meta(&mut meta_table, meta)?;
+    }
+    Ok(())
 }
 
 fn apply_entry(

@@ -94,17 +94,106 @@ fn a_deferred_batch_becomes_durable_at_flush() {
 fn deferred_commits_are_forced_durable_after_a_bound() {
     let store = Store::in_memory().unwrap();
     let command = put("a", "1");
+    // Each read commits what gathered: one deferred commit per apply.
     for index in 1..u64::from(DEFERRED_COMMITS_MAX) {
         store
             .apply_batch([(index, Some(&command))], Durability::Deferred)
             .unwrap();
+        assert_eq!(store.get_value("a"), Some(b"1".to_vec()));
     }
     assert_eq!(store.durable_applied_index(), 0);
     let last = u64::from(DEFERRED_COMMITS_MAX);
     store
         .apply_batch([(last, Some(&command))], Durability::Deferred)
         .unwrap();
+    store.get_value("a");
     assert_eq!(store.durable_applied_index(), last);
+}
+
+#[test]
+fn deferred_applies_gather_in_one_transaction_until_the_bound() {
+    let store = Store::in_memory().unwrap();
+    let command = put("a", "1");
+    let bound = OPEN_APPLY_ENTRIES_MAX as u64;
+    for index in 1..bound {
+        store
+            .apply_batch([(index, Some(&command))], Durability::Deferred)
+            .unwrap();
+    }
+    assert_eq!(store.applied_index(), bound - 1);
+    {
+        let cached = store.lock();
+        assert_eq!(
+            cached.committed_meta.applied_index, 0,
+            "nothing committed yet"
+        );
+        assert_eq!(
+            cached.open_apply.as_ref().map(|open| open.entries),
+            Some(OPEN_APPLY_ENTRIES_MAX - 1)
+        );
+    }
+    store
+        .apply_batch([(bound, Some(&command))], Durability::Deferred)
+        .unwrap();
+    let cached = store.lock();
+    assert!(cached.open_apply.is_none(), "the bound commits");
+    assert_eq!(cached.committed_meta.applied_index, bound);
+}
+
+#[test]
+fn every_read_sees_gathered_applies() {
+    let store = Store::in_memory().unwrap();
+    let apply = |index: u64, command: &Command| {
+        store
+            .apply_batch([(index, Some(command))], Durability::Deferred)
+            .unwrap()
+    };
+    apply(1, &put("a", "1"));
+    assert_eq!(store.get_value("a"), Some(b"1".to_vec()), "range");
+    apply(2, &put("a", "2"));
+    let read_only = TxnRequest {
+        compare: Vec::new(),
+        success: vec![crate::types::RequestOp::Range(RangeRequest::single("a"))],
+        failure: Vec::new(),
+    };
+    let answer = store.read_only_txn(&read_only).unwrap();
+    assert!(
+        matches!(&answer.responses[0], crate::types::ResponseOp::Range(range) if range.kvs[0].value == b"2"),
+        "read-only txn"
+    );
+    apply(3, &put("b", "1"));
+    let events = store.events_since(4, 100).unwrap();
+    assert_eq!(events.len(), 1, "history");
+    apply(4, &put("b", "2"));
+    assert_eq!(store.revision_count().unwrap(), 4, "revision count");
+    let hash_before = store.hash().unwrap();
+    apply(5, &put("c", "1"));
+    assert_ne!(store.hash().unwrap(), hash_before, "hash");
+    apply(6, &put("c", "2"));
+    let copy = Store::in_memory().unwrap();
+    copy.restore(&store.snapshot().unwrap()).unwrap();
+    assert_eq!(copy.applied_index(), 6, "snapshot");
+}
+
+#[test]
+fn a_gap_leaves_gathered_applies_in_place() {
+    let store = Store::in_memory().unwrap();
+    store
+        .apply_batch([(1, Some(&put("a", "1")))], Durability::Deferred)
+        .unwrap();
+    let gap = store.apply_batch(
+        [(2, Some(&put("a", "2"))), (4, Some(&put("a", "4")))],
+        Durability::Deferred,
+    );
+    assert!(matches!(
+        gap,
+        Err(StoreError::IndexGap {
+            index: 4,
+            expected: 3
+        })
+    ));
+    assert_eq!(store.applied_index(), 1);
+    assert_eq!(store.get_value("a"), Some(b"1".to_vec()));
 }
 
 #[test]
