@@ -14,11 +14,7 @@ impl Store {
     /// the applied index (members at the same revision agree even if their logs
     /// hold different non-command entries).
     pub fn hash(&self) -> Result<u32, StoreError> {
-        self.commit_open_apply()?;
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(StoreError::database("starting a hash"))?;
+        let txn = self.begin_read("starting a hash")?;
         let meta = read_meta(
             &txn.open_table(META)
                 .map_err(StoreError::database("opening the meta table"))?,
@@ -80,11 +76,7 @@ impl Store {
     /// etcd's HashKV: a checksum of every revision at or below `revision`
     /// (0 = current) that compaction kept.
     pub fn hash_kv(&self, revision: i64) -> Result<HashKv, Error> {
-        self.commit_open_apply()?;
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(StoreError::database("starting a HashKV"))?;
+        let txn = self.begin_read("starting a HashKV")?;
         let meta = read_meta(
             &txn.open_table(META)
                 .map_err(StoreError::database("opening the meta table"))?,

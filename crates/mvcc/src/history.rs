@@ -23,11 +23,7 @@ impl Store {
         start_revision: i64,
         events_max: usize,
     ) -> Result<Vec<Event>, Error> {
-        self.commit_open_apply()?;
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(StoreError::database("starting a history read"))?;
+        let txn = self.begin_read("starting a history read")?;
         let meta = read_meta(
             &txn.open_table(META)
                 .map_err(StoreError::database("opening the meta table"))?,

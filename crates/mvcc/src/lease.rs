@@ -14,11 +14,7 @@ use crate::types::{Lease, LeaseWithKeys};
 impl Store {
     /// The lease `id`, if granted.
     pub fn lease(&self, id: i64) -> Result<Option<Lease>, StoreError> {
-        self.commit_open_apply()?;
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(StoreError::database("starting a lease read"))?;
+        let txn = self.begin_read("starting a lease read")?;
         let leases = txn
             .open_table(LEASES)
             .map_err(StoreError::database("opening the lease table"))?;
@@ -32,11 +28,7 @@ impl Store {
     /// The lease `id` with its attached keys in key order, read at one point
     /// in time; `None` when not granted.
     pub fn lease_with_keys(&self, id: i64) -> Result<Option<LeaseWithKeys>, StoreError> {
-        self.commit_open_apply()?;
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(StoreError::database("starting a lease read"))?;
+        let txn = self.begin_read("starting a lease read")?;
         let leases = txn
             .open_table(LEASES)
             .map_err(StoreError::database("opening the lease table"))?;
@@ -59,11 +51,7 @@ impl Store {
 
     /// Every granted lease, by id.
     pub fn leases(&self) -> Result<Vec<Lease>, StoreError> {
-        self.commit_open_apply()?;
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(StoreError::database("starting a lease read"))?;
+        let txn = self.begin_read("starting a lease read")?;
         let leases = txn
             .open_table(LEASES)
             .map_err(StoreError::database("opening the lease table"))?;

@@ -50,11 +50,7 @@ impl Store {
 
     /// Streams a snapshot of committed state to `sink`.
     pub fn write_snapshot(&self, sink: impl Write) -> Result<SnapshotInfo, StoreError> {
-        self.commit_open_apply()?;
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(StoreError::database("starting a snapshot"))?;
+        let txn = self.begin_read("starting a snapshot")?;
         let meta = read_meta(
             &txn.open_table(META)
                 .map_err(StoreError::database("opening the meta table"))?,

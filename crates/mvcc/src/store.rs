@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use redb::backends::InMemoryBackend;
-use redb::{Database, ReadableTable, ReadableTableMetadata, WriteTransaction};
+use redb::{Database, ReadTransaction, ReadableTable, ReadableTableMetadata, WriteTransaction};
 
 use crate::engine::{apply_command, WriteTables};
 use crate::error::{Error, RequestError, StoreError};
@@ -309,9 +309,16 @@ impl Store {
         Ok(outcomes)
     }
 
+    /// Starts a read of everything applied so far: what gathered in the open
+    /// apply transaction is committed first. Every read goes through here.
+    pub(crate) fn begin_read(&self, what: &'static str) -> Result<ReadTransaction, StoreError> {
+        self.commit_open_apply()?;
+        self.db.begin_read().map_err(StoreError::database(what))
+    }
+
     /// Commits the open apply transaction, if any, so reads that start next
     /// see every applied entry.
-    pub(crate) fn commit_open_apply(&self) -> Result<(), StoreError> {
+    fn commit_open_apply(&self) -> Result<(), StoreError> {
         if !self.open_apply_pending.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -378,11 +385,7 @@ impl Store {
     /// choice is the server's).
     pub fn range(&self, request: &RangeRequest) -> Result<RangeResponse, Error> {
         request.validate()?;
-        self.commit_open_apply()?;
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(StoreError::database("starting a read"))?;
+        let txn = self.begin_read("starting a read")?;
         let meta = read_meta(
             &txn.open_table(META)
                 .map_err(StoreError::database("opening the meta table"))?,
@@ -405,11 +408,7 @@ impl Store {
     /// committed state without the log, as etcd serves a serializable
     /// transaction. A transaction with writes is refused.
     pub fn read_only_txn(&self, txn: &TxnRequest) -> Result<TxnResponse, Error> {
-        self.commit_open_apply()?;
-        let read = self
-            .db
-            .begin_read()
-            .map_err(StoreError::database("starting a read"))?;
+        let read = self.begin_read("starting a read")?;
         let meta = read_meta(
             &read
                 .open_table(META)
@@ -467,11 +466,7 @@ impl Store {
 
     /// Number of stored revisions (history kept since the last compaction).
     pub fn revision_count(&self) -> Result<u64, StoreError> {
-        self.commit_open_apply()?;
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(StoreError::database("starting a read"))?;
+        let txn = self.begin_read("starting a read")?;
         let revisions = txn
             .open_table(REVISIONS)
             .map_err(StoreError::database("opening the revisions table"))?;
