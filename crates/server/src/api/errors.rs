@@ -45,6 +45,19 @@ pub fn backend_error(error: BackendError) -> Status {
     }
 }
 
+/// Replicates a write: the state machine's answer and the revision after it,
+/// or etcd's error when replication failed or the write was refused on apply.
+pub async fn propose<B: crate::backend::Backend>(
+    backend: &B,
+    command: mvcc::Command,
+) -> Result<(mvcc::Response, i64), Status> {
+    let applied = backend.propose(command).await.map_err(backend_error)?;
+    let response = applied
+        .result
+        .map_err(|refused| request_error(&refused).to_status())?;
+    Ok((response, applied.revision))
+}
+
 /// The status for a failure of the local state machine itself.
 pub fn store_error(error: &mvcc::StoreError) -> Status {
     Status::internal(format!("raftkv: {error}"))

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::api::errors::{backend_error, read_error, request_error};
+use crate::api::errors::{backend_error, propose, read_error, request_error};
 use crate::api::header::header;
 use crate::api::{convert, ApiLimits};
 use crate::backend::Backend;
@@ -44,16 +44,6 @@ impl<B: Backend> KvService<B> {
             return Ok(());
         }
         self.backend.read_barrier().await.map_err(backend_error)
-    }
-
-    /// Proposes a checked write; the state machine's answer and the revision
-    /// after it, or etcd's error when the write was refused on apply.
-    async fn propose(&self, command: mvcc::Command) -> Result<(mvcc::Response, i64), Status> {
-        let applied = self.backend.propose(command).await.map_err(backend_error)?;
-        let response = applied
-            .result
-            .map_err(|refused| request_error(&refused).to_status())?;
-        Ok((response, applied.revision))
     }
 
     /// Proposes a checked transaction; its answer, the revision after it and
@@ -112,7 +102,7 @@ impl<B: Backend> Kv for KvService<B> {
         let put = convert::put_request(request);
         put.validate().map_err(refused)?;
         size?;
-        match self.propose(mvcc::Command::Put(put)).await? {
+        match propose(&*self.backend, mvcc::Command::Put(put)).await? {
             (mvcc::Response::Put(response), revision) => Ok(Response::new(convert::put_response(
                 response,
                 self.header(revision),
@@ -130,7 +120,7 @@ impl<B: Backend> Kv for KvService<B> {
         let delete = convert::delete_range_request(request);
         delete.validate().map_err(refused)?;
         size?;
-        match self.propose(mvcc::Command::DeleteRange(delete)).await? {
+        match propose(&*self.backend, mvcc::Command::DeleteRange(delete)).await? {
             (mvcc::Response::DeleteRange(response), revision) => Ok(Response::new(
                 convert::delete_range_response(response, self.header(revision)),
             )),
@@ -177,7 +167,7 @@ impl<B: Backend> Kv for KvService<B> {
         let request = request.into_inner();
         self.limits.check_request_size(&request)?;
         let compaction = convert::compaction_request(request);
-        match self.propose(mvcc::Command::Compact(compaction)).await? {
+        match propose(&*self.backend, mvcc::Command::Compact(compaction)).await? {
             (mvcc::Response::Compact(_), revision) => Ok(Response::new(pb::CompactionResponse {
                 header: self.header(revision),
             })),

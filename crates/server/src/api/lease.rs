@@ -21,8 +21,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::api::errors::{backend_error, request_error, store_error};
-use crate::api::header::header;
+use crate::api::errors::{propose, request_error, store_error};
+use crate::api::header::{current_header, header};
 use crate::backend::Backend;
 use crate::lease::{Lessor, FORWARDED_METADATA};
 use crate::proto::etcdserverpb as pb;
@@ -47,18 +47,6 @@ impl<B: Backend> LeaseService<B> {
     fn current_header(&self) -> Option<pb::ResponseHeader> {
         current_header(&*self.backend)
     }
-
-    async fn propose(&self, command: mvcc::Command) -> Result<(mvcc::Response, i64), Status> {
-        let applied = self.backend.propose(command).await.map_err(backend_error)?;
-        let response = applied
-            .result
-            .map_err(|refused| request_error(&refused).to_status())?;
-        Ok((response, applied.revision))
-    }
-}
-
-fn current_header<B: Backend>(backend: &B) -> Option<pb::ResponseHeader> {
-    header(&backend.status(), backend.store().current_revision())
 }
 
 fn is_forwarded<T>(request: &Request<T>) -> bool {
@@ -91,7 +79,7 @@ impl<B: Backend> Lease for LeaseService<B> {
         command
             .validate()
             .map_err(|refused| request_error(&refused).to_status())?;
-        match self.propose(command).await? {
+        match propose(&*self.backend, command).await? {
             (mvcc::Response::LeaseGrant(granted), revision) => {
                 Ok(Response::new(pb::LeaseGrantResponse {
                     header: header(&self.backend.status(), revision),
@@ -110,7 +98,7 @@ impl<B: Backend> Lease for LeaseService<B> {
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
         let id = request.into_inner().id;
         let command = mvcc::Command::LeaseRevoke(mvcc::LeaseRevokeRequest { id });
-        match self.propose(command).await? {
+        match propose(&*self.backend, command).await? {
             (mvcc::Response::LeaseRevoke(_), revision) => {
                 Ok(Response::new(pb::LeaseRevokeResponse {
                     header: header(&self.backend.status(), revision),

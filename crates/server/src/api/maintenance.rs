@@ -13,7 +13,7 @@ use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 
 use crate::api::errors::{read_error, store_error};
-use crate::api::header::header;
+use crate::api::header::{current_header, header};
 use crate::backend::Backend;
 use crate::etcd_error::EtcdError;
 use crate::proto::etcdserverpb as pb;
@@ -37,10 +37,7 @@ impl<B: Backend> MaintenanceService<B> {
     }
 
     fn current_header(&self) -> Option<pb::ResponseHeader> {
-        header(
-            &self.backend.status(),
-            self.backend.store().current_revision(),
-        )
+        current_header(&*self.backend)
     }
 }
 
