@@ -1,8 +1,8 @@
 //! The Raft consensus algorithm as a pure, deterministic state machine.
 //!
 //! This crate owns the algorithm: roles, terms, votes, the log's in-memory
-//! view, replication progress, commitment, read barriers and leadership
-//! transfer. It never does I/O, never reads a clock and never draws global
+//! view, replication progress, commitment, read barriers, leadership
+//! transfer and single-server membership changes. It never does I/O, never reads a clock and never draws global
 //! randomness: time is [`RawNode::tick`], randomness is a generator seeded from
 //! [`Config::random_seed`], input is [`RawNode::step`], and output is a
 //! [`Ready`] batch. The same inputs give the same outputs, every time, which is
@@ -25,6 +25,7 @@
 
 mod config;
 mod log;
+mod membership;
 mod node;
 mod progress;
 mod raft;
@@ -58,6 +59,8 @@ pub enum Mutation {
     SkipConsistencyCheck,
     /// Hand out entries for applying before they are committed.
     ApplyUncommitted,
+    /// Accept a configuration change while an earlier one is uncommitted.
+    ConfChangeWhilePending,
 }
 
 /// Why the core refused an input.
@@ -76,6 +79,16 @@ pub enum RaftError {
     /// Too many linearizable reads wait for confirmation already.
     #[error("too many pending linearizable reads (limit {limit}); retry later")]
     TooManyPendingReads { limit: usize },
+    /// A configuration change is still uncommitted; one change at a time.
+    #[error("configuration change at index {index} is not committed yet; retry once it is")]
+    ConfChangePending { index: LogIndex },
+    /// The leader has not yet committed an entry of its term, so an earlier
+    /// leader's uncommitted change may still be replaced.
+    #[error("leader has not committed an entry of term {term} yet; retry shortly")]
+    ConfChangeBeforeTermCommitted { term: Term },
+    /// The change does not fit the configuration in force.
+    #[error("invalid configuration change: {0}")]
+    InvalidConfChange(#[from] ConfChangeError),
     /// The transfer target is not a voting member of the cluster.
     #[error("member {0:x} is not a voter of this cluster")]
     UnknownMember(NodeId),

@@ -162,23 +162,30 @@ impl<S: Storage> RaftLog<S> {
     }
 
     /// The follower side of AppendEntries after the consistency check passed at
-    /// `prev_index`: skips entries already present, truncates at the first
-    /// conflict and appends the rest. Returns the index of the last new entry.
-    pub(crate) fn append_after(&mut self, prev_index: LogIndex, entries: &[Entry]) -> LogIndex {
-        let last_new_index = prev_index + entries.len() as u64;
+    /// `prev_index`: the suffix of `entries` from the first one the log does
+    /// not hold (a conflict or past the end), which must replace the log from
+    /// its index on. Empty when the log already holds them all.
+    pub(crate) fn new_entries_after<'e>(
+        &self,
+        prev_index: LogIndex,
+        entries: &'e [Entry],
+    ) -> &'e [Entry] {
+        debug_assert!(entries
+            .first()
+            .is_none_or(|first| first.index == prev_index + 1));
         let conflict = entries
             .iter()
             .position(|entry| !self.matches_term(entry.index, entry.term));
-        if let Some(position) = conflict {
-            let conflict_index = entries[position].index;
-            assert!(
-                conflict_index > self.committed,
-                "entry {conflict_index} conflicts with the committed log (committed {})",
-                self.committed
-            );
-            self.append(&entries[position..]);
-        }
-        last_new_index
+        let Some(position) = conflict else {
+            return &[];
+        };
+        let conflict_index = entries[position].index;
+        assert!(
+            conflict_index > self.committed,
+            "entry {conflict_index} conflicts with the committed log (committed {})",
+            self.committed
+        );
+        &entries[position..]
     }
 
     /// The first index of the term held at `index`, found by binary search since

@@ -1,5 +1,6 @@
-//! [`RawNode`]: the synchronous API an embedder drives. Five verbs feed the
-//! core (`tick`, `step`, `propose`, `read_index`, `transfer_leader`); one batch
+//! [`RawNode`]: the synchronous API an embedder drives. Six verbs feed the
+//! core (`tick`, `step`, `propose`, `propose_conf_change`, `read_index`,
+//! `transfer_leader`); one batch
 //! comes out (`ready`), and `advance` says the batch was handled.
 //!
 //! The loop an embedder writes, and the order the persistence contract needs:
@@ -24,7 +25,10 @@
 use crate::config::Config;
 use crate::raft::{Raft, Status};
 use crate::storage::Storage;
-use crate::types::{Entry, HardState, Message, NodeId, ReadState, Snapshot, SoftState};
+use crate::types::{
+    ConfChange, ConfState, Entry, HardState, LogIndex, Message, NodeId, ReadState, Snapshot,
+    SoftState,
+};
 use crate::RaftError;
 
 /// One batch of work for the embedder, to be handled in the order of its fields.
@@ -72,8 +76,11 @@ pub struct RawNode<S: Storage> {
 }
 
 impl<S: Storage> RawNode<S> {
-    /// Starts a member from whatever `storage` recovered (an empty log for a
-    /// new cluster, whose voters come from the storage's configuration).
+    /// Starts a member from whatever `storage` recovered: the configuration of
+    /// its snapshot, then every change entry after it. A founding member's
+    /// empty log starts from the cluster's initial voters; so must a member
+    /// that joins later (or from any snapshot of the cluster), since the log
+    /// it receives describes changes relative to that start.
     pub fn new(config: &Config, storage: S) -> Result<Self, RaftError> {
         Ok(Self {
             raft: Raft::new(config, storage)?,
@@ -106,6 +113,32 @@ impl<S: Storage> RawNode<S> {
     /// Proposes several commands at once, as one append.
     pub fn propose_batch(&mut self, commands: Vec<Vec<u8>>) -> Result<(), RaftError> {
         self.raft.propose(commands)
+    }
+
+    /// Proposes a single-member configuration change on the leader. It takes
+    /// effect on each member as soon as the entry is in its log, and appears
+    /// in `committed_entries` once committed, with `context` as its data, so
+    /// the embedder can update its member list. Refused while an earlier
+    /// change is uncommitted, before the leader committed an entry of its
+    /// term, and when the change does not fit the configuration in force.
+    /// Not forwarded: a follower answers [`RaftError::NotLeader`].
+    pub fn propose_conf_change(
+        &mut self,
+        change: ConfChange,
+        context: Vec<u8>,
+    ) -> Result<(), RaftError> {
+        self.raft.propose_conf_change(change, context)
+    }
+
+    /// The configuration in force: the newest in the log, committed or not.
+    pub fn conf_state(&self) -> &ConfState {
+        self.raft.conf_state()
+    }
+
+    /// The configuration in force once the log ends at `index`, for a snapshot
+    /// taken there; `None` for an index before the last applied one's.
+    pub fn conf_state_at(&self, index: LogIndex) -> Option<&ConfState> {
+        self.raft.conf_state_at(index)
     }
 
     /// Asks for a linearizable read point. A [`ReadState`] carrying `context`

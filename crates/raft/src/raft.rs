@@ -3,23 +3,27 @@
 //! with a message of another term, then hands the message to the handler of
 //! the current role, so each rule of the paper lives in one obvious place:
 //! elections in `election`, log replication in `replication`, linearizable
-//! reads and leadership transfer in `leadership`.
+//! reads and leadership transfer in `leadership`, configuration changes in
+//! `reconfiguration`.
 
 mod election;
 mod leadership;
+mod reconfiguration;
 mod replication;
 
 use std::collections::BTreeMap;
 
 use crate::config::Config;
 use crate::log::RaftLog;
+use crate::membership::Membership;
 use crate::node::Ready;
 use crate::progress::{Progress, ProgressView};
 use crate::read_only::ReadOnly;
 use crate::rng::SeededRng;
 use crate::storage::Storage;
 use crate::types::{
-    HardState, LogIndex, Message, MessageBody, NodeId, ReadState, Role, SoftState, Term, NO_NODE,
+    ConfState, Entry, HardState, LogIndex, Message, MessageBody, NodeId, ReadState, Role,
+    SoftState, Term, NO_NODE,
 };
 use crate::RaftError;
 
@@ -40,8 +44,10 @@ pub struct Status {
     pub applied: LogIndex,
     pub first_index: LogIndex,
     pub last_index: LogIndex,
+    /// The configuration in force (the newest in the log).
     pub voters: Vec<NodeId>,
-    /// Each voter's replication progress, on the leader only.
+    pub learners: Vec<NodeId>,
+    /// Each member's replication progress, on the leader only.
     pub progress: Vec<ProgressView>,
     /// The member leadership is being handed to, if a transfer is under way.
     pub transfer_target: Option<NodeId>,
@@ -55,9 +61,11 @@ pub(crate) struct Raft<S: Storage> {
     role: Role,
     leader: NodeId,
     log: RaftLog<S>,
-    /// Voting members, sorted.
-    voters: Vec<NodeId>,
-    /// Per voter (self included), on the leader only.
+    /// The configuration in force and the ones a truncation may revert to.
+    membership: Membership,
+    /// Per member (self included) of the configuration in force or the
+    /// committed one, on the leader only: a member being removed still
+    /// receives the entry that removes it.
     progress: BTreeMap<NodeId, Progress>,
     /// Votes received in the current (pre-)campaign.
     votes: BTreeMap<NodeId, bool>,
@@ -118,9 +126,7 @@ impl<S: Storage> Raft<S> {
         config.validate()?;
         let initial = storage.initial_state()?;
         let log = RaftLog::new(storage, initial.hard_state.commit, config.applied)?;
-        let mut voters = initial.conf_state.voters.clone();
-        voters.sort_unstable();
-        voters.dedup();
+        let membership = Self::recover_membership(&log, initial.conf_state)?;
         let hard_state = initial.hard_state;
         let soft_state = SoftState {
             leader: NO_NODE,
@@ -133,7 +139,7 @@ impl<S: Storage> Raft<S> {
             role: Role::Follower,
             leader: NO_NODE,
             log,
-            voters,
+            membership,
             progress: BTreeMap::new(),
             votes: BTreeMap::new(),
             election_ticks: config.election_ticks,
@@ -190,20 +196,72 @@ impl<S: Storage> Raft<S> {
         }
     }
 
+    /// The configuration of the snapshot plus every change entry after it.
+    fn recover_membership(
+        log: &RaftLog<S>,
+        snapshot_conf_state: ConfState,
+    ) -> Result<Membership, RaftError> {
+        let first_index = log.first_index();
+        let mut membership = Membership::new(first_index - 1, snapshot_conf_state);
+        let mut next_index = first_index;
+        while next_index <= log.last_index() {
+            let entries = log.entries(next_index, log.last_index() + 1, u64::MAX)?;
+            let Some(last) = entries.last() else {
+                break;
+            };
+            next_index = last.index + 1;
+            membership.appended(&entries);
+        }
+        Ok(membership)
+    }
+
+    /// The configuration in force: the newest in the log.
+    pub(crate) fn conf_state(&self) -> &ConfState {
+        self.membership.current()
+    }
+
+    pub(crate) fn conf_state_at(&self, index: LogIndex) -> Option<&ConfState> {
+        self.membership.at(index)
+    }
+
     fn quorum(&self) -> usize {
-        self.voters.len() / 2 + 1
+        self.conf_state().quorum()
     }
 
     fn is_voter(&self, id: NodeId) -> bool {
-        self.voters.binary_search(&id).is_ok()
+        self.conf_state().is_voter(id)
     }
 
-    fn peers(&self) -> Vec<NodeId> {
-        self.voters
+    /// The other voters, whose votes an election needs.
+    fn voter_peers(&self) -> Vec<NodeId> {
+        self.conf_state()
+            .voters
             .iter()
             .copied()
             .filter(|&id| id != self.id)
             .collect()
+    }
+
+    /// The members the leader replicates to.
+    fn replication_peers(&self) -> Vec<NodeId> {
+        self.progress
+            .keys()
+            .copied()
+            .filter(|&id| id != self.id)
+            .collect()
+    }
+
+    /// Appends to the log and puts any configuration entries among them in
+    /// force at once, reverting those of a truncated suffix (dissertation §4.1).
+    fn append_to_log(&mut self, entries: &[Entry]) {
+        if entries.is_empty() {
+            return;
+        }
+        self.log.append(entries);
+        self.membership.appended(entries);
+        if self.role == Role::Leader {
+            self.reconcile_progress();
+        }
     }
 
     /// Queues a message. Replies that promise durable state wait for the
@@ -515,12 +573,15 @@ impl<S: Storage> Raft<S> {
         self.ready_outstanding = false;
         self.log.mark_stable();
         self.log.mark_applied();
+        self.membership.forget_before(self.log.applied);
         if self.role == Role::Leader {
             let last_index = self.log.last_index();
             if let Some(own) = self.progress.get_mut(&self.id) {
                 own.acknowledge(last_index);
             }
-            self.maybe_commit();
+            if self.maybe_commit() {
+                self.after_leader_commit();
+            }
         }
         self.check_invariants();
     }
@@ -533,7 +594,8 @@ impl<S: Storage> Raft<S> {
             applied: self.log.applied,
             first_index: self.log.first_index(),
             last_index: self.log.last_index(),
-            voters: self.voters.clone(),
+            voters: self.conf_state().voters.clone(),
+            learners: self.conf_state().learners.clone(),
             progress: self
                 .progress
                 .iter()
@@ -560,6 +622,18 @@ impl<S: Storage> Raft<S> {
             debug_assert_eq!(self.leader, self.id, "a leader knows itself as leader");
             debug_assert!(self.progress.contains_key(&self.id), "leader tracks itself");
             debug_assert_eq!(self.vote, self.id, "a leader voted for itself");
+            debug_assert!(
+                self.is_voter(self.id) || self.membership.current_index() > self.log.committed,
+                "a leader outside its configuration steps down once its removal commits"
+            );
+            debug_assert!(
+                self.conf_state()
+                    .voters
+                    .iter()
+                    .chain(&self.conf_state().learners)
+                    .all(|member| self.progress.contains_key(member)),
+                "the leader tracks every member"
+            );
         } else {
             debug_assert!(self.progress.is_empty(), "only a leader tracks progress");
         }

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use crate::types::{LogIndex, NodeId};
+use crate::types::{ConfState, LogIndex, NodeId};
 
 /// The most reads that may wait for confirmation at once; more are refused so
 /// a stalled leader cannot grow without bound.
@@ -64,20 +64,27 @@ impl ReadOnly {
     }
 
     /// Records that `from` answered the heartbeat sent for `context`. When that
-    /// read reaches `quorum` acknowledgements, it and every read before it are
-    /// confirmed and returned, oldest first.
+    /// read is acknowledged by a majority of `conf_state`'s voters (the
+    /// configuration in force now, which may have changed since the read
+    /// arrived), it and every read before it are confirmed and returned,
+    /// oldest first.
     pub(crate) fn acknowledge(
         &mut self,
         context: &[u8],
         from: NodeId,
-        quorum: usize,
+        conf_state: &ConfState,
     ) -> Vec<ReadRequest> {
         let Some(position) = self.pending.iter().position(|read| read.context == context) else {
             return Vec::new();
         };
         let read = &mut self.pending[position];
         read.acknowledged_by.insert(from);
-        if read.acknowledged_by.len() < quorum {
+        let voters_acknowledged = read
+            .acknowledged_by
+            .iter()
+            .filter(|&&member| conf_state.is_voter(member))
+            .count();
+        if voters_acknowledged < conf_state.quorum() {
             return Vec::new();
         }
         self.pending.drain(..=position).collect()
@@ -94,8 +101,9 @@ mod tests {
         assert!(reads.add(b"a".to_vec(), 1, 5, 1));
         assert!(reads.add(b"b".to_vec(), 2, 6, 1));
         assert!(!reads.add(b"b".to_vec(), 2, 6, 1), "duplicate context");
-        assert!(reads.acknowledge(b"b", 2, 3).is_empty());
-        let confirmed = reads.acknowledge(b"b", 3, 3);
+        let conf_state = ConfState::with_voters(vec![1, 2, 3, 4, 5]);
+        assert!(reads.acknowledge(b"b", 2, &conf_state).is_empty());
+        let confirmed = reads.acknowledge(b"b", 3, &conf_state);
         let contexts: Vec<_> = confirmed.iter().map(|read| read.context.clone()).collect();
         assert_eq!(contexts, vec![b"a".to_vec(), b"b".to_vec()]);
         assert_eq!(reads.len(), 0);
@@ -105,8 +113,25 @@ mod tests {
     fn repeated_acknowledgement_from_one_member_is_not_a_quorum() {
         let mut reads = ReadOnly::default();
         reads.add(b"a".to_vec(), 1, 5, 1);
-        assert!(reads.acknowledge(b"a", 1, 2).is_empty());
-        assert!(reads.acknowledge(b"unknown", 2, 2).is_empty());
-        assert_eq!(reads.acknowledge(b"a", 2, 2).len(), 1);
+        let conf_state = ConfState::with_voters(vec![1, 2, 3]);
+        assert!(reads.acknowledge(b"a", 1, &conf_state).is_empty());
+        assert!(reads.acknowledge(b"unknown", 2, &conf_state).is_empty());
+        assert_eq!(reads.acknowledge(b"a", 2, &conf_state).len(), 1);
+    }
+
+    #[test]
+    fn learners_and_removed_members_do_not_confirm_reads() {
+        let mut reads = ReadOnly::default();
+        reads.add(b"a".to_vec(), 1, 5, 1);
+        let conf_state = ConfState {
+            voters: vec![2, 3, 4],
+            learners: vec![5],
+        };
+        assert!(reads.acknowledge(b"a", 5, &conf_state).is_empty(), "learner");
+        assert!(
+            reads.acknowledge(b"a", 2, &conf_state).is_empty(),
+            "the leader 1 is being removed and does not count itself"
+        );
+        assert_eq!(reads.acknowledge(b"a", 3, &conf_state).len(), 1);
     }
 }

@@ -22,6 +22,31 @@ pub enum EntryKind {
     Normal,
     /// The empty entry a new leader appends to commit its term (Raft §5.4.2).
     Noop,
+    /// A change of one member (Raft dissertation §4.1). It takes effect on each
+    /// member as soon as the entry is in its log; `data` is an opaque context
+    /// for the embedder (for example the new member's addresses).
+    ConfChange(ConfChange),
+}
+
+/// A single-member configuration change, as etcd's MemberAdd,
+/// MemberAddAsLearner, MemberPromote and MemberRemove.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConfChange {
+    pub kind: ConfChangeKind,
+    pub node_id: NodeId,
+}
+
+/// What a [`ConfChange`] does to its member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConfChangeKind {
+    /// A new voting member.
+    AddVoter,
+    /// A new non-voting member that receives the log (dissertation §4.2.1).
+    AddLearner,
+    /// A learner becomes a voter.
+    PromoteLearner,
+    /// A voter or learner leaves the cluster.
+    RemoveMember,
 }
 
 /// One slot of the replicated log.
@@ -52,10 +77,97 @@ pub struct HardState {
     pub commit: LogIndex,
 }
 
-/// The voting members of the cluster.
+/// The members of the cluster: voters decide elections and commitment;
+/// learners only receive the log. Both lists are sorted and disjoint.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ConfState {
     pub voters: Vec<NodeId>,
+    pub learners: Vec<NodeId>,
+}
+
+impl ConfState {
+    /// A configuration of voters only, as a new cluster starts.
+    pub fn with_voters(mut voters: Vec<NodeId>) -> Self {
+        voters.sort_unstable();
+        voters.dedup();
+        Self {
+            voters,
+            learners: Vec::new(),
+        }
+    }
+
+    pub fn is_voter(&self, id: NodeId) -> bool {
+        self.voters.binary_search(&id).is_ok()
+    }
+
+    pub fn is_learner(&self, id: NodeId) -> bool {
+        self.learners.binary_search(&id).is_ok()
+    }
+
+    pub fn is_member(&self, id: NodeId) -> bool {
+        self.is_voter(id) || self.is_learner(id)
+    }
+
+    /// The smallest number of voters that forms a majority.
+    pub fn quorum(&self) -> usize {
+        self.voters.len() / 2 + 1
+    }
+
+    /// The configuration after `change`, or why the change does not fit this
+    /// configuration. Never leaves the cluster without a voter.
+    pub fn apply(&self, change: ConfChange) -> Result<ConfState, ConfChangeError> {
+        let id = change.node_id;
+        if id == NO_NODE {
+            return Err(ConfChangeError::ZeroId);
+        }
+        let mut next = self.clone();
+        match change.kind {
+            ConfChangeKind::AddVoter | ConfChangeKind::AddLearner if self.is_member(id) => {
+                return Err(ConfChangeError::AlreadyMember(id));
+            }
+            ConfChangeKind::AddVoter => insert_sorted(&mut next.voters, id),
+            ConfChangeKind::AddLearner => insert_sorted(&mut next.learners, id),
+            ConfChangeKind::PromoteLearner => {
+                if !self.is_learner(id) {
+                    return Err(ConfChangeError::NotLearner(id));
+                }
+                next.learners.retain(|&learner| learner != id);
+                insert_sorted(&mut next.voters, id);
+            }
+            ConfChangeKind::RemoveMember => {
+                if !self.is_member(id) {
+                    return Err(ConfChangeError::NotMember(id));
+                }
+                if self.voters == [id] {
+                    return Err(ConfChangeError::LastVoter(id));
+                }
+                next.voters.retain(|&voter| voter != id);
+                next.learners.retain(|&learner| learner != id);
+            }
+        }
+        Ok(next)
+    }
+}
+
+fn insert_sorted(ids: &mut Vec<NodeId>, id: NodeId) {
+    if let Err(position) = ids.binary_search(&id) {
+        ids.insert(position, id);
+    }
+}
+
+/// Why a configuration change does not fit the configuration it would follow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfChangeError {
+    #[error("node id 0 is reserved for \"no node\"; ids start at 1")]
+    ZeroId,
+    #[error("member {0:x} is already in the cluster")]
+    AlreadyMember(NodeId),
+    #[error("member {0:x} is not a learner; only learners can be promoted")]
+    NotLearner(NodeId),
+    #[error("member {0:x} is not in the cluster")]
+    NotMember(NodeId),
+    #[error("member {0:x} is the last voter; a cluster needs at least one")]
+    LastVoter(NodeId),
 }
 
 /// Where a snapshot sits in the log and which configuration was in force there.

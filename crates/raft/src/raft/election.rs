@@ -1,7 +1,6 @@
 //! Leader election (Raft §5.2, §9.6): randomized timeouts, PreVote, the
 //! up-to-date check, one vote per term, and the transitions between roles.
 
-use crate::progress::Progress;
 use crate::raft::{mutated, Raft};
 use crate::storage::Storage;
 use crate::types::{EntryKind, Message, MessageBody, Role, NO_NODE};
@@ -40,7 +39,7 @@ impl<S: Storage> Raft<S> {
         }
         let last_log_index = self.log.last_index();
         let last_log_term = self.log.last_term();
-        for peer in self.peers() {
+        for peer in self.voter_peers() {
             self.send_at_term(
                 peer,
                 campaign_term,
@@ -82,8 +81,9 @@ impl<S: Storage> Raft<S> {
         self.abandon_leadership_state();
     }
 
-    /// Takes office: fresh progress for every voter, and a no-op entry so that
-    /// entries of earlier terms commit through it (§5.4.2).
+    /// Takes office: fresh progress for every member, and a no-op entry so
+    /// that entries of earlier terms commit through it (§5.4.2); committing it
+    /// also opens the way to configuration changes (dissertation §4.1).
     pub(super) fn become_leader(&mut self) {
         debug_assert_eq!(
             self.role,
@@ -93,25 +93,32 @@ impl<S: Storage> Raft<S> {
         self.role = Role::Leader;
         self.reset_timers();
         self.set_leader(self.id);
-        let next_index = self.log.last_index() + 1;
-        self.progress = self
-            .voters
-            .iter()
-            .map(|&id| {
-                let mut progress = Progress::new(next_index, self.inflight_messages_max);
-                progress.recently_active = true;
-                (id, progress)
-            })
-            .collect();
+        self.progress.clear();
+        self.reconcile_progress();
+        for progress in self.progress.values_mut() {
+            progress.recently_active = true;
+        }
         self.append_entries_of_kind(vec![Vec::new()], EntryKind::Noop);
     }
 
+    /// Counts only the votes of voters in the configuration in force: a
+    /// learner or a removed member may answer, but never decides an election.
     fn tally(&self) -> Tally {
-        let granted = self.votes.values().filter(|&&granted| granted).count();
-        let rejected = self.votes.len() - granted;
-        if granted >= self.quorum() {
+        let conf_state = self.conf_state();
+        let (mut granted, mut rejected) = (0, 0);
+        for (&voter, &vote) in &self.votes {
+            if !conf_state.is_voter(voter) {
+                continue;
+            }
+            if vote {
+                granted += 1;
+            } else {
+                rejected += 1;
+            }
+        }
+        if granted >= conf_state.quorum() {
             Tally::Won
-        } else if rejected > self.voters.len() - self.quorum() {
+        } else if rejected > conf_state.voters.len() - conf_state.quorum() {
             Tally::Lost
         } else {
             Tally::Pending
@@ -199,17 +206,19 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    /// Whether a majority (counting the leader) was heard from since the last
-    /// check; resets the marks for the next round.
+    /// Whether a majority of the voters in force (counting the leader if it
+    /// is one) was heard from since the last check; resets the marks for the
+    /// next round.
     fn quorum_recently_active(&mut self) -> bool {
         let id = self.id;
+        let conf_state = self.membership.current();
         let mut active = 0;
         for (&peer, progress) in self.progress.iter_mut() {
-            if peer == id || progress.recently_active {
+            if conf_state.is_voter(peer) && (peer == id || progress.recently_active) {
                 active += 1;
             }
             progress.recently_active = peer == id;
         }
-        active >= self.quorum()
+        active >= conf_state.quorum()
     }
 }

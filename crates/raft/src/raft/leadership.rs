@@ -42,7 +42,7 @@ impl<S: Storage> Raft<S> {
             return;
         }
         let index = self.log.committed;
-        if self.quorum() == 1 {
+        if self.conf_state().voters == [self.id] {
             self.answer_read(requester, context, index);
             return;
         }
@@ -54,7 +54,7 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    fn committed_in_current_term(&self) -> bool {
+    pub(super) fn committed_in_current_term(&self) -> bool {
         self.log
             .term(self.log.committed)
             .is_ok_and(|term| term == self.term)
@@ -72,8 +72,8 @@ impl<S: Storage> Raft<S> {
     /// A heartbeat answer for a read's round; a quorum confirms it and every
     /// read registered before it.
     pub(super) fn acknowledge_read(&mut self, context: &[u8], from: NodeId) {
-        let quorum = self.quorum();
-        for read in self.read_only.acknowledge(context, from, quorum) {
+        let conf_state = self.membership.current();
+        for read in self.read_only.acknowledge(context, from, conf_state) {
             self.answer_read(read.requester, read.context, read.index);
         }
     }

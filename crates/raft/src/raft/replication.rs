@@ -7,8 +7,8 @@ use crate::progress::ProgressState;
 use crate::raft::{mutated, Raft, SNAPSHOT_RETRY_ELECTION_TIMEOUTS};
 use crate::storage::{Storage, StorageError};
 use crate::types::{
-    AppendResponse, Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, RejectHint, Snapshot,
-    Term,
+    AppendResponse, Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, RejectHint, Role,
+    Snapshot, Term,
 };
 
 impl<S: Storage> Raft<S> {
@@ -19,7 +19,7 @@ impl<S: Storage> Raft<S> {
     /// Appends entries of this term to the leader's log; they go out with the
     /// next `Ready`, so many proposals become one append per follower.
     pub(super) fn append_entries_of_kind(&mut self, payloads: Vec<Vec<u8>>, kind: EntryKind) {
-        debug_assert_eq!(self.role, crate::types::Role::Leader);
+        debug_assert_eq!(self.role, Role::Leader);
         let first_index = self.log.last_index() + 1;
         let entries: Vec<Entry> = payloads
             .into_iter()
@@ -34,7 +34,7 @@ impl<S: Storage> Raft<S> {
         if entries.is_empty() {
             return;
         }
-        self.log.append(&entries);
+        self.append_to_log(&entries);
         self.append_broadcast_pending = true;
     }
 
@@ -42,20 +42,20 @@ impl<S: Storage> Raft<S> {
     /// between two `Ready`s travel in one append per follower.
     pub(super) fn flush_appends(&mut self) {
         if std::mem::take(&mut self.append_broadcast_pending)
-            && self.role == crate::types::Role::Leader
+            && self.role == Role::Leader
         {
             self.broadcast_append(false);
         }
     }
 
     pub(super) fn broadcast_append(&mut self, send_if_empty: bool) {
-        for peer in self.peers() {
+        for peer in self.replication_peers() {
             self.send_append(peer, send_if_empty);
         }
     }
 
     pub(super) fn broadcast_heartbeat(&mut self, read_context: Option<Vec<u8>>) {
-        for peer in self.peers() {
+        for peer in self.replication_peers() {
             let committed = self.log.committed;
             let Some(progress) = self.progress.get_mut(&peer) else {
                 continue;
@@ -176,7 +176,9 @@ impl<S: Storage> Raft<S> {
         let consistent = self.log.matches_term(prev_log_index, prev_log_term)
             || (mutated!(self, SkipConsistencyCheck) && prev_log_index <= self.log.last_index());
         if consistent {
-            let last_new_index = self.log.append_after(prev_log_index, entries);
+            let last_new_index = prev_log_index + entries.len() as u64;
+            let new_entries = self.log.new_entries_after(prev_log_index, entries);
+            self.append_to_log(new_entries);
             self.log.commit_to(leader_commit.min(last_new_index));
             self.send(
                 from,
@@ -228,8 +230,8 @@ impl<S: Storage> Raft<S> {
         if self.log.matches_term(index, snapshot.meta.term) {
             self.log.commit_to(index);
         } else {
-            self.voters = snapshot.meta.conf_state.voters.clone();
-            self.voters.sort_unstable();
+            self.membership
+                .restore(index, snapshot.meta.conf_state.clone());
             self.log.restore(snapshot);
         }
         self.send(
@@ -301,6 +303,10 @@ impl<S: Storage> Raft<S> {
                 }
                 if self.maybe_commit() {
                     self.broadcast_append(true);
+                    self.after_leader_commit();
+                    if self.role != Role::Leader {
+                        return;
+                    }
                 } else {
                     let commit_unsent = self
                         .progress
@@ -339,14 +345,17 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    /// Commits the highest index a majority holds, if it is of the current term
-    /// (Figure 8: an older term's entry is never committed by counting).
-    /// Returns whether the commit index moved.
+    /// Commits the highest index a majority of the voters in force holds, if
+    /// it is of the current term (Figure 8: an older term's entry is never
+    /// committed by counting). Learners, and a leader that is removing itself,
+    /// do not count. Returns whether the commit index moved.
     pub(super) fn maybe_commit(&mut self) -> bool {
+        let conf_state = self.membership.current();
         let mut matched: Vec<LogIndex> = self
             .progress
-            .values()
-            .map(|progress| progress.match_index)
+            .iter()
+            .filter(|(id, _)| conf_state.is_voter(**id))
+            .map(|(_, progress)| progress.match_index)
             .collect();
         matched.sort_unstable_by(|left, right| right.cmp(left));
         let Some(&quorum_index) = matched.get(self.quorum() - 1) else {
