@@ -6,8 +6,8 @@
 
 use prost::Message as _;
 use raft::{
-    AppendResponse, ConfState, Entry, EntryKind, Message, MessageBody, NodeId, RejectHint,
-    Snapshot, SnapshotMeta, NO_NODE,
+    AppendResponse, ConfChange, ConfChangeKind, ConfState, Entry, EntryKind, Message, MessageBody,
+    NodeId, RejectHint, Snapshot, SnapshotMeta, NO_NODE,
 };
 
 use crate::proto::raftkvpb as pb;
@@ -280,28 +280,50 @@ fn append_response_from_proto(
 }
 
 fn entry_to_proto(entry: &Entry) -> pb::Entry {
-    let kind = match entry.kind {
-        EntryKind::Normal => pb::EntryKind::Normal,
-        EntryKind::Noop => pb::EntryKind::Noop,
+    let (kind, conf_change_node_id) = match entry.kind {
+        EntryKind::Normal => (pb::EntryKind::Normal, NO_NODE),
+        EntryKind::Noop => (pb::EntryKind::Noop, NO_NODE),
+        EntryKind::ConfChange(change) => {
+            let kind = match change.kind {
+                ConfChangeKind::AddVoter => pb::EntryKind::AddVoter,
+                ConfChangeKind::AddLearner => pb::EntryKind::AddLearner,
+                ConfChangeKind::PromoteLearner => pb::EntryKind::PromoteLearner,
+                ConfChangeKind::RemoveMember => pb::EntryKind::RemoveMember,
+            };
+            (kind, change.node_id)
+        }
     };
     pb::Entry {
         term: entry.term,
         index: entry.index,
         kind: kind as i32,
         data: entry.data.clone(),
+        conf_change_node_id,
     }
 }
 
 fn entry_from_proto(entry: pb::Entry) -> Result<Entry, PeerCodecError> {
-    let kind = match pb::EntryKind::try_from(entry.kind) {
-        Ok(pb::EntryKind::Normal) => EntryKind::Normal,
-        Ok(pb::EntryKind::Noop) => EntryKind::Noop,
+    let change_kind = match pb::EntryKind::try_from(entry.kind) {
+        Ok(pb::EntryKind::Normal) => None,
+        Ok(pb::EntryKind::Noop) => None,
+        Ok(pb::EntryKind::AddVoter) => Some(ConfChangeKind::AddVoter),
+        Ok(pb::EntryKind::AddLearner) => Some(ConfChangeKind::AddLearner),
+        Ok(pb::EntryKind::PromoteLearner) => Some(ConfChangeKind::PromoteLearner),
+        Ok(pb::EntryKind::RemoveMember) => Some(ConfChangeKind::RemoveMember),
         Err(_) => {
             return Err(PeerCodecError::UnknownEntryKind {
                 index: entry.index,
                 kind: entry.kind,
             })
         }
+    };
+    let kind = match change_kind {
+        Some(kind) => {
+            let node_id = non_zero_node(entry.conf_change_node_id, "Entry.conf_change_node_id")?;
+            EntryKind::ConfChange(ConfChange { kind, node_id })
+        }
+        None if entry.kind == pb::EntryKind::Noop as i32 => EntryKind::Noop,
+        None => EntryKind::Normal,
     };
     Ok(Entry {
         term: entry.term,
@@ -318,6 +340,7 @@ fn snapshot_to_proto(snapshot: &Snapshot) -> pb::Snapshot {
             term: snapshot.meta.term,
             conf_state: Some(pb::ConfState {
                 voters: snapshot.meta.conf_state.voters.clone(),
+                learners: snapshot.meta.conf_state.learners.clone(),
             }),
         }),
         data: snapshot.data.clone(),
@@ -339,6 +362,7 @@ fn snapshot_from_proto(snapshot: pb::Snapshot) -> Result<Snapshot, PeerCodecErro
             term: meta.term,
             conf_state: ConfState {
                 voters: conf_state.voters,
+                learners: conf_state.learners,
             },
         },
         data: snapshot.data,

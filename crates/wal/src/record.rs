@@ -17,7 +17,7 @@
 //! 13..16  reserved, zero
 //! ```
 
-use raft::{Entry, EntryKind, HardState, LogIndex, Term};
+use raft::{ConfChange, ConfChangeKind, Entry, EntryKind, HardState, LogIndex, NodeId, Term};
 
 pub(crate) const RECORD_HEADER_BYTES: usize = 16;
 pub(crate) const RECORD_ALIGN_BYTES: usize = 8;
@@ -35,6 +35,14 @@ const KIND_SNAPSHOT_MARKER: u8 = 3;
 
 const ENTRY_KIND_NORMAL: u8 = 1;
 const ENTRY_KIND_NOOP: u8 = 2;
+/// Configuration change kinds: the entry's data starts with the member id
+/// (u64, little endian), followed by the change's context.
+const ENTRY_KIND_ADD_VOTER: u8 = 3;
+const ENTRY_KIND_ADD_LEARNER: u8 = 4;
+const ENTRY_KIND_PROMOTE_LEARNER: u8 = 5;
+const ENTRY_KIND_REMOVE_MEMBER: u8 = 6;
+/// Bytes of the member id a configuration change entry carries before its data.
+const CONF_CHANGE_MEMBER_BYTES: usize = 8;
 
 /// The log was compacted (or replaced) up to a snapshot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,7 +115,60 @@ pub(crate) fn entries_payload_bytes(entries: &[Entry]) -> usize {
 
 /// Payload bytes one entry adds to an entries record.
 pub(crate) fn entry_payload_bytes(entry: &Entry) -> usize {
-    ENTRY_FIXED_BYTES + entry.data.len()
+    let member_bytes = match entry.kind {
+        EntryKind::ConfChange(_) => CONF_CHANGE_MEMBER_BYTES,
+        EntryKind::Normal | EntryKind::Noop => 0,
+    };
+    ENTRY_FIXED_BYTES + member_bytes + entry.data.len()
+}
+
+/// The kind byte of an entry, and the member id a configuration change carries.
+fn encode_entry_kind(kind: EntryKind) -> (u8, Option<NodeId>) {
+    match kind {
+        EntryKind::Normal => (ENTRY_KIND_NORMAL, None),
+        EntryKind::Noop => (ENTRY_KIND_NOOP, None),
+        EntryKind::ConfChange(change) => {
+            let byte = match change.kind {
+                ConfChangeKind::AddVoter => ENTRY_KIND_ADD_VOTER,
+                ConfChangeKind::AddLearner => ENTRY_KIND_ADD_LEARNER,
+                ConfChangeKind::PromoteLearner => ENTRY_KIND_PROMOTE_LEARNER,
+                ConfChangeKind::RemoveMember => ENTRY_KIND_REMOVE_MEMBER,
+            };
+            (byte, Some(change.node_id))
+        }
+    }
+}
+
+/// Reads an entry's kind from its kind byte and stored data, returning the
+/// kind and the entry's own data (after a configuration change's member id).
+fn decode_entry_kind(
+    position: usize,
+    kind_byte: u8,
+    stored: &[u8],
+) -> Result<(EntryKind, &[u8]), String> {
+    let change_kind = match kind_byte {
+        ENTRY_KIND_NORMAL => return Ok((EntryKind::Normal, stored)),
+        ENTRY_KIND_NOOP => return Ok((EntryKind::Noop, stored)),
+        ENTRY_KIND_ADD_VOTER => ConfChangeKind::AddVoter,
+        ENTRY_KIND_ADD_LEARNER => ConfChangeKind::AddLearner,
+        ENTRY_KIND_PROMOTE_LEARNER => ConfChangeKind::PromoteLearner,
+        ENTRY_KIND_REMOVE_MEMBER => ConfChangeKind::RemoveMember,
+        other => return Err(format!("entry {position} has unknown kind {other}")),
+    };
+    if stored.len() < CONF_CHANGE_MEMBER_BYTES {
+        return Err(format!(
+            "configuration change entry {position} has {} data bytes, too few for its member id",
+            stored.len()
+        ));
+    }
+    let change = ConfChange {
+        kind: change_kind,
+        node_id: u64_at(stored, 0),
+    };
+    Ok((
+        EntryKind::ConfChange(change),
+        &stored[CONF_CHANGE_MEMBER_BYTES..],
+    ))
 }
 
 /// Bytes of a record holding only `entry`: the smallest space it can ever take.
@@ -132,13 +193,15 @@ pub(crate) fn encode_entries(out: &mut Vec<u8>, batch_start: u32, entries: &[Ent
         payload.extend_from_slice(&entries[0].index.to_le_bytes());
         payload.extend_from_slice(&count.to_le_bytes());
         for entry in entries {
-            let data_bytes = u32::try_from(entry.data.len()).expect("entry data fits in u32");
+            let (kind_byte, member) = encode_entry_kind(entry.kind);
+            let stored_bytes = entry_payload_bytes(entry) - ENTRY_FIXED_BYTES;
+            let data_bytes = u32::try_from(stored_bytes).expect("entry data fits in u32");
             payload.extend_from_slice(&entry.term.to_le_bytes());
-            payload.push(match entry.kind {
-                EntryKind::Normal => ENTRY_KIND_NORMAL,
-                EntryKind::Noop => ENTRY_KIND_NOOP,
-            });
+            payload.push(kind_byte);
             payload.extend_from_slice(&data_bytes.to_le_bytes());
+            if let Some(member) = member {
+                payload.extend_from_slice(&member.to_le_bytes());
+            }
             payload.extend_from_slice(&entry.data);
         }
     });
@@ -268,16 +331,13 @@ fn decode_entries(payload: &[u8]) -> Result<Vec<Entry>, String> {
         let Some(fixed) = payload.get(offset..offset + ENTRY_FIXED_BYTES) else {
             return Err(format!("entry {position} of {count} is cut short"));
         };
-        let kind = match fixed[8] {
-            ENTRY_KIND_NORMAL => EntryKind::Normal,
-            ENTRY_KIND_NOOP => EntryKind::Noop,
-            other => return Err(format!("entry {position} has unknown kind {other}")),
-        };
+        let kind_byte = fixed[8];
         let data_bytes = u32_at(fixed, 9) as usize;
         let data_start = offset + ENTRY_FIXED_BYTES;
-        let Some(data) = payload.get(data_start..data_start + data_bytes) else {
+        let Some(stored) = payload.get(data_start..data_start + data_bytes) else {
             return Err(format!("entry {position} data runs past the record"));
         };
+        let (kind, data) = decode_entry_kind(position, kind_byte, stored)?;
         entries.push(Entry {
             term: u64_at(fixed, 0),
             index: first_index + position as u64,
@@ -336,7 +396,7 @@ mod tests {
             prop::collection::vec(
                 (
                     0u64..100,
-                    any::<bool>(),
+                    arb_entry_kind(),
                     prop::collection::vec(any::<u8>(), 0..64),
                 ),
                 1..20,
@@ -346,18 +406,29 @@ mod tests {
                 specs
                     .into_iter()
                     .enumerate()
-                    .map(|(offset, (term, noop, data))| Entry {
+                    .map(|(offset, (term, kind, data))| Entry {
                         term,
                         index: first + offset as u64,
-                        kind: if noop {
-                            EntryKind::Noop
-                        } else {
-                            EntryKind::Normal
-                        },
+                        kind,
                         data,
                     })
                     .collect()
             })
+    }
+
+    fn arb_entry_kind() -> impl Strategy<Value = EntryKind> {
+        let change_kind = prop_oneof![
+            Just(ConfChangeKind::AddVoter),
+            Just(ConfChangeKind::AddLearner),
+            Just(ConfChangeKind::PromoteLearner),
+            Just(ConfChangeKind::RemoveMember),
+        ];
+        prop_oneof![
+            Just(EntryKind::Normal),
+            Just(EntryKind::Noop),
+            (change_kind, any::<u64>())
+                .prop_map(|(kind, node_id)| EntryKind::ConfChange(ConfChange { kind, node_id })),
+        ]
     }
 
     fn arb_record() -> impl Strategy<Value = Record> {
@@ -410,6 +481,41 @@ mod tests {
             bytes[position / 8] ^= 1 << (position % 8);
             prop_assert!(read_frame(&bytes, 0).is_err());
         }
+    }
+
+    /// Encodes one entry record with `kind_byte` and `stored` bytes after the
+    /// fixed entry fields, checksummed as the writer would.
+    fn entry_record_with(kind_byte: u8, stored: &[u8]) -> Vec<u8> {
+        let entry = Entry {
+            term: 1,
+            index: 1,
+            kind: EntryKind::Normal,
+            data: stored.to_vec(),
+        };
+        let mut bytes = Vec::new();
+        encode_entries(&mut bytes, 0, &[entry]);
+        let kind_offset = RECORD_HEADER_BYTES + ENTRIES_PAYLOAD_HEADER_BYTES + 8;
+        bytes[kind_offset] = kind_byte;
+        let payload_end = RECORD_HEADER_BYTES + u32_at(&bytes, 4) as usize;
+        let crc = crc32c::crc32c(&bytes[4..payload_end]);
+        bytes[0..4].copy_from_slice(&crc.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn unknown_entry_kind_is_an_error() {
+        let bytes = entry_record_with(9, b"data");
+        let frame = read_frame(&bytes, 0).unwrap();
+        let error = decode_payload(&frame).unwrap_err();
+        assert!(error.contains("unknown kind 9"), "{error}");
+    }
+
+    #[test]
+    fn conf_change_without_member_id_is_an_error() {
+        let bytes = entry_record_with(ENTRY_KIND_REMOVE_MEMBER, b"short");
+        let frame = read_frame(&bytes, 0).unwrap();
+        let error = decode_payload(&frame).unwrap_err();
+        assert!(error.contains("too few for its member id"), "{error}");
     }
 
     #[test]

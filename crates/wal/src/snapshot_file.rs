@@ -11,6 +11,8 @@
 //! 16..24  cluster id
 //! 24..32  index, 32..40 term
 //! 40..44  voter count n, then n voter ids (u64 each)
+//! then    learner count m (u32), then m learner ids (u64 each; version 2 on,
+//!         version 1 files have no learners)
 //! then    data length (u64), data
 //! last 4  crc32c of everything before it
 //! ```
@@ -18,14 +20,16 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use raft::{ConfState, LogIndex, Snapshot, SnapshotMeta, Term};
+use raft::{ConfState, LogIndex, NodeId, Snapshot, SnapshotMeta, Term};
 
 use crate::error::WalError;
 use crate::fs_util;
 use crate::record::{u32_at, u64_at};
 
 const SNAPSHOT_MAGIC: [u8; 8] = *b"RKVSNAP\0";
-const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+/// The format before learners: read, never written.
+const SNAPSHOT_FORMAT_VERSION_WITHOUT_LEARNERS: u32 = 1;
 const SNAPSHOT_SUFFIX: &str = ".snap";
 const FIXED_HEADER_BYTES: usize = 44;
 const CHECKSUM_BYTES: usize = 4;
@@ -117,8 +121,15 @@ impl SnapshotStore {
 
 fn encode(cluster_id: u64, snapshot: &Snapshot) -> Vec<u8> {
     let voters = &snapshot.meta.conf_state.voters;
+    let learners = &snapshot.meta.conf_state.learners;
     let mut bytes = Vec::with_capacity(
-        FIXED_HEADER_BYTES + voters.len() * 8 + 8 + snapshot.data.len() + CHECKSUM_BYTES,
+        FIXED_HEADER_BYTES
+            + voters.len() * 8
+            + 4
+            + learners.len() * 8
+            + 8
+            + snapshot.data.len()
+            + CHECKSUM_BYTES,
     );
     bytes.extend_from_slice(&SNAPSHOT_MAGIC);
     bytes.extend_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
@@ -130,6 +141,11 @@ fn encode(cluster_id: u64, snapshot: &Snapshot) -> Vec<u8> {
     bytes.extend_from_slice(&voter_count.to_le_bytes());
     for voter in voters {
         bytes.extend_from_slice(&voter.to_le_bytes());
+    }
+    let learner_count = u32::try_from(learners.len()).expect("learner count fits in u32");
+    bytes.extend_from_slice(&learner_count.to_le_bytes());
+    for learner in learners {
+        bytes.extend_from_slice(&learner.to_le_bytes());
     }
     bytes.extend_from_slice(&(snapshot.data.len() as u64).to_le_bytes());
     bytes.extend_from_slice(&snapshot.data);
@@ -155,7 +171,7 @@ fn decode(bytes: &[u8], cluster_id: u64, path: &Path) -> Result<Snapshot, WalErr
         ));
     }
     let version = u32_at(bytes, 8);
-    if version != SNAPSHOT_FORMAT_VERSION {
+    if version != SNAPSHOT_FORMAT_VERSION && version != SNAPSHOT_FORMAT_VERSION_WITHOUT_LEARNERS {
         return Err(WalError::UnsupportedVersion {
             path: path.to_path_buf(),
             found: version,
@@ -182,11 +198,16 @@ fn decode(bytes: &[u8], cluster_id: u64, path: &Path) -> Result<Snapshot, WalErr
     let voters = (0..voter_count)
         .map(|position| u64_at(bytes, FIXED_HEADER_BYTES + position * 8))
         .collect();
-    let data_bytes = u64_at(bytes, voters_end);
-    if data_bytes != (checksum_offset - voters_end - 8) as u64 {
+    let (learners, members_end) = if version == SNAPSHOT_FORMAT_VERSION_WITHOUT_LEARNERS {
+        (Vec::new(), voters_end)
+    } else {
+        decode_learners(bytes, voters_end, checksum_offset, path)?
+    };
+    let data_bytes = u64_at(bytes, members_end);
+    if data_bytes != (checksum_offset - members_end - 8) as u64 {
         return Err(WalError::corrupt(
             path,
-            voters_end as u64,
+            members_end as u64,
             format!("data length {data_bytes} does not match the file size"),
         ));
     }
@@ -194,10 +215,32 @@ fn decode(bytes: &[u8], cluster_id: u64, path: &Path) -> Result<Snapshot, WalErr
         meta: SnapshotMeta {
             index: u64_at(bytes, 24),
             term: u64_at(bytes, 32),
-            conf_state: ConfState { voters },
+            conf_state: ConfState { voters, learners },
         },
-        data: bytes[voters_end + 8..checksum_offset].to_vec(),
+        data: bytes[members_end + 8..checksum_offset].to_vec(),
     })
+}
+
+/// The learner list at `offset`, and where it ends.
+fn decode_learners(
+    bytes: &[u8],
+    offset: usize,
+    checksum_offset: usize,
+    path: &Path,
+) -> Result<(Vec<NodeId>, usize), WalError> {
+    let learner_count = u32_at(bytes, offset) as usize;
+    let learners_end = offset + 4 + learner_count * 8;
+    if learners_end + 8 > checksum_offset {
+        return Err(WalError::corrupt(
+            path,
+            offset as u64,
+            format!("learner count {learner_count} runs past the file"),
+        ));
+    }
+    let learners = (0..learner_count)
+        .map(|position| u64_at(bytes, offset + 4 + position * 8))
+        .collect();
+    Ok((learners, learners_end))
 }
 
 #[cfg(test)]
@@ -211,6 +254,7 @@ mod tests {
                 term,
                 conf_state: ConfState {
                     voters: vec![1, 2, 3],
+                    learners: vec![4, 7],
                 },
             },
             data: format!("state at {index}").into_bytes(),
@@ -227,6 +271,41 @@ mod tests {
             store.load(11, 2),
             Err(WalError::MissingSnapshot { .. })
         ));
+    }
+
+    #[test]
+    fn version_1_file_without_learners_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::new(dir.path(), 9, 2);
+        let mut expected = snapshot(10, 2);
+        expected.meta.conf_state.learners.clear();
+        let mut bytes = encode(9, &expected);
+        bytes.truncate(bytes.len() - CHECKSUM_BYTES);
+        let learner_count_offset = FIXED_HEADER_BYTES + 3 * 8;
+        bytes.drain(learner_count_offset..learner_count_offset + 4);
+        bytes[8..12].copy_from_slice(&SNAPSHOT_FORMAT_VERSION_WITHOUT_LEARNERS.to_le_bytes());
+        let crc = crc32c::crc32c(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        fs::write(store.path_of(10, 2), &bytes).unwrap();
+        assert_eq!(store.load(10, 2).unwrap(), expected);
+    }
+
+    #[test]
+    fn learner_count_past_the_end_is_caught_with_file_and_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::new(dir.path(), 9, 2);
+        let mut bytes = encode(9, &snapshot(10, 2));
+        bytes.truncate(bytes.len() - CHECKSUM_BYTES);
+        let learner_count_offset = FIXED_HEADER_BYTES + 3 * 8;
+        bytes[learner_count_offset..learner_count_offset + 4]
+            .copy_from_slice(&1000u32.to_le_bytes());
+        let crc = crc32c::crc32c(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        let path = store.path_of(10, 2);
+        fs::write(&path, &bytes).unwrap();
+        let message = store.load(10, 2).unwrap_err().to_string();
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        assert!(message.contains("learner count 1000"), "{message}");
     }
 
     #[test]

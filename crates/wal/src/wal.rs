@@ -131,7 +131,10 @@ impl Wal {
             meta: SnapshotMeta {
                 index: 0,
                 term: 0,
-                conf_state: ConfState { voters },
+                conf_state: ConfState {
+                    voters,
+                    learners: Vec::new(),
+                },
             },
             data: Vec::new(),
         };
@@ -530,6 +533,7 @@ mod tests {
                 term,
                 conf_state: ConfState {
                     voters: vec![1, 2, 3],
+                    learners: Vec::new(),
                 },
             },
             data: format!("state machine at {index}").into_bytes(),

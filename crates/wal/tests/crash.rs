@@ -135,6 +135,7 @@ fn append_like_a_node_driver(mut wal: Wal, term: Term, seed: u64) {
                     term: wal.term(index).unwrap(),
                     conf_state: ConfState {
                         voters: vec![1, 2, 3],
+                        learners: Vec::new(),
                     },
                 },
                 data: format!("image at {index}").into_bytes(),

@@ -294,6 +294,7 @@ fn compacted_log(dir: &Path) -> PathBuf {
             term: 1,
             conf_state: ConfState {
                 voters: vec![1, 2, 3],
+                learners: Vec::new(),
             },
         },
         data: vec![7; 1000],
@@ -369,6 +370,7 @@ fn files_left_by_an_interrupted_write_are_ignored() {
                 term: 1,
                 conf_state: ConfState {
                     voters: vec![1, 2, 3],
+                    learners: Vec::new(),
                 },
             },
             data: vec![1; 10],

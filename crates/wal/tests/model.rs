@@ -83,6 +83,7 @@ fn snapshot(index: LogIndex, term: Term) -> Snapshot {
             term,
             conf_state: ConfState {
                 voters: vec![1, 2, index % 5 + 3],
+                learners: Vec::new(),
             },
         },
         data: format!("image at {index}/{term}").into_bytes(),

@@ -82,7 +82,7 @@ mod tests {
             meta: SnapshotMeta {
                 index: 1,
                 term: 1,
-                conf_state: ConfState { voters: vec![1] },
+                conf_state: ConfState::with_voters(vec![1]),
             },
             data: source.snapshot().unwrap(),
         })

@@ -488,6 +488,7 @@ impl Driver {
                 term,
                 conf_state: raft::ConfState {
                     voters: self.parts.voters.clone(),
+                    learners: Vec::new(),
                 },
             },
             data,

@@ -11,7 +11,7 @@ fn entry() -> impl Strategy<Value = Entry> {
     (
         any::<u64>(),
         any::<u64>(),
-        prop_oneof![Just(EntryKind::Normal), Just(EntryKind::Noop)],
+        entry_kind(),
         bytes(),
     )
         .prop_map(|(term, index, kind, data)| Entry {
@@ -22,17 +22,37 @@ fn entry() -> impl Strategy<Value = Entry> {
         })
 }
 
+fn entry_kind() -> impl Strategy<Value = EntryKind> {
+    let change_kind = prop_oneof![
+        Just(ConfChangeKind::AddVoter),
+        Just(ConfChangeKind::AddLearner),
+        Just(ConfChangeKind::PromoteLearner),
+        Just(ConfChangeKind::RemoveMember),
+    ];
+    prop_oneof![
+        Just(EntryKind::Normal),
+        Just(EntryKind::Noop),
+        (change_kind, 1..u64::MAX)
+            .prop_map(|(kind, node_id)| EntryKind::ConfChange(ConfChange { kind, node_id })),
+    ]
+}
+
 fn snapshot() -> impl Strategy<Value = Snapshot> {
-    (any::<u64>(), any::<u64>(), vec(any::<u64>(), 0..5), bytes()).prop_map(
-        |(index, term, voters, data)| Snapshot {
+    (
+        any::<u64>(),
+        any::<u64>(),
+        vec(any::<u64>(), 0..5),
+        vec(any::<u64>(), 0..3),
+        bytes(),
+    )
+        .prop_map(|(index, term, voters, learners, data)| Snapshot {
             meta: SnapshotMeta {
                 index,
                 term,
-                conf_state: ConfState { voters },
+                conf_state: ConfState { voters, learners },
             },
             data,
-        },
-    )
+        })
 }
 
 fn reject_hint() -> impl Strategy<Value = RejectHint> {
@@ -259,12 +279,34 @@ fn refuses_an_unknown_entry_kind() {
             index: 7,
             kind: 9,
             data: Vec::new(),
+            conf_change_node_id: 0,
         }],
         ..pb::AppendEntries::default()
     }));
     assert_eq!(
         decode(&encode_proto(&message)),
         Err(PeerCodecError::UnknownEntryKind { index: 7, kind: 9 })
+    );
+}
+
+#[test]
+fn refuses_a_conf_change_entry_without_its_member() {
+    let mut message = timeout_now();
+    message.body = Some(pb::message::Body::AppendEntries(pb::AppendEntries {
+        entries: vec![pb::Entry {
+            term: 1,
+            index: 7,
+            kind: pb::EntryKind::RemoveMember as i32,
+            data: Vec::new(),
+            conf_change_node_id: 0,
+        }],
+        ..pb::AppendEntries::default()
+    }));
+    assert_eq!(
+        decode(&encode_proto(&message)),
+        Err(PeerCodecError::NoNode {
+            field: "Entry.conf_change_node_id"
+        })
     );
 }
 
