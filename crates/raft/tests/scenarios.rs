@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use harness::Cluster;
-use raft::{EntryKind, Storage};
+use raft::{ConfChange, ConfChangeKind, EntryKind, Storage};
 
 struct Block {
     /// Comment lines (starting with `#`) just before the command.
@@ -85,16 +85,49 @@ fn number(arguments: &[&str], position: usize) -> u64 {
         .unwrap_or_else(|_| panic!("argument {position} must be a number"))
 }
 
+/// `add-voter`, `add-learner`, `promote` or `remove`, applied to `node_id`.
+fn conf_change(kind: Option<&str>, node_id: u64) -> ConfChange {
+    let kind = match kind {
+        Some("add-voter") => ConfChangeKind::AddVoter,
+        Some("add-learner") => ConfChangeKind::AddLearner,
+        Some("promote") => ConfChangeKind::PromoteLearner,
+        Some("remove") => ConfChangeKind::RemoveMember,
+        other => panic!("conf change kind must be add-voter, add-learner, promote or remove, not {other:?}"),
+    };
+    ConfChange { kind, node_id }
+}
+
+fn describe_conf_change(change: ConfChange) -> String {
+    let kind = match change.kind {
+        ConfChangeKind::AddVoter => "add-voter",
+        ConfChangeKind::AddLearner => "add-learner",
+        ConfChangeKind::PromoteLearner => "promote",
+        ConfChangeKind::RemoveMember => "remove",
+    };
+    format!("{kind} {}", change.node_id)
+}
+
+fn join_ids(ids: &[u64]) -> String {
+    if ids.is_empty() {
+        return String::from("-");
+    }
+    ids.iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn run_command(cluster: &mut Option<Cluster>, command: &str) -> String {
     let arguments: Vec<&str> = command.split_whitespace().collect();
     if arguments[0] == "cluster" {
         let size = number(&arguments, 1);
-        let flags: Vec<&str> = arguments[2..].to_vec();
-        *cluster = Some(Cluster::new(size, |config| {
-            config.pre_vote = !flags.contains(&"pre-vote=false");
-            config.check_quorum = !flags.contains(&"check-quorum=false");
-            config.forward_to_leader = !flags.contains(&"forward=false");
-            if flags.contains(&"one-entry-per-message") {
+        let flags: Vec<String> = arguments[2..].iter().map(|flag| flag.to_string()).collect();
+        let has = move |flag: &str| flags.iter().any(|given| given == flag);
+        *cluster = Some(Cluster::new(size, move |config| {
+            config.pre_vote = !has("pre-vote=false");
+            config.check_quorum = !has("check-quorum=false");
+            config.forward_to_leader = !has("forward=false");
+            if has("one-entry-per-message") {
                 config.message_bytes_max = 1;
             }
         }));
@@ -147,6 +180,25 @@ fn run_command(cluster: &mut Option<Cluster>, command: &str) -> String {
             let id = number(&arguments, 1);
             if let Err(error) = cluster.node_mut(id).transfer_leader(number(&arguments, 2)) {
                 let _ = writeln!(output, "error: {error}");
+            }
+        }
+        "add-node" => cluster.add_node(number(&arguments, 1)),
+        "conf-change" => {
+            let id = number(&arguments, 1);
+            let change = conf_change(arguments.get(2).copied(), number(&arguments, 3));
+            if let Err(error) = cluster.node_mut(id).propose_conf_change(change, Vec::new()) {
+                let _ = writeln!(output, "error: {error}");
+            }
+        }
+        "conf" => {
+            for (id, node) in &cluster.nodes {
+                let conf_state = node.conf_state();
+                let _ = writeln!(
+                    output,
+                    "{id}: voters={} learners={}",
+                    join_ids(&conf_state.voters),
+                    join_ids(&conf_state.learners)
+                );
             }
         }
         "isolate" => cluster.isolate(number(&arguments, 1)),
@@ -219,11 +271,22 @@ fn run_command(cluster: &mut Option<Cluster>, command: &str) -> String {
                 .iter()
                 .filter(|entry| entry.kind == EntryKind::Noop)
                 .count();
-            let _ = writeln!(
+            let _ = write!(
                 output,
                 "commands: {} (and {noops} no-ops)",
                 commands.join(" ")
             );
+            let changes: Vec<String> = cluster.applied[&id]
+                .iter()
+                .filter_map(|entry| match entry.kind {
+                    EntryKind::ConfChange(change) => Some(describe_conf_change(change)),
+                    EntryKind::Normal | EntryKind::Noop => None,
+                })
+                .collect();
+            if !changes.is_empty() {
+                let _ = write!(output, "; conf changes: {}", changes.join(", "));
+            }
+            output.push('\n');
         }
         other => panic!("unknown scenario command `{other}`"),
     }

@@ -24,10 +24,16 @@ pub struct Cluster {
     /// Events worth printing (role changes, read states), drained by the caller.
     pub events: Vec<String>,
     pub trace_messages: bool,
+    /// The voters the cluster was founded with: a member added later starts
+    /// from them too, since the log describes changes relative to them.
+    founding_voters: Vec<u64>,
+    configure: Box<dyn Fn(&mut Config)>,
 }
 
 impl Cluster {
-    pub fn new(size: u64, configure: impl Fn(&mut Config)) -> Self {
+    /// A cluster of members `1..=size`; `configure` adjusts every member's
+    /// configuration, including members added later.
+    pub fn new(size: u64, configure: impl Fn(&mut Config) + 'static) -> Self {
         let voters: Vec<u64> = (1..=size).collect();
         let mut cluster = Self {
             nodes: BTreeMap::new(),
@@ -40,18 +46,25 @@ impl Cluster {
             delivered_messages: 0,
             events: Vec::new(),
             trace_messages: false,
+            founding_voters: voters.clone(),
+            configure: Box::new(configure),
         };
         for &id in &voters {
-            let mut config = Config::new(id);
-            configure(&mut config);
-            let storage = MemStorage::new_with_voters(voters.clone());
-            cluster
-                .nodes
-                .insert(id, RawNode::new(&config, storage).expect("valid config"));
-            cluster.configs.insert(id, config);
-            cluster.applied.insert(id, Vec::new());
+            cluster.add_node(id);
         }
         cluster
+    }
+
+    /// Starts a member with an empty log and the founding configuration; it
+    /// takes part once the cluster's configuration includes it.
+    pub fn add_node(&mut self, id: u64) {
+        let mut config = Config::new(id);
+        (self.configure)(&mut config);
+        let storage = MemStorage::new_with_voters(self.founding_voters.clone());
+        self.nodes
+            .insert(id, RawNode::new(&config, storage).expect("valid config"));
+        self.configs.insert(id, config);
+        self.applied.insert(id, Vec::new());
     }
 
     pub fn node(&self, id: u64) -> &RawNode<MemStorage> {
@@ -245,7 +258,10 @@ impl Cluster {
         let applied = self.applied[&id].clone();
         let node = self.node_mut(id);
         let term = node.storage().term(index).expect("index in log");
-        let voters = node.status().voters;
+        let conf_state = node
+            .conf_state_at(index)
+            .expect("configuration at an applied index")
+            .clone();
         let data: Vec<u8> = applied
             .iter()
             .filter(|entry| entry.index <= index)
@@ -254,7 +270,7 @@ impl Cluster {
         let mut snapshot = Snapshot::default();
         snapshot.meta.index = index;
         snapshot.meta.term = term;
-        snapshot.meta.conf_state.voters = voters;
+        snapshot.meta.conf_state = conf_state;
         snapshot.data = data;
         node.storage_mut().compact(snapshot).expect("compact");
     }
