@@ -1,12 +1,14 @@
 //! One test per Raft rule that the scenarios do not already show step by step:
 //! the persistence contract, vote safety across restarts, the cost of log
-//! repair, forwarding, and the leader's handling of a higher term.
+//! repair, forwarding, the leader's handling of a higher term, and the rules
+//! of membership changes.
 
 mod harness;
 
 use harness::Cluster;
 use raft::{
-    AppendResponse, Config, MemStorage, Message, MessageBody, RaftError, RawNode, Role, Storage,
+    AppendResponse, ConfChange, ConfChangeKind, Config, Entry, EntryKind, MemStorage, Message,
+    MessageBody, RaftError, RawNode, Role, Storage,
 };
 
 fn elect(cluster: &mut Cluster, id: u64) {
@@ -242,4 +244,350 @@ fn an_append_lost_in_flight_is_repaired_by_the_next_heartbeat() {
     cluster.tick(1, 1);
     cluster.stabilize();
     assert_eq!(cluster.applied_commands(3), vec!["lost-once"]);
+}
+
+// Membership changes (Raft dissertation ch. 4).
+
+fn change(kind: ConfChangeKind, node_id: u64) -> ConfChange {
+    ConfChange { kind, node_id }
+}
+
+/// A three-voter cluster led by 1, with member 4 started and added as a learner.
+fn cluster_with_learner() -> Cluster {
+    let mut cluster = Cluster::new(3, |_| {});
+    elect(&mut cluster, 1);
+    cluster.add_node(4);
+    cluster
+        .node_mut(1)
+        .propose_conf_change(change(ConfChangeKind::AddLearner, 4), Vec::new())
+        .unwrap();
+    cluster.stabilize();
+    cluster
+}
+
+fn append_of(entries: Vec<Entry>, prev: (u64, u64), term: u64) -> Message {
+    Message {
+        from: 2,
+        to: 1,
+        term,
+        body: MessageBody::AppendEntries {
+            prev_log_index: prev.0,
+            prev_log_term: prev.1,
+            entries,
+            leader_commit: 0,
+        },
+    }
+}
+
+fn conf_entry(index: u64, term: u64, change: ConfChange) -> Entry {
+    Entry {
+        term,
+        index,
+        kind: EntryKind::ConfChange(change),
+        data: Vec::new(),
+    }
+}
+
+fn normal_entry(index: u64, term: u64) -> Entry {
+    Entry {
+        term,
+        index,
+        kind: EntryKind::Normal,
+        data: Vec::new(),
+    }
+}
+
+#[test]
+fn a_configuration_is_in_force_once_appended_and_reverts_when_truncated() {
+    let mut node =
+        RawNode::new(&Config::new(1), MemStorage::new_with_voters(vec![1, 2, 3])).unwrap();
+    let add_learner = change(ConfChangeKind::AddLearner, 4);
+    node.step(append_of(vec![conf_entry(1, 1, add_learner)], (0, 0), 1))
+        .unwrap();
+    assert_eq!(node.status().hard_state.commit, 0, "not committed");
+    assert_eq!(node.conf_state().learners, vec![4], "but in force");
+    let ready = node.ready();
+    node.storage_mut().append(&ready.entries).unwrap();
+    node.advance();
+    node.step(append_of(vec![normal_entry(1, 2)], (0, 0), 2))
+        .unwrap();
+    assert!(
+        node.conf_state().learners.is_empty(),
+        "a conflicting leader's entry replaced the change: the old configuration is back"
+    );
+}
+
+#[test]
+fn a_restarted_member_recovers_the_configuration_from_its_log() {
+    let mut storage = MemStorage::new_with_voters(vec![1, 2, 3]);
+    storage
+        .append(&[
+            conf_entry(1, 1, change(ConfChangeKind::AddLearner, 4)),
+            conf_entry(2, 1, change(ConfChangeKind::PromoteLearner, 4)),
+            conf_entry(3, 1, change(ConfChangeKind::RemoveMember, 2)),
+        ])
+        .unwrap();
+    let node = RawNode::new(&Config::new(1), storage).unwrap();
+    assert_eq!(node.conf_state().voters, vec![1, 3, 4]);
+    assert!(node.conf_state().learners.is_empty());
+}
+
+#[test]
+fn a_second_change_waits_for_the_first_to_commit() {
+    let mut cluster = Cluster::new(3, |_| {});
+    elect(&mut cluster, 1);
+    cluster.isolate(2);
+    cluster.isolate(3);
+    let leader = cluster.node_mut(1);
+    leader
+        .propose_conf_change(change(ConfChangeKind::AddLearner, 4), Vec::new())
+        .unwrap();
+    let error = leader
+        .propose_conf_change(change(ConfChangeKind::AddLearner, 5), Vec::new())
+        .unwrap_err();
+    assert_eq!(error, RaftError::ConfChangePending { index: 2 });
+    cluster.heal();
+    cluster.tick_all(1);
+    cluster
+        .node_mut(1)
+        .propose_conf_change(change(ConfChangeKind::AddLearner, 5), Vec::new())
+        .unwrap();
+}
+
+#[test]
+fn a_new_leader_changes_nothing_before_committing_an_entry_of_its_term() {
+    let mut cluster = Cluster::new(3, |_| {});
+    cluster.node_mut(1).campaign();
+    for _ in 0..6 {
+        cluster.round();
+        if cluster.leader() == Some(1) {
+            break;
+        }
+    }
+    assert_eq!(cluster.leader(), Some(1));
+    assert_eq!(cluster.node(1).status().hard_state.commit, 0);
+    let error = cluster
+        .node_mut(1)
+        .propose_conf_change(change(ConfChangeKind::AddLearner, 4), Vec::new())
+        .unwrap_err();
+    assert_eq!(error, RaftError::ConfChangeBeforeTermCommitted { term: 1 });
+    cluster.stabilize();
+    cluster
+        .node_mut(1)
+        .propose_conf_change(change(ConfChangeKind::AddLearner, 4), Vec::new())
+        .unwrap();
+}
+
+#[test]
+fn a_change_that_does_not_fit_is_refused_with_its_reason() {
+    let mut cluster = Cluster::new(1, |_| {});
+    elect(&mut cluster, 1);
+    let leader = cluster.node_mut(1);
+    let refusals = [
+        (change(ConfChangeKind::AddVoter, 1), "already in the cluster"),
+        (change(ConfChangeKind::PromoteLearner, 2), "not a learner"),
+        (change(ConfChangeKind::RemoveMember, 2), "not in the cluster"),
+        (change(ConfChangeKind::RemoveMember, 1), "last voter"),
+        (change(ConfChangeKind::AddLearner, 0), "reserved"),
+    ];
+    for (refused, reason) in refusals {
+        let error = leader.propose_conf_change(refused, Vec::new()).unwrap_err();
+        assert!(matches!(error, RaftError::InvalidConfChange(_)), "{error}");
+        assert!(error.to_string().contains(reason), "{error}");
+    }
+    let error = cluster
+        .node_mut(1)
+        .propose_conf_change(change(ConfChangeKind::AddLearner, 2), Vec::new());
+    assert_eq!(error, Ok(()));
+}
+
+#[test]
+fn a_follower_refuses_changes_and_names_the_leader() {
+    let mut cluster = Cluster::new(3, |_| {});
+    elect(&mut cluster, 1);
+    let error = cluster
+        .node_mut(2)
+        .propose_conf_change(change(ConfChangeKind::AddLearner, 4), Vec::new())
+        .unwrap_err();
+    assert_eq!(error, RaftError::NotLeader { leader: Some(1) });
+}
+
+#[test]
+fn a_learner_receives_the_log_but_never_campaigns() {
+    let mut cluster = cluster_with_learner();
+    cluster.node_mut(1).propose(b"x".to_vec()).unwrap();
+    cluster.stabilize();
+    assert_eq!(cluster.applied_commands(4), vec!["x"]);
+    cluster.isolate(4);
+    cluster.node_mut(4).campaign();
+    cluster.tick(4, 100);
+    let status = cluster.node(4).status();
+    assert_eq!(status.soft_state.role, Role::Follower);
+    assert_eq!(status.hard_state.term, 1, "never raised its term");
+    assert_eq!(status.learners, vec![4]);
+}
+
+#[test]
+fn a_learner_does_not_count_toward_commit() {
+    let mut cluster = cluster_with_learner();
+    cluster.partition(&[vec![1, 4], vec![2, 3]]);
+    cluster.node_mut(1).propose(b"x".to_vec()).unwrap();
+    cluster.stabilize();
+    assert_eq!(cluster.node(4).status().last_index, 3, "the learner holds it");
+    assert_eq!(cluster.node(1).status().hard_state.commit, 2, "uncommitted");
+}
+
+#[test]
+fn a_learners_vote_does_not_count() {
+    let mut config = Config::new(1);
+    config.pre_vote = false;
+    let mut storage = MemStorage::new_with_voters(vec![1, 2, 3]);
+    storage
+        .append(&[conf_entry(1, 1, change(ConfChangeKind::AddLearner, 4))])
+        .unwrap();
+    let mut node = RawNode::new(&config, storage).unwrap();
+    node.campaign();
+    let term = node.status().hard_state.term;
+    let granted = |from| Message {
+        from,
+        to: 1,
+        term,
+        body: MessageBody::RequestVoteResponse {
+            pre_vote: false,
+            granted: true,
+        },
+    };
+    node.step(granted(4)).unwrap();
+    assert_eq!(node.status().soft_state.role, Role::Candidate);
+    node.step(granted(2)).unwrap();
+    assert_eq!(node.status().soft_state.role, Role::Leader);
+}
+
+#[test]
+fn check_quorum_counts_voters_of_the_configuration_in_force() {
+    let mut cluster = cluster_with_learner();
+    cluster.partition(&[vec![1, 4], vec![2, 3]]);
+    cluster.tick_all(25);
+    assert_ne!(
+        cluster.node(1).status().soft_state.role,
+        Role::Leader,
+        "hearing only from a learner is no quorum"
+    );
+}
+
+#[test]
+fn leadership_cannot_go_to_a_learner() {
+    let mut cluster = cluster_with_learner();
+    let error = cluster.node_mut(1).transfer_leader(4).unwrap_err();
+    assert_eq!(error, RaftError::UnknownMember(4));
+}
+
+#[test]
+fn read_index_needs_a_quorum_of_voters_not_learners() {
+    let mut cluster = cluster_with_learner();
+    cluster.partition(&[vec![1, 4], vec![2, 3]]);
+    cluster.node_mut(1).read_index(b"r".to_vec()).unwrap();
+    cluster.tick_all(3);
+    assert!(cluster.read_states.get(&1).is_none_or(Vec::is_empty));
+    cluster.heal();
+    cluster.tick_all(2);
+    assert_eq!(cluster.read_states[&1].len(), 1);
+}
+
+#[test]
+fn progress_follows_the_configuration() {
+    let mut cluster = cluster_with_learner();
+    let tracked = |cluster: &Cluster| -> Vec<u64> {
+        let status = cluster.node(1).status();
+        status.progress.iter().map(|view| view.id).collect()
+    };
+    assert_eq!(tracked(&cluster), vec![1, 2, 3, 4]);
+    cluster.isolate(2);
+    cluster.isolate(3);
+    cluster
+        .node_mut(1)
+        .propose_conf_change(change(ConfChangeKind::RemoveMember, 4), Vec::new())
+        .unwrap();
+    cluster.stabilize();
+    assert_eq!(
+        tracked(&cluster),
+        vec![1, 2, 3, 4],
+        "a member being removed is still sent the entry that removes it"
+    );
+    assert!(cluster.node(4).conf_state().learners.is_empty());
+    cluster.heal();
+    cluster.tick_all(1);
+    assert_eq!(tracked(&cluster), vec![1, 2, 3]);
+}
+
+#[test]
+fn a_removed_leader_steps_down_only_once_its_removal_commits() {
+    let mut cluster = Cluster::new(3, |_| {});
+    elect(&mut cluster, 1);
+    cluster.isolate(3);
+    cluster
+        .node_mut(1)
+        .propose_conf_change(change(ConfChangeKind::RemoveMember, 1), Vec::new())
+        .unwrap();
+    cluster.stabilize();
+    assert_eq!(
+        cluster.node(1).status().soft_state.role,
+        Role::Leader,
+        "1 and 2 hold the removal, but 1 does not count itself: 2 of {{2, 3}} are needed"
+    );
+    cluster.heal();
+    cluster.tick_all(1);
+    let status = cluster.node(1).status();
+    assert_eq!(status.soft_state.role, Role::Follower);
+    assert_eq!(status.hard_state.commit, 2);
+    cluster.tick_all(40);
+    let leader = cluster.leader().expect("the remaining voters elect a leader");
+    assert_ne!(leader, 1);
+    assert_eq!(cluster.node(1).status().hard_state.term, 1, "1 never campaigns");
+}
+
+#[test]
+fn a_snapshot_carries_and_installs_the_configuration() {
+    let mut cluster = cluster_with_learner();
+    cluster.isolate(3);
+    cluster.node_mut(1).propose(b"x".to_vec()).unwrap();
+    cluster.stabilize();
+    cluster.compact(1, 3);
+    cluster.heal();
+    let mut fresh = MemStorage::new_with_voters(vec![1, 2, 3]);
+    fresh.set_hard_state(cluster.node(3).storage().hard_state());
+    cluster.crash(3);
+    cluster.restart_with_storage(3, fresh);
+    cluster.tick_all(2);
+    assert_eq!(cluster.node(3).storage().first_index().unwrap(), 4);
+    let conf_state = cluster.node(3).conf_state().clone();
+    assert_eq!(conf_state.voters, vec![1, 2, 3]);
+    assert_eq!(conf_state.learners, vec![4]);
+    assert_eq!(cluster.node(3).status().learners, vec![4]);
+}
+
+#[test]
+fn committed_changes_reach_the_embedder_with_their_context() {
+    let mut cluster = Cluster::new(3, |_| {});
+    elect(&mut cluster, 1);
+    cluster
+        .node_mut(1)
+        .propose_conf_change(
+            change(ConfChangeKind::AddLearner, 4),
+            b"http://127.0.0.1:2380".to_vec(),
+        )
+        .unwrap();
+    cluster.stabilize();
+    let applied: Vec<(EntryKind, Vec<u8>)> = cluster.applied[&2]
+        .iter()
+        .filter(|entry| matches!(entry.kind, EntryKind::ConfChange(_)))
+        .map(|entry| (entry.kind, entry.data.clone()))
+        .collect();
+    assert_eq!(
+        applied,
+        vec![(
+            EntryKind::ConfChange(change(ConfChangeKind::AddLearner, 4)),
+            b"http://127.0.0.1:2380".to_vec()
+        )]
+    );
 }

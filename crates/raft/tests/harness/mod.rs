@@ -253,6 +253,13 @@ impl Cluster {
             .insert(id, RawNode::new(&config, storage).expect("valid config"));
     }
 
+    /// Restarts a crashed member from `storage` instead of what it had, as if
+    /// its disk had been replaced.
+    pub fn restart_with_storage(&mut self, id: u64, storage: MemStorage) {
+        self.crashed.insert(id, storage);
+        self.restart(id);
+    }
+
     /// Compacts a member's log behind `index` with a snapshot of what it applied.
     pub fn compact(&mut self, id: u64, index: u64) {
         let applied = self.applied[&id].clone();
