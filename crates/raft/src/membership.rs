@@ -31,13 +31,20 @@ impl Membership {
 
     /// The newest configuration in the log: the one in force.
     pub(crate) fn current(&self) -> &ConfState {
-        &self.history.last().expect("membership history is never empty").1
+        &self
+            .history
+            .last()
+            .expect("membership history is never empty")
+            .1
     }
 
     /// The index of the entry that made the configuration in force (the base
     /// index when no change entry follows it).
     pub(crate) fn current_index(&self) -> LogIndex {
-        self.history.last().expect("membership history is never empty").0
+        self.history
+            .last()
+            .expect("membership history is never empty")
+            .0
     }
 
     /// The configuration in force once the log ends at `index`, if the history

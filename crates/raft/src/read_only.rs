@@ -127,7 +127,10 @@ mod tests {
             voters: vec![2, 3, 4],
             learners: vec![5],
         };
-        assert!(reads.acknowledge(b"a", 5, &conf_state).is_empty(), "learner");
+        assert!(
+            reads.acknowledge(b"a", 5, &conf_state).is_empty(),
+            "learner"
+        );
         assert!(
             reads.acknowledge(b"a", 2, &conf_state).is_empty(),
             "the leader 1 is being removed and does not count itself"

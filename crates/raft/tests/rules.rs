@@ -384,9 +384,15 @@ fn a_change_that_does_not_fit_is_refused_with_its_reason() {
     elect(&mut cluster, 1);
     let leader = cluster.node_mut(1);
     let refusals = [
-        (change(ConfChangeKind::AddVoter, 1), "already in the cluster"),
+        (
+            change(ConfChangeKind::AddVoter, 1),
+            "already in the cluster",
+        ),
         (change(ConfChangeKind::PromoteLearner, 2), "not a learner"),
-        (change(ConfChangeKind::RemoveMember, 2), "not in the cluster"),
+        (
+            change(ConfChangeKind::RemoveMember, 2),
+            "not in the cluster",
+        ),
         (change(ConfChangeKind::RemoveMember, 1), "last voter"),
         (change(ConfChangeKind::AddLearner, 0), "reserved"),
     ];
@@ -433,7 +439,11 @@ fn a_learner_does_not_count_toward_commit() {
     cluster.partition(&[vec![1, 4], vec![2, 3]]);
     cluster.node_mut(1).propose(b"x".to_vec()).unwrap();
     cluster.stabilize();
-    assert_eq!(cluster.node(4).status().last_index, 3, "the learner holds it");
+    assert_eq!(
+        cluster.node(4).status().last_index,
+        3,
+        "the learner holds it"
+    );
     assert_eq!(cluster.node(1).status().hard_state.commit, 2, "uncommitted");
 }
 
@@ -541,9 +551,15 @@ fn a_removed_leader_steps_down_only_once_its_removal_commits() {
     assert_eq!(status.soft_state.role, Role::Follower);
     assert_eq!(status.hard_state.commit, 2);
     cluster.tick_all(40);
-    let leader = cluster.leader().expect("the remaining voters elect a leader");
+    let leader = cluster
+        .leader()
+        .expect("the remaining voters elect a leader");
     assert_ne!(leader, 1);
-    assert_eq!(cluster.node(1).status().hard_state.term, 1, "1 never campaigns");
+    assert_eq!(
+        cluster.node(1).status().hard_state.term,
+        1,
+        "1 never campaigns"
+    );
 }
 
 #[test]

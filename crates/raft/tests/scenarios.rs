@@ -92,7 +92,9 @@ fn conf_change(kind: Option<&str>, node_id: u64) -> ConfChange {
         Some("add-learner") => ConfChangeKind::AddLearner,
         Some("promote") => ConfChangeKind::PromoteLearner,
         Some("remove") => ConfChangeKind::RemoveMember,
-        other => panic!("conf change kind must be add-voter, add-learner, promote or remove, not {other:?}"),
+        other => panic!(
+            "conf change kind must be add-voter, add-learner, promote or remove, not {other:?}"
+        ),
     };
     ConfChange { kind, node_id }
 }
@@ -111,10 +113,7 @@ fn join_ids(ids: &[u64]) -> String {
     if ids.is_empty() {
         return String::from("-");
     }
-    ids.iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
+    ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
 }
 
 fn run_command(cluster: &mut Option<Cluster>, command: &str) -> String {

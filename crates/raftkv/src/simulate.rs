@@ -139,6 +139,7 @@ fn describe_faults(faults: &FaultSet) -> String {
         (faults.crashes, "crash"),
         (faults.transfers, "transfer"),
         (faults.pauses, "pause"),
+        (faults.membership, "membership"),
     ]
     .into_iter()
     .filter_map(|(on, name)| on.then_some(name))
@@ -170,7 +171,13 @@ mod tests {
 
     #[test]
     fn described_faults_parse_back_to_the_same_set() {
-        for text in ["all", "none", "network,crash", "partition,pause,transfer"] {
+        for text in [
+            "all",
+            "none",
+            "network,crash",
+            "partition,pause,transfer",
+            "membership",
+        ] {
             let faults: FaultSet = text.parse().unwrap();
             assert_eq!(
                 describe_faults(&faults).parse::<FaultSet>().unwrap(),

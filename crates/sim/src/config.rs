@@ -54,6 +54,10 @@ pub struct FaultSet {
     /// A member's process stops for a while (a long GC pause) and resumes
     /// with its old view of the world.
     pub pauses: bool,
+    /// The leader is asked for single-member configuration changes: add a
+    /// learner and promote it, add a voter, remove a voter or itself, re-add
+    /// a removed member, among the founding members and a few spare ids.
+    pub membership: bool,
 }
 
 impl FaultSet {
@@ -68,6 +72,7 @@ impl FaultSet {
             crashes: true,
             transfers: true,
             pauses: true,
+            membership: true,
         }
     }
 
@@ -78,7 +83,7 @@ impl FaultSet {
 
 /// A `--faults` value that names no known fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown fault {name:?} in {input:?}; use \"all\", \"none\" or a comma list of network, partition, crash, transfer, pause")]
+#[error("unknown fault {name:?} in {input:?}; use \"all\", \"none\" or a comma list of network, partition, crash, transfer, pause, membership")]
 pub struct FaultSetParseError {
     pub name: String,
     pub input: String,
@@ -87,7 +92,8 @@ pub struct FaultSetParseError {
 impl FromStr for FaultSet {
     type Err = FaultSetParseError;
 
-    /// `all`, `none`, or a comma list of `network`, `partition`, `crash`, `transfer`, `pause`.
+    /// `all`, `none`, or a comma list of `network`, `partition`, `crash`,
+    /// `transfer`, `pause`, `membership`.
     fn from_str(input: &str) -> Result<Self, Self::Err> {
         let mut faults = FaultSet::none();
         for name in input
@@ -103,6 +109,7 @@ impl FromStr for FaultSet {
                 "crash" | "crashes" => faults.crashes = true,
                 "transfer" | "transfers" => faults.transfers = true,
                 "pause" | "pauses" => faults.pauses = true,
+                "membership" => faults.membership = true,
                 other => {
                     return Err(FaultSetParseError {
                         name: other.to_string(),
@@ -185,6 +192,12 @@ pub struct SimMutations {
 /// checkers compare members pairwise).
 pub const NODE_COUNT_MAX: usize = 15;
 
+/// Spare ids a run with membership changes starts besides the founding members.
+pub const SPARE_MEMBERS_WITH_MEMBERSHIP_CHANGES: usize = 2;
+
+/// The most spare ids a run may start.
+pub const SPARE_MEMBER_COUNT_MAX: usize = 4;
+
 /// A configuration the simulator refuses to run.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SimConfigError {
@@ -192,6 +205,8 @@ pub enum SimConfigError {
         "a cluster needs 1 to {NODE_COUNT_MAX} members, not {node_count}; pass --nodes 3, 5 or 7"
     )]
     NodeCount { node_count: usize },
+    #[error("{spare_member_count} spare members; at most {SPARE_MEMBER_COUNT_MAX} may be started")]
+    SpareMembers { spare_member_count: usize },
     #[error("tick_us is 0; virtual time must advance by at least 1 us per tick")]
     ZeroTick,
     #[error("election_ticks ({election_ticks}) must exceed heartbeat_ticks ({heartbeat_ticks}), which must be at least 1")]
@@ -214,8 +229,11 @@ pub enum SimConfigError {
 /// Everything about a run except its seed.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
-    /// Members, with ids `1..=node_count`.
+    /// Founding members, with ids `1..=node_count`.
     pub node_count: usize,
+    /// Processes started with the cluster but not members of it: ids the
+    /// nemesis can add (as learners or voters) when membership changes are on.
+    pub spare_member_count: usize,
     pub tick_us: u64,
     /// Each member's clock runs up to this many parts per thousand fast or
     /// slow (drawn per member and run), so timers drift apart as real ones do.
@@ -266,6 +284,11 @@ impl SimConfig {
         let unreliable = faults.unreliable_network;
         Self {
             node_count,
+            spare_member_count: if faults.membership {
+                SPARE_MEMBERS_WITH_MEMBERSHIP_CHANGES
+            } else {
+                0
+            },
             tick_us: 10_000,
             tick_drift_per_mille_max: 50,
             election_ticks: 10,
@@ -357,6 +380,11 @@ impl SimConfig {
         if self.node_count == 0 || self.node_count > NODE_COUNT_MAX {
             return Err(SimConfigError::NodeCount {
                 node_count: self.node_count,
+            });
+        }
+        if self.spare_member_count > SPARE_MEMBER_COUNT_MAX {
+            return Err(SimConfigError::SpareMembers {
+                spare_member_count: self.spare_member_count,
             });
         }
         if self.tick_us == 0 {

@@ -1,7 +1,8 @@
 //! The Raft safety properties, checked incrementally as the world reports
 //! what each member does: Election Safety, Log Matching, Leader Append-Only,
 //! Leader Completeness, State Machine Safety, commit monotonicity, commit only
-//! with a durable majority, and no acknowledged write lost.
+//! with a durable majority of the configuration in force, one configuration
+//! change at a time, and no acknowledged write lost.
 //!
 //! Owns: the run-wide memory these checks need (leaders per term, entry
 //! fingerprints per (index, term), the committed prefix). Must never: drive
@@ -10,14 +11,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use raft::{Entry, LogIndex, NodeId, Term};
+use raft::{Entry, EntryKind, LogIndex, NodeId, Term};
 
+use crate::conf_view::{ConfCache, ConfView};
 use crate::kv::KvStore;
 use crate::log_view::{fingerprint, LogView};
 use crate::violation::{Invariant, Violation};
 
 /// Access to every member's durable log, for the durable-majority check.
 pub trait DurableLogs {
+    /// Every process of the run, member of the configuration or not.
     fn members(&self) -> Vec<NodeId>;
     /// Whether `node`'s durable state holds entry `index` with `term`, either
     /// as a log entry or covered by its snapshot.
@@ -66,6 +69,8 @@ pub struct SafetyChecker {
     commit_durable: BTreeMap<NodeId, LogIndex>,
     leaders: BTreeMap<NodeId, LeaderWatch>,
     acknowledged_requests: BTreeMap<u64, u64>,
+    confs: ConfCache,
+    conf_changes_committed: u64,
 }
 
 impl SafetyChecker {
@@ -76,6 +81,11 @@ impl SafetyChecker {
     /// Distinct (term, leader) pairs seen: the number of elections won.
     pub fn elections(&self) -> usize {
         self.leaders_by_term.len()
+    }
+
+    /// Configuration changes known committed.
+    pub fn conf_changes_committed(&self) -> u64 {
+        self.conf_changes_committed
     }
 
     /// The highest index known committed anywhere.
@@ -286,10 +296,55 @@ impl SafetyChecker {
         if let Some(durable) = leader_durable {
             if commit > before && commit > log.snapshot_index() {
                 let term = log.term(commit).unwrap_or(0);
-                check_durable_majority(node, commit, term, durable, time_us)?;
+                let at_commit = self.confs.conf_at(node, log, commit);
+                let at_end = ConfCache::conf_at_end(&at_commit, log, commit);
+                check_durable_majority(
+                    node,
+                    commit,
+                    term,
+                    [&at_commit, &at_end],
+                    durable,
+                    time_us,
+                )?;
             }
         }
         Ok(())
+    }
+
+    /// Leader `node`, whose commit index is `commit`, just appended a
+    /// configuration change to `log`: no other change may be uncommitted
+    /// (two pending single-server changes can leave majorities that do not
+    /// overlap). Call when a leader's Ready carries a configuration entry.
+    pub fn observe_leader_conf_change(
+        &mut self,
+        node: NodeId,
+        commit: LogIndex,
+        log: &dyn LogView,
+        time_us: u64,
+    ) -> Checked {
+        let uncommitted: Vec<LogIndex> = (commit.max(log.snapshot_index()) + 1..=log.last_index())
+            .filter(|&index| {
+                log.entry(index)
+                    .is_some_and(|entry| matches!(entry.kind, EntryKind::ConfChange(_)))
+            })
+            .collect();
+        if uncommitted.len() <= 1 {
+            return Ok(());
+        }
+        Err(Violation::new(
+            Invariant::ConfChangeOneAtATime,
+            vec![node],
+            time_us,
+            format!(
+                "leader {node} holds configuration changes at indexes {uncommitted:?}, all \
+                 beyond its commit index {commit}"
+            ),
+        ))
+    }
+
+    /// The commit index `node` last reported.
+    pub fn commit_of(&self, node: NodeId) -> LogIndex {
+        self.commit_in_memory.get(&node).copied().unwrap_or(0)
     }
 
     /// `node`'s durable hard state now says `commit`: it must never fall.
@@ -344,6 +399,11 @@ impl SafetyChecker {
             node,
             committed_by_term: current_term,
         };
+        if !self.committed.contains_key(&entry.index)
+            && matches!(entry.kind, EntryKind::ConfChange(_))
+        {
+            self.conf_changes_committed += 1;
+        }
         let recorded = self.committed.entry(entry.index).or_insert(seen);
         recorded.committed_by_term = recorded.committed_by_term.min(current_term);
         let first = *recorded;
@@ -453,30 +513,38 @@ pub fn check_stores_converged(stores: &[(NodeId, LogIndex, &KvStore)], time_us: 
     Ok(())
 }
 
+/// A leader commits by the configuration in force in its log when it
+/// commits: the one through the committed index, or the one after the single
+/// change it may hold beyond that index. A majority of the voters of either
+/// must hold the entry durably.
 fn check_durable_majority(
     leader: NodeId,
     commit: LogIndex,
     term: Term,
+    confs: [&ConfView; 2],
     durable: &dyn DurableLogs,
     time_us: u64,
 ) -> Checked {
-    let members = durable.members();
-    let holders: Vec<NodeId> = members
-        .iter()
-        .copied()
+    let holders: Vec<NodeId> = durable
+        .members()
+        .into_iter()
         .filter(|&member| durable.durably_holds(member, commit, term))
         .collect();
-    if holders.len() * 2 > members.len() {
+    if confs.iter().any(|conf| conf.has_majority(&holders)) {
         return Ok(());
     }
+    let voters: Vec<Vec<NodeId>> = confs
+        .iter()
+        .map(|conf| conf.voters.iter().copied().collect())
+        .collect();
     Err(Violation::new(
         Invariant::CommitWithoutMajority,
         vec![leader],
         time_us,
         format!(
-            "leader {leader} commits index {commit} (term {term}) but only {holders:?} of \
-             {} members hold it durably",
-            members.len()
+            "leader {leader} commits index {commit} (term {term}) but only {holders:?} hold it \
+             durably, no majority of the voters {:?} in force",
+            voters
         ),
     ))
 }
@@ -501,6 +569,9 @@ mod tests {
         }
         fn snapshot_term(&self) -> Term {
             0
+        }
+        fn snapshot_conf_state(&self) -> raft::ConfState {
+            raft::ConfState::with_voters(vec![1, 2, 3])
         }
         fn last_index(&self) -> LogIndex {
             self.0.len() as u64

@@ -44,10 +44,10 @@ impl Lab {
     }
 
     pub fn with_config(config: SimConfig, seed: u64) -> Self {
-        let node_count = config.node_count;
+        let process_count = config.node_count + config.spare_member_count;
         Self {
             world: World::new(config, seed),
-            connected: vec![true; node_count],
+            connected: vec![true; process_count],
             rng: SimRng::new(seed.rotate_left(32) ^ 0x5eed_5eed),
             next_value: 1,
         }

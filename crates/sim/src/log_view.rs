@@ -6,7 +6,7 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use raft::{Entry, LogIndex, MemStorage, SnapshotMeta, Storage, Term};
+use raft::{ConfState, Entry, LogIndex, MemStorage, SnapshotMeta, Storage, Term};
 
 /// A short, deterministic digest of an entry's kind and payload, so checkers
 /// can remember entries without keeping their bytes.
@@ -24,6 +24,8 @@ pub trait LogView {
     /// The last index the snapshot covers (0 when there is none).
     fn snapshot_index(&self) -> LogIndex;
     fn snapshot_term(&self) -> Term;
+    /// The configuration the snapshot records (the founding one before any).
+    fn snapshot_conf_state(&self) -> ConfState;
     fn last_index(&self) -> LogIndex;
 
     /// The term at `index`, including the snapshot's own index.
@@ -97,6 +99,17 @@ impl LogView for NodeLog<'_> {
         match self.pending_snapshot {
             Some(meta) => meta.term,
             None => self.storage.term(self.snapshot_index()).unwrap_or(0),
+        }
+    }
+
+    fn snapshot_conf_state(&self) -> ConfState {
+        match self.pending_snapshot {
+            Some(meta) => meta.conf_state.clone(),
+            None => self
+                .storage
+                .initial_state()
+                .map(|initial| initial.conf_state)
+                .unwrap_or_default(),
         }
     }
 

@@ -31,6 +31,8 @@ pub struct Summary {
     pub torn_writes: u64,
     pub partitions: u64,
     pub transfers: u64,
+    /// Configuration changes committed.
+    pub conf_changes: u64,
     pub pauses: u64,
     pub messages_sent: u64,
     pub message_bytes: u64,
@@ -51,9 +53,9 @@ impl std::fmt::Display for Summary {
         write!(
             formatter,
             "seed {}: {} members, {:.1} s simulated, {} events, {} elections, {} faults \
-             ({} crashes, {} torn writes, {} partitions, {} pauses), {} leadership transfers, {} messages \
-             ({} dropped), {} snapshots installed, {} operations checked ({} completed, {} \
-             unknown){}",
+             ({} crashes, {} torn writes, {} partitions, {} pauses), {} leadership transfers, {} \
+             membership changes, {} messages ({} dropped), {} snapshots installed, {} operations \
+             checked ({} completed, {} unknown){}",
             self.seed,
             self.node_count,
             self.simulated_us as f64 / 1e6,
@@ -65,6 +67,7 @@ impl std::fmt::Display for Summary {
             self.partitions,
             self.pauses,
             self.transfers,
+            self.conf_changes,
             self.messages_sent,
             self.messages_dropped,
             self.snapshots_installed,
@@ -188,6 +191,7 @@ fn summarize(world: &World) -> Summary {
         torn_writes: stats.torn_writes,
         partitions: stats.partitions,
         transfers: stats.transfers,
+        conf_changes: world.checker().conf_changes_committed(),
         pauses: stats.pauses,
         messages_sent: stats.messages_sent,
         message_bytes: stats.message_bytes,
@@ -231,6 +235,7 @@ pub struct BatchSummary {
     pub torn_writes: u64,
     pub partitions: u64,
     pub transfers: u64,
+    pub conf_changes: u64,
     pub pauses: u64,
     pub snapshots_installed: u64,
     pub ops_checked: u64,
@@ -253,6 +258,7 @@ impl BatchSummary {
                 self.torn_writes += summary.torn_writes;
                 self.partitions += summary.partitions;
                 self.transfers += summary.transfers;
+                self.conf_changes += summary.conf_changes;
                 self.pauses += summary.pauses;
                 self.snapshots_installed += summary.snapshots_installed;
                 self.ops_checked += summary.ops_checked;
@@ -275,8 +281,8 @@ impl std::fmt::Display for BatchSummary {
         writeln!(
             formatter,
             "{:.1} s simulated, {} events, {} elections, {} faults ({} crashes, {} torn writes, \
-             {} partitions, {} pauses), {} leadership transfers, {} snapshots installed, {} operations \
-             checked, {} histories undecided",
+             {} partitions, {} pauses), {} leadership transfers, {} membership changes, {} snapshots \
+             installed, {} operations checked, {} histories undecided",
             self.simulated_us as f64 / 1e6,
             self.events,
             self.elections,
@@ -286,6 +292,7 @@ impl std::fmt::Display for BatchSummary {
             self.partitions,
             self.pauses,
             self.transfers,
+            self.conf_changes,
             self.snapshots_installed,
             self.ops_checked,
             self.linearizability_undecided

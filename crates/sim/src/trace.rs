@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use raft::{LogIndex, NodeId, Role, Term};
+use raft::{ConfChange, ConfChangeKind, LogIndex, NodeId, Role, Term};
 
 use crate::kv::{KvInput, KvOutput};
 
@@ -52,6 +52,8 @@ pub enum Happening {
     Compacted {
         index: LogIndex,
     },
+    /// A committed configuration change reached the member's member list.
+    ConfApplied(ConfChange),
     Crashed {
         durable_last_index: LogIndex,
         torn_records_kept: Option<usize>,
@@ -146,6 +148,9 @@ impl fmt::Display for Happening {
             }
             Happening::Compacted { index } => {
                 write!(formatter, "snapshots and compacts through {index}")
+            }
+            Happening::ConfApplied(change) => {
+                write!(formatter, "applies {}", describe_conf_change(*change))
             }
             Happening::Crashed {
                 durable_last_index,
@@ -320,6 +325,17 @@ impl Trace {
     pub fn recorded(&self) -> u64 {
         self.recorded
     }
+}
+
+/// A configuration change in words, for traces: "add learner 6".
+pub fn describe_conf_change(change: ConfChange) -> String {
+    let kind = match change.kind {
+        ConfChangeKind::AddVoter => "add voter",
+        ConfChangeKind::AddLearner => "add learner",
+        ConfChangeKind::PromoteLearner => "promote learner",
+        ConfChangeKind::RemoveMember => "remove member",
+    };
+    format!("{kind} {}", change.node_id)
 }
 
 #[cfg(test)]

@@ -41,9 +41,7 @@ impl<S: Storage> Raft<S> {
     /// Sends what was appended since the last batch: all proposals made
     /// between two `Ready`s travel in one append per follower.
     pub(super) fn flush_appends(&mut self) {
-        if std::mem::take(&mut self.append_broadcast_pending)
-            && self.role == Role::Leader
-        {
+        if std::mem::take(&mut self.append_broadcast_pending) && self.role == Role::Leader {
             self.broadcast_append(false);
         }
     }

@@ -8,18 +8,14 @@ fn bytes() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn entry() -> impl Strategy<Value = Entry> {
-    (
-        any::<u64>(),
-        any::<u64>(),
-        entry_kind(),
-        bytes(),
-    )
-        .prop_map(|(term, index, kind, data)| Entry {
+    (any::<u64>(), any::<u64>(), entry_kind(), bytes()).prop_map(|(term, index, kind, data)| {
+        Entry {
             term,
             index,
             kind,
             data,
-        })
+        }
+    })
 }
 
 fn entry_kind() -> impl Strategy<Value = EntryKind> {

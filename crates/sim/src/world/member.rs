@@ -12,8 +12,8 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use raft::{
-    Config, Entry, EntryKind, LogIndex, MemStorage, Message, NodeId, RaftError, RawNode, ReadState,
-    Ready, Role, Snapshot, SnapshotMeta, Storage, Term, NO_NODE,
+    ConfChange, ConfState, Config, Entry, EntryKind, LogIndex, MemStorage, Message, NodeId,
+    RaftError, RawNode, ReadState, Ready, Role, Snapshot, SnapshotMeta, Storage, Term, NO_NODE,
 };
 
 use super::client::{ClientReply, ClientRequest};
@@ -41,6 +41,9 @@ pub(super) enum Input {
     Propose(Vec<u8>),
     /// Hand leadership to this member (ignored unless leading).
     TransferLeader(NodeId),
+    /// Propose this configuration change (ignored unless leading and the
+    /// leader accepts it).
+    ConfChange(ConfChange),
 }
 
 /// A Get waiting for its read index to be confirmed and applied.
@@ -79,6 +82,15 @@ pub(super) struct Member {
     pub(super) leader: NodeId,
     waiting_writes: BTreeSet<(u64, u64)>,
     waiting_reads: Vec<WaitingRead>,
+    /// The member list as this member's server applied it: its snapshot's
+    /// configuration, then every committed change it applied.
+    pub(super) applied_conf: ConfState,
+    /// Ids this member applied the removal of and has not seen re-added: like
+    /// etcd's transport, it drops their messages, so a removed member that
+    /// never learned of its removal cannot disturb the cluster.
+    pub(super) removed: BTreeSet<NodeId>,
+    /// The cluster's founding voters, every one of them a member once.
+    founding_voters: Vec<NodeId>,
 }
 
 impl Member {
@@ -86,6 +98,9 @@ impl Member {
         Self {
             id,
             raft: None,
+            applied_conf: ConfState::with_voters(voters.clone()),
+            removed: BTreeSet::new(),
+            founding_voters: voters.clone(),
             stored_while_down: Some(MemStorage::new_with_voters(voters)),
             generation: 0,
             tick_us,
@@ -122,6 +137,30 @@ impl Member {
     pub(super) fn pending_snapshot_index(&self) -> Option<LogIndex> {
         let ready = self.pending.as_ref()?;
         ready.snapshot.as_ref().map(|snapshot| snapshot.meta.index)
+    }
+
+    /// Takes `conf_state` as the applied member list: whoever was a member
+    /// (of the old list, or a founding one) and is not in it now counts as
+    /// removed; whoever is in it is not.
+    fn adopt_applied_conf(&mut self, conf_state: ConfState) {
+        let previous = self
+            .applied_conf
+            .voters
+            .iter()
+            .chain(&self.applied_conf.learners)
+            .chain(&self.founding_voters);
+        for &id in previous {
+            if !conf_state.is_member(id) {
+                self.removed.insert(id);
+            }
+        }
+        self.removed.retain(|&id| !conf_state.is_member(id));
+        self.applied_conf = conf_state;
+    }
+
+    /// The configuration in force in this member's core, if it runs.
+    pub(super) fn conf_in_force(&self) -> Option<&ConfState> {
+        self.raft.as_ref().map(RawNode::conf_state)
     }
 
     /// What survives a crash of this member right now.
@@ -255,6 +294,7 @@ impl World {
         };
         let member = &mut self.members[index];
         member.raft = Some(raft);
+        member.adopt_applied_conf(snapshot.meta.conf_state.clone());
         member.store = store;
         member.applied = snapshot.meta.index;
         member.last_snapshot_index = snapshot.meta.index;
@@ -402,7 +442,21 @@ impl World {
                 other => other,
             },
             Input::TransferLeader(target) => match raft.transfer_leader(target) {
-                Err(RaftError::NotLeader { .. } | RaftError::TransferInProgress { .. }) => Ok(()),
+                Err(
+                    RaftError::NotLeader { .. }
+                    | RaftError::TransferInProgress { .. }
+                    | RaftError::UnknownMember(_),
+                ) => Ok(()),
+                other => other,
+            },
+            Input::ConfChange(change) => match raft.propose_conf_change(change, Vec::new()) {
+                Err(
+                    RaftError::NotLeader { .. }
+                    | RaftError::TransferInProgress { .. }
+                    | RaftError::ConfChangePending { .. }
+                    | RaftError::ConfChangeBeforeTermCommitted { .. }
+                    | RaftError::InvalidConfChange(_),
+                ) => Ok(()),
                 other => other,
             },
             Input::Client(_) => Ok(()),
@@ -535,6 +589,7 @@ impl World {
             self.members[index].term = hard_state.term;
         }
         let term = self.members[index].term;
+        let was_leader = self.members[index].role == Role::Leader;
         if let Some(soft_state) = ready.soft_state {
             let member = &mut self.members[index];
             member.role = soft_state.role;
@@ -572,8 +627,10 @@ impl World {
         }
         if let (Ok(()), Some(hard_state)) = (&result, ready.hard_state) {
             let durable = DurableView(&self.members);
-            let leader_durable =
-                (member.role == Role::Leader).then_some(&durable as &dyn DurableLogs);
+            // A leader that removed itself steps down in the Ready that
+            // commits its removal: that commit is still its own.
+            let leads = was_leader || member.role == Role::Leader;
+            let leader_durable = leads.then_some(&durable as &dyn DurableLogs);
             result = self.checker.observe_commit(
                 node,
                 term,
@@ -582,6 +639,16 @@ impl World {
                 leader_durable,
                 now_us,
             );
+        }
+        let appends_conf_change = ready
+            .entries
+            .iter()
+            .any(|entry| matches!(entry.kind, EntryKind::ConfChange(_)));
+        if result.is_ok() && member.role == Role::Leader && appends_conf_change {
+            let commit = self.checker.commit_of(node);
+            result = self
+                .checker
+                .observe_leader_conf_change(node, commit, &after, now_us);
         }
         self.check(result);
     }
@@ -687,6 +754,7 @@ impl World {
         match KvStore::decode_snapshot(&snapshot.data) {
             Ok(store) => {
                 let member = self.member_mut(node);
+                member.adopt_applied_conf(snapshot.meta.conf_state.clone());
                 member.store = store;
                 member.applied = snapshot.meta.index;
                 member.last_snapshot_index = snapshot.meta.index;
@@ -722,6 +790,14 @@ impl World {
                 term: entry.term,
             },
         );
+        if let EntryKind::ConfChange(change) = entry.kind {
+            let member = self.member_mut(node);
+            if let Ok(next) = member.applied_conf.apply(change) {
+                member.adopt_applied_conf(next);
+            }
+            self.record(node, Happening::ConfApplied(change));
+            return;
+        }
         if entry.kind != EntryKind::Normal {
             return;
         }
@@ -788,15 +864,18 @@ impl World {
         };
         let applied = member.applied;
         let storage = raft.storage();
-        let (Ok(term), Ok(initial)) = (storage.term(applied), storage.initial_state()) else {
-            let detail = format!("applied index {applied} is not in the durable log");
+        let (Ok(term), Some(conf_state)) = (storage.term(applied), raft.conf_state_at(applied))
+        else {
+            let detail = format!(
+                "applied index {applied} is not in the durable log, or its configuration is unknown"
+            );
             return self.fail(simulator_fault(node, now_us, detail));
         };
         let snapshot = Snapshot {
             meta: SnapshotMeta {
                 index: applied,
                 term,
-                conf_state: initial.conf_state,
+                conf_state: conf_state.clone(),
             },
             data: member.store.encode_snapshot(),
         };

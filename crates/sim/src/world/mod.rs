@@ -49,6 +49,10 @@ pub struct Stats {
     pub partitions: u64,
     /// Leadership transfers the nemesis asked for.
     pub transfers: u64,
+    /// Configuration changes the nemesis asked the leader for.
+    pub conf_changes_asked: u64,
+    /// Messages dropped because the receiver had applied the sender's removal.
+    pub messages_from_removed: u64,
     /// Process pauses (the member stops, keeping its state, then resumes).
     pub pauses: u64,
     pub fsyncs: u64,
@@ -173,8 +177,10 @@ impl World {
         );
         let mut rng = SimRng::new(seed);
         let voters: Vec<NodeId> = (1..=config.node_count as u64).collect();
+        let pool_size = config.node_count + config.spare_member_count;
+        let pool: Vec<NodeId> = (1..=pool_size as u64).collect();
         let drift_max = config.tick_drift_per_mille_max.min(500);
-        let members = voters
+        let members = pool
             .iter()
             .map(|&id| {
                 let drift = rng.between(0, 2 * drift_max);
@@ -182,7 +188,7 @@ impl World {
                 Member::new(id, voters.clone(), tick_us)
             })
             .collect();
-        let network = Network::new(config.node_count, config.network.clone());
+        let network = Network::new(pool_size, config.network.clone());
         let clients = (0..config.workload.client_count)
             .map(|index| Client::new(index as u64 + 1, rng.between(1, config.node_count as u64)))
             .collect();
@@ -205,7 +211,7 @@ impl World {
             next_lab_client_id: 1 << 32,
             acting_node: 0,
         };
-        for id in voters {
+        for id in pool {
             world.start_member(id);
         }
         for client in 0..world.clients.len() {
@@ -398,12 +404,28 @@ impl World {
         member.is_up().then_some((member.role, member.term))
     }
 
-    /// The member that leads the highest term among running members, if any.
+    /// The member list applied by the running member that applied the most:
+    /// the newest committed configuration anyone acted on.
+    pub fn applied_members(&self) -> raft::ConfState {
+        self.members
+            .iter()
+            .filter(|member| member.is_up())
+            .max_by_key(|member| (member.applied, std::cmp::Reverse(member.id)))
+            .map_or_else(
+                || self.members[0].applied_conf.clone(),
+                |member| member.applied_conf.clone(),
+            )
+    }
+
+    /// The member that leads the highest term among running members of the
+    /// cluster, if any. A removed member (or a spare) may campaign on its own
+    /// and raise its term without ever being heard: its term does not count.
     pub fn leader(&self) -> Option<NodeId> {
+        let applied_members = self.applied_members();
         let highest_term = self
             .members
             .iter()
-            .filter(|member| member.is_up())
+            .filter(|member| member.is_up() && applied_members.is_member(member.id))
             .map(|member| member.term)
             .max()?;
         self.members

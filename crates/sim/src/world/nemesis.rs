@@ -4,14 +4,15 @@
 //! liveness promises.
 //!
 //! Crashes favour the leader and members in the middle of an fsync, where
-//! the durability model has the most to lose.
+//! the durability model has the most to lose. With membership changes on, it
+//! also asks the leader to change the configuration, one member at a time.
 //!
 //! Owns: when and which faults happen, healing, the liveness deadlines.
-//! Must never: inject a fault outside the fault phase, nor keep a majority
-//! of members down at once (a cluster without a majority cannot be judged
+//! Must never: inject a fault outside the fault phase, nor crash a majority
+//! of the voters at once (a cluster without a majority cannot be judged
 //! for liveness, and safety is exercised as well with a minority down).
 
-use raft::{LogIndex, NodeId};
+use raft::{ConfChange, ConfChangeKind, ConfState, LogIndex, NodeId};
 
 use super::member::Input;
 use super::network::PartitionKind;
@@ -20,7 +21,7 @@ use crate::invariants;
 use crate::kv::KvStore;
 use crate::liveness::{self, Deadlines, HealedProgress};
 use crate::log_view::{LogView, NodeLog};
-use crate::trace::Happening;
+use crate::trace::{describe_conf_change, Happening};
 
 impl World {
     pub(super) fn schedule_nemesis(&mut self) {
@@ -43,14 +44,13 @@ impl World {
             return;
         }
         let faults = self.config.faults;
-        let down = self
-            .node_ids()
-            .into_iter()
-            .filter(|&node| !self.is_up(node))
-            .count();
-        let crash_allowed = faults.crashes && (down + 1) * 2 < self.members.len();
+        let voters = self.cluster_conf().voters;
+        let voters_down = voters.iter().filter(|&&node| !self.is_up(node)).count();
+        let crash_allowed = faults.crashes && (voters_down + 1) * 2 < voters.len();
         let partition_allowed = faults.partitions && !self.network.partitioned;
-        if faults.transfers && self.rng.chance(0.15) {
+        if faults.membership && self.rng.chance(0.15) {
+            self.change_membership();
+        } else if faults.transfers && self.rng.chance(0.15) {
             self.transfer_leadership();
         } else if faults.pauses && self.rng.chance(0.2) {
             self.inject_pause();
@@ -74,13 +74,14 @@ impl World {
         self.schedule(duration, Event::HealPartition { epoch });
     }
 
-    /// Asks the leader, if any, to hand leadership to a random other member.
+    /// Asks the leader, if any, to hand leadership to a random other voter.
     fn transfer_leadership(&mut self) {
         let Some(leader) = self.leader() else {
             return;
         };
         let others: Vec<NodeId> = self
-            .node_ids()
+            .cluster_conf()
+            .voters
             .into_iter()
             .filter(|&node| node != leader)
             .collect();
@@ -94,6 +95,72 @@ impl World {
             Happening::Fault(format!("ask leader {leader} to transfer to {target}")),
         );
         self.input(leader, Input::TransferLeader(target));
+    }
+
+    /// Asks the leader, if any, for one configuration change, chosen from the
+    /// configuration in force there: promote or drop a learner when there is
+    /// one; else add a learner (a spare id, or a removed member, which keeps
+    /// its disk), add a spare as a voter at once, or remove a voter (now and
+    /// then the leader itself) while at least three remain. The leader may
+    /// refuse (a change is pending, its term has nothing committed yet).
+    fn change_membership(&mut self) {
+        let Some(leader) = self.leader() else {
+            return;
+        };
+        let Some(conf) = self.member(leader).conf_in_force().cloned() else {
+            return;
+        };
+        let Some(change) = self.choose_conf_change(leader, &conf) else {
+            return;
+        };
+        self.stats.conf_changes_asked += 1;
+        self.record(
+            0,
+            Happening::Fault(format!(
+                "ask leader {leader} to {}",
+                describe_conf_change(change)
+            )),
+        );
+        self.input(leader, Input::ConfChange(change));
+    }
+
+    fn choose_conf_change(&mut self, leader: NodeId, conf: &ConfState) -> Option<ConfChange> {
+        let change = |kind, node_id| Some(ConfChange { kind, node_id });
+        if !conf.learners.is_empty() {
+            let learner = conf.learners[self.rng.index(conf.learners.len())];
+            let kind = if self.rng.chance(0.8) {
+                ConfChangeKind::PromoteLearner
+            } else {
+                ConfChangeKind::RemoveMember
+            };
+            return change(kind, learner);
+        }
+        let outsiders: Vec<NodeId> = self
+            .node_ids()
+            .into_iter()
+            .filter(|&node| !conf.is_member(node))
+            .collect();
+        let removable = conf.voters.len() >= 3;
+        if !outsiders.is_empty() && (!removable || self.rng.chance(0.5)) {
+            let outsider = outsiders[self.rng.index(outsiders.len())];
+            let never_member = outsider > self.config.node_count as u64
+                && !self.member(leader).removed.contains(&outsider);
+            let kind = if never_member && self.rng.chance(0.3) {
+                ConfChangeKind::AddVoter
+            } else {
+                ConfChangeKind::AddLearner
+            };
+            return change(kind, outsider);
+        }
+        if !removable {
+            return None;
+        }
+        let victim = if self.rng.chance(0.25) {
+            leader
+        } else {
+            conf.voters[self.rng.index(conf.voters.len())]
+        };
+        change(ConfChangeKind::RemoveMember, victim)
     }
 
     /// Pauses the leader (half the time) or a random running member.
@@ -166,24 +233,48 @@ impl World {
         }
     }
 
-    /// A leader that a majority of members follow in its term.
+    /// The configuration the cluster runs by: the leader's, or without a
+    /// leader the one applied by the member that applied the most.
+    pub fn cluster_conf(&self) -> ConfState {
+        match self
+            .leader()
+            .and_then(|leader| self.member(leader).conf_in_force())
+        {
+            Some(conf) => conf.clone(),
+            None => self.applied_members(),
+        }
+    }
+
+    /// The members of [`World::cluster_conf`], voters and learners: the ones
+    /// that must catch up. Removed members and unused spares need not.
+    pub fn cluster_members(&self) -> Vec<NodeId> {
+        let conf = self.cluster_conf();
+        let mut members: Vec<NodeId> = conf.voters.iter().chain(&conf.learners).copied().collect();
+        members.sort_unstable();
+        members
+    }
+
+    /// A leader that a majority of the voters in its configuration follow in its term.
     pub fn stable_leader(&self) -> Option<NodeId> {
         let leader = self.leader()?;
         let term = self.term(leader);
-        let followers = self
-            .members
+        let voters = self.member(leader).conf_in_force()?.voters.clone();
+        let followers = voters
             .iter()
+            .map(|&voter| self.member(voter))
             .filter(|member| member.is_up() && member.term == term && member.leader == leader)
             .count();
-        (followers * 2 > self.members.len()).then_some(leader)
+        (followers * 2 > voters.len()).then_some(leader)
     }
 
-    /// Whether every running member has applied everything known committed.
+    /// Whether every member of the cluster runs and has applied everything
+    /// known committed.
     pub fn converged(&self) -> bool {
         let committed = self.checker.committed_index();
-        self.members
-            .iter()
-            .all(|member| member.is_up() && member.applied >= committed)
+        self.cluster_members().into_iter().all(|node| {
+            let member = self.member(node);
+            member.is_up() && member.applied >= committed
+        })
     }
 
     /// After healing: a leader is stable, no operation waits, all caught up.
@@ -208,20 +299,21 @@ impl World {
             return;
         };
         let committed_index = self.checker.committed_index();
+        let cluster_members = self.cluster_members();
         let progress = HealedProgress {
             now_us: self.now_us,
             elapsed_since_heal_us: self.now_us - since_us,
             leader_seen,
             stable_leader: self.stable_leader(),
             pending_operations: self.pending_descriptions(),
-            lagging_members: self
-                .members
+            lagging_members: cluster_members
                 .iter()
+                .map(|&node| self.member(node))
                 .filter(|member| !member.is_up() || member.applied < committed_index)
                 .map(|member| (member.id, member.applied))
                 .collect(),
             committed_index,
-            members: self.node_ids(),
+            members: cluster_members,
         };
         let deadlines = Deadlines {
             leader_us: self.config.heal_leader_election_timeouts
@@ -239,12 +331,14 @@ impl World {
         }
     }
 
-    /// Final checks once quiescent: every member's state machine reflects
-    /// every acknowledged write, members that applied the same index hold the
-    /// same state, and the durable logs agree pairwise as a whole.
+    /// Final checks once quiescent: the state machine of every member of the
+    /// cluster reflects every acknowledged write, members that applied the
+    /// same index hold the same state, and the durable logs agree pairwise as
+    /// a whole (removed members' and spares' included).
     pub fn check_final_state(&mut self) {
         let now_us = self.now_us;
-        let acknowledged_result = self.members.iter().try_for_each(|member| {
+        let acknowledged_result = self.cluster_members().into_iter().try_for_each(|node| {
+            let member = self.member(node);
             self.checker
                 .check_acknowledged_writes(member.id, &member.store, now_us)
         });

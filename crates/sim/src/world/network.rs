@@ -169,6 +169,10 @@ impl World {
             self.stats.messages_dropped += 1;
             return;
         }
+        if self.member(to).removed.contains(&from) {
+            self.stats.messages_from_removed += 1;
+            return;
+        }
         self.record(
             to,
             Happening::Delivered {
