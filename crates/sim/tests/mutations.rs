@@ -137,6 +137,16 @@ mod core {
             // applies something else at that index.
             &[Invariant::StateMachineSafety, Invariant::LeaderCompleteness],
         ),
+        (
+            Mutation::ConfChangeWhilePending,
+            Hunt::Seeds,
+            &[
+                Invariant::ConfChangeOneAtATime,
+                Invariant::ElectionSafety,
+                Invariant::StateMachineSafety,
+                Invariant::LeaderCompleteness,
+            ],
+        ),
     ];
 
     /// The first violation Figure 8 runs find over seeds `1..=SEEDS_MAX`.

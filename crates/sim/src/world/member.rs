@@ -85,9 +85,11 @@ pub(super) struct Member {
     /// The member list as this member's server applied it: its snapshot's
     /// configuration, then every committed change it applied.
     pub(super) applied_conf: ConfState,
-    /// Ids this member applied the removal of and has not seen re-added: like
-    /// etcd's transport, it drops their messages, so a removed member that
-    /// never learned of its removal cannot disturb the cluster.
+    /// Ids this member applied the removal of and has not seen re-added: it
+    /// drops their vote requests, so a removed member that never learned of
+    /// its removal cannot disturb the cluster by campaigning (etcd's transport
+    /// refuses removed members outright; here an id may be re-added, and a
+    /// member that lags behind the re-add must still hear it lead).
     pub(super) removed: BTreeSet<NodeId>,
     /// The cluster's founding voters, every one of them a member once.
     founding_voters: Vec<NodeId>,

@@ -51,7 +51,7 @@ pub struct Stats {
     pub transfers: u64,
     /// Configuration changes the nemesis asked the leader for.
     pub conf_changes_asked: u64,
-    /// Messages dropped because the receiver had applied the sender's removal.
+    /// Vote requests dropped because the receiver had applied the sender's removal.
     pub messages_from_removed: u64,
     /// Process pauses (the member stops, keeping its state, then resumes).
     pub pauses: u64,

@@ -101,27 +101,35 @@ impl World {
     /// configuration in force there: promote or drop a learner when there is
     /// one; else add a learner (a spare id, or a removed member, which keeps
     /// its disk), add a spare as a voter at once, or remove a voter (now and
-    /// then the leader itself) while at least three remain. The leader may
-    /// refuse (a change is pending, its term has nothing committed yet).
+    /// then the leader itself) while at least three remain. Now and then a
+    /// second change follows at once, which the leader must refuse while the
+    /// first is uncommitted. The leader may refuse the first too (a change is
+    /// pending, its term has nothing committed yet).
     fn change_membership(&mut self) {
         let Some(leader) = self.leader() else {
             return;
         };
-        let Some(conf) = self.member(leader).conf_in_force().cloned() else {
+        let Some(mut conf) = self.member(leader).conf_in_force().cloned() else {
             return;
         };
-        let Some(change) = self.choose_conf_change(leader, &conf) else {
-            return;
-        };
-        self.stats.conf_changes_asked += 1;
-        self.record(
-            0,
-            Happening::Fault(format!(
-                "ask leader {leader} to {}",
-                describe_conf_change(change)
-            )),
-        );
-        self.input(leader, Input::ConfChange(change));
+        let requests = if self.rng.chance(0.3) { 2 } else { 1 };
+        for _ in 0..requests {
+            let Some(change) = self.choose_conf_change(leader, &conf) else {
+                return;
+            };
+            self.stats.conf_changes_asked += 1;
+            self.record(
+                0,
+                Happening::Fault(format!(
+                    "ask leader {leader} to {}",
+                    describe_conf_change(change)
+                )),
+            );
+            self.input(leader, Input::ConfChange(change));
+            if let Ok(next) = conf.apply(change) {
+                conf = next;
+            }
+        }
     }
 
     fn choose_conf_change(&mut self, leader: NodeId, conf: &ConfState) -> Option<ConfChange> {

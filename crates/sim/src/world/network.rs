@@ -169,7 +169,8 @@ impl World {
             self.stats.messages_dropped += 1;
             return;
         }
-        if self.member(to).removed.contains(&from) {
+        let vote_request = matches!(message.body, raft::MessageBody::RequestVote { .. });
+        if vote_request && self.member(to).removed.contains(&from) {
             self.stats.messages_from_removed += 1;
             return;
         }
