@@ -743,6 +743,96 @@ mod tests {
             .unwrap();
     }
 
+    fn conf_entry(
+        index: LogIndex,
+        term: Term,
+        kind: raft::ConfChangeKind,
+        node_id: NodeId,
+    ) -> Entry {
+        Entry {
+            term,
+            index,
+            kind: EntryKind::ConfChange(raft::ConfChange { kind, node_id }),
+            data: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn commit_counts_the_voters_of_the_configuration_in_force() {
+        use raft::ConfChangeKind::{AddVoter, RemoveMember};
+        // Voters {1, 2, 3}; index 2 removes 3: from then on 1 and 2 are a majority.
+        let removing = VecLog(vec![entry(1, 1, 0), conf_entry(2, 1, RemoveMember, 3)]);
+        let durable = Durable(BTreeMap::from([
+            (1, VecLog(removing.0.clone())),
+            (2, VecLog(removing.0.clone())),
+            (3, log(&[1])),
+        ]));
+        SafetyChecker::new()
+            .observe_commit(1, 1, 2, &removing, Some(&durable), 0)
+            .unwrap();
+        // Index 2 adds voter 4, index 3 voter 5: only 1 and 5 hold index 2, a
+        // majority of neither {1, 2, 3, 4} (in force there) nor {1, ..., 5}.
+        let growing = VecLog(vec![
+            entry(1, 1, 0),
+            conf_entry(2, 1, AddVoter, 4),
+            conf_entry(3, 1, AddVoter, 5),
+        ]);
+        let durable = Durable(BTreeMap::from([
+            (1, VecLog(growing.0.clone())),
+            (2, log(&[1])),
+            (3, log(&[1])),
+            (4, log(&[1])),
+            (5, VecLog(growing.0.clone())),
+        ]));
+        let violation = SafetyChecker::new()
+            .observe_commit(1, 1, 2, &growing, Some(&durable), 0)
+            .unwrap_err();
+        assert_eq!(violation.invariant, Invariant::CommitWithoutMajority);
+    }
+
+    #[test]
+    fn learners_do_not_make_a_commit_majority() {
+        use raft::ConfChangeKind::AddLearner;
+        let with_learners = VecLog(vec![
+            conf_entry(1, 1, AddLearner, 4),
+            conf_entry(2, 1, AddLearner, 5),
+            entry(3, 1, 0),
+        ]);
+        let durable = Durable(BTreeMap::from([
+            (1, VecLog(with_learners.0.clone())),
+            (2, log(&[1, 1])),
+            (3, log(&[1, 1])),
+            (4, VecLog(with_learners.0.clone())),
+            (5, VecLog(with_learners.0.clone())),
+        ]));
+        let mut checker = SafetyChecker::new();
+        checker
+            .observe_commit(1, 1, 2, &with_learners, Some(&durable), 0)
+            .unwrap();
+        let violation = checker
+            .observe_commit(1, 1, 3, &with_learners, Some(&durable), 1)
+            .unwrap_err();
+        assert_eq!(violation.invariant, Invariant::CommitWithoutMajority);
+    }
+
+    #[test]
+    fn two_uncommitted_configuration_changes_are_caught() {
+        use raft::ConfChangeKind::AddLearner;
+        let mut checker = SafetyChecker::new();
+        let one = VecLog(vec![entry(1, 1, 0), conf_entry(2, 1, AddLearner, 4)]);
+        checker.observe_leader_conf_change(1, 1, &one, 0).unwrap();
+        let two = VecLog(vec![
+            entry(1, 1, 0),
+            conf_entry(2, 1, AddLearner, 4),
+            conf_entry(3, 1, AddLearner, 5),
+        ]);
+        checker.observe_leader_conf_change(1, 2, &two, 1).unwrap();
+        let violation = checker
+            .observe_leader_conf_change(1, 1, &two, 2)
+            .unwrap_err();
+        assert_eq!(violation.invariant, Invariant::ConfChangeOneAtATime);
+    }
+
     #[test]
     fn whole_log_cross_check_catches_a_divergent_prefix() {
         let agreeing = [log(&[1, 1, 2]), log(&[1, 1, 2, 3])];

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use raft::{LogIndex, NodeId, Role, Term};
+use raft::{ConfChange, ConfState, LogIndex, NodeId, Role, Term};
 
 use crate::config::{FaultSet, SimConfig};
 use crate::rng::SimRng;
@@ -213,6 +213,33 @@ impl Lab {
             );
         }
         panic!("one({value}) failed to reach agreement on {expected} members within 10 s");
+    }
+
+    /// Gets `change` committed: offers it to whoever leads until the running
+    /// member that applied the most has applied it, for up to 10 s. Returns
+    /// the configuration after it.
+    pub fn conf_change(&mut self, change: ConfChange) -> ConfState {
+        let leader = self.check_one_leader();
+        let in_force = self
+            .world
+            .conf_state(leader)
+            .unwrap_or_else(|| unreachable!("a leader runs"));
+        let expected = in_force
+            .apply(change)
+            .unwrap_or_else(|error| panic!("{change:?} does not fit {in_force:?}: {error}"));
+        let deadline = self.world.now_us() + 10_000 * MS;
+        while self.world.now_us() < deadline {
+            let leader = self.check_one_leader();
+            self.world.propose_conf_change(leader, change);
+            let applied = self
+                .world
+                .run_until(2_000 * MS, |world| world.applied_members() == expected);
+            self.assert_safe();
+            if applied {
+                return expected;
+            }
+        }
+        panic!("{change:?} was not applied within 10 s");
     }
 
     /// Runs until every running member has applied everything committed.

@@ -2,7 +2,7 @@
 //! with every safety checker running after every event. Each scenario runs
 //! over eight seeds. The whole file takes under a second (debug build).
 
-use raft::Role;
+use raft::{ConfChange, ConfChangeKind, Role};
 use sim::lab::{self, Lab, MS};
 use sim::{run_seed, FaultSet, SimConfig};
 
@@ -586,5 +586,200 @@ fn paused_leader_resumes_as_a_follower() {
             lab.world.role(old).map(|(role, _)| role),
             Some(Role::Leader)
         );
+    }
+}
+
+// Membership changes (Raft dissertation ch. 4), one scenario per kind of
+// change, each with spare processes the cluster can add.
+
+fn membership_lab(node_count: usize, spare_member_count: usize, seed: u64) -> Lab {
+    let mut config = Lab::config(node_count);
+    config.spare_member_count = spare_member_count;
+    config.snapshot_interval_entries = 4;
+    Lab::with_config(config, seed)
+}
+
+fn change(kind: ConfChangeKind, node_id: u64) -> ConfChange {
+    ConfChange { kind, node_id }
+}
+
+#[test]
+fn a_learner_catches_up_without_counting_then_is_promoted() {
+    for seed in SEEDS {
+        let mut lab = membership_lab(3, 1, seed);
+        for _ in 0..10 {
+            let value = lab.fresh_value();
+            lab.one(value, 3, true);
+        }
+        let conf = lab.conf_change(change(ConfChangeKind::AddLearner, 4));
+        assert_eq!(conf.learners, vec![4]);
+        let value = lab.fresh_value();
+        lab.one(value, 4, true);
+        let leader = lab.check_one_leader();
+        let voters_cut: Vec<u64> = (1..=3).filter(|&node| node != leader).collect();
+        for &node in &voters_cut {
+            lab.disconnect(node);
+        }
+        let value = lab.fresh_value();
+        let data = lab.propose(leader, value);
+        lab.run_for(1_000 * MS);
+        assert_eq!(
+            lab.world.committed_index_of(&data),
+            None,
+            "the leader and a learner are no majority"
+        );
+        assert_ne!(lab.world.role(4).map(|(role, _)| role), Some(Role::Leader));
+        for &node in &voters_cut {
+            lab.connect(node);
+        }
+        let conf = lab.conf_change(change(ConfChangeKind::PromoteLearner, 4));
+        assert_eq!(conf.voters, vec![1, 2, 3, 4]);
+        let leader = lab.check_one_leader();
+        let other = (1..=4).find(|&node| node != leader).unwrap_or(1);
+        lab.disconnect(other);
+        let value = lab.fresh_value();
+        lab.one(value, 3, true);
+        lab.connect(other);
+    }
+}
+
+#[test]
+fn a_voter_added_at_once_counts_toward_the_quorum() {
+    for seed in SEEDS {
+        let mut lab = membership_lab(3, 1, seed);
+        let value = lab.fresh_value();
+        lab.one(value, 3, true);
+        let conf = lab.conf_change(change(ConfChangeKind::AddVoter, 4));
+        assert_eq!(conf.voters, vec![1, 2, 3, 4]);
+        let value = lab.fresh_value();
+        lab.one(value, 4, true);
+        let leader = lab.check_one_leader();
+        let cut: Vec<u64> = (1..=4).filter(|&node| node != leader).take(2).collect();
+        for &node in &cut {
+            lab.disconnect(node);
+        }
+        let value = lab.fresh_value();
+        let data = lab.propose(leader, value);
+        lab.run_for(1_000 * MS);
+        assert_eq!(
+            lab.world.committed_index_of(&data),
+            None,
+            "two of four voters are no majority"
+        );
+        for &node in &cut {
+            lab.connect(node);
+        }
+        lab.settle(5_000 * MS);
+    }
+}
+
+#[test]
+fn a_removed_follower_stops_counting_and_never_campaigns() {
+    for seed in SEEDS {
+        let mut lab = membership_lab(5, 0, seed);
+        let leader = lab.check_one_leader();
+        let removed = leader % 5 + 1;
+        let conf = lab.conf_change(change(ConfChangeKind::RemoveMember, removed));
+        assert_eq!(conf.voters.len(), 4);
+        let term = lab.world.term(removed);
+        lab.disconnect(removed);
+        lab.run_for(3 * lab.world.config().election_timeout_us_max());
+        assert_eq!(lab.world.term(removed), term, "it never campaigned");
+        let value = lab.fresh_value();
+        lab.one(value, 4, true);
+        lab.connect(removed);
+    }
+}
+
+#[test]
+fn a_removed_leader_steps_down_once_its_removal_commits() {
+    for seed in SEEDS {
+        let mut lab = membership_lab(3, 0, seed);
+        let value = lab.fresh_value();
+        lab.one(value, 3, true);
+        let old_leader = lab.check_one_leader();
+        let conf = lab.conf_change(change(ConfChangeKind::RemoveMember, old_leader));
+        assert!(!conf.voters.contains(&old_leader));
+        let new_leader = lab.check_one_leader();
+        assert_ne!(new_leader, old_leader);
+        let value = lab.fresh_value();
+        lab.one(value, 2, true);
+        assert_ne!(
+            lab.world.role(old_leader).map(|(role, _)| role),
+            Some(Role::Leader)
+        );
+    }
+}
+
+#[test]
+fn a_removed_member_is_re_added_as_a_learner_and_promoted() {
+    for seed in SEEDS {
+        let mut lab = membership_lab(3, 0, seed);
+        let leader = lab.check_one_leader();
+        let member = leader % 3 + 1;
+        lab.conf_change(change(ConfChangeKind::RemoveMember, member));
+        for _ in 0..6 {
+            let value = lab.fresh_value();
+            lab.one(value, 2, true);
+        }
+        lab.conf_change(change(ConfChangeKind::AddLearner, member));
+        let conf = lab.conf_change(change(ConfChangeKind::PromoteLearner, member));
+        assert_eq!(conf.voters, vec![1, 2, 3]);
+        let value = lab.fresh_value();
+        lab.one(value, 3, true);
+    }
+}
+
+#[test]
+fn a_second_change_waits_while_the_first_is_uncommitted() {
+    for seed in SEEDS {
+        let mut lab = membership_lab(3, 2, seed);
+        let leader = lab.check_one_leader();
+        for node in 1..=3 {
+            if node != leader {
+                lab.disconnect(node);
+            }
+        }
+        lab.world
+            .propose_conf_change(leader, change(ConfChangeKind::AddLearner, 4));
+        lab.world
+            .propose_conf_change(leader, change(ConfChangeKind::AddLearner, 5));
+        lab.run_for(30 * MS);
+        let in_force = lab.world.conf_state(leader);
+        assert_eq!(in_force.map(|conf| conf.learners), Some(vec![4]));
+        for node in 1..=3 {
+            lab.connect(node);
+        }
+        let value = lab.fresh_value();
+        lab.one(value, 3, true);
+        assert!(
+            !lab.world.applied_members().is_member(5),
+            "the refused change never happened (the first one may have been truncated \
+             by a new leader if the old one stepped down meanwhile)"
+        );
+    }
+}
+
+#[test]
+fn a_removed_member_that_missed_its_removal_cannot_disrupt() {
+    for seed in SEEDS {
+        let mut config = Lab::config(3);
+        config.pre_vote = false;
+        config.check_quorum = false;
+        let mut lab = Lab::with_config(config, seed);
+        let leader = lab.check_one_leader();
+        let removed = leader % 3 + 1;
+        lab.disconnect(removed);
+        lab.conf_change(change(ConfChangeKind::RemoveMember, removed));
+        let term = lab.world.term(leader);
+        lab.connect(removed);
+        lab.run_for(3 * lab.world.config().election_timeout_us_max());
+        assert!(
+            lab.world.term(removed) > term,
+            "it campaigned, believing it still votes"
+        );
+        assert!(lab.world.vote_requests_from_removed() > 0);
+        assert_eq!(lab.check_one_leader(), leader);
+        assert_eq!(lab.world.term(leader), term, "and was never heard");
     }
 }

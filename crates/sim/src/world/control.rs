@@ -80,6 +80,27 @@ impl World {
         self.input(node, Input::TransferLeader(target));
     }
 
+    /// Asks `node` for a configuration change (ignored unless `node` leads
+    /// and accepts it, as a refused change is in the nemesis's runs).
+    pub fn propose_conf_change(&mut self, node: NodeId, change: raft::ConfChange) {
+        self.input(node, Input::ConfChange(change));
+    }
+
+    /// The configuration in force in `node`'s core (`None` while it is down).
+    pub fn conf_state(&self, node: NodeId) -> Option<raft::ConfState> {
+        self.member(node).conf_in_force().cloned()
+    }
+
+    /// The member list `node` applied.
+    pub fn applied_conf(&self, node: NodeId) -> raft::ConfState {
+        self.member(node).applied_conf.clone()
+    }
+
+    /// Vote requests dropped so far because their sender had been removed.
+    pub fn vote_requests_from_removed(&self) -> u64 {
+        self.stats.messages_from_removed
+    }
+
     /// The index at which `data` was committed, if it was.
     pub fn committed_index_of(&self, data: &[u8]) -> Option<LogIndex> {
         let wanted = fingerprint(&raft::Entry {
