@@ -537,6 +537,6 @@ mod tests {
         assert_eq!(error.name, "flood");
         assert!(error
             .to_string()
-            .contains("network, partition, crash, transfer, pause"));
+            .contains("network, partition, crash, transfer, pause, membership"));
     }
 }

@@ -22,13 +22,19 @@
 //!    the middle of an fsync, sometimes tearing that write), and heals each
 //!    after a seeded while; it pauses processes (a stopped member keeps its
 //!    state and resumes with a stale view) and now and then asks the leader
-//!    to hand over leadership; the network drops, duplicates and reorders;
-//!    each member's clock drifts by up to 5%.
+//!    to hand over leadership; it asks the leader for membership changes
+//!    (add a learner and promote it, add a voter, remove a voter or the
+//!    leader itself, re-add a removed member) among the founding members
+//!    and two spare processes, so the cluster's size changes during the run;
+//!    the network drops, duplicates and reorders; each member's clock
+//!    drifts by up to 5%.
 //! 2. Healing: every fault is undone; a stable leader must appear within 10
 //!    election timeouts, and every pending operation must complete and every
-//!    member catch up within [`SimConfig::heal_completion_us_max`].
-//! 3. Final checks: every acknowledged write is in every member's state
-//!    machine, and the client history is linearizable.
+//!    member of the configuration in force catch up within
+//!    [`SimConfig::heal_completion_us_max`].
+//! 3. Final checks: every acknowledged write is in the state machine of
+//!    every member of the configuration, and the client history is
+//!    linearizable.
 //!
 //! Safety invariants ([`invariants`]) are checked after every event.
 //!
