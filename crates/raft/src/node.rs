@@ -1,7 +1,7 @@
 //! [`RawNode`]: the synchronous API an embedder drives. Six verbs feed the
 //! core (`tick`, `step`, `propose`, `propose_conf_change`, `read_index`,
-//! `transfer_leader`); one batch
-//! comes out (`ready`), and `advance` says the batch was handled.
+//! `transfer_leader`); one batch comes out (`ready`), and `advance` says the
+//! batch was handled.
 //!
 //! The loop an embedder writes, and the order the persistence contract needs:
 //!

@@ -127,6 +127,10 @@ impl<S: Storage> Raft<S> {
 
     /// Any role answers a vote request of its term (a higher term was already
     /// adopted by `step`). Grants need a free vote and an up-to-date log.
+    /// A learner answers too, as in etcd: a candidate whose log already
+    /// promoted it needs its vote, and a candidate that sees it as a learner
+    /// does not count it (see `tally`), so a learner never decides an
+    /// election in a configuration where it does not vote.
     pub(super) fn handle_vote_request(&mut self, message: Message) {
         let MessageBody::RequestVote {
             pre_vote,
