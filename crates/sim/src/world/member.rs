@@ -73,6 +73,9 @@ pub(super) struct Member {
     /// The process is stopped (a long GC pause, SIGSTOP) until this virtual
     /// time: it neither ticks nor handles input, but keeps its state.
     pub(super) paused_until_us: Option<u64>,
+    /// The pending write's fsync completed while the process was stopped; it
+    /// learns of it when it resumes.
+    fsync_deferred: bool,
     inbox: VecDeque<Input>,
     pub(super) store: KvStore,
     pub(super) applied: LogIndex,
@@ -108,6 +111,7 @@ impl Member {
             tick_us,
             pending: None,
             paused_until_us: None,
+            fsync_deferred: false,
             inbox: VecDeque::new(),
             store: KvStore::default(),
             applied: 0,
@@ -350,6 +354,7 @@ impl World {
         member.stored_while_down = Some(durable);
         member.generation += 1;
         member.paused_until_us = None;
+        member.fsync_deferred = false;
         member.inbox.clear();
         member.waiting_writes.clear();
         member.waiting_reads.clear();
@@ -390,7 +395,14 @@ impl World {
             return;
         }
         member.paused_until_us = None;
+        let deferred_write = std::mem::take(&mut member.fsync_deferred)
+            .then(|| member.pending.take())
+            .flatten();
         self.record(node, Happening::Fault(String::from("process resumes")));
+        if let Some(ready) = deferred_write {
+            self.acting_node = node;
+            self.finish_ready(node, ready);
+        }
         self.drive(node);
     }
 
@@ -656,17 +668,15 @@ impl World {
     }
 
     pub(super) fn on_fsync_done(&mut self, node: NodeId, generation: u64) {
-        let now_us = self.now_us;
         let member = self.member_mut(node);
         if member.generation != generation {
             return;
         }
-        if let Some(paused_until_us) = member.paused_until_us {
-            // A stopped process learns of its fsync when it runs again.
-            return self.schedule(
-                paused_until_us.saturating_sub(now_us),
-                Event::FsyncDone { node, generation },
-            );
+        if member.paused_until_us.is_some() {
+            // A stopped process learns of its fsync when it runs again,
+            // whether its pause ends as planned or the world heals it early.
+            member.fsync_deferred = true;
+            return;
         }
         let Some(ready) = member.pending.take() else {
             return;
@@ -1046,6 +1056,39 @@ mod tests {
         assert!(
             Some(world.durable_last_index(leader)) < pending_last,
             "an unsynced write survived the crash"
+        );
+    }
+
+    #[test]
+    fn a_write_finished_during_a_pause_completes_when_healing_resumes_early() {
+        let mut world = quiet_world(5, false);
+        let leader = world.leader().unwrap_or_else(|| unreachable!());
+        world.propose(leader, 78);
+        let syncing = world.run_until(100_000, |world| {
+            world
+                .member(leader)
+                .pending
+                .as_ref()
+                .is_some_and(|ready| !ready.entries.is_empty())
+        });
+        assert!(syncing, "the leader never started writing the proposal");
+        let written_last = world
+            .member(leader)
+            .pending
+            .as_ref()
+            .and_then(|ready| ready.entries.last())
+            .map_or(0, |entry| entry.index);
+        world.pause(leader, 10_000_000);
+        world.run_for(50_000);
+        assert!(
+            world.durable_last_index(leader) < written_last,
+            "paused: the write waits"
+        );
+        let generation = world.member(leader).generation;
+        world.on_resume(leader, generation);
+        assert!(
+            world.durable_last_index(leader) >= written_last,
+            "resumed before the pause's planned end, the member learns its fsync is done"
         );
     }
 
