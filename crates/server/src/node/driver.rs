@@ -37,7 +37,6 @@ pub(crate) struct DriverParts {
     pub outbox: Arc<dyn Outbox>,
     pub status: Arc<SharedStatus>,
     pub proposal_base: ProposalId,
-    pub voters: Vec<NodeId>,
     pub tick_interval: Duration,
     pub election_ticks: u32,
     pub request_timeout: Duration,
@@ -104,7 +103,7 @@ impl Driver {
 
     /// Runs until asked to stop or until the log or the store fails.
     pub(crate) fn run(mut self) -> Result<(), NodeError> {
-        if self.parts.voters == [self.node.status().id] {
+        if self.node.conf_state().voters == [self.node.status().id] {
             // A lone voter need not wait an election timeout to lead.
             self.node.campaign();
         }
@@ -482,14 +481,18 @@ impl Driver {
             .storage()
             .term(index)
             .map_err(|error| NodeError::Storage(error.to_string()))?;
+        let Some(conf_state) = self.node.conf_state_at(index).cloned() else {
+            tracing::debug!(
+                index,
+                "the configuration at the snapshot index is no longer known; the next snapshot compacts"
+            );
+            return Ok(());
+        };
         let snapshot = Snapshot {
             meta: SnapshotMeta {
                 index,
                 term,
-                conf_state: raft::ConfState {
-                    voters: self.parts.voters.clone(),
-                    learners: Vec::new(),
-                },
+                conf_state,
             },
             data,
         };

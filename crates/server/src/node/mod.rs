@@ -203,10 +203,6 @@ impl Node {
             options.cluster_id,
             options.initial_voters.clone(),
         )?;
-        let voters = raft::Storage::initial_state(&wal)
-            .map_err(|error| NodeError::Storage(error.to_string()))?
-            .conf_state
-            .voters;
         let mut raft_config = options.raft.clone();
         raft_config.applied = store.applied_index();
         let member_id = raft_config.id;
@@ -240,7 +236,6 @@ impl Node {
                 boot_id: boot_id(),
                 request: 0,
             },
-            voters,
             tick_interval: options.tick_interval,
             election_ticks,
             request_timeout: options.request_timeout,
@@ -455,6 +450,11 @@ mod tests {
             wal.snapshot_meta().index >= 200,
             "320 entries with a snapshot every 50 compacted the log (snapshot at {})",
             wal.snapshot_meta().index
+        );
+        assert_eq!(
+            wal.snapshot_meta().conf_state.voters,
+            vec![1],
+            "the snapshot carries the configuration in force"
         );
     }
 }
