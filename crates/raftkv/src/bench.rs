@@ -3,6 +3,7 @@
 
 mod cluster;
 mod error;
+mod failover;
 mod load;
 mod put;
 mod report;
@@ -23,6 +24,9 @@ pub enum BenchCommand {
     /// percentiles and server CPU per 1000 puts at several client counts,
     /// with raftkv/etcd ratios, as a markdown table.
     Put(put::PutBenchArgs),
+    /// Leader failover against etcd: kill the leader of a fresh 3-member
+    /// cluster and time until a survivor leads and takes a put.
+    Failover(failover::FailoverBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -49,6 +53,7 @@ pub fn run(command: BenchCommand) -> ExitCode {
     match command {
         BenchCommand::Wal(args) => run_wal(args),
         BenchCommand::Put(args) => put::run(args),
+        BenchCommand::Failover(args) => failover::run(args),
     }
 }
 

@@ -21,6 +21,9 @@ use super::BenchError;
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause between readiness checks.
 const STARTUP_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Pause between checks for a new leader after a kill: the resolution of a
+/// measured failover.
+const FAILOVER_POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// One readiness call at most.
 const PROBE_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -47,10 +50,29 @@ pub struct Binaries {
     pub raftkv: PathBuf,
 }
 
+impl Binaries {
+    /// etcd at `etcd`; raftkv at `raftkv`, or this very binary when not given.
+    pub fn resolve(etcd: &Path, raftkv: Option<&Path>) -> Result<Binaries, BenchError> {
+        let raftkv = match raftkv {
+            Some(path) => path.to_path_buf(),
+            None => std::env::current_exe().map_err(|source| BenchError::Spawn {
+                binary: PathBuf::from("raftkv"),
+                source,
+            })?,
+        };
+        Ok(Binaries {
+            etcd: etcd.to_path_buf(),
+            raftkv,
+        })
+    }
+}
+
 #[derive(Debug)]
 struct Member {
     client_port: u16,
     child: Child,
+    /// False once this cluster killed it.
+    alive: bool,
 }
 
 /// A running cluster; dropping it kills its processes.
@@ -116,9 +138,13 @@ impl Cluster {
                 (client_port, peer_port),
                 &initial_cluster,
             )?;
-            cluster.members.push(Member { client_port, child });
+            cluster.members.push(Member {
+                client_port,
+                child,
+                alive: true,
+            });
         }
-        cluster.leader_index = cluster.wait_ready(system).await?;
+        cluster.leader_index = cluster.wait_ready(system, STARTUP_POLL_INTERVAL).await?;
         Ok(cluster)
     }
 
@@ -136,13 +162,33 @@ impl Cluster {
             .collect()
     }
 
-    /// Polls until one member reports itself leader and a put through it
-    /// succeeds; returns that member's index.
-    async fn wait_ready(&mut self, system: System) -> Result<usize, BenchError> {
+    /// Kills the leader (SIGKILL, by its own child handle), then polls the
+    /// others every [`FAILOVER_POLL_INTERVAL`] until one reports itself leader
+    /// and takes a put. Returns the time from the kill to that put.
+    pub async fn fail_over(&mut self, system: System) -> Result<Duration, BenchError> {
+        let leader = &mut self.members[self.leader_index];
+        let killed_at = Instant::now();
+        leader.child.kill().map_err(|source| BenchError::Spawn {
+            binary: PathBuf::from(system.name()),
+            source,
+        })?;
+        let _ = leader.child.wait();
+        leader.alive = false;
+        self.leader_index = self.wait_ready(system, FAILOVER_POLL_INTERVAL).await?;
+        Ok(killed_at.elapsed())
+    }
+
+    /// Polls until one live member reports itself leader and a put through
+    /// it succeeds; returns that member's index.
+    async fn wait_ready(
+        &mut self,
+        system: System,
+        poll_interval: Duration,
+    ) -> Result<usize, BenchError> {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         let mut last_problem = String::from("no member answered yet");
         while Instant::now() < deadline {
-            for member in &mut self.members {
+            for member in self.members.iter_mut().filter(|member| member.alive) {
                 if let Ok(Some(status)) = member.child.try_wait() {
                     return Err(BenchError::Exited {
                         system: system.name(),
@@ -159,7 +205,7 @@ impl Cluster {
                 }
                 Err(problem) => last_problem = problem,
             }
-            tokio::time::sleep(STARTUP_POLL_INTERVAL).await;
+            tokio::time::sleep(poll_interval).await;
         }
         Err(BenchError::NotReady {
             system: system.name(),
@@ -169,33 +215,44 @@ impl Cluster {
     }
 
     async fn find_leader(&self) -> Result<usize, String> {
+        let mut problem = "no member reports itself leader yet".to_owned();
         for (index, member) in self.members.iter().enumerate() {
-            let channel = connect(&endpoint_url(member.client_port))
-                .await
-                .map_err(|error| error.to_string())?;
-            let mut client = MaintenanceClient::new(channel);
-            let status = tokio::time::timeout(PROBE_CALL_TIMEOUT, client.status(StatusRequest {}))
-                .await
-                .map_err(|_| "status call timed out".to_owned())?
-                .map_err(|status| status.message().to_owned())?
-                .into_inner();
-            let own_id = status.header.map_or(0, |header| header.member_id);
-            if status.leader != 0 && status.leader == own_id {
-                return Ok(index);
+            if !member.alive {
+                continue;
+            }
+            match leads(member.client_port).await {
+                Ok(true) => return Ok(index),
+                Ok(false) => {}
+                Err(failure) => problem = failure,
             }
         }
-        Err("no member reports itself leader yet".to_owned())
+        Err(problem)
     }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for member in &mut self.members {
+        for member in self.members.iter_mut().filter(|member| member.alive) {
             // Only the children this cluster started, by their own handle.
             let _ = member.child.kill();
             let _ = member.child.wait();
         }
     }
+}
+
+/// Whether the member on `client_port` reports itself leader.
+async fn leads(client_port: u16) -> Result<bool, String> {
+    let channel = connect(&endpoint_url(client_port))
+        .await
+        .map_err(|error| error.to_string())?;
+    let mut client = MaintenanceClient::new(channel);
+    let status = tokio::time::timeout(PROBE_CALL_TIMEOUT, client.status(StatusRequest {}))
+        .await
+        .map_err(|_| "status call timed out".to_owned())?
+        .map_err(|status| status.message().to_owned())?
+        .into_inner();
+    let own_id = status.header.map_or(0, |header| header.member_id);
+    Ok(status.leader != 0 && status.leader == own_id)
 }
 
 fn endpoint_url(port: u16) -> String {

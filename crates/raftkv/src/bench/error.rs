@@ -1,4 +1,4 @@
-//! Why `raftkv bench put` could not finish, with what to check.
+//! Why a `raftkv bench` against real servers could not finish, with what to check.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -90,16 +90,7 @@ pub fn run(args: PutBenchArgs) -> std::process::ExitCode {
 }
 
 fn run_all(args: &PutBenchArgs) -> Result<Vec<Row>, BenchError> {
-    let binaries = Binaries {
-        etcd: args.etcd_bin.clone(),
-        raftkv: match &args.raftkv_bin {
-            Some(path) => path.clone(),
-            None => std::env::current_exe().map_err(|source| BenchError::Spawn {
-                binary: PathBuf::from("raftkv"),
-                source,
-            })?,
-        },
-    };
+    let binaries = Binaries::resolve(&args.etcd_bin, args.raftkv_bin.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
