@@ -315,8 +315,9 @@ impl Driver {
             .requeue_issued_before(self.ticks.saturating_sub(resend_ticks));
     }
 
-    /// One Ready, in the contract's order: send, persist with one sync, send
-    /// what needed the sync, apply, serve reads.
+    /// One Ready, in the contract's order: send, apply what is already durable
+    /// here, persist with one sync, send what needed the sync, apply the rest,
+    /// serve reads.
     fn handle_ready(&mut self, mut ready: Ready) -> Result<(), NodeError> {
         if let Some(soft_state) = ready.soft_state {
             let term = ready
@@ -329,6 +330,16 @@ impl Driver {
             self.install_snapshot(snapshot)?;
         }
         self.track_appended(&ready.entries);
+        // Committed entries already durable here are applied before this
+        // Ready's sync, so their clients are answered without waiting for
+        // the next batch's fdatasync; the rest only after it.
+        let not_yet_durable = split_off_not_durable(
+            &mut ready.committed_entries,
+            self.node.storage().last_index(),
+        );
+        for chunk in ready.committed_entries.chunks(APPLY_BATCH_ENTRIES_MAX) {
+            self.apply(chunk)?;
+        }
         let started = Instant::now();
         if needs_sync(&ready, self.node.storage().hard_state()) {
             self.node
@@ -348,7 +359,7 @@ impl Driver {
             );
         }
         self.send(std::mem::take(&mut ready.persisted_messages));
-        for chunk in ready.committed_entries.chunks(APPLY_BATCH_ENTRIES_MAX) {
+        for chunk in not_yet_durable.chunks(APPLY_BATCH_ENTRIES_MAX) {
             self.apply(chunk)?;
         }
         for read_state in &ready.read_states {
@@ -512,6 +523,15 @@ impl Driver {
     }
 }
 
+/// Leaves in `committed` the entries the local log already holds durably
+/// (through `durable_last_index`) and returns the rest, which a follower may
+/// learn are committed in the same Ready that appends them: those must wait
+/// for the sync, or a crash could leave the state machine ahead of the log.
+fn split_off_not_durable(committed: &mut Vec<Entry>, durable_last_index: LogIndex) -> Vec<Entry> {
+    let durable_count = committed.partition_point(|entry| entry.index <= durable_last_index);
+    committed.split_off(durable_count)
+}
+
 /// Whether a Ready must be made durable before its messages leave and its
 /// entries are applied. A hard state that moves only the commit index needs
 /// no fdatasync of its own, as in etcd: a leader learns the commit index anew
@@ -572,6 +592,31 @@ mod tests {
             hard_state: Some(hard_state),
             ..Ready::default()
         }
+    }
+
+    fn entries(indexes: std::ops::RangeInclusive<LogIndex>) -> Vec<Entry> {
+        indexes
+            .map(|index| Entry {
+                term: 3,
+                index,
+                kind: EntryKind::Normal,
+                data: Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn only_locally_durable_committed_entries_are_applied_before_the_sync() {
+        let mut committed = entries(4..=9);
+        let later = split_off_not_durable(&mut committed, 6);
+        assert_eq!(committed, entries(4..=6));
+        assert_eq!(later, entries(7..=9));
+        let mut all_durable = entries(4..=9);
+        assert!(split_off_not_durable(&mut all_durable, 9).is_empty());
+        assert_eq!(all_durable, entries(4..=9));
+        let mut none_durable = entries(4..=9);
+        assert_eq!(split_off_not_durable(&mut none_durable, 3), entries(4..=9));
+        assert!(none_durable.is_empty());
     }
 
     #[test]
