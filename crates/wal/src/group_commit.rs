@@ -13,11 +13,12 @@
 //!
 //! Callers that wait for their entry before appending the next would otherwise
 //! split into two cohorts that alternate (one queues while the other's sync is
-//! in flight), so a sync could never carry more than half of them. The next
-//! leader therefore first gathers: it waits until the callers the previous sync
-//! released have queued again, for at most a set share of that sync's duration
-//! ([`GroupCommitOptions::gather_wait_percent_of_sync_max`]), as databases'
-//! commit delay does. One caller alone never waits: it releases only itself.
+//! in flight), so a sync could never carry more than half of them. When the
+//! previous sync released many callers
+//! ([`GroupCommitOptions::gather_callers_min`]), the next leader therefore first
+//! gathers: it waits until they have queued again, for at most a set share of
+//! that sync's duration ([`GroupCommitOptions::gather_wait_percent_of_sync_max`]),
+//! as databases' commit delay does. Few callers never wait.
 //!
 //! It never reorders entries: indexes are assigned in submission order and
 //! written in that order. It never reports an index durable before the
@@ -50,6 +51,11 @@ pub struct GroupCommitOptions {
     /// A gathering leader stops waiting when no entry arrives for this long:
     /// the released callers are not coming back soon (busy CPUs, or done).
     pub gather_arrival_gap_max: Duration,
+    /// A leader gathers only when the previous sync released at least this
+    /// many callers: the wait delays every entry of the batch, and pays only
+    /// when the batch would otherwise be many entries smaller. With a few
+    /// callers on busy CPUs it cost more syncs per second than it saved.
+    pub gather_callers_min: usize,
 }
 
 impl GroupCommitOptions {
@@ -60,6 +66,7 @@ impl GroupCommitOptions {
             queue_entries_max: 65_536,
             gather_wait_percent_of_sync_max: 25,
             gather_arrival_gap_max: Duration::from_micros(100),
+            gather_callers_min: 64,
         }
     }
 }
@@ -305,6 +312,9 @@ impl GroupCommitter {
     ) -> MutexGuard<'a, State> {
         let wait_max =
             state.last_write_and_sync_time * self.options.gather_wait_percent_of_sync_max / 100;
+        if state.callers_released < self.options.gather_callers_min {
+            return state;
+        }
         let deadline = Instant::now() + wait_max;
         state.gathering = true;
         while state.entries_queued_since_release < state.callers_released
@@ -455,10 +465,12 @@ mod tests {
         dir: &std::path::Path,
         released: usize,
         gap: Duration,
+        gather_callers_min: usize,
     ) -> GroupCommitter {
         let options = GroupCommitOptions {
             gather_wait_percent_of_sync_max: 100,
             gather_arrival_gap_max: gap,
+            gather_callers_min,
             ..GroupCommitOptions::new(1)
         };
         let committer = GroupCommitter::start(open_wal(dir), options).unwrap();
@@ -476,6 +488,7 @@ mod tests {
             dir.path(),
             2,
             Duration::from_secs(10),
+            2,
         ));
         let first = committer.submit(b"first".to_vec()).unwrap();
         let leader = {
@@ -497,9 +510,25 @@ mod tests {
     }
 
     #[test]
+    fn too_few_released_callers_are_not_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let committer = committer_after_a_slow_sync(dir.path(), 3, Duration::from_secs(10), 4);
+        let started = Instant::now();
+        assert_eq!(committer.append(b"alone".to_vec()).unwrap(), 1);
+        assert!(!committer.lock().gathering);
+        // Three released callers are below the minimum of four: the leader
+        // syncs at once instead of waiting up to ten seconds for two more.
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
     fn gathering_stops_when_nobody_comes_back() {
         let dir = tempfile::tempdir().unwrap();
-        let committer = committer_after_a_slow_sync(dir.path(), 5, Duration::from_millis(1));
+        let committer = committer_after_a_slow_sync(dir.path(), 5, Duration::from_millis(1), 2);
         let started = Instant::now();
         assert_eq!(committer.append(b"alone".to_vec()).unwrap(), 1);
         // The sync would wait ten seconds for the four callers that never
