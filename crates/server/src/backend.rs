@@ -14,6 +14,18 @@ pub struct Member {
     pub name: String,
     pub peer_urls: Vec<String>,
     pub client_urls: Vec<String>,
+    /// A non-voting member that receives the log (etcd's learner).
+    pub is_learner: bool,
+}
+
+/// A single-member configuration change as the Cluster service asks for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MembershipChange {
+    pub change: raft::ConfChange,
+    /// The member's name and peer URLs, recorded in the replicated list when
+    /// the change adds it; ignored by the other kinds.
+    pub name: String,
+    pub peer_urls: Vec<String>,
 }
 
 /// What the Maintenance service and every response header report.
@@ -45,6 +57,10 @@ pub enum BackendError {
     Store(#[from] mvcc::StoreError),
     #[error("storage failure: {0}")]
     Storage(String),
+    /// The core refused a configuration change (not the leader, another
+    /// change pending, or a change that does not fit the configuration).
+    #[error("configuration change refused: {0}")]
+    Reconfiguration(raft::RaftError),
 }
 
 /// A replicated key-value node as the API services see it.
@@ -71,5 +87,17 @@ pub trait Backend: Send + Sync + 'static {
 
     fn status(&self) -> NodeStatus;
 
+    /// The id a new member with `peer_urls` gets: the same id the member
+    /// derives for itself from its flags when it joins.
+    fn new_member_id(&self, peer_urls: &[crate::config::Url]) -> NodeId;
+
+    /// The members as this member last applied them.
     fn members(&self) -> Vec<Member>;
+
+    /// Replicates a configuration change through the leader and resolves once
+    /// it is applied on this member, so `members` then includes it.
+    fn change_membership(
+        &self,
+        change: MembershipChange,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
 }

@@ -42,6 +42,27 @@ pub fn backend_error(error: BackendError) -> Status {
         BackendError::Storage(message) => {
             Status::internal(format!("raftkv: storage failure: {message}"))
         }
+        BackendError::Reconfiguration(refusal) => reconfiguration_error(&refusal).to_status(),
+    }
+}
+
+/// The etcd error for a configuration change the core refused. A change
+/// while another is uncommitted (or before the new leader committed its
+/// first entry) answers "not capable", which clients treat as retryable.
+pub fn reconfiguration_error(refusal: &raft::RaftError) -> EtcdError {
+    use raft::ConfChangeError as Misfit;
+    use raft::RaftError as Refused;
+    match refusal {
+        Refused::NotLeader { leader: Some(_) } => EtcdError::NotLeader,
+        Refused::NotLeader { leader: None } => EtcdError::NoLeader,
+        Refused::InvalidConfChange(Misfit::AlreadyMember(_)) => EtcdError::MemberExist,
+        Refused::InvalidConfChange(Misfit::NotLearner(_)) => EtcdError::MemberNotLearner,
+        Refused::InvalidConfChange(Misfit::NotMember(_) | Misfit::ZeroId) => {
+            EtcdError::MemberNotFound
+        }
+        Refused::InvalidConfChange(Misfit::LastVoter(_)) => EtcdError::MemberNotEnoughStarted,
+        Refused::TransferInProgress { .. } => EtcdError::LeaderChanged,
+        _ => EtcdError::NotCapable,
     }
 }
 

@@ -5,7 +5,8 @@
 //! `Ready` in the order the persistence contract demands. It never blocks on
 //! the network: messages go to bounded per-peer queues.
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Select};
@@ -14,10 +15,11 @@ use raft::{SnapshotMeta, Storage, NO_NODE};
 use wal::Wal;
 
 use super::envelope::{self, ProposalId};
+use super::members::{MemberContext, MemberList};
 use super::snapshots::SnapshotSchedule;
 use super::waiters::{BarrierWaiter, Proposals, Reads};
 use super::{ClientRequest, Control, NodeError, Outbox, SharedStatus};
-use crate::backend::BackendError;
+use crate::backend::{BackendError, Member};
 
 /// Inputs taken from the queues in one turn at most, so ticks are never starved.
 pub(crate) const INPUTS_PER_TURN_MAX: usize = 8192;
@@ -43,6 +45,16 @@ pub(crate) struct DriverParts {
     pub snapshot_entries: u64,
     /// Where applied events go for watchers.
     pub watch_feed: crate::watch::Feed,
+    /// Where the member list file lives.
+    pub data_dir: PathBuf,
+    /// The replicated member list as applied so far; only the driver changes it.
+    pub member_list: MemberList,
+    /// What the services read: the member list plus the client URLs members
+    /// advertise, republished whenever the list changes.
+    pub published_members: Arc<RwLock<Vec<Member>>>,
+    /// The members named by `--initial-cluster`, to describe members a
+    /// snapshot's configuration names by id alone.
+    pub configured_members: Vec<Member>,
 }
 
 pub(crate) struct Driver {
@@ -237,6 +249,30 @@ impl Driver {
             ClientRequest::ReadBarrier { reply } => {
                 self.reads.queue(BarrierWaiter { reply, deadline });
             }
+            ClientRequest::ChangeMembership {
+                change,
+                context,
+                reply,
+            } => {
+                let number = self.next_request;
+                self.next_request += 1;
+                let id = ProposalId {
+                    request: number,
+                    ..self.parts.proposal_base
+                };
+                self.proposals.insert_membership(number, reply, deadline);
+                match self
+                    .node
+                    .propose_conf_change(change, envelope::encode(id, &context))
+                {
+                    Ok(()) => self.proposals.mark_proposed(number),
+                    Err(error) => {
+                        tracing::info!(%error, ?change, "configuration change refused by the core");
+                        self.proposals
+                            .finish(number, Err(BackendError::Reconfiguration(error)));
+                    }
+                }
+            }
         }
     }
 
@@ -402,6 +438,12 @@ impl Driver {
             self.store.restore(&snapshot.data)?;
             self.store.flush()?;
         }
+        self.parts.member_list.restore(
+            index,
+            &snapshot.meta.conf_state,
+            &self.parts.configured_members,
+        );
+        self.save_members()?;
         self.node.storage_mut().apply_snapshot(snapshot)?;
         self.proposals.fail_through(index);
         self.schedule.on_installed(index);
@@ -416,9 +458,6 @@ impl Driver {
     }
 
     fn own_request(&self, entry: &Entry) -> Option<u64> {
-        if entry.kind != EntryKind::Normal {
-            return None;
-        }
         let (id, _) = envelope::decode(&entry.data).ok()?;
         let base = self.parts.proposal_base;
         (id.member_id == base.member_id && id.boot_id == base.boot_id).then_some(id.request)
@@ -426,6 +465,11 @@ impl Driver {
 
     fn apply(&mut self, entries: &[Entry]) -> Result<(), NodeError> {
         let started = Instant::now();
+        // The list reaches the disk before the store records these entries
+        // as applied, so a restart never finds the store ahead of the list.
+        if self.apply_membership(entries) {
+            self.save_members()?;
+        }
         let mut commands = Vec::with_capacity(entries.len());
         for entry in entries {
             commands.push((entry.index, decode_command(entry), self.own_request(entry)));
@@ -445,8 +489,12 @@ impl Driver {
             .is_none_or(|last| self.store.applied_index() >= last.index));
         // Watchers get what the batch changed; this never blocks.
         self.parts.watch_feed.publish(&outcomes);
-        for ((index, _, request), outcome) in commands.iter().zip(outcomes) {
+        for (((index, _, request), outcome), entry) in commands.iter().zip(outcomes).zip(entries) {
             let Some(request) = request else { continue };
+            if let EntryKind::ConfChange(_) = entry.kind {
+                self.proposals.finish_membership(*request);
+                continue;
+            }
             let result = match outcome {
                 mvcc::ApplyOutcome::Applied(applied) => Ok(applied),
                 other => Err(BackendError::Storage(format!(
@@ -464,6 +512,66 @@ impl Driver {
                 "apply request took too long"
             );
         }
+        Ok(())
+    }
+
+    /// Applies the committed configuration changes among `entries` to the
+    /// member list; returns whether it moved. A context no member can read
+    /// still changes the list (the core changed the configuration
+    /// regardless), with the member's name and URLs left empty.
+    fn apply_membership(&mut self, entries: &[Entry]) -> bool {
+        let mut moved = false;
+        for entry in entries {
+            let EntryKind::ConfChange(change) = entry.kind else {
+                continue;
+            };
+            let context = envelope::decode(&entry.data)
+                .map_err(|error| error.to_string())
+                .and_then(|(_, bytes)| {
+                    MemberContext::decode(bytes).map_err(|error| error.to_string())
+                })
+                .unwrap_or_else(|error| {
+                    tracing::error!(index = entry.index, %error, "configuration change carries no readable member description");
+                    MemberContext::default()
+                });
+            if self.parts.member_list.apply(entry.index, change, &context) {
+                tracing::info!(index = entry.index, ?change, name = %context.name, "applied a configuration change");
+                moved = true;
+            }
+        }
+        moved
+    }
+
+    /// Saves the member list and republishes it, keeping the client URLs
+    /// members advertised.
+    fn save_members(&mut self) -> Result<(), NodeError> {
+        self.parts
+            .member_list
+            .save(&self.parts.data_dir)
+            .map_err(|error| NodeError::Storage(error.to_string()))?;
+        let mut published = self
+            .parts
+            .published_members
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let members = self
+            .parts
+            .member_list
+            .members
+            .iter()
+            .map(|member| {
+                let client_urls = published
+                    .iter()
+                    .find(|known| known.id == member.id)
+                    .map(|known| known.client_urls.clone())
+                    .unwrap_or_default();
+                Member {
+                    client_urls,
+                    ..member.clone()
+                }
+            })
+            .collect();
+        *published = members;
         Ok(())
     }
 
@@ -573,6 +681,7 @@ fn clone_error(error: &BackendError) -> BackendError {
         BackendError::Stopped => BackendError::Stopped,
         BackendError::Store(error) => BackendError::Storage(error.to_string()),
         BackendError::Storage(text) => BackendError::Storage(text.clone()),
+        BackendError::Reconfiguration(refusal) => BackendError::Reconfiguration(refusal.clone()),
     }
 }
 

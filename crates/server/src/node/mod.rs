@@ -13,11 +13,12 @@
 mod disk;
 mod driver;
 mod envelope;
+mod members;
 mod snapshots;
 mod waiters;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -25,12 +26,13 @@ use crossbeam_channel::{Sender, TrySendError};
 use raft::{Message, NodeId, RawNode};
 use tokio::sync::{oneshot, Semaphore};
 
-use crate::backend::{Backend, BackendError, Member, NodeStatus};
+use crate::backend::{Backend, BackendError, Member, MembershipChange, NodeStatus};
 use crate::config::ServeConfig;
 use crate::watch;
 use driver::{Driver, DriverParts};
 use envelope::ProposalId;
-use waiters::{BarrierReply, ProposalReply};
+use members::{MemberContext, MemberList};
+use waiters::{BarrierReply, MembershipReply, ProposalReply};
 
 pub use disk::{store_path, wal_dir};
 
@@ -78,9 +80,13 @@ pub trait Outbox: Send + Sync + std::fmt::Debug + 'static {
 pub struct NodeOptions {
     pub data_dir: PathBuf,
     pub cluster_id: u64,
+    /// `--initial-cluster-token`, from which members derive their ids.
+    pub cluster_token: String,
     pub raft: raft::Config,
     /// The voters of a new cluster (ignored when the log already exists).
     pub initial_voters: Vec<NodeId>,
+    /// The members named by `--initial-cluster`: the member list of a new
+    /// cluster, until configuration changes replace it.
     pub members: Vec<Member>,
     pub tick_interval: Duration,
     pub request_timeout: Duration,
@@ -102,6 +108,7 @@ impl NodeOptions {
                 } else {
                     Vec::new()
                 },
+                is_learner: false,
             })
             .collect();
         let mut raft = config.raft_config();
@@ -109,6 +116,7 @@ impl NodeOptions {
         Self {
             data_dir: config.data_dir().to_path_buf(),
             cluster_id: config.cluster_id(),
+            cluster_token: config.initial_cluster_token().to_string(),
             initial_voters: config.initial_cluster().iter().map(|m| m.id).collect(),
             members,
             tick_interval: config.tick_interval(),
@@ -129,6 +137,12 @@ pub(crate) enum ClientRequest {
     },
     ReadBarrier {
         reply: BarrierReply,
+    },
+    ChangeMembership {
+        change: raft::ConfChange,
+        /// The encoded [`MemberContext`].
+        context: Vec<u8>,
+        reply: MembershipReply,
     },
 }
 
@@ -164,12 +178,13 @@ struct Shared {
     control: Sender<Control>,
     permits: Semaphore,
     request_timeout: Duration,
+    cluster_token: String,
     store: Arc<mvcc::Store>,
     status: Arc<SharedStatus>,
     watch_hub: watch::Hub,
-    /// The configured members; other members' client URLs fill in as their
-    /// peer streams introduce them.
-    members: std::sync::RwLock<Vec<Member>>,
+    /// The members as last applied; other members' client URLs fill in as
+    /// their peer streams introduce them.
+    members: Arc<RwLock<Vec<Member>>>,
 }
 
 /// The node as the services and the transport see it. Cloning is cheap.
@@ -184,6 +199,22 @@ pub struct Node {
     handle: NodeHandle,
     thread: JoinHandle<Result<(), NodeError>>,
     watch_thread: watch::HubThread,
+}
+
+/// `members` with the client URLs that `configured` gives them (this
+/// member's own, from its flags).
+fn with_client_urls(members: &[Member], configured: &[Member]) -> Vec<Member> {
+    members
+        .iter()
+        .map(|member| Member {
+            client_urls: configured
+                .iter()
+                .find(|known| known.id == member.id)
+                .map(|known| known.client_urls.clone())
+                .unwrap_or_default(),
+            ..member.clone()
+        })
+        .collect()
 }
 
 /// A per-process id that differs between boots of the same member.
@@ -209,6 +240,13 @@ impl Node {
         let election_ticks = raft_config.election_ticks;
         let node = RawNode::new(&raft_config, wal)?;
         let store = Arc::new(store);
+        let member_list = MemberList::load(&options.data_dir)
+            .map_err(|error| NodeError::Storage(error.to_string()))?
+            .unwrap_or_else(|| MemberList::initial(options.members.clone()));
+        let published_members = Arc::new(RwLock::new(with_client_urls(
+            &member_list.members,
+            &options.members,
+        )));
         let (watch_hub, watch_feed, watch_thread) =
             watch::start(Arc::clone(&store), watch::HubOptions::default())
                 .map_err(NodeError::WatchThread)?;
@@ -241,6 +279,10 @@ impl Node {
             request_timeout: options.request_timeout,
             snapshot_entries: options.snapshot_entries,
             watch_feed,
+            data_dir: options.data_dir.clone(),
+            member_list,
+            published_members: Arc::clone(&published_members),
+            configured_members: options.members.clone(),
         };
         let driver = Driver::new(node, store.clone(), parts);
         let thread = std::thread::Builder::new()
@@ -253,10 +295,11 @@ impl Node {
             control: control_tx,
             permits: Semaphore::new(CLIENT_REQUESTS_IN_FLIGHT_MAX),
             request_timeout: options.request_timeout,
+            cluster_token: options.cluster_token.clone(),
             store,
             status,
             watch_hub,
-            members: std::sync::RwLock::new(options.members),
+            members: published_members,
         };
         Ok(Node {
             handle: NodeHandle {
@@ -363,6 +406,25 @@ impl Backend for NodeHandle {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
+
+    fn new_member_id(&self, peer_urls: &[crate::config::Url]) -> NodeId {
+        crate::config::derive_member_id(peer_urls, &self.shared.cluster_token)
+    }
+
+    async fn change_membership(&self, change: MembershipChange) -> Result<(), BackendError> {
+        let context = MemberContext {
+            name: change.name,
+            peer_urls: change.peer_urls,
+        }
+        .encode();
+        let change = change.change;
+        self.request(|reply| ClientRequest::ChangeMembership {
+            change,
+            context,
+            reply,
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -385,6 +447,7 @@ mod tests {
         NodeOptions {
             data_dir: dir.to_path_buf(),
             cluster_id: 0xc1,
+            cluster_token: "test".to_string(),
             raft,
             initial_voters: vec![1],
             members: Vec::new(),

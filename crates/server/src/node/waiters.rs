@@ -12,11 +12,30 @@ use tokio::sync::oneshot;
 use crate::backend::BackendError;
 
 pub(crate) type ProposalReply = oneshot::Sender<Result<mvcc::Applied, BackendError>>;
+/// The answer to a configuration change: it was applied on this member.
+pub(crate) type MembershipReply = oneshot::Sender<Result<(), BackendError>>;
 pub(crate) type BarrierReply = oneshot::Sender<Result<(), BackendError>>;
+
+/// Who waits for a proposal: a command's client wants the state machine's
+/// answer, a configuration change's only that it was applied.
+#[derive(Debug)]
+enum Reply {
+    Command(ProposalReply),
+    Membership(MembershipReply),
+}
+
+impl Reply {
+    fn is_closed(&self) -> bool {
+        match self {
+            Reply::Command(reply) => reply.is_closed(),
+            Reply::Membership(reply) => reply.is_closed(),
+        }
+    }
+}
 
 #[derive(Debug)]
 struct ProposalWaiter {
-    reply: ProposalReply,
+    reply: Reply,
     deadline: Instant,
     /// Where the entry sits in this member's log, once it has been seen there.
     index: Option<LogIndex>,
@@ -34,6 +53,19 @@ pub(crate) struct Proposals {
 
 impl Proposals {
     pub(crate) fn insert(&mut self, request: u64, reply: ProposalReply, deadline: Instant) {
+        self.insert_waiter(request, Reply::Command(reply), deadline);
+    }
+
+    pub(crate) fn insert_membership(
+        &mut self,
+        request: u64,
+        reply: MembershipReply,
+        deadline: Instant,
+    ) {
+        self.insert_waiter(request, Reply::Membership(reply), deadline);
+    }
+
+    fn insert_waiter(&mut self, request: u64, reply: Reply, deadline: Instant) {
         let previous = self.waiting.insert(
             request,
             ProposalWaiter {
@@ -110,7 +142,34 @@ impl Proposals {
                 self.by_index.remove(&index);
             }
             // The client may have gone away; nothing to do then.
-            let _ = waiter.reply.send(result);
+            match waiter.reply {
+                Reply::Command(reply) => {
+                    let _ = reply.send(result);
+                }
+                Reply::Membership(reply) => {
+                    let _ = reply.send(result.map(|_| ()));
+                }
+            }
+        }
+    }
+
+    /// The configuration change of `request` was applied on this member.
+    pub(crate) fn finish_membership(&mut self, request: u64) {
+        let Some(waiter) = self.waiting.remove(&request) else {
+            return;
+        };
+        if let Some(index) = waiter.index {
+            self.by_index.remove(&index);
+        }
+        match waiter.reply {
+            Reply::Membership(reply) => {
+                let _ = reply.send(Ok(()));
+            }
+            Reply::Command(reply) => {
+                let _ = reply.send(Err(BackendError::Storage(format!(
+                    "request {request} was a command but its entry is a configuration change"
+                ))));
+            }
         }
     }
 

@@ -1,8 +1,9 @@
-//! Cluster: MemberList from the backend; membership changes refused for good.
+//! Cluster: MemberList from the backend; membership changes checked with
+//! etcd's errors before they reach the backend.
 
 use std::sync::Arc;
 
-use server::api::cluster::MEMBERSHIP_CHANGE_UNSUPPORTED;
+use server::api::cluster::MEMBER_UPDATE_UNSUPPORTED;
 use server::api::ClusterService;
 use server::proto::etcdserverpb::cluster_server::Cluster;
 use server::proto::etcdserverpb::{
@@ -41,27 +42,67 @@ fn member_list_reports_the_backends_members_under_a_full_header() {
 }
 
 #[test]
-fn membership_changes_are_unimplemented() {
+fn membership_changes_are_checked_against_the_list_with_etcds_errors() {
     let service = ClusterService::new(LocalBackend::in_memory());
-    let unimplemented = (Code::Unimplemented, MEMBERSHIP_CHANGE_UNSUPPORTED);
+    let add = |urls: &[&str]| {
+        run(service.member_add(Request::new(MemberAddRequest {
+            peer_ur_ls: urls.iter().map(|url| url.to_string()).collect(),
+            is_learner: true,
+        })))
+    };
     assert_status(
-        run(service.member_add(Request::new(MemberAddRequest::default()))),
-        unimplemented.0,
-        unimplemented.1,
+        add(&[]),
+        Code::InvalidArgument,
+        "etcdserver: given member URLs are invalid",
     );
     assert_status(
-        run(service.member_remove(Request::new(MemberRemoveRequest { id: MEMBER_ID }))),
-        unimplemented.0,
-        unimplemented.1,
+        add(&["not a url"]),
+        Code::InvalidArgument,
+        "etcdserver: given member URLs are invalid",
     );
     assert_status(
-        run(service.member_update(Request::new(MemberUpdateRequest::default()))),
-        unimplemented.0,
-        unimplemented.1,
+        add(&["http://localhost:2380"]),
+        Code::FailedPrecondition,
+        "etcdserver: Peer URLs already exists",
+    );
+    assert_status(
+        run(service.member_remove(Request::new(MemberRemoveRequest { id: MEMBER_ID + 1 }))),
+        Code::NotFound,
+        "etcdserver: member not found",
+    );
+    assert_status(
+        run(service.member_promote(Request::new(MemberPromoteRequest { id: MEMBER_ID + 1 }))),
+        Code::NotFound,
+        "etcdserver: member not found",
     );
     assert_status(
         run(service.member_promote(Request::new(MemberPromoteRequest { id: MEMBER_ID }))),
-        unimplemented.0,
-        unimplemented.1,
+        Code::FailedPrecondition,
+        "etcdserver: can only promote a learner member",
+    );
+    assert_status(
+        run(service.member_update(Request::new(MemberUpdateRequest::default()))),
+        Code::Unimplemented,
+        MEMBER_UPDATE_UNSUPPORTED,
+    );
+}
+
+#[test]
+fn a_change_that_passes_the_checks_goes_to_the_backend() {
+    let service = ClusterService::new(LocalBackend::in_memory());
+    // The single-process backend refuses every change as a member with no
+    // leader would; the refusal reaches the client as etcd's error.
+    assert_status(
+        run(service.member_add(Request::new(MemberAddRequest {
+            peer_ur_ls: vec!["http://127.0.0.1:12380".to_string()],
+            is_learner: false,
+        }))),
+        Code::Unavailable,
+        "etcdserver: no leader",
+    );
+    assert_status(
+        run(service.member_remove(Request::new(MemberRemoveRequest { id: MEMBER_ID }))),
+        Code::Unavailable,
+        "etcdserver: no leader",
     );
 }

@@ -60,6 +60,7 @@ impl LocalBackend {
                 name: "default".to_owned(),
                 peer_urls: vec!["http://localhost:2380".to_owned()],
                 client_urls: vec!["http://localhost:2379".to_owned()],
+                is_learner: false,
             }],
             next_failure: Mutex::new(None),
             proposals: AtomicUsize::new(0),
@@ -136,5 +137,20 @@ impl Backend for LocalBackend {
 
     fn members(&self) -> Vec<Member> {
         self.members.clone()
+    }
+
+    fn new_member_id(&self, peer_urls: &[server::config::Url]) -> raft::NodeId {
+        server::config::derive_member_id(peer_urls, "etcd-cluster")
+    }
+
+    /// A single process has no peers to reconfigure: refused as a follower
+    /// with no leader would refuse it.
+    async fn change_membership(
+        &self,
+        _: server::backend::MembershipChange,
+    ) -> Result<(), BackendError> {
+        Err(BackendError::Reconfiguration(raft::RaftError::NotLeader {
+            leader: None,
+        }))
     }
 }
