@@ -193,7 +193,7 @@ impl Drop for Cluster {
     }
 }
 
-async fn channel(endpoint: &str) -> Result<Channel, tonic::Status> {
+pub async fn channel(endpoint: &str) -> Result<Channel, tonic::Status> {
     tonic::transport::Endpoint::from_shared(endpoint.to_owned())
         .map_err(|e| tonic::Status::internal(e.to_string()))?
         .connect_timeout(Duration::from_secs(1))

@@ -1,0 +1,176 @@
+//! Configuration changes on three `raftkv serve` processes: a learner added
+//! through the leader appears in every member's list (and in a restarted
+//! member's), a follower refuses the change with etcd's "not leader", etcd's
+//! errors for clashing or impossible changes, and a removed voter leaves a
+//! cluster that still takes writes. The added member never starts, as with
+//! etcd before its process is launched. Takes 3–10 s.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Cluster;
+use server::proto::etcdserverpb::cluster_client::ClusterClient;
+use server::proto::etcdserverpb::{
+    Member, MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest,
+};
+use tonic::Code;
+
+async fn client(endpoint: &str) -> ClusterClient<tonic::transport::Channel> {
+    ClusterClient::new(common::channel(endpoint).await.expect("connect"))
+}
+
+async fn try_member_list(endpoint: &str) -> Result<Vec<Member>, tonic::Status> {
+    let channel = common::channel(endpoint).await?;
+    let mut members = ClusterClient::new(channel)
+        .member_list(MemberListRequest {})
+        .await?
+        .into_inner()
+        .members;
+    members.sort_by_key(|member| member.id);
+    Ok(members)
+}
+
+async fn member_list(endpoint: &str) -> Vec<Member> {
+    try_member_list(endpoint).await.expect("member list")
+}
+
+/// (id, is_learner) of every member, by id.
+fn shape(members: &[Member]) -> Vec<(u64, bool)> {
+    let mut shape: Vec<(u64, bool)> = members.iter().map(|m| (m.id, m.is_learner)).collect();
+    shape.sort_unstable();
+    shape
+}
+
+/// Waits until `endpoint` (which may be starting) lists exactly the members
+/// in `expected`.
+async fn wait_for_list(endpoint: &str, expected: &[(u64, bool)]) -> Vec<Member> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let listed = try_member_list(endpoint).await;
+        if let Ok(members) = &listed {
+            if shape(members) == expected {
+                return members.clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{endpoint} lists {:?}, expected {expected:?}",
+            listed.map(|members| shape(&members))
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn assert_refused<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, message: &str) {
+    let status = result.expect_err("the change must be refused");
+    assert_eq!((status.code(), status.message()), (code, message));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn learner_added_promote_refused_and_voter_removed_on_every_member() {
+    let mut cluster = Cluster::start(3, &[]);
+    let leader = cluster.wait_for_leader(None).await;
+    let follower = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    let original = member_list(&cluster.endpoint(leader)).await;
+    assert_eq!(original.len(), 3);
+
+    let learner_url = "http://127.0.0.1:1".to_string();
+    let add = MemberAddRequest {
+        peer_ur_ls: vec![learner_url.clone()],
+        is_learner: true,
+    };
+    assert_refused(
+        client(&cluster.endpoint(follower))
+            .await
+            .member_add(add.clone())
+            .await,
+        Code::FailedPrecondition,
+        "etcdserver: not leader",
+    );
+    let added = client(&cluster.endpoint(leader))
+        .await
+        .member_add(add.clone())
+        .await
+        .expect("member add on the leader")
+        .into_inner();
+    let learner = added.member.expect("the added member");
+    assert!(learner.is_learner);
+    assert_eq!(learner.peer_ur_ls, [learner_url]);
+    assert_eq!(added.members.len(), 4, "the answer lists the new member");
+
+    let mut expected = shape(&original);
+    expected.push((learner.id, true));
+    expected.sort_unstable();
+    for index in 0..3 {
+        let members = wait_for_list(&cluster.endpoint(index), &expected).await;
+        let listed = members.iter().find(|m| m.id == learner.id).unwrap();
+        assert_eq!(listed.peer_ur_ls, learner.peer_ur_ls);
+        assert_eq!(listed.name, "", "a member that never started has no name");
+    }
+
+    // The list survives a restart.
+    assert!(cluster.terminate(follower).success());
+    cluster.start_member(follower);
+    wait_for_list(&cluster.endpoint(follower), &expected).await;
+
+    let leader_endpoint = cluster.endpoint(leader);
+    let leader_client = || client(&leader_endpoint);
+    assert_refused(
+        leader_client().await.member_add(add).await,
+        Code::FailedPrecondition,
+        "etcdserver: Peer URLs already exists",
+    );
+    assert_refused(
+        leader_client()
+            .await
+            .member_promote(MemberPromoteRequest { id: original[0].id })
+            .await,
+        Code::FailedPrecondition,
+        "etcdserver: can only promote a learner member",
+    );
+    assert_refused(
+        leader_client()
+            .await
+            .member_remove(MemberRemoveRequest { id: 0x5eed })
+            .await,
+        Code::NotFound,
+        "etcdserver: member not found",
+    );
+
+    let removed = leader_client()
+        .await
+        .member_remove(MemberRemoveRequest { id: learner.id })
+        .await
+        .expect("remove the learner")
+        .into_inner();
+    assert_eq!(shape(&removed.members), shape(&original));
+
+    let voter_id = member_list(&cluster.endpoint(other))
+        .await
+        .into_iter()
+        .find(|m| m.client_ur_ls.contains(&cluster.endpoint(other)))
+        .expect("the member lists itself")
+        .id;
+    leader_client()
+        .await
+        .member_remove(MemberRemoveRequest { id: voter_id })
+        .await
+        .expect("remove a voter");
+    let remaining: Vec<(u64, bool)> = shape(&original)
+        .into_iter()
+        .filter(|(id, _)| *id != voter_id)
+        .collect();
+    for index in [leader, follower] {
+        wait_for_list(&cluster.endpoint(index), &remaining).await;
+    }
+    let endpoints = [cluster.endpoint(leader), cluster.endpoint(follower)];
+    common::put_until_acked(&endpoints, "after-removal", "v").await;
+    assert_eq!(
+        common::get(&cluster.endpoint(follower), "after-removal")
+            .await
+            .as_deref(),
+        Some("v")
+    );
+}
