@@ -115,6 +115,9 @@ impl Driver {
 
     /// Runs until asked to stop or until the log or the store fails.
     pub(crate) fn run(mut self) -> Result<(), NodeError> {
+        self.parts
+            .outbox
+            .set_members(&self.parts.member_list.members);
         if self.node.conf_state().voters == [self.node.status().id] {
             // A lone voter need not wait an election timeout to lead.
             self.node.campaign();
@@ -278,6 +281,18 @@ impl Driver {
 
     fn step(&mut self, message: Message) {
         let from = message.from;
+        let conf_state = self.node.conf_state();
+        let joined = conf_state.is_member(self.parts.proposal_base.member_id);
+        if joined && !conf_state.is_member(from) {
+            // A removed member may still be running; its votes and appends
+            // must not disturb the cluster it left. A member not yet in any
+            // configuration (joining) takes messages from anyone.
+            tracing::debug!(
+                from = format_args!("{from:x}"),
+                "ignored a message from a member outside the configuration"
+            );
+            return;
+        }
         if let Err(error) = self.node.step(message) {
             tracing::debug!(from = format_args!("{from:x}"), %error, "dropped a peer message");
         }
@@ -572,6 +587,9 @@ impl Driver {
             })
             .collect();
         *published = members;
+        self.parts
+            .outbox
+            .set_members(&self.parts.member_list.members);
         Ok(())
     }
 

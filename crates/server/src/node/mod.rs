@@ -73,6 +73,10 @@ pub enum NodeError {
 /// Where the node thread puts messages for peers. Must not block.
 pub trait Outbox: Send + Sync + std::fmt::Debug + 'static {
     fn send(&self, message: Message);
+
+    /// The member list changed (or was loaded at start): send to these
+    /// members from now on, and to no other.
+    fn set_members(&self, members: &[Member]);
 }
 
 /// What a node needs to start.
@@ -439,6 +443,8 @@ mod tests {
         fn send(&self, message: Message) {
             panic!("a one-member cluster sent {message:?}");
         }
+
+        fn set_members(&self, _: &[Member]) {}
     }
 
     fn options(dir: &std::path::Path, snapshot_entries: u64) -> NodeOptions {

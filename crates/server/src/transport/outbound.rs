@@ -1,11 +1,13 @@
 //! Sending: one bounded queue and one task per peer. The task keeps a client
 //! stream open to the peer, takes everything queued (up to a batch limit) and
 //! writes it as one `MessageBatch`; when the stream breaks it reconnects with
-//! exponential backoff, dropping what queued up meanwhile.
+//! exponential backoff, dropping what queued up meanwhile. The set of peers
+//! follows the applied member list: a new member gets a queue and a task, a
+//! removed member's queue is dropped, which ends its task and its stream.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use raft::{Message, NodeId};
@@ -14,6 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
 use super::{SenderIdentity, PEER_MESSAGE_BYTES_MAX};
+use crate::backend::Member;
 use crate::node::Outbox;
 use crate::proto::raftkvpb::{peer_client::PeerClient, MessageBatch};
 
@@ -35,8 +38,18 @@ const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// The outbound side of the transport; the node's [`Outbox`].
 #[derive(Debug)]
 pub struct Transport {
-    queues: HashMap<NodeId, mpsc::Sender<Message>>,
+    queues: RwLock<HashMap<NodeId, PeerQueue>>,
+    identity: Arc<SenderIdentity>,
+    /// Where sender tasks run; peers are added from the node thread.
+    runtime: tokio::runtime::Handle,
     dropped_messages: AtomicU64,
+}
+
+/// One peer's queue and the URL its task streams to.
+#[derive(Debug)]
+struct PeerQueue {
+    url: String,
+    sender: mpsc::Sender<Message>,
 }
 
 impl Transport {
@@ -44,9 +57,36 @@ impl Transport {
     /// maps each other member to its peer URLs (the first is used); every
     /// stream introduces this member as `identity`.
     pub fn start(identity: SenderIdentity, peers: &[(NodeId, Vec<String>)]) -> Arc<Transport> {
-        let identity = Arc::new(identity);
-        let mut queues = HashMap::new();
+        let transport = Transport {
+            queues: RwLock::new(HashMap::new()),
+            identity: Arc::new(identity),
+            runtime: tokio::runtime::Handle::current(),
+            dropped_messages: AtomicU64::new(0),
+        };
+        transport.route_to(peers);
+        Arc::new(transport)
+    }
+
+    /// Sends to exactly `peers` from now on: starts a task for each new peer
+    /// (or one whose URL changed) and drops the queues of the others.
+    fn route_to(&self, peers: &[(NodeId, Vec<String>)]) {
+        let mut queues = self.queues.write().unwrap_or_else(PoisonError::into_inner);
+        queues.retain(|peer, queue| {
+            let kept = peers
+                .iter()
+                .any(|(id, urls)| id == peer && urls.first() == Some(&queue.url));
+            if !kept {
+                tracing::info!(
+                    peer = format_args!("{peer:x}"),
+                    "stopped sending to a member no longer in the cluster"
+                );
+            }
+            kept
+        });
         for (peer, urls) in peers {
+            if *peer == self.identity.member_id || queues.contains_key(peer) {
+                continue;
+            }
             let Some(url) = urls.first() else {
                 tracing::error!(
                     peer = format_args!("{peer:x}"),
@@ -55,23 +95,44 @@ impl Transport {
                 continue;
             };
             let (sender, queue) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
-            tokio::spawn(run_peer(*peer, url.clone(), identity.clone(), queue));
-            queues.insert(*peer, sender);
+            self.runtime
+                .spawn(run_peer(*peer, url.clone(), self.identity.clone(), queue));
+            queues.insert(
+                *peer,
+                PeerQueue {
+                    url: url.clone(),
+                    sender,
+                },
+            );
         }
-        Arc::new(Transport {
-            queues,
-            dropped_messages: AtomicU64::new(0),
-        })
+    }
+
+    /// The peers this transport sends to, by id.
+    pub fn peers(&self) -> Vec<NodeId> {
+        let queues = self.queues.read().unwrap_or_else(PoisonError::into_inner);
+        let mut peers: Vec<NodeId> = queues.keys().copied().collect();
+        peers.sort_unstable();
+        peers
     }
 }
 
 impl Outbox for Transport {
+    fn set_members(&self, members: &[Member]) {
+        let peers: Vec<(NodeId, Vec<String>)> = members
+            .iter()
+            .map(|member| (member.id, member.peer_urls.clone()))
+            .collect();
+        self.route_to(&peers);
+    }
+
     fn send(&self, message: Message) {
         let to = message.to;
         let sent = self
             .queues
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
             .get(&to)
-            .is_some_and(|queue| queue.try_send(message).is_ok());
+            .is_some_and(|queue| queue.sender.try_send(message).is_ok());
         if !sent {
             let dropped = self.dropped_messages.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped.is_power_of_two() {
@@ -254,6 +315,53 @@ mod tests {
             collect_batch(first, &mut queue).messages.len(),
             1,
             "one oversized message still goes"
+        );
+    }
+
+    fn member(id: NodeId, url: &str) -> Member {
+        Member {
+            id,
+            name: String::new(),
+            peer_urls: vec![url.to_string()],
+            client_urls: Vec::new(),
+            is_learner: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn peers_follow_the_member_list() {
+        let identity = SenderIdentity {
+            cluster_id: 7,
+            member_id: 1,
+            client_urls: Vec::new(),
+        };
+        let transport = Transport::start(identity, &[(2, vec!["http://127.0.0.1:1".into()])]);
+        assert_eq!(transport.peers(), vec![2]);
+        transport.set_members(&[
+            member(1, "http://127.0.0.1:2"),
+            member(2, "http://127.0.0.1:1"),
+            member(3, "http://127.0.0.1:3"),
+        ]);
+        assert_eq!(
+            transport.peers(),
+            vec![2, 3],
+            "never itself; new members added"
+        );
+        transport.set_members(&[
+            member(1, "http://127.0.0.1:2"),
+            member(3, "http://127.0.0.1:4"),
+        ]);
+        assert_eq!(transport.peers(), vec![3], "a removed member is dropped");
+        assert_eq!(
+            transport.queues.read().unwrap()[&3].url,
+            "http://127.0.0.1:4",
+            "a member whose URL changed is streamed to anew"
+        );
+        transport.send(append(1));
+        assert_eq!(
+            transport.dropped_messages.load(Ordering::Relaxed),
+            1,
+            "a message for a removed member is dropped"
         );
     }
 }
