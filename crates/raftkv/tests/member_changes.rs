@@ -62,6 +62,12 @@ async fn wait_for_list(endpoint: &str, expected: &[(u64, bool)]) -> Vec<Member> 
     }
 }
 
+/// `key`'s value in the member's own store; `None` also while it starts.
+async fn local_value(endpoint: &str, key: &str) -> Option<Vec<u8>> {
+    let response = common::range(endpoint, key, "", true).await.ok()?;
+    response.kvs.first().map(|kv| kv.value.clone())
+}
+
 fn assert_refused<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, message: &str) {
     let status = result.expect_err("the change must be refused");
     assert_eq!((status.code(), status.message()), (code, message));
@@ -173,4 +179,85 @@ async fn learner_added_promote_refused_and_voter_removed_on_every_member() {
             .as_deref(),
         Some("v")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_joins_as_learner_is_promoted_and_an_original_member_leaves() {
+    let mut cluster = Cluster::start(3, &[]);
+    let leader = cluster.wait_for_leader(None).await;
+    for number in 0..20 {
+        common::put_until_acked(&cluster.endpoints(), &format!("before/{number:02}"), "v").await;
+    }
+    let (joiner, peer_url) = cluster.add_joining_member();
+    let leader_endpoint = cluster.endpoint(leader);
+    let added = client(&leader_endpoint)
+        .await
+        .member_add(MemberAddRequest {
+            peer_ur_ls: vec![peer_url],
+            is_learner: true,
+        })
+        .await
+        .expect("member add")
+        .into_inner()
+        .member
+        .expect("the added member");
+    cluster.start_member(joiner);
+
+    // The learner catches up from the leader's log.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while local_value(&cluster.endpoint(joiner), "before/19")
+        .await
+        .is_none()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the learner never received the data; log:\n{}",
+            cluster.log(joiner)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let promoted = client(&leader_endpoint)
+        .await
+        .member_promote(MemberPromoteRequest { id: added.id })
+        .await
+        .expect("promote the caught-up learner")
+        .into_inner();
+    assert!(promoted
+        .members
+        .iter()
+        .any(|m| m.id == added.id && !m.is_learner));
+
+    let leaving = (leader + 1) % 3;
+    let leaving_id = member_list(&cluster.endpoint(leaving))
+        .await
+        .into_iter()
+        .find(|m| m.client_ur_ls.contains(&cluster.endpoint(leaving)))
+        .expect("the member lists itself")
+        .id;
+    let remaining = client(&leader_endpoint)
+        .await
+        .member_remove(MemberRemoveRequest { id: leaving_id })
+        .await
+        .expect("remove an original member")
+        .into_inner()
+        .members;
+    cluster.kill(leaving);
+    let expected = shape(&remaining);
+    assert_eq!(expected.len(), 3);
+    assert!(expected.iter().all(|(_, learner)| !learner));
+    let staying: Vec<usize> = (0..4).filter(|&index| index != leaving).collect();
+    for &index in &staying {
+        wait_for_list(&cluster.endpoint(index), &expected).await;
+    }
+    let endpoints: Vec<String> = staying.iter().map(|&i| cluster.endpoint(i)).collect();
+    common::put_until_acked(&endpoints, "after/joined", "v").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while local_value(&cluster.endpoint(joiner), "after/joined")
+        .await
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "the new voter misses a write");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -27,6 +27,8 @@ struct Member {
     name: String,
     client_port: u16,
     peer_port: u16,
+    /// Started with `--initial-cluster-state existing`.
+    joining: bool,
     child: Option<Child>,
 }
 
@@ -51,6 +53,7 @@ impl Cluster {
                 name: format!("m{number}"),
                 client_port: free_port(),
                 peer_port: free_port(),
+                joining: false,
                 child: None,
             })
             .collect();
@@ -63,6 +66,22 @@ impl Cluster {
             cluster.start_member(index);
         }
         cluster
+    }
+
+    /// Adds a member that joins the running cluster when started (after a
+    /// `member add` of its peer URL); returns its index and peer URL.
+    pub fn add_joining_member(&mut self) -> (usize, String) {
+        let number = self.members.len() + 1;
+        let member = Member {
+            name: format!("m{number}"),
+            client_port: free_port(),
+            peer_port: free_port(),
+            joining: true,
+            child: None,
+        };
+        let peer_url = format!("http://127.0.0.1:{}", member.peer_port);
+        self.members.push(member);
+        (self.members.len() - 1, peer_url)
     }
 
     pub fn size(&self) -> usize {
@@ -109,6 +128,11 @@ impl Cluster {
             .args(["--initial-advertise-peer-urls", &peer_url])
             .args(["--initial-cluster", &initial_cluster])
             .args(&self.extra_args)
+            .args(if member.joining {
+                &["--initial-cluster-state", "existing"][..]
+            } else {
+                &[]
+            })
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log)

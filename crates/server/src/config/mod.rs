@@ -254,7 +254,14 @@ impl ServeArgs {
             &initial_cluster_text,
         )?;
         let member_id = member.id;
-        let member_ids: Vec<NodeId> = initial_cluster.iter().map(|member| member.id).collect();
+        // A member joining an existing cluster is listed in --initial-cluster
+        // beside the members already there, who made the cluster's id
+        // without it (exact when they are the members that bootstrapped it).
+        let member_ids: Vec<NodeId> = initial_cluster
+            .iter()
+            .map(|member| member.id)
+            .filter(|&id| self.initial_cluster_state == ClusterState::New || id != member_id)
+            .collect();
         let cluster_id = derive_cluster_id(&member_ids);
 
         let data_dir = match self.data_dir {

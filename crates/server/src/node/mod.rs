@@ -100,8 +100,16 @@ pub struct NodeOptions {
 impl NodeOptions {
     pub fn from_config(config: &ServeConfig) -> Self {
         let urls = |urls: &[crate::config::Url]| urls.iter().map(|u| u.to_string()).collect();
-        let members = config
+        // A joining member is not in the configuration until the change that
+        // adds it reaches its log: it starts from the members already there
+        // and never campaigns before then.
+        let joining = config.initial_cluster_state() == crate::config::ClusterState::Existing;
+        let founders: Vec<&crate::config::InitialMember> = config
             .initial_cluster()
+            .iter()
+            .filter(|member| !joining || member.id != config.member_id())
+            .collect();
+        let members = founders
             .iter()
             .map(|member| Member {
                 id: member.id,
@@ -121,7 +129,7 @@ impl NodeOptions {
             data_dir: config.data_dir().to_path_buf(),
             cluster_id: config.cluster_id(),
             cluster_token: config.initial_cluster_token().to_string(),
-            initial_voters: config.initial_cluster().iter().map(|m| m.id).collect(),
+            initial_voters: founders.iter().map(|member| member.id).collect(),
             members,
             tick_interval: config.tick_interval(),
             request_timeout: REQUEST_TIMEOUT_BASE
