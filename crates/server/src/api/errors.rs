@@ -159,6 +159,50 @@ mod tests {
     }
 
     #[test]
+    fn core_refusals_of_a_configuration_change_map_to_etcds_errors() {
+        use raft::{ConfChangeError, RaftError};
+        let cases = [
+            (
+                RaftError::NotLeader { leader: Some(2) },
+                EtcdError::NotLeader,
+            ),
+            (RaftError::NotLeader { leader: None }, EtcdError::NoLeader),
+            (
+                RaftError::ConfChangePending { index: 9 },
+                EtcdError::NotCapable,
+            ),
+            (
+                RaftError::ConfChangeBeforeTermCommitted { term: 4 },
+                EtcdError::NotCapable,
+            ),
+            (
+                RaftError::InvalidConfChange(ConfChangeError::AlreadyMember(3)),
+                EtcdError::MemberExist,
+            ),
+            (
+                RaftError::InvalidConfChange(ConfChangeError::NotLearner(3)),
+                EtcdError::MemberNotLearner,
+            ),
+            (
+                RaftError::InvalidConfChange(ConfChangeError::NotMember(3)),
+                EtcdError::MemberNotFound,
+            ),
+            (
+                RaftError::InvalidConfChange(ConfChangeError::LastVoter(3)),
+                EtcdError::MemberNotEnoughStarted,
+            ),
+        ];
+        for (refusal, expected) in cases {
+            let status = backend_error(BackendError::Reconfiguration(refusal.clone()));
+            assert_eq!(
+                (status.code(), status.message()),
+                (expected.code(), expected.message()),
+                "{refusal}"
+            );
+        }
+    }
+
+    #[test]
     fn backend_failures_map_to_etcds_errors() {
         let cases = [
             (

@@ -134,6 +134,8 @@ pub struct ServeArgs {
 pub enum ConfigError {
     #[error("--name is empty; give this member a name")]
     EmptyName,
+    #[error("--initial-cluster-state existing needs the members already in the cluster in --initial-cluster (`{initial_cluster}` names only this member)")]
+    JoinWithoutMembers { initial_cluster: String },
     #[error("--{flag} is empty; give at least one URL")]
     EmptyUrlList { flag: &'static str },
     #[error("--{flag}: {source}")]
@@ -254,6 +256,11 @@ impl ServeArgs {
             &initial_cluster_text,
         )?;
         let member_id = member.id;
+        if self.initial_cluster_state == ClusterState::Existing && initial_cluster.len() < 2 {
+            return Err(ConfigError::JoinWithoutMembers {
+                initial_cluster: initial_cluster_text,
+            });
+        }
         // A member joining an existing cluster is listed in --initial-cluster
         // beside the members already there, who made the cluster's id
         // without it (exact when they are the members that bootstrapped it).

@@ -86,6 +86,41 @@ fn name_sets_the_data_dir_and_the_initial_cluster() {
 }
 
 #[test]
+fn joining_needs_the_members_already_there() {
+    let error = parse(&["--initial-cluster-state", "existing"]).unwrap_err();
+    assert!(
+        matches!(error, ConfigError::JoinWithoutMembers { .. }),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_joining_member_takes_the_cluster_id_of_the_others() {
+    let cluster = "a=http://10.0.0.1:2380,b=http://10.0.0.2:2380,c=http://10.0.0.3:2380";
+    let founder = parse(&[
+        "--name",
+        "a",
+        "--initial-advertise-peer-urls",
+        "http://10.0.0.1:2380",
+        "--initial-cluster",
+        cluster,
+    ])
+    .unwrap();
+    let joiner = parse(&[
+        "--name",
+        "d",
+        "--initial-advertise-peer-urls",
+        "http://10.0.0.4:2380",
+        "--initial-cluster",
+        &format!("{cluster},d=http://10.0.0.4:2380"),
+        "--initial-cluster-state",
+        "existing",
+    ])
+    .unwrap();
+    assert_eq!(joiner.cluster_id(), founder.cluster_id());
+}
+
+#[test]
 fn explicit_values_override_defaults() {
     let config = parse(&[
         "--data-dir",
@@ -96,6 +131,8 @@ fn explicit_values_override_defaults() {
         "http://db.example:3379",
         "--initial-cluster-state",
         "existing",
+        "--initial-cluster",
+        "default=http://localhost:2380,other=http://10.0.0.2:2380",
         "--heartbeat-interval",
         "50",
         "--election-timeout",
