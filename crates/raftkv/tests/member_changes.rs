@@ -1,7 +1,8 @@
 //! Configuration changes on three `raftkv serve` processes: a learner added
 //! through the leader appears in every member's list (and in a restarted
 //! member's), a follower refuses the change with etcd's "not leader", etcd's
-//! errors for clashing or impossible changes, and a removed voter leaves a
+//! errors for clashing or impossible changes (re-adding a member's peer URLs
+//! answers "member ID already exist", as etcd 3.4 does), and a removed voter leaves a
 //! cluster that still takes writes. The added member never starts, as with
 //! etcd before its process is launched. Takes 3–10 s.
 
@@ -125,6 +126,17 @@ async fn learner_added_promote_refused_and_voter_removed_on_every_member() {
     let leader_client = || client(&leader_endpoint);
     assert_refused(
         leader_client().await.member_add(add).await,
+        Code::FailedPrecondition,
+        "etcdserver: member ID already exist",
+    );
+    assert_refused(
+        leader_client()
+            .await
+            .member_add(MemberAddRequest {
+                peer_ur_ls: vec!["http://127.0.0.1:1".into(), "http://127.0.0.1:2".into()],
+                is_learner: false,
+            })
+            .await,
         Code::FailedPrecondition,
         "etcdserver: Peer URLs already exists",
     );

@@ -108,17 +108,17 @@ impl<B: Backend> Cluster for ClusterService<B> {
         let peer_texts: Vec<String> = peer_urls.iter().map(Url::to_string).collect();
         let id = self.backend.new_member_id(&peer_urls);
         let members = self.backend.members();
+        // The id first, as etcd 3.4 checks: re-adding a member's peer URLs
+        // answers "member ID already exist" there too.
+        if members.iter().any(|member| member.id == id) {
+            return Err(EtcdError::MemberExist.to_status());
+        }
         let taken = members
             .iter()
             .flat_map(|member| &member.peer_urls)
             .any(|url| peer_texts.contains(url));
         if taken {
             return Err(EtcdError::PeerUrlExist.to_status());
-        }
-        // Ids derive from peer URLs, so URLs in use are the likelier and
-        // more telling clash; the id is checked after them.
-        if members.iter().any(|member| member.id == id) {
-            return Err(EtcdError::MemberExist.to_status());
         }
         let kind = if request.is_learner {
             ConfChangeKind::AddLearner

@@ -63,6 +63,11 @@ fn membership_changes_are_checked_against_the_list_with_etcds_errors() {
     assert_status(
         add(&["http://localhost:2380"]),
         Code::FailedPrecondition,
+        "etcdserver: member ID already exist",
+    );
+    assert_status(
+        add(&["http://localhost:2380", "http://localhost:2381"]),
+        Code::FailedPrecondition,
         "etcdserver: Peer URLs already exists",
     );
     assert_status(
