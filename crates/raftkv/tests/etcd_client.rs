@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 
 use common::Cluster;
 use etcd_client::{
-    Client, CompactionOptions, Compare, CompareOp, ConnectOptions, DeleteOptions, Error, EventType,
-    GetOptions, GetResponse, LeaseGrantOptions, LeaseTimeToLiveOptions, PutOptions, SortOrder,
-    SortTarget, Txn, TxnOp, TxnOpResponse, WatchFilterType, WatchOptions, WatchResponse,
-    WatchStream,
+    Client, CompactionOptions, Compare, CompareOp, DeleteOptions, Error, EventType, GetOptions,
+    GetResponse, LeaseGrantOptions, LeaseTimeToLiveOptions, PutOptions, SortOrder, SortTarget, Txn,
+    TxnOp, TxnOpResponse, WatchFilterType, WatchOptions, WatchResponse, WatchStream,
 };
 use tonic::Code;
 
@@ -45,7 +44,7 @@ async fn start(size: usize) -> Setup {
     );
     let leader = cluster.wait_for_leader(None).await;
     let talk_to = (leader + 1) % size;
-    let client = connect(&cluster.endpoint(talk_to)).await;
+    let client = common::etcd_client(&cluster.endpoint(talk_to)).await;
     // The member answers a linearizable read: it knows the leader.
     common::current_revision(&[cluster.endpoint(talk_to)]).await;
     Setup {
@@ -53,15 +52,6 @@ async fn start(size: usize) -> Setup {
         leader,
         client,
     }
-}
-
-async fn connect(endpoint: &str) -> Client {
-    let options = ConnectOptions::new()
-        .with_connect_timeout(Duration::from_secs(2))
-        .with_timeout(common::CALL_TIMEOUT);
-    Client::connect([endpoint], Some(options))
-        .await
-        .unwrap_or_else(|error| panic!("etcd-client connects to {endpoint}: {error}"))
 }
 
 /// The gRPC status of a failed call; panics when the call succeeded or
@@ -475,7 +465,7 @@ async fn request_errors(mut setup: Setup) {
 /// there reports it).
 async fn wait_for_revision(cluster: &Cluster, index: usize, revision: i64) {
     let deadline = Instant::now() + CATCH_UP_TIMEOUT;
-    let mut client = connect(&cluster.endpoint(index)).await;
+    let mut client = common::etcd_client(&cluster.endpoint(index)).await;
     loop {
         let seen = client
             .get("\0", Some(GetOptions::new().with_serializable()))
@@ -525,7 +515,7 @@ async fn members_status_and_hash_kv(mut setup: Setup) {
     let mut hashes = Vec::new();
     for index in 0..size {
         wait_for_revision(cluster, index, revision).await;
-        let mut member = connect(&cluster.endpoint(index)).await;
+        let mut member = common::etcd_client(&cluster.endpoint(index)).await;
         let status = member.status().await.expect("status");
         let member_id = status.header().expect("status header").member_id();
         assert!(ids.contains(&member_id), "{status:?}");
@@ -564,7 +554,7 @@ async fn writes_through_followers_and_reads_on_every_member() {
         let followers: Vec<usize> = (0..3).filter(|&index| index != setup.leader).collect();
         let mut clients = Vec::new();
         for index in 0..3 {
-            clients.push(connect(&cluster.endpoint(index)).await);
+            clients.push(common::etcd_client(&cluster.endpoint(index)).await);
         }
         for &writer in &followers {
             let key = format!("via-m{}", writer + 1);

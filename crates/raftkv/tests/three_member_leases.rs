@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::Cluster;
-use etcd_client::{Client, ConnectOptions, PutOptions};
+use etcd_client::PutOptions;
 
 /// Long enough that an election (about one election timeout, 1 s by
 /// default) fits well inside it.
@@ -23,15 +23,6 @@ const KEPT_ALIVE_FOR: Duration = Duration::from_secs(6);
 /// How long after its deadline an unrenewed lease may take to be revoked.
 const REVOKE_WAIT_MAX: Duration = Duration::from_secs(15);
 const TEST_TIMEOUT: Duration = Duration::from_secs(120);
-
-async fn connect(endpoint: &str) -> Client {
-    let options = ConnectOptions::new()
-        .with_connect_timeout(Duration::from_secs(2))
-        .with_timeout(common::CALL_TIMEOUT);
-    Client::connect([endpoint], Some(options))
-        .await
-        .unwrap_or_else(|error| panic!("etcd-client connects to {endpoint}: {error}"))
-}
 
 /// Whether `key` exists, by a linearizable read through the first of
 /// `endpoints` that answers (an election may be under way); panics when
@@ -59,7 +50,7 @@ async fn scenario() {
     let leader = cluster.wait_for_leader(None).await;
     let granting = (leader + 1) % 3;
     let keeping = (leader + 2) % 3;
-    let mut granter = connect(&cluster.endpoint(granting)).await;
+    let mut granter = common::etcd_client(&cluster.endpoint(granting)).await;
     common::current_revision(&[cluster.endpoint(granting)]).await;
     let id = granter
         .lease_grant(TTL_SECONDS, None)
@@ -71,7 +62,7 @@ async fn scenario() {
         .await
         .expect("put with the lease");
 
-    let mut keeper_client = connect(&cluster.endpoint(keeping)).await;
+    let mut keeper_client = common::etcd_client(&cluster.endpoint(keeping)).await;
     let (mut keeper, mut answers) = keeper_client
         .lease_keep_alive(id)
         .await
@@ -130,7 +121,7 @@ async fn scenario() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mut client = connect(&survivors[1]).await;
+    let mut client = common::etcd_client(&survivors[1]).await;
     let gone = client
         .lease_time_to_live(id, None)
         .await

@@ -217,6 +217,16 @@ impl Drop for Cluster {
     }
 }
 
+/// An etcd-client connected to `endpoint`; panics when it cannot connect.
+pub async fn etcd_client(endpoint: &str) -> etcd_client::Client {
+    let options = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(2))
+        .with_timeout(CALL_TIMEOUT);
+    etcd_client::Client::connect([endpoint], Some(options))
+        .await
+        .unwrap_or_else(|error| panic!("etcd-client connects to {endpoint}: {error}"))
+}
+
 pub async fn channel(endpoint: &str) -> Result<Channel, tonic::Status> {
     tonic::transport::Endpoint::from_shared(endpoint.to_owned())
         .map_err(|e| tonic::Status::internal(e.to_string()))?

@@ -1032,11 +1032,11 @@ mod tests {
         world
     }
 
-    #[test]
-    fn a_crash_mid_fsync_loses_the_write() {
-        let mut world = quiet_world(5, false);
+    /// Has the leader of `world` propose `value` and runs until its write of
+    /// the entry is in flight; returns the leader and the last index written.
+    fn leader_mid_write(world: &mut World, value: u64) -> (NodeId, Option<LogIndex>) {
         let leader = world.leader().unwrap_or_else(|| unreachable!());
-        world.propose(leader, 77);
+        world.propose(leader, value);
         let syncing = world.run_until(100_000, |world| {
             world
                 .member(leader)
@@ -1051,6 +1051,13 @@ mod tests {
             .as_ref()
             .and_then(|ready| ready.entries.last())
             .map(|entry| entry.index);
+        (leader, pending_last)
+    }
+
+    #[test]
+    fn a_crash_mid_fsync_loses_the_write() {
+        let mut world = quiet_world(5, false);
+        let (leader, pending_last) = leader_mid_write(&mut world, 77);
         world.config.disk.torn_write_probability = 0.0;
         world.crash(leader);
         assert!(
@@ -1062,22 +1069,8 @@ mod tests {
     #[test]
     fn a_write_finished_during_a_pause_completes_when_healing_resumes_early() {
         let mut world = quiet_world(5, false);
-        let leader = world.leader().unwrap_or_else(|| unreachable!());
-        world.propose(leader, 78);
-        let syncing = world.run_until(100_000, |world| {
-            world
-                .member(leader)
-                .pending
-                .as_ref()
-                .is_some_and(|ready| !ready.entries.is_empty())
-        });
-        assert!(syncing, "the leader never started writing the proposal");
-        let written_last = world
-            .member(leader)
-            .pending
-            .as_ref()
-            .and_then(|ready| ready.entries.last())
-            .map_or(0, |entry| entry.index);
+        let (leader, written_last) = leader_mid_write(&mut world, 78);
+        let written_last = written_last.unwrap_or(0);
         world.pause(leader, 10_000_000);
         world.run_for(50_000);
         assert!(
