@@ -41,7 +41,7 @@ pub const DEFERRED_COMMITS_MAX: u32 = 64;
 
 /// Deferred applies gathered in the open write transaction before it is
 /// committed even though no reader asked for them.
-pub const OPEN_APPLY_ENTRIES_MAX: usize = 256;
+pub const OPEN_APPLY_ENTRIES_MAX: usize = 4096;
 
 /// When an apply must be on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
