@@ -52,6 +52,19 @@ pub struct LoadResult {
     pub first_errors: Vec<String>,
 }
 
+impl LoadResult {
+    /// Nothing measured yet.
+    fn empty() -> LoadResult {
+        LoadResult {
+            latency_us: new_histogram(),
+            succeeded: 0,
+            failed: 0,
+            elapsed: Duration::ZERO,
+            first_errors: Vec::new(),
+        }
+    }
+}
+
 /// The key of a client's `sequence`-th put: spread over the key space by a
 /// fixed mix, so runs are repeatable and keys are overwritten across clients.
 fn key_for(client: u64, sequence: u64, keys: u64) -> Vec<u8> {
@@ -107,13 +120,7 @@ pub async fn run(endpoint: &str, spec: &LoadSpec) -> Result<LoadResult, BenchErr
             Arc::clone(&issued),
         ));
     }
-    let mut result = LoadResult {
-        latency_us: new_histogram(),
-        succeeded: 0,
-        failed: 0,
-        elapsed: Duration::ZERO,
-        first_errors: Vec::new(),
-    };
+    let mut result = LoadResult::empty();
     while let Some(joined) = tasks.join_next().await {
         let client = joined.map_err(|error| BenchError::Client(error.to_string()))?;
         result
@@ -146,13 +153,7 @@ async fn client_loop(
     issued: Arc<AtomicU64>,
 ) -> LoadResult {
     let mut kv = KvClient::new(channel);
-    let mut result = LoadResult {
-        latency_us: new_histogram(),
-        succeeded: 0,
-        failed: 0,
-        elapsed: Duration::ZERO,
-        first_errors: Vec::new(),
-    };
+    let mut result = LoadResult::empty();
     let mut sequence = 0;
     loop {
         let go_on = match spec.stop {
