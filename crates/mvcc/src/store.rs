@@ -135,6 +135,20 @@ impl std::fmt::Debug for Store {
     }
 }
 
+impl Drop for Store {
+    /// Ends the gathered apply transaction before the database closes:
+    /// closing starts a write transaction of its own, which would wait
+    /// forever for the open one. The gathered applies are dropped, as a crash
+    /// would drop them, and the Raft log replays them on the next start.
+    fn drop(&mut self) {
+        let cached = self
+            .cached
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        drop(cached.open_apply.take());
+    }
+}
+
 impl Store {
     /// Opens the database at `path`, creating it when absent.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
@@ -349,8 +363,13 @@ impl Store {
         } else {
             redb::Durability::None
         });
+        let committed = txn.commit();
+        // Cleared only once the commit is visible: a reader that finds the
+        // flag clear skips the lock and reads committed state, so clearing it
+        // before the commit ends would let that reader miss applies whose
+        // writers have already been answered.
         self.open_apply_pending.store(false, Ordering::Release);
-        if let Err(error) = txn.commit() {
+        if let Err(error) = committed {
             cached.meta = cached.committed_meta;
             return Err(StoreError::database("committing applied entries")(error));
         }
