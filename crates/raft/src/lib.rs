@@ -38,7 +38,7 @@ pub use config::{Config, ConfigError};
 pub use node::{RawNode, Ready};
 pub use progress::{ProgressState, ProgressView};
 pub use raft::Status;
-pub use storage::{limit_size, InitialState, MemStorage, Storage, StorageError};
+pub use storage::{limit_size, InitialState, LogStore, MemStorage, Storage, StorageError};
 pub use types::*;
 
 /// Deliberate bugs that break one Raft rule each, so tests can prove the

@@ -11,7 +11,8 @@
 //!     if node.has_ready() {
 //!         let ready = node.ready();
 //!         send ready.messages                 (may go before the disk write)
-//!         persist ready.snapshot, ready.entries, ready.hard_state; fsync
+//!         persist ready.snapshot, ready.entries, ready.hard_state;
+//!             fsync if ready.must_sync
 //!         send ready.persisted_messages       (only after the fsync)
 //!         apply ready.committed_entries; serve ready.read_states
 //!         node.advance();
@@ -54,6 +55,14 @@ pub struct Ready {
     pub committed_entries: Vec<Entry>,
     /// Linearizable reads that may be served once `index` is applied.
     pub read_states: Vec<ReadState>,
+    /// Whether `entries` and `hard_state` must be made durable (fsynced)
+    /// before `persisted_messages` leave: new entries, a new term or vote,
+    /// or messages that promise durable state. A hard state that moves only
+    /// the commit index needs no sync of its own, as in etcd: a leader tells
+    /// the commit index again after a crash, and the state machine skips
+    /// entries it already applied. It may be written and become durable with
+    /// the next sync.
+    pub must_sync: bool,
 }
 
 impl Ready {

@@ -550,17 +550,24 @@ impl<S: Storage> Raft<S> {
         } else {
             self.log.take_entries_to_apply(APPLY_BYTES_MAX)
         };
+        let entries = self.log.unstable_entries().to_vec();
+        let persisted_messages = std::mem::take(&mut self.persisted_messages);
+        let must_sync = !entries.is_empty()
+            || !persisted_messages.is_empty()
+            || hard_state.term != self.previous_hard_state.term
+            || hard_state.vote != self.previous_hard_state.vote;
         let ready = Ready {
             soft_state: (soft_state != self.previous_soft_state).then_some(soft_state),
             hard_state: (hard_state != self.previous_hard_state).then_some(hard_state),
             snapshot: self.log.pending_snapshot().cloned(),
-            entries: self.log.unstable_entries().to_vec(),
+            entries,
             messages: std::mem::take(&mut self.messages),
-            persisted_messages: std::mem::take(&mut self.persisted_messages),
+            persisted_messages,
             committed_entries: committed_entries.unwrap_or_else(|error| {
                 panic!("committed entries unreadable from storage: {error}")
             }),
             read_states: std::mem::take(&mut self.read_states),
+            must_sync,
         };
         self.previous_soft_state = soft_state;
         self.previous_hard_state = hard_state;

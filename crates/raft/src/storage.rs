@@ -2,7 +2,7 @@
 //! writes what `Ready` hands it; the core only reads through [`Storage`].
 //! [`MemStorage`] is the in-memory implementation used by tests and the simulator.
 
-use crate::types::{ConfState, Entry, HardState, LogIndex, Snapshot, Term};
+use crate::types::{ConfState, Entry, HardState, LogIndex, Snapshot, SnapshotMeta, Term};
 
 /// Why a storage read could not be served.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +32,43 @@ pub enum StorageError {
 pub struct InitialState {
     pub hard_state: HardState,
     pub conf_state: ConfState,
+}
+
+/// The durable log a node loop writes through, beside the reads the core
+/// makes ([`Storage`]). The embedder's loop calls these in the order a
+/// [`crate::Ready`] demands; a write that returns `Ok` is durable unless the
+/// method says otherwise.
+pub trait LogStore: Storage {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The durable hard state (with a buffered commit index, see
+    /// [`LogStore::set_hard_state_unsynced`]).
+    fn hard_state(&self) -> HardState;
+
+    /// The index, term and configuration of the durable snapshot.
+    fn snapshot_meta(&self) -> &SnapshotMeta;
+
+    /// Appends `entries` (replacing any suffix from the first one's index on)
+    /// and records `hard_state`, durable together with one sync.
+    fn persist(
+        &mut self,
+        hard_state: Option<HardState>,
+        entries: &[Entry],
+    ) -> Result<(), Self::Error>;
+
+    /// Records a hard state that moved only the commit index; it becomes
+    /// durable with the next sync, since a crash that loses it loses nothing
+    /// a leader cannot tell again.
+    fn set_hard_state_unsynced(&mut self, hard_state: HardState) -> Result<(), Self::Error>;
+
+    /// Makes everything recorded durable.
+    fn sync(&mut self) -> Result<(), Self::Error>;
+
+    /// Installs the leader's snapshot durably and moves the log past it.
+    fn apply_snapshot(&mut self, snapshot: Snapshot) -> Result<(), Self::Error>;
+
+    /// Records a local snapshot and drops the entries it covers.
+    fn compact(&mut self, snapshot: Snapshot) -> Result<(), Self::Error>;
 }
 
 /// Read access to the durable log: entries after the last snapshot, the
@@ -238,6 +275,49 @@ pub fn limit_size(entries: &[Entry], max_bytes: u64) -> Vec<Entry> {
         count += 1;
     }
     entries[..count].to_vec()
+}
+
+/// Memory is "durable" at once: what a test or a model needs from a log.
+impl LogStore for MemStorage {
+    type Error = StorageError;
+
+    fn hard_state(&self) -> HardState {
+        self.hard_state
+    }
+
+    fn snapshot_meta(&self) -> &SnapshotMeta {
+        &self.snapshot.meta
+    }
+
+    fn persist(
+        &mut self,
+        hard_state: Option<HardState>,
+        entries: &[Entry],
+    ) -> Result<(), StorageError> {
+        self.append(entries)?;
+        if let Some(hard_state) = hard_state {
+            self.hard_state = hard_state;
+        }
+        Ok(())
+    }
+
+    fn set_hard_state_unsynced(&mut self, hard_state: HardState) -> Result<(), StorageError> {
+        self.hard_state = hard_state;
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    fn apply_snapshot(&mut self, snapshot: Snapshot) -> Result<(), StorageError> {
+        MemStorage::apply_snapshot(self, snapshot);
+        Ok(())
+    }
+
+    fn compact(&mut self, snapshot: Snapshot) -> Result<(), StorageError> {
+        MemStorage::compact(self, snapshot)
+    }
 }
 
 #[cfg(test)]

@@ -80,6 +80,39 @@ fn vote_and_append_replies_wait_for_persistence() {
 }
 
 #[test]
+fn the_core_says_which_ready_must_be_synced() {
+    let mut follower =
+        RawNode::new(&Config::new(1), MemStorage::new_with_voters(vec![1, 2, 3])).unwrap();
+    follower.step(vote_request(2, 1, 5)).unwrap();
+    assert!(
+        follower.ready().must_sync,
+        "a vote is promised only once durable"
+    );
+    follower.advance();
+
+    let mut lone = RawNode::new(&Config::new(1), MemStorage::new_with_voters(vec![1])).unwrap();
+    lone.campaign();
+    let ready = lone.ready();
+    assert!(
+        ready.must_sync,
+        "a new term and the leader's no-op need a sync"
+    );
+    lone.storage_mut().append(&ready.entries).unwrap();
+    lone.storage_mut().set_hard_state(ready.hard_state.unwrap());
+    lone.advance();
+    let ready = lone.ready();
+    assert!(
+        ready.hard_state.is_some_and(|state| state.commit == 1),
+        "the leader's own write committed its no-op"
+    );
+    assert!(ready.entries.is_empty() && ready.persisted_messages.is_empty());
+    assert!(
+        !ready.must_sync,
+        "a hard state that moves only the commit index needs no sync of its own"
+    );
+}
+
+#[test]
 fn a_restarted_member_remembers_its_vote() {
     let mut node =
         RawNode::new(&Config::new(1), MemStorage::new_with_voters(vec![1, 2, 3])).unwrap();

@@ -7,16 +7,7 @@ use std::future::Future;
 
 use raft::NodeId;
 
-/// A member of the cluster as the Cluster service reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Member {
-    pub id: NodeId,
-    pub name: String,
-    pub peer_urls: Vec<String>,
-    pub client_urls: Vec<String>,
-    /// A non-voting member that receives the log (etcd's learner).
-    pub is_learner: bool,
-}
+pub use node::Member;
 
 /// A single-member configuration change as the Cluster service asks for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,6 +52,19 @@ pub enum BackendError {
     /// change pending, or a change that does not fit the configuration).
     #[error("configuration change refused: {0}")]
     Reconfiguration(raft::RaftError),
+}
+
+impl From<node::RequestError> for BackendError {
+    fn from(error: node::RequestError) -> Self {
+        match error {
+            node::RequestError::NoLeader => BackendError::NoLeader,
+            node::RequestError::LeaderChanged => BackendError::LeaderChanged,
+            node::RequestError::Timeout => BackendError::Timeout,
+            node::RequestError::Stopped => BackendError::Stopped,
+            node::RequestError::Storage(text) => BackendError::Storage(text),
+            node::RequestError::Reconfiguration(refusal) => BackendError::Reconfiguration(refusal),
+        }
+    }
 }
 
 /// A replicated key-value node as the API services see it.

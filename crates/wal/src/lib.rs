@@ -19,6 +19,7 @@ mod error;
 mod fs_util;
 mod group_commit;
 mod lock;
+mod log_store;
 mod log_view;
 mod record;
 mod recovery;

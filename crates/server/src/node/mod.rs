@@ -11,11 +11,9 @@
 //! The node never decides what the core decides and never touches sockets.
 
 mod disk;
-mod driver;
-mod envelope;
-mod members;
-mod snapshots;
-mod waiters;
+mod machine;
+mod members_file;
+mod thread;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -23,16 +21,17 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Sender, TrySendError};
+use node::{MemberContext, MemberList, RequestError};
 use raft::{Message, NodeId, RawNode};
 use tokio::sync::{oneshot, Semaphore};
 
 use crate::backend::{Backend, BackendError, Member, MembershipChange, NodeStatus};
 use crate::config::ServeConfig;
 use crate::watch;
-use driver::{Driver, DriverParts};
-use envelope::ProposalId;
-use members::{MemberContext, MemberList};
-use waiters::{BarrierReply, MembershipReply, ProposalReply};
+use machine::StoreMachine;
+use thread::{Inputs, NodeThread};
+
+pub use node::Outbox;
 
 pub use disk::{store_path, wal_dir};
 
@@ -53,6 +52,8 @@ pub enum NodeError {
     Store(#[from] mvcc::StoreError),
     #[error("consensus core: {0}")]
     Raft(#[from] raft::RaftError),
+    #[error(transparent)]
+    Loop(#[from] node::NodeError),
     #[error("storage: {0}")]
     Storage(String),
     #[error(
@@ -70,14 +71,8 @@ pub enum NodeError {
     Panicked,
 }
 
-/// Where the node thread puts messages for peers. Must not block.
-pub trait Outbox: Send + Sync + std::fmt::Debug + 'static {
-    fn send(&self, message: Message);
-
-    /// The member list changed (or was loaded at start): send to these
-    /// members from now on, and to no other.
-    fn set_members(&self, members: &[Member]);
-}
+/// Where the node thread puts messages for peers.
+pub type SharedOutbox = Arc<dyn Outbox + Send + Sync>;
 
 /// What a node needs to start.
 #[derive(Clone, Debug)]
@@ -145,16 +140,16 @@ impl NodeOptions {
 pub(crate) enum ClientRequest {
     Propose {
         command: Vec<u8>,
-        reply: ProposalReply,
+        reply: oneshot::Sender<Result<mvcc::ApplyOutcome, RequestError>>,
     },
     ReadBarrier {
-        reply: BarrierReply,
+        reply: oneshot::Sender<Result<(), RequestError>>,
     },
     ChangeMembership {
         change: raft::ConfChange,
         /// The encoded [`MemberContext`].
         context: Vec<u8>,
-        reply: MembershipReply,
+        reply: oneshot::Sender<Result<(), RequestError>>,
     },
 }
 
@@ -240,7 +235,7 @@ fn boot_id() -> u64 {
 impl Node {
     /// Opens the data directory (creating a new member's log when there is
     /// none), restarts the core from it and starts the node thread.
-    pub fn start(options: NodeOptions, outbox: Arc<dyn Outbox>) -> Result<Node, NodeError> {
+    pub fn start(options: NodeOptions, outbox: SharedOutbox) -> Result<Node, NodeError> {
         let (wal, store) = disk::open(
             &options.data_dir,
             options.cluster_id,
@@ -252,7 +247,7 @@ impl Node {
         let election_ticks = raft_config.election_ticks;
         let node = RawNode::new(&raft_config, wal)?;
         let store = Arc::new(store);
-        let member_list = MemberList::load(&options.data_dir)
+        let member_list = members_file::load(&options.data_dir)
             .map_err(|error| NodeError::Storage(error.to_string()))?
             .unwrap_or_else(|| MemberList::initial(options.members.clone()));
         let published_members = Arc::new(RwLock::new(with_client_urls(
@@ -275,31 +270,36 @@ impl Node {
                 raft_applied_index: store.applied_index(),
             }),
         });
-        let parts = DriverParts {
+        let machine = StoreMachine::new(
+            Arc::clone(&store),
+            watch_feed,
+            options.data_dir.clone(),
+            Arc::clone(&published_members),
+        );
+        let request_timeout_ticks = options
+            .request_timeout
+            .as_nanos()
+            .div_ceil(options.tick_interval.as_nanos().max(1))
+            as u64;
+        let node_options = node::NodeOptions {
+            boot_id: boot_id(),
+            election_ticks,
+            request_timeout_ticks,
+            snapshot_entries: options.snapshot_entries,
+            configured_members: options.members.clone(),
+        };
+        let core = node::Node::new(node, machine, outbox, member_list, node_options);
+        let inputs = Inputs {
             requests,
             peer_messages,
             control,
-            outbox,
-            status: status.clone(),
-            proposal_base: ProposalId {
-                member_id,
-                boot_id: boot_id(),
-                request: 0,
-            },
+            status: Arc::clone(&status),
             tick_interval: options.tick_interval,
-            election_ticks,
-            request_timeout: options.request_timeout,
-            snapshot_entries: options.snapshot_entries,
-            watch_feed,
-            data_dir: options.data_dir.clone(),
-            member_list,
-            published_members: Arc::clone(&published_members),
-            configured_members: options.members.clone(),
         };
-        let driver = Driver::new(node, store.clone(), parts);
+        let node_thread = NodeThread::new(core, inputs);
         let thread = std::thread::Builder::new()
             .name(format!("raft-{member_id:x}"))
-            .spawn(move || driver.run())
+            .spawn(move || node_thread.run().map_err(NodeError::from))
             .map_err(NodeError::Thread)?;
         let shared = Shared {
             requests: requests_tx,
@@ -368,7 +368,7 @@ impl NodeHandle {
 
     async fn request<T>(
         &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, BackendError>>) -> ClientRequest,
+        make: impl FnOnce(oneshot::Sender<Result<T, RequestError>>) -> ClientRequest,
     ) -> Result<T, BackendError> {
         let timeout = self.shared.request_timeout;
         let permit = tokio::time::timeout(timeout, self.shared.permits.acquire())
@@ -383,15 +383,22 @@ impl NodeHandle {
         }
         let result = answer.await.map_err(|_| BackendError::Stopped)?;
         drop(permit);
-        result
+        Ok(result?)
     }
 }
 
 impl Backend for NodeHandle {
     async fn propose(&self, command: mvcc::Command) -> Result<mvcc::Applied, BackendError> {
         let command = command.encode();
-        self.request(|reply| ClientRequest::Propose { command, reply })
-            .await
+        let outcome = self
+            .request(|reply| ClientRequest::Propose { command, reply })
+            .await?;
+        match outcome {
+            mvcc::ApplyOutcome::Applied(applied) => Ok(applied),
+            other => Err(BackendError::Storage(format!(
+                "the proposal's entry was not applied as a command: {other:?}"
+            ))),
+        }
     }
 
     async fn read_barrier(&self) -> Result<(), BackendError> {

@@ -1,46 +1,43 @@
 //! The replicated member list: who the members are (id, name, peer URLs,
 //! learner or voter), changed only by committed configuration-change entries,
 //! so every member applies the same list in the same order. Owns the bytes a
-//! change entry carries (its context), the list's file in the data directory
-//! and the rules for applying a change. It never decides whether a change may
+//! change entry carries (its context), the bytes of the list as saved, and
+//! the rules for applying a change. It never decides whether a change may
 //! be made (the core and the Cluster service do) and never panics on bytes
 //! read from the log or the disk.
 //!
-//! The list is its own small state machine with its own applied index, kept
-//! in `members` in the data directory and written (atomically, synced) before
-//! the state machine records the entry as applied. On restart the core
+//! The list is its own small state machine with its own applied index, saved
+//! by the state machine (atomically, durably) before it records the entry as
+//! applied. On restart the core
 //! replays every entry after the store's applied index; change entries at or
 //! below the list's index are skipped, so a change is applied exactly once
 //! whichever of the two files reached the disk first.
 
-use std::path::{Path, PathBuf};
-
 use raft::{ConfChange, ConfChangeKind, ConfState, LogIndex, NodeId};
 
-use crate::backend::Member;
+use crate::host::Member;
 
 /// Marks the layout of a change entry's context.
 const CONTEXT_VERSION: u8 = 1;
-/// Marks the layout of the list's file.
-const FILE_VERSION: u8 = 1;
+/// Marks the layout of the saved list.
+const LIST_VERSION: u8 = 1;
 /// A name or URL longer than this is refused when decoding.
 const TEXT_BYTES_MAX: usize = 4096;
 /// More peer URLs than this for one member are refused when decoding.
 const URLS_PER_MEMBER_MAX: usize = 64;
-/// More members than this in the file are refused when decoding.
+/// More members than this in a saved list are refused when decoding.
 const MEMBERS_MAX: usize = 1024;
-const FILE_NAME: &str = "members";
 
 /// What a change entry says about its member besides its id.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct MemberContext {
+pub struct MemberContext {
     pub name: String,
     pub peer_urls: Vec<String>,
 }
 
 /// Why bytes from the log or the list's file cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum MembersDecodeError {
+pub enum MembersDecodeError {
     #[error("member data ends after {offset} bytes, inside a field")]
     Truncated { offset: usize },
     #[error("member data has layout version {found}; this member reads version {expected}")]
@@ -57,24 +54,8 @@ pub(crate) enum MembersDecodeError {
     Trailing { extra: usize },
 }
 
-/// Why the list could not be read from or written to the data directory.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum MembersFileError {
-    #[error("cannot {action} the member list file {path}: {source}; check the --data-dir permissions and free space")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("the member list file {path} is unreadable: {source}; restore it from a backup of the data directory")]
-    Decode {
-        path: PathBuf,
-        source: MembersDecodeError,
-    },
-}
-
 impl MemberContext {
-    pub(crate) fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> Vec<u8> {
         let mut writer = Writer::default();
         writer.bytes.push(CONTEXT_VERSION);
         writer.text(&self.name);
@@ -82,7 +63,7 @@ impl MemberContext {
         writer.bytes
     }
 
-    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, MembersDecodeError> {
+    pub fn decode(bytes: &[u8]) -> Result<Self, MembersDecodeError> {
         let mut reader = Reader { bytes, offset: 0 };
         reader.version(CONTEXT_VERSION)?;
         let context = MemberContext {
@@ -96,14 +77,14 @@ impl MemberContext {
 
 /// The member list and the log index of the last change applied to it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct MemberList {
+pub struct MemberList {
     pub applied_index: LogIndex,
     pub members: Vec<Member>,
 }
 
 impl MemberList {
     /// The members of a new cluster, all voters, before any change.
-    pub(crate) fn initial(members: Vec<Member>) -> Self {
+    pub fn initial(members: Vec<Member>) -> Self {
         Self {
             applied_index: 0,
             members,
@@ -115,12 +96,7 @@ impl MemberList {
     /// skipped: returns `false` for them and `true` when the list (or only its
     /// index) moved and must be saved. A change that does not fit the list
     /// (the core refused it too, for the same log) changes no member.
-    pub(crate) fn apply(
-        &mut self,
-        index: LogIndex,
-        change: ConfChange,
-        context: &MemberContext,
-    ) -> bool {
+    pub fn apply(&mut self, index: LogIndex, change: ConfChange, context: &MemberContext) -> bool {
         if index <= self.applied_index {
             return false;
         }
@@ -150,7 +126,7 @@ impl MemberList {
     /// Replaces the list by the configuration of a snapshot installed at
     /// `index`: members it names keep what this member knew of them, or are
     /// listed by id alone (as etcd lists a member that has not started).
-    pub(crate) fn restore(&mut self, index: LogIndex, conf_state: &ConfState, known: &[Member]) {
+    pub fn restore(&mut self, index: LogIndex, conf_state: &ConfState, known: &[Member]) {
         let describe = |id: NodeId, is_learner: bool| {
             let known = self
                 .members
@@ -174,9 +150,10 @@ impl MemberList {
         self.applied_index = index;
     }
 
-    fn encode(&self) -> Vec<u8> {
+    /// The list as saved, read back by [`MemberList::decode`].
+    pub fn encode(&self) -> Vec<u8> {
         let mut writer = Writer::default();
-        writer.bytes.push(FILE_VERSION);
+        writer.bytes.push(LIST_VERSION);
         writer.u64(self.applied_index);
         writer.u64(self.members.len() as u64);
         for member in &self.members {
@@ -188,9 +165,9 @@ impl MemberList {
         writer.bytes
     }
 
-    fn decode(bytes: &[u8]) -> Result<Self, MembersDecodeError> {
+    pub fn decode(bytes: &[u8]) -> Result<Self, MembersDecodeError> {
         let mut reader = Reader { bytes, offset: 0 };
-        reader.version(FILE_VERSION)?;
+        reader.version(LIST_VERSION)?;
         let applied_index = reader.u64()?;
         let count = reader.count("member count", MEMBERS_MAX)?;
         let mut members = Vec::with_capacity(count);
@@ -210,51 +187,6 @@ impl MemberList {
             applied_index,
             members,
         })
-    }
-
-    /// The list saved in `data_dir`, if one was saved.
-    pub(crate) fn load(data_dir: &Path) -> Result<Option<Self>, MembersFileError> {
-        let path = data_dir.join(FILE_NAME);
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(MembersFileError::Io {
-                    action: "read",
-                    path,
-                    source,
-                })
-            }
-        };
-        Self::decode(&bytes)
-            .map(Some)
-            .map_err(|source| MembersFileError::Decode { path, source })
-    }
-
-    /// Writes the list to `data_dir` so that a crash leaves either the old
-    /// or the new file: a synced temporary file renamed over the old one.
-    pub(crate) fn save(&self, data_dir: &Path) -> Result<(), MembersFileError> {
-        let path = data_dir.join(FILE_NAME);
-        let temporary = data_dir.join(format!("{FILE_NAME}.tmp"));
-        let io = |action: &'static str, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| MembersFileError::Io {
-                action,
-                path,
-                source,
-            }
-        };
-        {
-            use std::io::Write;
-            let mut file = std::fs::File::create(&temporary).map_err(io("create", &temporary))?;
-            file.write_all(&self.encode())
-                .map_err(io("write", &temporary))?;
-            file.sync_all().map_err(io("sync", &temporary))?;
-        }
-        std::fs::rename(&temporary, &path).map_err(io("replace", &path))?;
-        std::fs::File::open(data_dir)
-            .and_then(|directory| directory.sync_all())
-            .map_err(io("sync the directory of", &path))
     }
 }
 
@@ -473,18 +405,11 @@ mod tests {
     }
 
     #[test]
-    fn the_file_round_trips_and_a_damaged_one_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(MemberList::load(dir.path()).unwrap(), None);
+    fn the_saved_bytes_round_trip_and_a_cut_is_an_error() {
         let mut list = MemberList::initial(vec![voter(1, "a")]);
         list.apply(9, change(ConfChangeKind::AddLearner, 2), &context("b"));
-        list.save(dir.path()).unwrap();
-        assert_eq!(MemberList::load(dir.path()).unwrap(), Some(list.clone()));
         let bytes = list.encode();
-        std::fs::write(dir.path().join(FILE_NAME), &bytes[..bytes.len() - 1]).unwrap();
-        assert!(matches!(
-            MemberList::load(dir.path()),
-            Err(MembersFileError::Decode { .. })
-        ));
+        assert_eq!(MemberList::decode(&bytes), Ok(list));
+        assert!(MemberList::decode(&bytes[..bytes.len() - 1]).is_err());
     }
 }

@@ -1,0 +1,163 @@
+//! The node loop over an in-memory log and state machine: the order a Ready
+//! is handled in, who gets answered when, and whose messages are heard.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use raft::{Config, Entry, EntryKind, MemStorage, Message, MessageBody, RawNode};
+
+use super::*;
+use crate::host::{Member, Outbox};
+use crate::test_support::{Applied, Slot};
+
+/// Keeps what the node sent.
+#[derive(Clone, Debug, Default)]
+struct Sent(Rc<RefCell<Vec<Message>>>);
+
+impl Outbox for Sent {
+    fn send(&self, message: Message) {
+        self.0.borrow_mut().push(message);
+    }
+
+    fn set_members(&self, _: &[Member]) {}
+}
+
+struct TestHost;
+
+impl Host for TestHost {
+    type Log = MemStorage;
+    type StateMachine = Applied;
+    type Outbox = Sent;
+    type CommandReply = Slot<Result<LogIndex, RequestError>>;
+    type ReadReply = Slot<Result<(), RequestError>>;
+    type MembershipReply = Slot<Result<(), RequestError>>;
+}
+
+fn node(id: u64, voters: Vec<u64>) -> (Node<TestHost>, Sent) {
+    let raft = RawNode::new(&Config::new(id), MemStorage::new_with_voters(voters)).unwrap();
+    let sent = Sent::default();
+    let options = NodeOptions {
+        boot_id: 7,
+        election_ticks: 10,
+        request_timeout_ticks: 50,
+        snapshot_entries: 1000,
+        configured_members: Vec::new(),
+    };
+    let mut node = Node::new(
+        raft,
+        Applied::default(),
+        sent.clone(),
+        MemberList::initial(Vec::new()),
+        options,
+    );
+    node.start();
+    (node, sent)
+}
+
+fn run_until_idle(node: &mut Node<TestHost>) {
+    for _ in 0..100 {
+        node.submit();
+        if !node.has_ready() {
+            node.end_turn().unwrap();
+            return;
+        }
+        node.handle_ready().unwrap();
+        node.end_turn().unwrap();
+    }
+    panic!("the node did not settle in 100 Readys");
+}
+
+#[test]
+fn a_lone_voter_answers_a_write_with_its_applied_index_then_a_later_read() {
+    let (mut node, sent) = node(1, vec![1]);
+    run_until_idle(&mut node);
+    assert_eq!(node.leader(), Some(1));
+    let write = Slot::default();
+    node.propose(b"put", write.clone());
+    run_until_idle(&mut node);
+    let index = write.take().expect("answered").expect("applied");
+    assert_eq!(
+        node.state_machine().commands,
+        vec![(index, b"put".to_vec())]
+    );
+    let read = Slot::default();
+    node.read(read.clone());
+    run_until_idle(&mut node);
+    assert!(matches!(read.take(), Some(Ok(()))));
+    assert!(sent.0.borrow().is_empty(), "a lone member sends nothing");
+}
+
+fn append(entries: Vec<Entry>, leader_commit: LogIndex) -> Message {
+    Message {
+        from: 2,
+        to: 1,
+        term: 1,
+        body: MessageBody::AppendEntries {
+            prev_log_index: 0,
+            prev_log_term: 0,
+            entries,
+            leader_commit,
+        },
+    }
+}
+
+fn entry(index: LogIndex) -> Entry {
+    Entry {
+        term: 1,
+        index,
+        kind: EntryKind::Normal,
+        data: Vec::new(),
+    }
+}
+
+#[test]
+fn entries_learned_committed_with_their_append_apply_only_after_the_write() {
+    let (mut node, sent) = node(1, vec![1, 2, 3]);
+    node.step(append(vec![entry(1), entry(2)], 2));
+    let persisted = node.persist_ready().unwrap().expect("a Ready");
+    assert_eq!(
+        node.state_machine().applied_index(),
+        0,
+        "not durable here before the write ends: not applied"
+    );
+    assert!(
+        sent.0.borrow().is_empty(),
+        "the acknowledgement waits for the write"
+    );
+    node.complete_ready(persisted).unwrap();
+    assert_eq!(node.state_machine().applied_index(), 2);
+    assert!(matches!(
+        sent.0.borrow().as_slice(),
+        [Message {
+            body: MessageBody::AppendEntriesResponse(_),
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn a_member_in_the_configuration_ignores_members_outside_it() {
+    let (mut node, sent) = node(1, vec![1, 2, 3]);
+    let mut from_stranger = append(vec![entry(1)], 1);
+    from_stranger.from = 9;
+    node.step(from_stranger);
+    assert!(!node.has_ready(), "a stranger's append changed nothing");
+    node.step(append(vec![entry(1)], 1));
+    node.handle_ready().unwrap();
+    assert_eq!(node.state_machine().applied_index(), 1);
+    assert_eq!(sent.0.borrow().len(), 1);
+}
+
+#[test]
+fn only_locally_durable_committed_entries_are_applied_before_the_sync() {
+    let entries = |range: std::ops::RangeInclusive<LogIndex>| range.map(entry).collect::<Vec<_>>();
+    let mut committed = entries(4..=9);
+    let later = split_off_not_durable(&mut committed, 6);
+    assert_eq!(committed, entries(4..=6));
+    assert_eq!(later, entries(7..=9));
+    let mut all_durable = entries(4..=9);
+    assert!(split_off_not_durable(&mut all_durable, 9).is_empty());
+    let mut none_durable = entries(4..=9);
+    assert_eq!(split_off_not_durable(&mut none_durable, 3), entries(4..=9));
+    assert!(none_durable.is_empty());
+}
