@@ -1,4 +1,4 @@
-//! The record of one client operation as the simulator observed it, and the
+//! The record of one client operation as its client observed it, and the
 //! checks that a history is well formed before the search trusts it.
 //!
 //! Owns: `Operation`, `Outcome`, `HistoryError`. Must never: interpret inputs
@@ -6,8 +6,9 @@
 
 /// One operation a client issued, as seen from the client's side.
 ///
-/// Times are the simulator's virtual-time stamps; only their order matters,
-/// so any unit works as long as one history uses one clock.
+/// Times are the simulator's virtual-time stamps, or for real clients the
+/// nanoseconds of one monotonic clock since the history began; only their
+/// order matters, so any unit works as long as one history uses one clock.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Operation<Input, Output> {
     /// Which client issued the operation; used only to explain violations.

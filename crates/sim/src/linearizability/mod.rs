@@ -1,4 +1,5 @@
-//! Linearizability checking of client histories recorded by the simulator.
+//! Linearizability checking of client histories recorded by the simulator,
+//! and histories recorded from real clients of real members.
 //!
 //! Owns: the `Model` abstraction, the history types, the search and the key-
 //! value model of the simulator's workload. Must never: run the cluster,

@@ -1,0 +1,338 @@
+//! Put/Get/CAS histories recorded by real clients against real members, in
+//! the terms of the simulator's linearizability checker
+//! (`sim::linearizability`), so the checker that judges simulated runs
+//! judges the shipped product too.
+//!
+//! Owns: the mapping between the checker's `KvInput`/`KvOutput` and etcd's
+//! KV API (register `n` is the etcd key `<prefix><n>`, a value is a decimal
+//! u64), the one monotonic clock a history is stamped with, what counts as
+//! an unknown outcome, and rendering a violation with the operations around
+//! it. Must never: choose a workload or judge a history.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use server::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use server::proto::etcdserverpb::kv_client::KvClient;
+use server::proto::etcdserverpb::request_op::Request;
+use server::proto::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
+use sim::linearizability::{KvInput, KvKey, KvOperation, KvOutput, KvValue, Outcome, Violation};
+use tonic::transport::Channel;
+
+/// How many call errors a client keeps the text of, for the report; the
+/// rest are only counted.
+pub const CALL_ERRORS_KEPT_MAX: usize = 3;
+
+/// The clock every operation of one history is stamped with: nanoseconds of
+/// one monotonic clock since the history began, so call and return times of
+/// different clients compare as real time.
+#[derive(Clone, Copy, Debug)]
+pub struct HistoryClock {
+    origin: Instant,
+}
+
+impl HistoryClock {
+    pub fn start() -> HistoryClock {
+        HistoryClock {
+            origin: Instant::now(),
+        }
+    }
+
+    /// Nanoseconds since the history began (saturating after 584 years).
+    pub fn now_ns(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// The calls of one client that gave no answer, hence unknown outcomes.
+#[derive(Clone, Debug, Default)]
+pub struct CallErrors {
+    pub total: u64,
+    /// The first `CALL_ERRORS_KEPT_MAX` of them, as text.
+    pub first: Vec<String>,
+}
+
+/// One client pinned to one member's client endpoint, recording what it
+/// asked and what it saw.
+#[derive(Debug)]
+pub struct RegisterClient {
+    client_id: u64,
+    kv: KvClient<Channel>,
+    key_prefix: String,
+    call_timeout: Duration,
+    errors: CallErrors,
+}
+
+/// Why a call gave no answer.
+enum CallError {
+    Status(tonic::Status),
+    TimedOut(Duration),
+}
+
+impl RegisterClient {
+    /// A client of `endpoint` alone, which it connects to on its first
+    /// call (a failed connection is one more unanswered call). Register `n`
+    /// is the etcd key `<key_prefix><n>`; a call without an answer within
+    /// `call_timeout` is given up and recorded as an unknown outcome.
+    ///
+    /// # Panics
+    ///
+    /// When `endpoint` is not a URI.
+    pub fn new(
+        client_id: u64,
+        endpoint: &str,
+        key_prefix: &str,
+        call_timeout: Duration,
+    ) -> RegisterClient {
+        let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
+            .unwrap_or_else(|error| panic!("client endpoint {endpoint}: {error}"))
+            .connect_timeout(call_timeout)
+            .connect_lazy();
+        RegisterClient {
+            client_id,
+            kv: KvClient::new(channel),
+            key_prefix: key_prefix.to_owned(),
+            call_timeout,
+            errors: CallErrors::default(),
+        }
+    }
+
+    /// Sends `input` and records it: the call time just before sending, the
+    /// return time just after the answer, both from `clock`. An error or a
+    /// timeout is an unknown outcome, since the member may have applied the
+    /// request all the same.
+    pub async fn record(&mut self, clock: &HistoryClock, input: KvInput) -> KvOperation {
+        let call_time = clock.now_ns();
+        let answer = match tokio::time::timeout(self.call_timeout, self.call(input)).await {
+            Ok(answer) => answer,
+            Err(_elapsed) => Err(CallError::TimedOut(self.call_timeout)),
+        };
+        // A network round trip takes far longer than a nanosecond; the
+        // `max` only keeps the checker's "return after call" rule without
+        // trusting that.
+        let return_time = clock.now_ns().max(call_time + 1);
+        let outcome = match answer {
+            Ok(output) => Outcome::Returned {
+                output,
+                return_time,
+            },
+            Err(error) => {
+                self.note_error(input, error);
+                Outcome::Unknown
+            }
+        };
+        KvOperation {
+            client_id: self.client_id,
+            input,
+            call_time,
+            outcome,
+        }
+    }
+
+    pub fn client_id(&self) -> u64 {
+        self.client_id
+    }
+
+    pub fn errors(&self) -> &CallErrors {
+        &self.errors
+    }
+
+    fn note_error(&mut self, input: KvInput, error: CallError) {
+        self.errors.total += 1;
+        if self.errors.first.len() < CALL_ERRORS_KEPT_MAX {
+            let reason = match error {
+                CallError::Status(status) => format!("{}: {}", status.code(), status.message()),
+                CallError::TimedOut(limit) => format!("no answer within {limit:?}"),
+            };
+            self.errors.first.push(format!("{input:?}: {reason}"));
+        }
+    }
+
+    async fn call(&mut self, input: KvInput) -> Result<KvOutput, CallError> {
+        match input {
+            KvInput::Get { key } => self.get(key).await,
+            KvInput::Put { key, value } => {
+                self.kv
+                    .put(self.put_request(key, value))
+                    .await
+                    .map_err(CallError::Status)?;
+                Ok(KvOutput::PutDone)
+            }
+            KvInput::Cas { key, expected, new } => {
+                let request = TxnRequest {
+                    compare: vec![self.holds(key, expected)],
+                    success: vec![RequestOp {
+                        request: Some(Request::RequestPut(self.put_request(key, new))),
+                    }],
+                    failure: Vec::new(),
+                };
+                let response = self.kv.txn(request).await.map_err(CallError::Status)?;
+                Ok(KvOutput::CasDone {
+                    succeeded: response.into_inner().succeeded,
+                })
+            }
+        }
+    }
+
+    /// A linearizable Range of one key.
+    async fn get(&mut self, key: KvKey) -> Result<KvOutput, CallError> {
+        let etcd_key = self.etcd_key(key);
+        let request = RangeRequest {
+            key: etcd_key.clone().into_bytes(),
+            serializable: false,
+            ..RangeRequest::default()
+        };
+        let response = self
+            .kv
+            .range(request)
+            .await
+            .map_err(CallError::Status)?
+            .into_inner();
+        assert!(
+            response.kvs.len() <= 1,
+            "a Range of the single key {etcd_key} returned {} key-values",
+            response.kvs.len()
+        );
+        let value = response
+            .kvs
+            .first()
+            .map(|kv| parse_value(&etcd_key, &kv.value));
+        Ok(KvOutput::Value(value))
+    }
+
+    /// The compare of a CAS: the key holds `expected`, or is absent when
+    /// `expected` is `None` (etcd: create revision 0).
+    fn holds(&self, key: KvKey, expected: Option<KvValue>) -> Compare {
+        let (target, target_union) = match expected {
+            Some(value) => (
+                CompareTarget::Value,
+                TargetUnion::Value(value.to_string().into_bytes()),
+            ),
+            None => (CompareTarget::Create, TargetUnion::CreateRevision(0)),
+        };
+        Compare {
+            result: CompareResult::Equal as i32,
+            target: target as i32,
+            key: self.etcd_key(key).into_bytes(),
+            target_union: Some(target_union),
+            range_end: Vec::new(),
+        }
+    }
+
+    fn put_request(&self, key: KvKey, value: KvValue) -> PutRequest {
+        PutRequest {
+            key: self.etcd_key(key).into_bytes(),
+            value: value.to_string().into_bytes(),
+            ..PutRequest::default()
+        }
+    }
+
+    fn etcd_key(&self, key: KvKey) -> String {
+        format!("{}{key}", self.key_prefix)
+    }
+}
+
+/// Every value a recording client writes is a decimal u64; anything else
+/// under its keys is data no client wrote, which the member must never
+/// return.
+fn parse_value(etcd_key: &str, bytes: &[u8]) -> KvValue {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "a member returned {:?} for {etcd_key}, which no client wrote \
+                 (every value written is a decimal u64)",
+                String::from_utf8_lossy(bytes)
+            )
+        })
+}
+
+/// The checker's explanation of `violation`, then every operation on the
+/// violating key whose call or return lies within `window_ns` of the
+/// operations the checker could not place, in call order, with times in
+/// milliseconds since the history began.
+pub fn describe_violation(
+    history: &[KvOperation],
+    violation: &Violation,
+    window_ns: u64,
+) -> String {
+    let mut text = violation.explanation.clone();
+    let Some(&anchor) = violation
+        .next_candidates
+        .first()
+        .or(violation.longest_prefix.last())
+    else {
+        return text;
+    };
+    let key = history[anchor].input.key();
+    let stuck = violation
+        .next_candidates
+        .iter()
+        .map(|&index| history[index].call_time);
+    let from = stuck.clone().min().unwrap_or(history[anchor].call_time);
+    let until = stuck.max().unwrap_or(history[anchor].call_time);
+    let (from, until) = (
+        from.saturating_sub(window_ns),
+        until.saturating_add(window_ns),
+    );
+    let mut around: Vec<usize> = (0..history.len())
+        .filter(|&index| history[index].input.key() == key)
+        .filter(|&index| {
+            let operation = &history[index];
+            let end = operation.return_time().unwrap_or(operation.call_time);
+            operation.call_time <= until && end >= from
+        })
+        .collect();
+    around.sort_by_key(|&index| history[index].call_time);
+    let milliseconds = |ns: u64| ns as f64 / 1e6;
+    // Writing to a String cannot fail.
+    for &index in &violation.next_candidates {
+        if let Outcome::Returned {
+            output: KvOutput::Value(Some(value)),
+            ..
+        } = history[index].outcome
+        {
+            let writer = history
+                .iter()
+                .position(|operation| writes(operation, value));
+            let _ = writeln!(
+                text,
+                "#{index} read {value}, written by {}",
+                writer.map_or("no operation".to_owned(), |writer| format!("#{writer}"))
+            );
+        }
+    }
+    let _ = writeln!(
+        text,
+        "operations on key {key} from {:.3} ms to {:.3} ms:",
+        milliseconds(from),
+        milliseconds(until)
+    );
+    for index in around {
+        let operation = &history[index];
+        let answer = match &operation.outcome {
+            Outcome::Returned {
+                output,
+                return_time,
+            } => format!("{output:?}, returned {:.3} ms", milliseconds(*return_time)),
+            Outcome::Unknown => "outcome unknown".to_owned(),
+        };
+        let _ = writeln!(
+            text,
+            "  #{index} client {}: {:?} called {:.3} ms -> {answer}",
+            operation.client_id,
+            operation.input,
+            milliseconds(operation.call_time)
+        );
+    }
+    text
+}
+
+/// Whether `operation` asked to write `value` (values are unique per write).
+fn writes(operation: &KvOperation, value: KvValue) -> bool {
+    match operation.input {
+        KvInput::Put { value: written, .. } | KvInput::Cas { new: written, .. } => written == value,
+        KvInput::Get { .. } => false,
+    }
+}

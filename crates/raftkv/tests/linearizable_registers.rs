@@ -1,0 +1,347 @@
+//! Real `raftkv serve` clusters of 1, 3 and 5 members under concurrent
+//! clients, judged by the simulator's linearizability checker. Ten clients,
+//! pinned round-robin to the members so that reads go through the leader
+//! and through followers, each do about 50% linearizable Range, 25% Put of
+//! a value nobody else writes and 25% compare-and-swap (the key holds the
+//! value this client last saw, or is absent) on three keys. Every call is
+//! stamped from one monotonic clock; a call without an answer within 2 s is
+//! an unknown outcome. A read that misses a write acknowledged before the
+//! read began fails the test with the operations around it.
+//!
+//! Each cluster size runs for `RAFTKV_LINEARIZABLE_RUN_SECONDS` seconds (10
+//! by default; CI also runs 40 per size), plus a few to start and check.
+//! The negative control records a 3 s history, changes one read to a value
+//! that had been overwritten before the read began, and requires the
+//! checker to reject it: the path from real clients to the verdict can say
+//! "not linearizable".
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::register_history::{describe_violation, CallErrors, HistoryClock, RegisterClient};
+use common::Cluster;
+use sim::linearizability::{
+    check, KvInput, KvKey, KvModel, KvOperation, KvOutput, KvValue, Limits, Outcome, Verdict,
+};
+use sim::rng::SimRng;
+
+const CLIENTS: u64 = 10;
+const KEYS_PER_ROUND: u8 = 3;
+/// The checker searches each key's operations as a whole, and a longer
+/// sub-history costs more to search; every round the clients move to fresh
+/// keys, so a key's history stays this long however long the run.
+const ROUND_DURATION: Duration = Duration::from_secs(5);
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+const KEY_PREFIX: &str = "register/";
+const RUN_SECONDS_ENV: &str = "RAFTKV_LINEARIZABLE_RUN_SECONDS";
+const RUN_SECONDS_DEFAULT: u64 = 10;
+/// What the key space allows: every round takes `KEYS_PER_ROUND` fresh
+/// keys out of 256.
+const RUN_SECONDS_MAX: u64 = 255 / KEYS_PER_ROUND as u64 * ROUND_DURATION.as_secs();
+/// A bound on each client's loop besides the run's deadline.
+const OPERATIONS_PER_CLIENT_MAX: usize = 100_000;
+/// Below these a run checked too little to mean anything.
+const READS_RETURNED_MIN: usize = 50;
+const WRITES_ACKNOWLEDGED_MIN: usize = 20;
+/// How far around a violation the report lists the key's operations.
+const VIOLATION_WINDOW_NS: u64 = 10_000_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_member_serves_linearizable_registers() {
+    registers_stay_linearizable(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_serve_linearizable_registers() {
+    registers_stay_linearizable(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_members_serve_linearizable_registers() {
+    registers_stay_linearizable(5).await;
+}
+
+/// The negative control: one read of a real history, changed to a value
+/// that was overwritten (by a write acknowledged before the read began),
+/// must make the checker say "not linearizable" on that key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_changed_to_an_overwritten_value_is_rejected() {
+    let recorded = record(1, Duration::from_secs(3), 7).await;
+    assert_linearizable(&recorded);
+    let (read_index, overwritten) =
+        overwritten_value_for_a_read(&recorded.history).unwrap_or_else(|| {
+            panic!(
+                "no read followed two acknowledged writes of its key in turn; \
+                 the workload did too little:\n{}",
+                recorded.summary()
+            )
+        });
+    let mut tampered = recorded.history.clone();
+    let Outcome::Returned { output, .. } = &mut tampered[read_index].outcome else {
+        unreachable!("only returned reads are chosen")
+    };
+    *output = KvOutput::Value(Some(overwritten));
+    let verdict = check(&KvModel, &tampered, &Limits::default()).expect("a well-formed history");
+    let read_key = tampered[read_index].input.key();
+    match verdict {
+        Verdict::NotLinearizable(violation) => {
+            assert_eq!(violation.key, format!("{read_key:?}"), "{violation}");
+        }
+        other => panic!(
+            "read #{read_index} changed to the overwritten value {overwritten}, \
+             yet the checker says: {other}"
+        ),
+    }
+}
+
+async fn registers_stay_linearizable(size: usize) {
+    let recorded = record(size, run_duration(), size as u64).await;
+    assert_linearizable(&recorded);
+}
+
+/// The run length per cluster size, from `RUN_SECONDS_ENV`.
+fn run_duration() -> Duration {
+    let seconds = match std::env::var(RUN_SECONDS_ENV) {
+        Err(_) => RUN_SECONDS_DEFAULT,
+        Ok(text) => text.parse().unwrap_or_else(|_| {
+            panic!("{RUN_SECONDS_ENV}={text:?} is not a whole number of seconds")
+        }),
+    };
+    assert!(
+        (1..=RUN_SECONDS_MAX).contains(&seconds),
+        "{RUN_SECONDS_ENV}={seconds} is outside 1..={RUN_SECONDS_MAX}, what \
+         the key space allows"
+    );
+    Duration::from_secs(seconds)
+}
+
+/// A history recorded from one cluster, with what explains it.
+struct Recorded {
+    size: usize,
+    leader: usize,
+    /// Which member each client (by `client_id - 1`) was pinned to.
+    pinned_member: Vec<usize>,
+    errors: Vec<CallErrors>,
+    history: Vec<KvOperation>,
+}
+
+/// Starts `size` members and runs the clients against them for `run`.
+async fn record(size: usize, run: Duration, seed: u64) -> Recorded {
+    let cluster = Cluster::start(size, &[]);
+    let leader = cluster.wait_for_leader(None).await;
+    let clock = HistoryClock::start();
+    let pinned_member: Vec<usize> = (0..CLIENTS as usize).map(|index| index % size).collect();
+    let tasks: Vec<_> = (1..=CLIENTS)
+        .zip(&pinned_member)
+        .map(|(client_id, &member)| {
+            let client = RegisterClient::new(
+                client_id,
+                &cluster.endpoint(member),
+                KEY_PREFIX,
+                CALL_TIMEOUT,
+            );
+            let rng = SimRng::new(seed.wrapping_mul(1_000).wrapping_add(client_id));
+            tokio::spawn(run_client(client, rng, clock, run))
+        })
+        .collect();
+    let mut recorded = Recorded {
+        size,
+        leader,
+        pinned_member,
+        errors: Vec::new(),
+        history: Vec::new(),
+    };
+    for task in tasks {
+        let (operations, errors) = task.await.expect("a client task");
+        recorded.history.extend(operations);
+        recorded.errors.push(errors);
+    }
+    recorded
+}
+
+/// One client's loop until `run` has passed since `clock` started.
+async fn run_client(
+    mut client: RegisterClient,
+    mut rng: SimRng,
+    clock: HistoryClock,
+    run: Duration,
+) -> (Vec<KvOperation>, CallErrors) {
+    let run_ns = u64::try_from(run.as_nanos()).expect("a run shorter than 584 years");
+    let round_ns = u64::try_from(ROUND_DURATION.as_nanos()).expect("a short round");
+    let mut operations = Vec::new();
+    let mut last_seen: HashMap<KvKey, Option<KvValue>> = HashMap::new();
+    while operations.len() < OPERATIONS_PER_CLIENT_MAX {
+        let now_ns = clock.now_ns();
+        if now_ns >= run_ns {
+            break;
+        }
+        let round = u8::try_from(now_ns / round_ns).expect("run length checked against rounds");
+        let key = round * KEYS_PER_ROUND + rng.index(usize::from(KEYS_PER_ROUND)) as u8;
+        let value = (client.client_id() << 32) | (operations.len() as u64 + 1);
+        let input = next_input(&mut rng, key, value, &last_seen);
+        let operation = client.record(&clock, input).await;
+        if let Some(value) = value_seen(&operation) {
+            last_seen.insert(key, value);
+        }
+        operations.push(operation);
+    }
+    (operations, client.errors().clone())
+}
+
+/// About half reads, a quarter puts, a quarter compare-and-swaps. A write
+/// writes `value`, which the caller makes `client_id << 32 | n` for the
+/// client's `n`-th operation, so no two writes in a history write the same
+/// value.
+fn next_input(
+    rng: &mut SimRng,
+    key: KvKey,
+    value: KvValue,
+    last_seen: &HashMap<KvKey, Option<KvValue>>,
+) -> KvInput {
+    match rng.index(4) {
+        0 | 1 => KvInput::Get { key },
+        2 => KvInput::Put { key, value },
+        _ => KvInput::Cas {
+            key,
+            expected: last_seen.get(&key).copied().flatten(),
+            new: value,
+        },
+    }
+}
+
+/// What `operation` told its client the key holds now, if anything.
+fn value_seen(operation: &KvOperation) -> Option<Option<KvValue>> {
+    let Outcome::Returned { output, .. } = operation.outcome else {
+        return None;
+    };
+    match (operation.input, output) {
+        (KvInput::Get { .. }, KvOutput::Value(value)) => Some(value),
+        (KvInput::Put { value, .. }, KvOutput::PutDone) => Some(Some(value)),
+        (KvInput::Cas { new, .. }, KvOutput::CasDone { succeeded: true }) => Some(Some(new)),
+        _ => None,
+    }
+}
+
+/// Checks `recorded`; on any verdict but linearizable, panics with the
+/// cluster, the clients and the operations around the violation.
+fn assert_linearizable(recorded: &Recorded) {
+    let reads_returned = count(&recorded.history, |operation| {
+        matches!(operation.input, KvInput::Get { .. })
+    });
+    let writes_acknowledged = count(&recorded.history, |operation| {
+        value_seen(operation).is_some() && !matches!(operation.input, KvInput::Get { .. })
+    });
+    assert!(
+        reads_returned >= READS_RETURNED_MIN && writes_acknowledged >= WRITES_ACKNOWLEDGED_MIN,
+        "too little was answered to check anything:\n{}",
+        recorded.summary()
+    );
+    let verdict = check(&KvModel, &recorded.history, &Limits::default())
+        .unwrap_or_else(|error| panic!("the recorded history is malformed: {error}"));
+    match verdict {
+        Verdict::Linearizable => eprintln!("linearizable:\n{}", recorded.summary()),
+        Verdict::NotLinearizable(violation) => panic!(
+            "{}\n{}",
+            recorded.summary(),
+            describe_violation(&recorded.history, &violation, VIOLATION_WINDOW_NS)
+        ),
+        Verdict::Unknown { reason } => panic!(
+            "the checker could not decide: {reason}\n{}",
+            recorded.summary()
+        ),
+    }
+}
+
+/// How many returned operations satisfy `predicate`.
+fn count(history: &[KvOperation], predicate: impl Fn(&KvOperation) -> bool) -> usize {
+    history
+        .iter()
+        .filter(|operation| operation.is_returned() && predicate(operation))
+        .count()
+}
+
+impl Recorded {
+    fn summary(&self) -> String {
+        let unknown = self.history.len() - count(&self.history, |_| true);
+        let reads = count(&self.history, |operation| {
+            matches!(operation.input, KvInput::Get { .. })
+        });
+        let cas_not_applied = count(&self.history, |operation| {
+            matches!(
+                operation.outcome,
+                Outcome::Returned {
+                    output: KvOutput::CasDone { succeeded: false },
+                    ..
+                }
+            )
+        });
+        let mut text = format!(
+            "{} member(s), m{} leader when the clients started; {} operations: {reads} \
+             reads returned, {} writes acknowledged, {cas_not_applied} CAS not applied, \
+             {unknown} with unknown outcome\n",
+            self.size,
+            self.leader + 1,
+            self.history.len(),
+            self.history.len() - unknown - reads - cas_not_applied,
+        );
+        for (index, (member, errors)) in self.pinned_member.iter().zip(&self.errors).enumerate() {
+            text.push_str(&format!(
+                "client {} -> m{}{}: {} calls unanswered {:?}\n",
+                index + 1,
+                member + 1,
+                if *member == self.leader {
+                    " (leader)"
+                } else {
+                    ""
+                },
+                errors.total,
+                errors.first
+            ));
+        }
+        text
+    }
+}
+
+/// A returned read and a value it could not have read: one written by a
+/// write that was acknowledged before the write of the read's value began,
+/// which itself was acknowledged before the read began. Values are unique,
+/// so reading the older one would put its write after the newer one, which
+/// real time forbids.
+fn overwritten_value_for_a_read(history: &[KvOperation]) -> Option<(usize, KvValue)> {
+    let acknowledged_writes: Vec<(usize, KvValue)> = history
+        .iter()
+        .enumerate()
+        .filter(|(_, operation)| !matches!(operation.input, KvInput::Get { .. }))
+        .filter_map(|(index, operation)| Some((index, value_seen(operation)??)))
+        .collect();
+    let write_of: HashMap<KvValue, usize> = acknowledged_writes
+        .iter()
+        .map(|&(index, value)| (value, index))
+        .collect();
+    history.iter().enumerate().find_map(|(read_index, read)| {
+        let Outcome::Returned {
+            output: KvOutput::Value(Some(value)),
+            ..
+        } = read.outcome
+        else {
+            return None;
+        };
+        let newer = &history[*write_of.get(&value)?];
+        if newer.return_time()? >= read.call_time {
+            return None;
+        }
+        acknowledged_writes
+            .iter()
+            .filter(|&&(index, older_value)| {
+                older_value != value
+                    && history[index].input.key() == read.input.key()
+                    && history[index]
+                        .return_time()
+                        .is_some_and(|returned| returned < newer.call_time)
+            })
+            .map(|&(_, older_value)| (read_index, older_value))
+            .next()
+    })
+}
