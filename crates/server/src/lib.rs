@@ -1,4 +1,4 @@
-//! The raftkv node: etcd's v3 gRPC API, the peer transport, the node driver and
+//! The raftkv server: etcd's v3 gRPC API, the peer transport, the node thread and
 //! the `serve` configuration. It drives the consensus core and never decides
 //! anything the core decides.
 //!
@@ -14,8 +14,8 @@
 //! - [`etcd_error`]: etcd's API errors with their exact gRPC codes and messages.
 //! - [`config`]: `raftkv serve` flags (etcd's) and the checked [`config::ServeConfig`].
 //! - [`peer_codec`]: [`raft::Message`] to and from bytes for the peer transport.
-//! - [`node`]: the node thread driving the core, the log and the state machine;
-//!   its handle is the [`backend::Backend`].
+//! - [`node`]: the node thread running the `node` crate's loop over the WAL,
+//!   mvcc and the transport; its handle is the [`backend::Backend`].
 //! - [`transport`]: Raft messages between members over gRPC streams.
 //! - [`serve`]: a whole member: listeners, transport, node, clean shutdown.
 

@@ -1,5 +1,5 @@
-//! The node: one OS thread drives the consensus core over the log ([`wal`])
-//! and applies committed entries to the state machine ([`mvcc`]); a cheap,
+//! The node: one OS thread runs the `node` crate's loop over the log
+//! ([`wal`]), the state machine ([`mvcc`]) and the transport; a cheap,
 //! cloneable [`NodeHandle`] is the [`Backend`] the etcd services call.
 //! A second thread, the watch hub ([`crate::watch`]), serves watchers from
 //! the events the node thread applies; the node stops it last.
@@ -8,7 +8,9 @@
 //! (bounded by [`CLIENT_REQUESTS_IN_FLIGHT_MAX`] permits, so a burst waits
 //! instead of growing memory), peer messages (dropped when
 //! [`PEER_INBOX_MESSAGES_MAX`] are queued; Raft resends), and a stop signal.
-//! The node never decides what the core decides and never touches sockets.
+//! The loop itself (waiters, read barriers, apply order, member list,
+//! snapshots) is the `node` crate's, the same code the simulator runs; this
+//! module only gives it threads, queues, real time and its storage.
 
 mod disk;
 mod machine;
