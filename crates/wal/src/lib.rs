@@ -16,6 +16,7 @@
 
 pub mod bench;
 mod error;
+pub mod fs;
 mod fs_util;
 mod group_commit;
 mod lock;
