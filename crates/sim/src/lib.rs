@@ -65,6 +65,7 @@
 
 pub mod conf_view;
 pub mod config;
+pub mod disk;
 pub mod invariants;
 pub mod kv;
 pub mod lab;
