@@ -120,8 +120,7 @@ impl DiskState {
                     torn.push((*id, *offset, bytes_kept, bytes.len()));
                 }
             }
-            file.unsynced.clear();
-            file.current = file.durable.clone();
+            file.roll_back_to_durable();
         }
         torn.into_iter()
             .map(|(id, offset, bytes_kept, bytes_written)| TornWrite {

@@ -69,6 +69,23 @@ impl FileState {
         self.unsynced.push_back((sequence, change));
     }
 
+    /// Forgets every unsynced change: the current content becomes the durable
+    /// one again, copying only the ranges those changes touched.
+    pub(super) fn roll_back_to_durable(&mut self) {
+        let durable_len = self.durable.len();
+        self.current.resize(durable_len, 0);
+        for (_, change) in self.unsynced.drain(..) {
+            let (start, end) = match change {
+                FileChange::Write { offset, bytes } => {
+                    (offset as usize, offset as usize + bytes.len())
+                }
+                FileChange::SetLen(len) => (len as usize, durable_len),
+            };
+            let (start, end) = (start.min(durable_len), end.min(durable_len));
+            self.current[start..end].copy_from_slice(&self.durable[start..end]);
+        }
+    }
+
     /// Makes every change made before `sequence` durable.
     fn make_durable_before(&mut self, sequence: u64) {
         while self.unsynced.front().is_some_and(|(at, _)| *at < sequence) {
@@ -576,4 +593,40 @@ fn split(path: &Path) -> io::Result<(PathBuf, String)> {
         .and_then(|name| name.to_str())
         .ok_or_else(invalid)?;
     Ok((parent.to_path_buf(), name.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SimRng;
+
+    fn random_change(rng: &mut SimRng) -> FileChange {
+        if rng.chance(0.2) {
+            FileChange::SetLen(rng.between(0, 96))
+        } else {
+            let offset = rng.between(0, 80);
+            let bytes = (0..rng.between(1, 24)).map(|_| rng.between(1, 255) as u8);
+            FileChange::Write {
+                offset,
+                bytes: bytes.collect(),
+            }
+        }
+    }
+
+    #[test]
+    fn rolling_back_touches_only_changed_ranges_and_restores_the_durable_content() {
+        for seed in 0..200 {
+            let mut rng = SimRng::new(seed);
+            let mut file = FileState::default();
+            let changes = rng.between(1, 30);
+            for sequence in 1..=changes {
+                file.change(sequence, random_change(&mut rng));
+            }
+            file.make_durable_before(rng.between(1, changes + 1));
+            let expected = file.durable.clone();
+            file.roll_back_to_durable();
+            assert_eq!(file.current, expected, "seed {seed}");
+            assert!(file.unsynced.is_empty());
+        }
+    }
 }
