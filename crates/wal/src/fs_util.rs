@@ -43,8 +43,31 @@ pub(crate) fn temp_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The directory holding `path` (`.` for a bare name).
 pub(crate) fn parent(path: &Path) -> &Path {
-    path.parent().unwrap_or(Path::new("."))
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+/// Creates `dir` and any missing parents, each synced into the directory
+/// holding it: a new directory's entry is durable only once its parent is
+/// synced, and without that a crash could take the whole log with it.
+pub(crate) fn create_dir_all_durably(fs: &dyn FileSystem, dir: &Path) -> Result<(), WalError> {
+    let mut missing = Vec::new();
+    let mut ancestor = Some(dir);
+    while let Some(path) = ancestor.filter(|path| !path.as_os_str().is_empty() && !fs.is_dir(path))
+    {
+        missing.push(path);
+        ancestor = path.parent();
+    }
+    fs.create_dir_all(dir)
+        .map_err(|source| WalError::io("creating data directory", dir, source))?;
+    for created in missing.iter().rev() {
+        sync_dir(fs, parent(created))?;
+    }
+    Ok(())
 }
 
 pub(crate) fn read_whole(fs: &dyn FileSystem, path: &Path) -> Result<Vec<u8>, WalError> {

@@ -23,6 +23,7 @@ use raft::{
 
 use crate::error::WalError;
 use crate::fs::{FileSystem, StdFileSystem};
+use crate::fs_util;
 use crate::lock::DirLock;
 use crate::log_view::LogView;
 use crate::record::{self, SnapshotMarker};
@@ -149,8 +150,7 @@ impl Wal {
         voters: Vec<NodeId>,
     ) -> Result<Wal, WalError> {
         options.validate()?;
-        fs.create_dir_all(dir)
-            .map_err(|source| WalError::io("creating data directory", dir, source))?;
+        fs_util::create_dir_all_durably(fs.as_ref(), dir)?;
         let lock = DirLock::acquire(fs.as_ref(), dir)?;
         if !recovery::segment_sequences(fs.as_ref(), dir)?.is_empty() {
             return Err(WalError::AlreadyInitialized {
