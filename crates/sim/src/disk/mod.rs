@@ -81,7 +81,19 @@ impl SimDisk {
     /// Completes every pending sync, oldest first: what each covered is now
     /// durable. Returns how many completed.
     pub fn complete_syncs(&self) -> usize {
-        self.lock().complete_syncs()
+        self.lock().complete_syncs_through(u64::MAX)
+    }
+
+    /// Marks the syncs asked for so far, for [`SimDisk::complete_syncs_through`].
+    pub fn sync_mark(&self) -> SyncMark {
+        SyncMark(self.lock().stats.syncs_requested)
+    }
+
+    /// Completes the pending syncs asked for before `mark` was taken, oldest
+    /// first, and leaves later ones in flight: for a process that issues new
+    /// I/O while an earlier fsync has not ended. Returns how many completed.
+    pub fn complete_syncs_through(&self, mark: SyncMark) -> usize {
+        self.lock().complete_syncs_through(mark.0)
     }
 
     /// Crashes the process using the disk: every mount dies, its locks are
@@ -102,6 +114,11 @@ impl SimDisk {
         self.lock().stats
     }
 }
+
+/// The point in a disk's sequence of syncs where [`SimDisk::sync_mark`] was
+/// called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SyncMark(u64);
 
 /// What a crash may keep beyond the durable state.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -163,6 +163,8 @@ pub(super) enum SyncTarget {
 /// target's changes made before `sequence`.
 #[derive(Clone, Debug)]
 pub(super) struct PendingSync {
+    /// 1 for the disk's first sync, 2 for the next, ...
+    pub(super) ordinal: u64,
     pub(super) sequence: u64,
     pub(super) target: SyncTarget,
 }
@@ -456,9 +458,12 @@ impl DiskState {
 
     fn request_sync(&mut self, target: SyncTarget) {
         let sequence = self.next_sequence();
-        self.pending_syncs
-            .push_back(PendingSync { sequence, target });
         self.stats.syncs_requested += 1;
+        self.pending_syncs.push_back(PendingSync {
+            ordinal: self.stats.syncs_requested,
+            sequence,
+            target,
+        });
     }
 
     pub(super) fn read_at(&self, id: FileId, offset: u64, len: usize) -> io::Result<Vec<u8>> {
@@ -493,14 +498,22 @@ impl DiskState {
         }
     }
 
-    /// Completes every pending sync, oldest first. Returns how many there were.
-    pub(super) fn complete_syncs(&mut self) -> usize {
-        let count = self.pending_syncs.len();
-        while let Some(sync) = self.pending_syncs.pop_front() {
-            self.complete(&sync);
+    /// Completes the pending syncs whose ordinal is at most `ordinal_max`,
+    /// oldest first. Returns how many there were.
+    pub(super) fn complete_syncs_through(&mut self, ordinal_max: u64) -> usize {
+        let mut completed = 0;
+        while self
+            .pending_syncs
+            .front()
+            .is_some_and(|sync| sync.ordinal <= ordinal_max)
+        {
+            if let Some(sync) = self.pending_syncs.pop_front() {
+                self.complete(&sync);
+                completed += 1;
+            }
         }
         self.collect_garbage();
-        count
+        completed
     }
 
     pub(super) fn complete(&mut self, sync: &PendingSync) {

@@ -56,6 +56,26 @@ fn a_write_is_durable_only_once_its_sync_completes() {
 }
 
 #[test]
+fn syncs_asked_for_after_a_mark_stay_in_flight() {
+    let (disk, fs) = disk_with_file("a", b"a0");
+    let file = fs.open(&path("a")).unwrap();
+    file.write_all_at(b"a1", 0).unwrap();
+    file.sync_data().unwrap();
+    let mark = disk.sync_mark();
+    file.write_all_at(b"a2", 0).unwrap();
+    file.sync_data().unwrap();
+    assert_eq!(disk.complete_syncs_through(mark), 1);
+    assert_eq!(disk.pending_syncs(), 1);
+    let report = crash_durable_only(&disk);
+    let expected: &[u8] = if report.syncs_completed == 0 {
+        b"a1"
+    } else {
+        b"a2"
+    };
+    assert_eq!(disk.mount().read(&path("a")).unwrap(), expected);
+}
+
+#[test]
 fn a_sync_in_flight_at_the_crash_may_or_may_not_complete() {
     let mut outcomes = std::collections::BTreeSet::new();
     for seed in 0..32 {
