@@ -11,7 +11,8 @@
 //!
 //! Entry points: [`run_seed`] and [`run_seeds`] (what `raftkv sim` calls),
 //! [`World`] for scripted scenarios and [`lab::Lab`] for the classic Raft
-//! lab verbs on top of it.
+//! lab verbs on top of it. [`disk::SimDisk`] is the simulated disk the real
+//! `wal` and `mvcc` run on.
 //!
 //! # What one run is
 //!

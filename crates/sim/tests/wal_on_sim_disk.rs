@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use raft::{Entry, EntryKind, HardState, LogIndex, Snapshot, SnapshotMeta, Storage, Term};
-use sim::disk::{CrashOptions, CrashReport, SimDisk};
+use sim::disk::{CrashOptions, CrashReport, DiskFault, SimDisk};
 use sim::rng::SimRng;
 use wal::fs::FileSystem;
 use wal::{Wal, WalOptions, MIN_SEGMENT_BYTES};
@@ -313,4 +313,33 @@ fn a_log_created_on_a_fresh_disk_survives_a_crash() {
     drop(wal);
     let wal = open(&disk).expect("the acknowledged vote survives");
     assert_eq!(wal.hard_state(), voted);
+}
+
+#[test]
+fn an_injected_disk_error_poisons_the_log_and_a_restart_keeps_what_was_acknowledged() {
+    for fault in [
+        DiskFault::WriteNoSpace,
+        DiskFault::WriteIo,
+        DiskFault::SyncIo,
+    ] {
+        let disk = SimDisk::new();
+        let mut wal = create(&disk);
+        wal.persist(None, &[entry(1, 1, 100)]).unwrap();
+        disk.complete_syncs();
+        disk.fail_next(fault);
+        let error = wal.persist(None, &[entry(2, 1, 100)]).unwrap_err();
+        if fault == DiskFault::WriteNoSpace {
+            assert!(matches!(error, wal::WalError::DiskFull { .. }), "{error}");
+        }
+        let refused = wal.persist(None, &[entry(2, 1, 100)]).unwrap_err();
+        assert!(
+            matches!(refused, wal::WalError::Poisoned { .. }),
+            "{fault:?}: {refused}"
+        );
+        disk.crash(&mut SimRng::new(0), &CrashOptions::DURABLE_ONLY);
+        drop(wal);
+        let wal = open(&disk).unwrap();
+        assert_eq!(wal.last_index(), 1, "{fault:?}");
+        assert_eq!(wal.entries(1, 2, u64::MAX).unwrap(), [entry(1, 1, 100)]);
+    }
 }
