@@ -49,6 +49,9 @@ pub mod types;
 mod validate;
 mod view;
 
+/// What [`Store::with_backend`] stores the database in.
+pub use redb::StorageBackend;
+
 pub use codec::{DecodeError, COMMAND_FORMAT_VERSION, TXN_NESTING_DEPTH_MAX};
 pub use error::{Error, RequestError, StatusClass, StoreError};
 pub use snapshot::SnapshotInfo;

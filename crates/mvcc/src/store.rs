@@ -19,7 +19,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use redb::backends::InMemoryBackend;
-use redb::{Database, ReadTransaction, ReadableTable, ReadableTableMetadata, WriteTransaction};
+use redb::{
+    Database, ReadTransaction, ReadableTable, ReadableTableMetadata, StorageBackend,
+    WriteTransaction,
+};
 
 use crate::engine::{apply_command, WriteTables};
 use crate::error::{Error, RequestError, StoreError};
@@ -81,7 +84,8 @@ pub struct Applied {
 #[derive(Debug)]
 enum Location {
     File(PathBuf),
-    Memory,
+    /// Any other [`StorageBackend`]: memory, or a simulated disk.
+    Backend,
 }
 
 /// The counters as last applied, plus commit and durability bookkeeping.
@@ -160,15 +164,27 @@ impl Store {
         Self::init(db, Location::File(path))
     }
 
-    /// A store that lives in memory only (for simulation and tests).
+    /// A store that lives in memory only (for tests).
     pub fn in_memory() -> Result<Self, StoreError> {
+        Self::open_backend(InMemoryBackend::new(), "<memory>")
+    }
+
+    /// Opens the database kept in `backend`, creating it when empty, and
+    /// repairing it when a crash interrupted a commit. Immediate commits call
+    /// the backend's `sync_data` before they return; deferred ones only write.
+    /// This is how the simulator runs the store on a simulated disk.
+    pub fn with_backend(backend: impl StorageBackend) -> Result<Self, StoreError> {
+        Self::open_backend(backend, "<storage backend>")
+    }
+
+    fn open_backend(backend: impl StorageBackend, name: &str) -> Result<Self, StoreError> {
         let db = Database::builder()
-            .create_with_backend(InMemoryBackend::new())
+            .create_with_backend(backend)
             .map_err(|source| StoreError::Open {
-                path: PathBuf::from("<memory>"),
+                path: PathBuf::from(name),
                 source: Box::new(source),
             })?;
-        Self::init(db, Location::Memory)
+        Self::init(db, Location::Backend)
     }
 
     fn init(db: Database, location: Location) -> Result<Self, StoreError> {
@@ -446,7 +462,8 @@ impl Store {
         view.read_only_txn(txn, &meta)
     }
 
-    /// The size of the database in bytes (allocated pages for a memory store).
+    /// The size of the database in bytes (allocated pages for a store that
+    /// is not a file).
     pub fn db_size_bytes(&self) -> Result<u64, StoreError> {
         match &self.location {
             Location::File(path) => std::fs::metadata(path)
@@ -455,7 +472,7 @@ impl Store {
                     path: path.clone(),
                     source,
                 }),
-            Location::Memory => {
+            Location::Backend => {
                 let mut writer = self.lock();
                 self.commit_open_apply_locked(&mut writer)?;
                 let txn = self

@@ -11,7 +11,8 @@
 //!
 //! Entry points: [`run_seed`] and [`run_seeds`] (what `raftkv sim` calls),
 //! [`World`] for scripted scenarios and [`lab::Lab`] for the classic Raft
-//! lab verbs on top of it.
+//! lab verbs on top of it. [`disk::SimDisk`] is the simulated disk the real
+//! `wal` and `mvcc` run on.
 //!
 //! # What one run is
 //!
@@ -65,6 +66,7 @@
 
 pub mod conf_view;
 pub mod config;
+pub mod disk;
 pub mod invariants;
 pub mod kv;
 pub mod lab;

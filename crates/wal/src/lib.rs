@@ -11,11 +11,14 @@
 //!   hands the `Wal` to the core as its [`raft::Storage`].
 //! - [`GroupCommitter`] shares one `Wal` among many threads: their appends
 //!   become one write and one fdatasync per batch.
+//! - [`fs`] is the file system the log writes through: the real one by
+//!   default, the simulator's disks through `Wal::*_on`.
 //! - [`bench`](mod@bench) measures the group-committed log against the disk's raw
 //!   fdatasync rate.
 
 pub mod bench;
 mod error;
+pub mod fs;
 mod fs_util;
 mod group_commit;
 mod lock;

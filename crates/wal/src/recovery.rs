@@ -5,13 +5,12 @@
 //! or damaged acknowledged data; it never silently drops such data.
 
 use std::collections::VecDeque;
-use std::fs::OpenOptions;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use raft::{Entry, HardState, LogIndex, SnapshotMeta};
 
 use crate::error::WalError;
+use crate::fs::FileSystem;
 use crate::fs_util;
 use crate::log_view::LogView;
 use crate::record::{Record, SnapshotMarker};
@@ -27,8 +26,8 @@ pub(crate) struct Recovered {
 }
 
 /// Sequence numbers of the segment files in `dir`, ascending.
-pub(crate) fn segment_sequences(dir: &Path) -> Result<Vec<u64>, WalError> {
-    let mut sequences: Vec<u64> = fs_util::list_names(dir)?
+pub(crate) fn segment_sequences(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<u64>, WalError> {
+    let mut sequences: Vec<u64> = fs_util::list_names(fs, dir)?
         .iter()
         .filter_map(|name| segment::parse_segment_file_name(name))
         .collect();
@@ -37,12 +36,13 @@ pub(crate) fn segment_sequences(dir: &Path) -> Result<Vec<u64>, WalError> {
 }
 
 pub(crate) fn recover(
+    fs: &dyn FileSystem,
     dir: &Path,
     cluster_id: u64,
     snapshots: &SnapshotStore,
 ) -> Result<Recovered, WalError> {
-    fs_util::remove_temp_files(dir)?;
-    let sequences = segment_sequences(dir)?;
+    fs_util::remove_temp_files(fs, dir)?;
+    let sequences = segment_sequences(fs, dir)?;
     if sequences.is_empty() {
         return Err(WalError::NotInitialized {
             dir: dir.to_path_buf(),
@@ -56,7 +56,7 @@ pub(crate) fn recover(
     for (position, &sequence) in sequences.iter().enumerate() {
         let path = segment::segment_path(dir, sequence);
         let is_last = position + 1 == sequences.len();
-        let image = fs_util::read_whole(&path)?;
+        let image = fs_util::read_whole(fs, &path)?;
         let header = check_header(&image, &path, cluster_id, sequence, previous_end.as_ref())?;
         let mut scanned = segment::scan_segment(&image, is_last, &path)?;
         drop(image);
@@ -84,7 +84,7 @@ pub(crate) fn recover(
     )?;
     let snapshot = snapshots.load(marker.index, marker.term)?;
     if let Some(torn) = scanned.torn_tail {
-        cut_torn_tail(&path, torn)?;
+        cut_torn_tail(fs, &path, torn)?;
     }
     let view = LogView {
         snapshot_meta: SnapshotMeta {
@@ -198,15 +198,14 @@ fn check_commit_within_log(
 
 /// Zeroes the bytes a torn write left, so a later append that ends at a
 /// record boundary inside them can never make stale bytes parse as records.
-fn cut_torn_tail(path: &Path, torn: TornTail) -> Result<(), WalError> {
+fn cut_torn_tail(fs: &dyn FileSystem, path: &Path, torn: TornTail) -> Result<(), WalError> {
     tracing::warn!(
         path = %path.display(),
         offset = torn.offset,
         bytes = torn.end_offset - torn.offset,
         "cutting a torn write at the tail of the log (it was never acknowledged)"
     );
-    let file = OpenOptions::new()
-        .write(true)
+    let file = fs
         .open(path)
         .map_err(|source| WalError::io("opening segment", path, source))?;
     let zeros = vec![0u8; (torn.end_offset - torn.offset) as usize];

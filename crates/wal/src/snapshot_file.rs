@@ -17,12 +17,14 @@
 //! last 4  crc32c of everything before it
 //! ```
 
-use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use raft::{ConfState, LogIndex, NodeId, Snapshot, SnapshotMeta, Term};
 
 use crate::error::WalError;
+use crate::fs::FileSystem;
 use crate::fs_util;
 use crate::record::{u32_at, u64_at};
 
@@ -37,15 +39,22 @@ const CHECKSUM_BYTES: usize = 4;
 /// The directory's snapshot files.
 #[derive(Debug)]
 pub(crate) struct SnapshotStore {
+    fs: Arc<dyn FileSystem>,
     dir: PathBuf,
     cluster_id: u64,
     snapshots_kept: usize,
 }
 
 impl SnapshotStore {
-    pub(crate) fn new(dir: &Path, cluster_id: u64, snapshots_kept: usize) -> Self {
+    pub(crate) fn new(
+        fs: Arc<dyn FileSystem>,
+        dir: &Path,
+        cluster_id: u64,
+        snapshots_kept: usize,
+    ) -> Self {
         debug_assert!(snapshots_kept >= 1);
         SnapshotStore {
+            fs,
             dir: dir.to_path_buf(),
             cluster_id,
             snapshots_kept,
@@ -60,16 +69,19 @@ impl SnapshotStore {
     /// Writes a snapshot durably (it exists whole or not at all after a crash).
     pub(crate) fn write(&self, snapshot: &Snapshot) -> Result<(), WalError> {
         let path = self.path_of(snapshot.meta.index, snapshot.meta.term);
-        fs_util::write_atomically(&path, &encode(self.cluster_id, snapshot))
+        fs_util::write_atomically(self.fs.as_ref(), &path, &encode(self.cluster_id, snapshot))
     }
 
     /// Reads and verifies the snapshot at `(index, term)`.
     pub(crate) fn load(&self, index: LogIndex, term: Term) -> Result<Snapshot, WalError> {
         let path = self.path_of(index, term);
-        if !path.exists() {
-            return Err(WalError::MissingSnapshot { path, index, term });
-        }
-        let bytes = fs_util::read_whole(&path)?;
+        let bytes = match self.fs.read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                return Err(WalError::MissingSnapshot { path, index, term })
+            }
+            Err(source) => return Err(WalError::io("reading", &path, source)),
+        };
         let snapshot = decode(&bytes, self.cluster_id, &path)?;
         if snapshot.meta.index != index || snapshot.meta.term != term {
             return Err(WalError::corrupt(
@@ -97,17 +109,18 @@ impl SnapshotStore {
         let keep_older = self.snapshots_kept - 1;
         let remove_count = older.len().saturating_sub(keep_older);
         for (_, path) in older.iter().take(remove_count) {
-            fs::remove_file(path)
+            self.fs
+                .remove_file(path)
                 .map_err(|source| WalError::io("removing old snapshot", path, source))?;
         }
         if remove_count > 0 {
-            fs_util::sync_dir(&self.dir)?;
+            fs_util::sync_dir(self.fs.as_ref(), &self.dir)?;
         }
         Ok(())
     }
 
     fn list(&self) -> Result<Vec<(LogIndex, PathBuf)>, WalError> {
-        Ok(fs_util::list_names(&self.dir)?
+        Ok(fs_util::list_names(self.fs.as_ref(), &self.dir)?
             .into_iter()
             .filter_map(|name| {
                 let stem = name.strip_suffix(SNAPSHOT_SUFFIX)?;
@@ -245,7 +258,10 @@ fn decode_learners(
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
+    use crate::fs::StdFileSystem;
 
     fn snapshot(index: LogIndex, term: Term) -> Snapshot {
         Snapshot {
@@ -264,7 +280,7 @@ mod tests {
     #[test]
     fn snapshot_round_trips() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SnapshotStore::new(dir.path(), 9, 2);
+        let store = SnapshotStore::new(Arc::new(StdFileSystem), dir.path(), 9, 2);
         store.write(&snapshot(10, 2)).unwrap();
         assert_eq!(store.load(10, 2).unwrap(), snapshot(10, 2));
         assert!(matches!(
@@ -276,7 +292,7 @@ mod tests {
     #[test]
     fn version_1_file_without_learners_is_read() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SnapshotStore::new(dir.path(), 9, 2);
+        let store = SnapshotStore::new(Arc::new(StdFileSystem), dir.path(), 9, 2);
         let mut expected = snapshot(10, 2);
         expected.meta.conf_state.learners.clear();
         let mut bytes = encode(9, &expected);
@@ -293,7 +309,7 @@ mod tests {
     #[test]
     fn learner_count_past_the_end_is_caught_with_file_and_offset() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SnapshotStore::new(dir.path(), 9, 2);
+        let store = SnapshotStore::new(Arc::new(StdFileSystem), dir.path(), 9, 2);
         let mut bytes = encode(9, &snapshot(10, 2));
         bytes.truncate(bytes.len() - CHECKSUM_BYTES);
         let learner_count_offset = FIXED_HEADER_BYTES + 3 * 8;
@@ -311,7 +327,7 @@ mod tests {
     #[test]
     fn flipped_byte_in_data_is_caught_with_file_and_offset() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SnapshotStore::new(dir.path(), 9, 2);
+        let store = SnapshotStore::new(Arc::new(StdFileSystem), dir.path(), 9, 2);
         store.write(&snapshot(10, 2)).unwrap();
         let path = store.path_of(10, 2);
         let mut bytes = fs::read(&path).unwrap();
@@ -327,10 +343,10 @@ mod tests {
     #[test]
     fn other_cluster_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        SnapshotStore::new(dir.path(), 9, 2)
+        SnapshotStore::new(Arc::new(StdFileSystem), dir.path(), 9, 2)
             .write(&snapshot(10, 2))
             .unwrap();
-        let error = SnapshotStore::new(dir.path(), 8, 2)
+        let error = SnapshotStore::new(Arc::new(StdFileSystem), dir.path(), 8, 2)
             .load(10, 2)
             .unwrap_err();
         assert!(
@@ -349,7 +365,7 @@ mod tests {
     #[test]
     fn prune_keeps_the_newest_and_the_current() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SnapshotStore::new(dir.path(), 9, 2);
+        let store = SnapshotStore::new(Arc::new(StdFileSystem), dir.path(), 9, 2);
         for index in [5, 10, 15, 20] {
             store.write(&snapshot(index, 1)).unwrap();
         }

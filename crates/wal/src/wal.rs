@@ -8,9 +8,13 @@
 //! anything that is not durable. After any write or sync failure the log
 //! refuses further writes ([`WalError::Poisoned`]): what reached the disk is
 //! unknown, and only recovery on the next open can tell.
+//!
+//! Every file operation goes through a [`FileSystem`]: the real one
+//! ([`StdFileSystem`]) unless the log is opened with `*_on`, as the simulator
+//! does with its simulated disks.
 
-use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use raft::{
     ConfState, Entry, HardState, InitialState, LogIndex, NodeId, Snapshot, SnapshotMeta, Storage,
@@ -18,6 +22,8 @@ use raft::{
 };
 
 use crate::error::WalError;
+use crate::fs::{FileSystem, StdFileSystem};
+use crate::fs_util;
 use crate::lock::DirLock;
 use crate::log_view::LogView;
 use crate::record::{self, SnapshotMarker};
@@ -72,8 +78,9 @@ impl WalOptions {
         Ok(())
     }
 
-    fn segment_config(&self, dir: &Path) -> SegmentConfig {
+    fn segment_config(&self, fs: &Arc<dyn FileSystem>, dir: &Path) -> SegmentConfig {
         SegmentConfig {
+            fs: Arc::clone(fs),
             dir: dir.to_path_buf(),
             cluster_id: self.cluster_id,
             segment_bytes: self.segment_bytes,
@@ -117,16 +124,45 @@ impl Wal {
     /// Creates a new, empty log for a member of a cluster whose voters are
     /// `voters`. Fails if `dir` already holds a log.
     pub fn create(dir: &Path, options: &WalOptions, voters: Vec<NodeId>) -> Result<Wal, WalError> {
+        Self::create_on(Arc::new(StdFileSystem), dir, options, voters)
+    }
+
+    /// Opens an existing log, recovering it after a crash: a torn last write is
+    /// cut off (it was never acknowledged); anything else wrong is an error.
+    pub fn open(dir: &Path, options: &WalOptions) -> Result<Wal, WalError> {
+        Self::open_on(Arc::new(StdFileSystem), dir, options)
+    }
+
+    /// Opens the log in `dir`, or creates it there if it holds none.
+    pub fn open_or_create(
+        dir: &Path,
+        options: &WalOptions,
+        voters: Vec<NodeId>,
+    ) -> Result<Wal, WalError> {
+        Self::open_or_create_on(Arc::new(StdFileSystem), dir, options, voters)
+    }
+
+    /// [`Wal::create`] on the file system `fs`.
+    pub fn create_on(
+        fs: Arc<dyn FileSystem>,
+        dir: &Path,
+        options: &WalOptions,
+        voters: Vec<NodeId>,
+    ) -> Result<Wal, WalError> {
         options.validate()?;
-        fs::create_dir_all(dir)
-            .map_err(|source| WalError::io("creating data directory", dir, source))?;
-        let lock = DirLock::acquire(dir)?;
-        if !recovery::segment_sequences(dir)?.is_empty() {
+        fs_util::create_dir_all_durably(fs.as_ref(), dir)?;
+        let lock = DirLock::acquire(fs.as_ref(), dir)?;
+        if !recovery::segment_sequences(fs.as_ref(), dir)?.is_empty() {
             return Err(WalError::AlreadyInitialized {
                 dir: dir.to_path_buf(),
             });
         }
-        let snapshots = SnapshotStore::new(dir, options.cluster_id, options.snapshots_kept);
+        let snapshots = SnapshotStore::new(
+            Arc::clone(&fs),
+            dir,
+            options.cluster_id,
+            options.snapshots_kept,
+        );
         let initial = Snapshot {
             meta: SnapshotMeta {
                 index: 0,
@@ -147,7 +183,7 @@ impl Wal {
             },
             hard_state: HardState::default(),
         };
-        let writer = SegmentWriter::create_first(options.segment_config(dir), head)?;
+        let writer = SegmentWriter::create_first(options.segment_config(&fs, dir), head)?;
         let view = LogView {
             snapshot_meta: initial.meta,
             ..LogView::default()
@@ -155,19 +191,27 @@ impl Wal {
         Ok(Self::assemble(dir, view, writer, snapshots, lock))
     }
 
-    /// Opens an existing log, recovering it after a crash: a torn last write is
-    /// cut off (it was never acknowledged); anything else wrong is an error.
-    pub fn open(dir: &Path, options: &WalOptions) -> Result<Wal, WalError> {
+    /// [`Wal::open`] on the file system `fs`.
+    pub fn open_on(
+        fs: Arc<dyn FileSystem>,
+        dir: &Path,
+        options: &WalOptions,
+    ) -> Result<Wal, WalError> {
         options.validate()?;
-        if !dir.is_dir() {
+        if !fs.is_dir(dir) {
             return Err(WalError::NotInitialized {
                 dir: dir.to_path_buf(),
             });
         }
-        let lock = DirLock::acquire(dir)?;
-        let snapshots = SnapshotStore::new(dir, options.cluster_id, options.snapshots_kept);
-        let recovered = recovery::recover(dir, options.cluster_id, &snapshots)?;
-        let writer = SegmentWriter::resume(options.segment_config(dir), recovered.resume)?;
+        let lock = DirLock::acquire(fs.as_ref(), dir)?;
+        let snapshots = SnapshotStore::new(
+            Arc::clone(&fs),
+            dir,
+            options.cluster_id,
+            options.snapshots_kept,
+        );
+        let recovered = recovery::recover(fs.as_ref(), dir, options.cluster_id, &snapshots)?;
+        let writer = SegmentWriter::resume(options.segment_config(&fs, dir), recovered.resume)?;
         tracing::info!(
             dir = %dir.display(),
             first_index = recovered.view.snapshot_index() + 1,
@@ -177,16 +221,17 @@ impl Wal {
         Ok(Self::assemble(dir, recovered.view, writer, snapshots, lock))
     }
 
-    /// Opens the log in `dir`, or creates it there if it holds none.
-    pub fn open_or_create(
+    /// [`Wal::open_or_create`] on the file system `fs`.
+    pub fn open_or_create_on(
+        fs: Arc<dyn FileSystem>,
         dir: &Path,
         options: &WalOptions,
         voters: Vec<NodeId>,
     ) -> Result<Wal, WalError> {
-        if dir.is_dir() && !recovery::segment_sequences(dir)?.is_empty() {
-            Self::open(dir, options)
+        if fs.is_dir(dir) && !recovery::segment_sequences(fs.as_ref(), dir)?.is_empty() {
+            Self::open_on(fs, dir, options)
         } else {
-            Self::create(dir, options, voters)
+            Self::create_on(fs, dir, options, voters)
         }
     }
 
@@ -541,7 +586,9 @@ mod tests {
     }
 
     fn segment_count(dir: &Path) -> usize {
-        recovery::segment_sequences(dir).unwrap().len()
+        recovery::segment_sequences(&StdFileSystem, dir)
+            .unwrap()
+            .len()
     }
 
     #[test]

@@ -11,15 +11,15 @@
 //!   to its full size, header written, synced), via a temp file and a rename.
 //!
 //! Zero-filling 64 MiB takes a noticeable fraction of a second, so the next
-//! segment is prepared on a background thread while the active one fills.
+//! segment is prepared on a background thread while the active one fills
+//! (in the foreground, at the same points, on a file system that allows no
+//! threads: the simulator's).
 //!
 //! It never updates the in-memory view of the log: its caller does that after
 //! `sync` returns.
 
 use std::collections::VecDeque;
-use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,6 +28,7 @@ use std::thread::JoinHandle;
 use raft::{Entry, HardState, LogIndex};
 
 use crate::error::WalError;
+use crate::fs::{FileHandle, FileSystem};
 use crate::fs_util;
 use crate::record::{self, SnapshotMarker};
 use crate::segment::{self, SegmentHeader, SEGMENT_HEADER_BYTES};
@@ -67,7 +68,7 @@ pub(crate) struct ResumePoint {
 struct ActiveSegment {
     sequence: u64,
     path: PathBuf,
-    file: File,
+    file: Box<dyn FileHandle>,
     /// Bytes of the segment already written (header and records).
     written_offset: u64,
     max_entry_index: LogIndex,
@@ -76,6 +77,7 @@ struct ActiveSegment {
 /// What every segment of one log shares.
 #[derive(Clone, Debug)]
 pub(crate) struct SegmentConfig {
+    pub(crate) fs: Arc<dyn FileSystem>,
     pub(crate) dir: PathBuf,
     pub(crate) cluster_id: u64,
     pub(crate) segment_bytes: u64,
@@ -99,7 +101,7 @@ pub(crate) struct SegmentWriter {
 impl SegmentWriter {
     /// Starts the log's first segment (sequence 0) in an empty directory.
     pub(crate) fn create_first(config: SegmentConfig, head: HeadState) -> Result<Self, WalError> {
-        let mut preparer = SegmentPreparer::new(&config.dir, config.segment_bytes);
+        let mut preparer = SegmentPreparer::new(&config);
         let header = SegmentHeader {
             cluster_id: config.cluster_id,
             sequence: 0,
@@ -107,7 +109,7 @@ impl SegmentWriter {
             segment_bytes: config.segment_bytes,
             previous_end_offset: 0,
         };
-        let active = start_segment(&config.dir, &mut preparer, &header, &head)?;
+        let active = start_segment(&config, &mut preparer, &header, &head)?;
         preparer.start(1);
         let last_index = head.marker.index;
         Ok(Self::assemble(
@@ -122,9 +124,8 @@ impl SegmentWriter {
 
     /// Continues an existing log after recovery.
     pub(crate) fn resume(config: SegmentConfig, resume: ResumePoint) -> Result<Self, WalError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
+        let file = config
+            .fs
             .open(&resume.path)
             .map_err(|source| WalError::io("opening segment", &resume.path, source))?;
         let active = ActiveSegment {
@@ -134,7 +135,7 @@ impl SegmentWriter {
             written_offset: resume.end_offset,
             max_entry_index: resume.max_entry_index,
         };
-        let mut preparer = SegmentPreparer::new(&config.dir, config.segment_bytes);
+        let mut preparer = SegmentPreparer::new(&config);
         preparer.start(resume.sequence + 1);
         Ok(Self::assemble(
             config,
@@ -265,8 +266,13 @@ impl SegmentWriter {
     }
 
     fn write_at_active(&mut self, offset: u64) -> Result<(), WalError> {
-        write_all_at_within_budget(&self.active.file, &self.pending, offset, &self.disk_budget)
-            .map_err(|source| WalError::io("writing segment", &self.active.path, source))
+        write_all_at_within_budget(
+            self.active.file.as_ref(),
+            &self.pending,
+            offset,
+            &self.disk_budget,
+        )
+        .map_err(|source| WalError::io("writing segment", &self.active.path, source))
     }
 
     /// Test hook: batch writes from now on, or the zero-filling of segments
@@ -302,7 +308,7 @@ impl SegmentWriter {
             },
             ..self.head
         };
-        let next = start_segment(&self.config.dir, &mut self.preparer, &header, &head)?;
+        let next = start_segment(&self.config, &mut self.preparer, &header, &head)?;
         self.preparer.start(sequence + 1);
         let previous = std::mem::replace(&mut self.active, next);
         tracing::debug!(sealed = %previous.path.display(), started = %self.active.path.display(), "log segment rolled over");
@@ -326,12 +332,12 @@ impl SegmentWriter {
             if oldest.max_entry_index > snapshot_index {
                 break;
             }
-            fs::remove_file(&oldest.path).map_err(|source| {
+            self.config.fs.remove_file(&oldest.path).map_err(|source| {
                 WalError::io("removing compacted segment", &oldest.path, source)
             })?;
             // One directory sync per removal keeps the surviving segments a
             // contiguous run even if the unlinks were reordered by a crash.
-            fs_util::sync_dir(&self.config.dir)?;
+            fs_util::sync_dir(self.config.fs.as_ref(), &self.config.dir)?;
             self.sealed.pop_front();
             removed += 1;
         }
@@ -346,7 +352,7 @@ fn head_records_bytes() -> usize {
 /// Turns a zero-filled file into segment `header.sequence`: header and head
 /// records written and synced, then renamed into place and the directory synced.
 fn start_segment(
-    dir: &Path,
+    config: &SegmentConfig,
     preparer: &mut SegmentPreparer,
     header: &SegmentHeader,
     head: &HeadState,
@@ -361,10 +367,12 @@ fn start_segment(
         .map_err(|source| WalError::io("writing segment header", &temp_path, source))?;
     file.sync_data()
         .map_err(|source| WalError::io("syncing new segment", &temp_path, source))?;
-    let path = segment::segment_path(dir, header.sequence);
-    fs::rename(&temp_path, &path)
+    let path = segment::segment_path(&config.dir, header.sequence);
+    config
+        .fs
+        .rename(&temp_path, &path)
         .map_err(|source| WalError::io("renaming new segment into place", &path, source))?;
-    fs_util::sync_dir(dir)?;
+    fs_util::sync_dir(config.fs.as_ref(), &config.dir)?;
     Ok(ActiveSegment {
         sequence: header.sequence,
         path,
@@ -374,20 +382,33 @@ fn start_segment(
     })
 }
 
-/// Prepares the next segment's zero-filled file on a background thread.
+/// A zero-filled file ready to become a segment, or why it could not be made.
+type Prepared = Result<Box<dyn FileHandle>, WalError>;
+
+/// The preparation of one segment's file.
+#[derive(Debug)]
+enum Preparation {
+    Background(JoinHandle<Prepared>),
+    Done(Prepared),
+}
+
+/// Prepares the next segment's zero-filled file, on a background thread when
+/// the file system allows one.
 #[derive(Debug)]
 struct SegmentPreparer {
+    fs: Arc<dyn FileSystem>,
     dir: PathBuf,
     segment_bytes: u64,
-    in_flight: Option<(u64, JoinHandle<Result<File, WalError>>)>,
+    in_flight: Option<(u64, Preparation)>,
     disk_budget: DiskBudget,
 }
 
 impl SegmentPreparer {
-    fn new(dir: &Path, segment_bytes: u64) -> Self {
+    fn new(config: &SegmentConfig) -> Self {
         SegmentPreparer {
-            dir: dir.to_path_buf(),
-            segment_bytes,
+            fs: Arc::clone(&config.fs),
+            dir: config.dir.clone(),
+            segment_bytes: config.segment_bytes,
             in_flight: None,
             disk_budget: DiskBudget::default(),
         }
@@ -397,35 +418,45 @@ impl SegmentPreparer {
         fs_util::temp_path(&segment::segment_path(&self.dir, sequence))
     }
 
-    /// Begins preparing segment `sequence` in the background.
+    /// Begins preparing segment `sequence`: in the background, or now.
     fn start(&mut self, sequence: u64) {
         debug_assert!(self.in_flight.is_none());
         let path = self.temp_path(sequence);
+        if !self.fs.allows_background_threads() {
+            let prepared = zero_filled_file(
+                self.fs.as_ref(),
+                &path,
+                self.segment_bytes,
+                &self.disk_budget,
+            );
+            self.in_flight = Some((sequence, Preparation::Done(prepared)));
+            return;
+        }
+        let fs = Arc::clone(&self.fs);
         let segment_bytes = self.segment_bytes;
         let disk_budget = self.disk_budget.clone();
         let spawned = std::thread::Builder::new()
             .name("wal-segment-prepare".into())
-            .spawn(move || zero_filled_file(&path, segment_bytes, &disk_budget));
+            .spawn(move || zero_filled_file(fs.as_ref(), &path, segment_bytes, &disk_budget));
         // If no thread can be spawned, `take` prepares the file in the foreground.
         if let Ok(handle) = spawned {
-            self.in_flight = Some((sequence, handle));
+            self.in_flight = Some((sequence, Preparation::Background(handle)));
         }
     }
 
     /// The zero-filled file for `sequence`, waiting for (or doing) the preparation.
-    fn take(&mut self, sequence: u64) -> Result<(PathBuf, File), WalError> {
+    fn take(&mut self, sequence: u64) -> Result<(PathBuf, Box<dyn FileHandle>), WalError> {
         let path = self.temp_path(sequence);
         let prepared = match self.in_flight.take() {
-            Some((prepared_sequence, handle)) if prepared_sequence == sequence => {
-                handle.join().unwrap_or_else(|_| {
-                    Err(WalError::io(
-                        "preparing segment",
-                        &path,
-                        std::io::Error::other("the preparing thread panicked"),
-                    ))
-                })
+            Some((prepared_sequence, preparation)) if prepared_sequence == sequence => {
+                finish(preparation, &path)
             }
-            _ => zero_filled_file(&path, self.segment_bytes, &self.disk_budget),
+            _ => zero_filled_file(
+                self.fs.as_ref(),
+                &path,
+                self.segment_bytes,
+                &self.disk_budget,
+            ),
         };
         prepared.map(|file| (path, file))
     }
@@ -433,36 +464,52 @@ impl SegmentPreparer {
 
 impl Drop for SegmentPreparer {
     fn drop(&mut self) {
-        if let Some((sequence, handle)) = self.in_flight.take() {
-            let _ = handle.join();
-            let _ = fs::remove_file(self.temp_path(sequence));
+        if let Some((sequence, preparation)) = self.in_flight.take() {
+            let path = self.temp_path(sequence);
+            drop(finish(preparation, &path));
+            let _ = self.fs.remove_file(&path);
         }
+    }
+}
+
+/// Waits for a preparation to end.
+fn finish(preparation: Preparation, path: &Path) -> Prepared {
+    match preparation {
+        Preparation::Done(prepared) => prepared,
+        Preparation::Background(handle) => handle.join().unwrap_or_else(|_| {
+            Err(WalError::io(
+                "preparing segment",
+                path,
+                io::Error::other("the preparing thread panicked"),
+            ))
+        }),
     }
 }
 
 /// Creates `path` filled with `bytes` zeros and synced, so later writes into it
 /// never allocate blocks (no ENOSPC, no metadata for fdatasync to flush).
-fn zero_filled_file(path: &Path, bytes: u64, disk_budget: &DiskBudget) -> Result<File, WalError> {
-    let result = write_zeros(path, bytes, disk_budget);
+fn zero_filled_file(
+    fs: &dyn FileSystem,
+    path: &Path,
+    bytes: u64,
+    disk_budget: &DiskBudget,
+) -> Prepared {
+    let result = write_zeros(fs, path, bytes, disk_budget);
     if result.is_err() {
-        let _ = fs::remove_file(path);
+        let _ = fs.remove_file(path);
     }
     result
 }
 
-fn write_zeros(path: &Path, bytes: u64, disk_budget: &DiskBudget) -> Result<File, WalError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
+fn write_zeros(fs: &dyn FileSystem, path: &Path, bytes: u64, disk_budget: &DiskBudget) -> Prepared {
+    let file = fs
+        .create(path)
         .map_err(|source| WalError::io("creating segment", path, source))?;
     let zeros = vec![0u8; ZERO_FILL_CHUNK_BYTES];
     let mut offset = 0u64;
     while offset < bytes {
         let chunk = (bytes - offset).min(ZERO_FILL_CHUNK_BYTES as u64) as usize;
-        write_all_at_within_budget(&file, &zeros[..chunk], offset, disk_budget)
+        write_all_at_within_budget(file.as_ref(), &zeros[..chunk], offset, disk_budget)
             .map_err(|source| WalError::io("preallocating segment", path, source))?;
         offset += chunk as u64;
     }
@@ -503,7 +550,7 @@ impl DiskBudget {
 /// `write_all_at`, cut short with "no space left" when the budget runs out,
 /// as a full disk cuts a write short.
 fn write_all_at_within_budget(
-    file: &File,
+    file: &dyn FileHandle,
     bytes: &[u8],
     offset: u64,
     disk_budget: &DiskBudget,

@@ -1,5 +1,8 @@
 //! Persistence, ordering and checksum behaviour of the store.
 
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
 use super::*;
 use crate::test_support::Harness;
 use crate::types::{CompactionRequest, DeleteRangeRequest, PutRequest};
@@ -569,4 +572,74 @@ fn dropping_a_store_with_gathered_applies_does_not_hang() {
         1,
         "the gathered apply was dropped"
     );
+}
+
+/// A storage backend whose bytes outlive the store (so a second store can
+/// open them) and that counts `sync_data` calls.
+#[derive(Debug, Clone, Default)]
+struct CountingBackend {
+    bytes: Arc<Mutex<Vec<u8>>>,
+    syncs: Arc<AtomicU64>,
+}
+
+impl CountingBackend {
+    fn bytes(&self) -> MutexGuard<'_, Vec<u8>> {
+        self.bytes.lock().unwrap()
+    }
+
+    fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::SeqCst)
+    }
+}
+
+impl StorageBackend for CountingBackend {
+    fn len(&self) -> Result<u64, std::io::Error> {
+        Ok(self.bytes().len() as u64)
+    }
+
+    fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>, std::io::Error> {
+        let offset = offset as usize;
+        Ok(self.bytes()[offset..offset + len].to_vec())
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+        self.bytes().resize(len as usize, 0);
+        Ok(())
+    }
+
+    fn sync_data(&self, _eventual: bool) -> Result<(), std::io::Error> {
+        self.syncs.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+        let offset = offset as usize;
+        self.bytes()[offset..offset + data.len()].copy_from_slice(data);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_store_on_a_backend_syncs_only_immediate_commits_and_reopens_from_its_bytes() {
+    let backend = CountingBackend::default();
+    let store = Store::with_backend(backend.clone()).unwrap();
+    let syncs = backend.syncs();
+    store.apply(1, &put("a", "1")).unwrap();
+    assert!(backend.syncs() > syncs, "an immediate apply syncs");
+    let syncs = backend.syncs();
+    store
+        .apply_batch([(2, Some(&put("b", "1")))], Durability::Deferred)
+        .unwrap();
+    assert_eq!(
+        all_keys(&store).count,
+        2,
+        "a read commits the gathered apply"
+    );
+    assert_eq!(backend.syncs(), syncs, "a deferred commit does not sync");
+    store.flush().unwrap();
+    assert!(backend.syncs() > syncs, "a flush syncs");
+    drop(store);
+    let reopened = Store::with_backend(backend).unwrap();
+    assert_eq!(reopened.applied_index(), 2);
+    assert_eq!(all_keys(&reopened).count, 2);
 }
