@@ -161,3 +161,131 @@ fn only_locally_durable_committed_entries_are_applied_before_the_sync() {
     assert_eq!(split_off_not_durable(&mut none_durable, 3), entries(4..=9));
     assert!(none_durable.is_empty());
 }
+
+/// A log whose writes fail once `failing` is set, as a full or broken disk.
+#[derive(Debug)]
+struct FailingLog {
+    log: MemStorage,
+    failing: bool,
+}
+
+impl raft::Storage for FailingLog {
+    fn initial_state(&self) -> Result<raft::InitialState, raft::StorageError> {
+        self.log.initial_state()
+    }
+
+    fn entries(
+        &self,
+        low: LogIndex,
+        high: LogIndex,
+        bytes_max: u64,
+    ) -> Result<Vec<Entry>, raft::StorageError> {
+        self.log.entries(low, high, bytes_max)
+    }
+
+    fn term(&self, index: LogIndex) -> Result<raft::Term, raft::StorageError> {
+        self.log.term(index)
+    }
+
+    fn first_index(&self) -> Result<LogIndex, raft::StorageError> {
+        self.log.first_index()
+    }
+
+    fn last_index(&self) -> Result<LogIndex, raft::StorageError> {
+        raft::Storage::last_index(&self.log)
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, raft::StorageError> {
+        self.log.snapshot()
+    }
+}
+
+impl LogStore for FailingLog {
+    type Error = raft::StorageError;
+
+    fn hard_state(&self) -> raft::HardState {
+        LogStore::hard_state(&self.log)
+    }
+
+    fn snapshot_meta(&self) -> &SnapshotMeta {
+        LogStore::snapshot_meta(&self.log)
+    }
+
+    fn persist(
+        &mut self,
+        hard_state: Option<raft::HardState>,
+        entries: &[Entry],
+    ) -> Result<(), raft::StorageError> {
+        if self.failing {
+            return Err(raft::StorageError::Failed("no space left on device".into()));
+        }
+        LogStore::persist(&mut self.log, hard_state, entries)
+    }
+
+    fn set_hard_state_unsynced(
+        &mut self,
+        hard_state: raft::HardState,
+    ) -> Result<(), raft::StorageError> {
+        self.log.set_hard_state_unsynced(hard_state)
+    }
+
+    fn sync(&mut self) -> Result<(), raft::StorageError> {
+        LogStore::sync(&mut self.log)
+    }
+
+    fn apply_snapshot(&mut self, snapshot: Snapshot) -> Result<(), raft::StorageError> {
+        LogStore::apply_snapshot(&mut self.log, snapshot)
+    }
+
+    fn compact(&mut self, snapshot: Snapshot) -> Result<(), raft::StorageError> {
+        LogStore::compact(&mut self.log, snapshot)
+    }
+}
+
+struct FailingHost;
+
+impl Host for FailingHost {
+    type Log = FailingLog;
+    type StateMachine = Applied;
+    type Outbox = Sent;
+    type CommandReply = Slot<Result<LogIndex, RequestError>>;
+    type ReadReply = Slot<Result<(), RequestError>>;
+    type MembershipReply = Slot<Result<(), RequestError>>;
+}
+
+#[test]
+fn a_failed_write_is_an_error_and_promises_nothing() {
+    let log = FailingLog {
+        log: MemStorage::new_with_voters(vec![1, 2, 3]),
+        failing: true,
+    };
+    let raft = RawNode::new(&Config::new(1), log).unwrap();
+    let sent = Sent::default();
+    let options = NodeOptions {
+        boot_id: 7,
+        election_ticks: 10,
+        request_timeout_ticks: 50,
+        snapshot_entries: 1000,
+        configured_members: Vec::new(),
+    };
+    let mut node: Node<FailingHost> = Node::new(
+        raft,
+        Applied::default(),
+        sent.clone(),
+        MemberList::initial(Vec::new()),
+        options,
+    );
+    node.step(append(vec![entry(1)], 1));
+    let failed = node.persist_ready();
+    assert!(matches!(failed, Err(NodeError::Log(_))), "{failed:?}");
+    assert!(
+        sent.0.borrow().is_empty(),
+        "no acknowledgement of entries that are not durable"
+    );
+    assert_eq!(node.state_machine().applied_index(), 0);
+    assert_eq!(
+        node.raft().status().applied,
+        0,
+        "the core was not told the Ready was handled"
+    );
+}
