@@ -118,10 +118,6 @@ impl Driver {
         self.parts
             .outbox
             .set_members(&self.parts.member_list.members);
-        if self.node.conf_state().voters == [self.node.status().id] {
-            // A lone voter need not wait an election timeout to lead.
-            self.node.campaign();
-        }
         let result = self.run_turns();
         let error = match &result {
             Ok(()) => BackendError::Stopped,
@@ -141,14 +137,19 @@ impl Driver {
     }
 
     fn run_turns(&mut self) -> Result<(), NodeError> {
+        if self.node.conf_state().voters == [self.node.status().id] {
+            // A lone voter need not wait an election timeout to lead.
+            self.node.campaign()?;
+        }
         while !self.stopping {
             self.wait_and_drain()?;
-            self.tick_if_due();
+            self.tick_if_due()?;
             if self.node.has_ready() {
-                let ready = self.node.ready();
+                let ready = self.node.ready()?;
                 let handled = self.handle_ready(ready);
-                self.node.advance();
+                let advanced = self.node.advance();
                 handled?;
+                advanced?;
             }
             self.reads.release(self.store.applied_index());
             self.maybe_snapshot()?;
@@ -217,7 +218,7 @@ impl Driver {
                 progressed = true;
             }
             if let Ok(message) = self.parts.peer_messages.try_recv() {
-                self.step(message);
+                self.step(message)?;
                 progressed = true;
             }
             match self.parts.control.try_recv() {
@@ -279,7 +280,9 @@ impl Driver {
         }
     }
 
-    fn step(&mut self, message: Message) {
+    /// Hands the core a peer message. A message the core refuses is dropped;
+    /// a storage failure stops the node.
+    fn step(&mut self, message: Message) -> Result<(), NodeError> {
         let from = message.from;
         let conf_state = self.node.conf_state();
         let joined = conf_state.is_member(self.parts.proposal_base.member_id);
@@ -291,10 +294,15 @@ impl Driver {
                 from = format_args!("{from:x}"),
                 "ignored a message from a member outside the configuration"
             );
-            return;
+            return Ok(());
         }
-        if let Err(error) = self.node.step(message) {
-            tracing::debug!(from = format_args!("{from:x}"), %error, "dropped a peer message");
+        match self.node.step(message) {
+            Ok(()) => Ok(()),
+            Err(error @ RaftError::Storage(_)) => Err(error.into()),
+            Err(error) => {
+                tracing::debug!(from = format_args!("{from:x}"), %error, "dropped a peer message");
+                Ok(())
+            }
         }
     }
 
@@ -347,12 +355,12 @@ impl Driver {
         }
     }
 
-    fn tick_if_due(&mut self) {
+    fn tick_if_due(&mut self) -> Result<(), NodeError> {
         let now = Instant::now();
         if now < self.next_tick {
-            return;
+            return Ok(());
         }
-        self.node.tick();
+        self.node.tick()?;
         self.ticks += 1;
         self.next_tick += self.parts.tick_interval;
         if self.next_tick < now {
@@ -364,6 +372,7 @@ impl Driver {
         let resend_ticks = u64::from(self.parts.election_ticks);
         self.reads
             .requeue_issued_before(self.ticks.saturating_sub(resend_ticks));
+        Ok(())
     }
 
     /// One Ready, in the contract's order: send, apply what is already durable
