@@ -448,14 +448,19 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    /// A message from a stale term. A deposed leader that keeps sending appends
-    /// learns the newer term from our answer; a pre-candidate learns it from the
-    /// rejection of its pre-vote. Everything else is dropped.
+    /// A message from a stale term. A leader of an older term is always
+    /// answered with our term (Figure 2: a request from a lower term is
+    /// refused with the receiver's term), so it steps down. Left unanswered,
+    /// a member whose term was raised (say, by the votes of a removed member
+    /// that never learned of its removal) would neither hear from the leader
+    /// nor let it know, and without PreVote and CheckQuorum nothing else would
+    /// reconcile them: the cluster would stay split. A pre-candidate learns the
+    /// newer term from the rejection of its pre-vote. Everything else is dropped.
     fn step_lower_term(&mut self, message: &Message) {
         match &message.body {
-            MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. }
-                if self.check_quorum || self.pre_vote =>
-            {
+            MessageBody::AppendEntries { .. }
+            | MessageBody::Heartbeat { .. }
+            | MessageBody::InstallSnapshot { .. } => {
                 self.send(
                     message.from,
                     MessageBody::HeartbeatResponse { read_context: None },
