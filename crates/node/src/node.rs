@@ -152,11 +152,12 @@ impl<H: Host> Node<H> {
 
     /// Tells the outbox whom to send to and, for a lone voter, campaigns at
     /// once: it need not wait an election timeout to lead.
-    pub fn start(&mut self) {
+    pub fn start(&mut self) -> Result<(), NodeError> {
         self.outbox.set_members(&self.member_list.members);
         if self.raft.conf_state().voters == [self.member_id()] {
-            self.raft.campaign();
+            self.raft.campaign()?;
         }
+        Ok(())
     }
 
     pub fn member_id(&self) -> NodeId {
@@ -229,7 +230,7 @@ impl<H: Host> Node<H> {
         change: raft::ConfChange,
         context: &[u8],
         reply: H::MembershipReply,
-    ) {
+    ) -> Result<(), NodeError> {
         let (number, id) = self.next_proposal_id();
         self.proposals
             .insert_membership(number, reply, self.deadline_tick());
@@ -238,20 +239,27 @@ impl<H: Host> Node<H> {
             .propose_conf_change(change, envelope::encode(id, context))
         {
             Ok(()) => self.proposals.mark_proposed(number),
+            Err(error @ RaftError::Storage(_)) => {
+                self.proposals
+                    .fail(number, RequestError::Storage(error.to_string()));
+                return Err(error.into());
+            }
             Err(error) => {
                 tracing::info!(%error, ?change, "configuration change refused by the core");
                 self.proposals
                     .fail(number, RequestError::Reconfiguration(error));
             }
         }
+        Ok(())
     }
 
     /// Hands a peer's message to the core. A member that is in the
     /// configuration ignores members outside it: a removed member may still
     /// be running, and its votes and appends must not disturb the cluster it
     /// left. A member not yet in any configuration (joining) takes messages
-    /// from anyone.
-    pub fn step(&mut self, message: Message) {
+    /// from anyone. A message the core refuses is dropped; a failed read of
+    /// the log stops the node.
+    pub fn step(&mut self, message: Message) -> Result<(), NodeError> {
         let from = message.from;
         let conf_state = self.raft.conf_state();
         if conf_state.is_member(self.member_id()) && !conf_state.is_member(from) {
@@ -259,42 +267,48 @@ impl<H: Host> Node<H> {
                 from = format_args!("{from:x}"),
                 "ignored a message from a member outside the configuration"
             );
-            return;
+            return Ok(());
         }
-        if let Err(error) = self.raft.step(message) {
-            tracing::debug!(from = format_args!("{from:x}"), %error, "dropped a peer message");
+        match self.raft.step(message) {
+            Ok(()) => Ok(()),
+            Err(error @ RaftError::Storage(_)) => Err(error.into()),
+            Err(error) => {
+                tracing::debug!(from = format_args!("{from:x}"), %error, "dropped a peer message");
+                Ok(())
+            }
         }
     }
 
     /// One heartbeat interval passed: ticks the core, times out waiters past
     /// their deadline, and asks again reads whose confirmation is overdue.
-    pub fn tick(&mut self) {
-        self.raft.tick();
+    pub fn tick(&mut self) -> Result<(), NodeError> {
+        self.raft.tick()?;
         self.ticks += 1;
         self.proposals.expire(self.ticks);
         self.reads.expire(self.ticks);
         let resend_ticks = u64::from(self.options.election_ticks);
         self.reads
             .requeue_issued_before(self.ticks.saturating_sub(resend_ticks));
+        Ok(())
     }
 
     /// Hands the core everything taken since the last call: all proposals as
     /// one batch, and one read index for all queued reads.
-    pub fn submit(&mut self) {
-        self.propose_gathered();
-        self.issue_reads();
+    pub fn submit(&mut self) -> Result<(), NodeError> {
+        self.propose_gathered()?;
+        self.issue_reads()
     }
 
-    fn propose_gathered(&mut self) {
+    fn propose_gathered(&mut self) -> Result<(), NodeError> {
         let mut batch = std::mem::take(&mut self.awaiting_leader);
         batch.append(&mut self.gathered);
         batch.retain(|(request, _)| self.proposals.contains(*request));
         if batch.is_empty() {
-            return;
+            return Ok(());
         }
         if self.leader == NO_NODE {
             self.awaiting_leader = batch;
-            return;
+            return Ok(());
         }
         let (requests, envelopes): (Vec<u64>, Vec<Vec<u8>>) = batch.into_iter().unzip();
         match self.raft.propose_batch(envelopes) {
@@ -304,32 +318,39 @@ impl<H: Host> Node<H> {
                 }
             }
             Err(error) => {
-                let refusal = match error {
+                let refusal = match &error {
                     RaftError::NotLeader { leader: None } => RequestError::NoLeader,
+                    RaftError::Storage(_) => RequestError::Storage(error.to_string()),
                     _ => RequestError::LeaderChanged,
                 };
                 tracing::debug!(%error, proposals = requests.len(), "proposals refused by the core");
                 for request in requests {
                     self.proposals.fail(request, refusal.clone());
                 }
+                if let RaftError::Storage(_) = error {
+                    return Err(error.into());
+                }
             }
         }
+        Ok(())
     }
 
     /// Asks one read index for every barrier queued since the last one. The
     /// context is new for every ask, so a confirmation always answers a
     /// question asked after the reads it releases arrived.
-    fn issue_reads(&mut self) {
+    fn issue_reads(&mut self) -> Result<(), NodeError> {
         if !self.reads.has_queued() || self.leader == NO_NODE {
-            return;
+            return Ok(());
         }
         let mut context = self.proposal_base.boot_id.to_le_bytes().to_vec();
         context.extend_from_slice(&self.next_read_context.to_le_bytes());
         self.next_read_context += 1;
         match self.raft.read_index(context.clone()) {
             Ok(()) => self.reads.issue(context, self.ticks),
+            Err(error @ RaftError::Storage(_)) => return Err(error.into()),
             Err(error) => tracing::debug!(%error, "read index deferred"),
         }
+        Ok(())
     }
 
     pub fn has_ready(&self) -> bool {
@@ -345,7 +366,7 @@ impl<H: Host> Node<H> {
         if !self.raft.has_ready() {
             return Ok(None);
         }
-        let mut ready = self.raft.ready();
+        let mut ready = self.raft.ready()?;
         if let Some(soft_state) = ready.soft_state {
             let term = ready
                 .hard_state
@@ -392,7 +413,7 @@ impl<H: Host> Node<H> {
         for read_state in &ready.read_states {
             self.reads.confirm(&read_state.context, read_state.index);
         }
-        self.raft.advance();
+        self.raft.advance()?;
         self.reads.release(self.state_machine.applied_index());
         Ok(())
     }

@@ -1,6 +1,12 @@
 //! The core's view of the log: what storage holds durably, plus the entries
 //! and snapshot accepted in memory but not yet handed to storage, plus the
 //! commit and apply points. Reads the durable part only through [`Storage`].
+//!
+//! A storage read that fails is returned to the caller, never replaced by a
+//! default: a log that cannot be read must not look empty or shorter than it
+//! is, or this member would grant votes and accept appends a longer log forbids.
+//! The durable log's bounds are read once per input ([`RaftLog::read_bounds`]),
+//! so the many places that need them cannot fail halfway through an input.
 
 use crate::storage::{limit_size, Storage, StorageError};
 use crate::types::{Entry, LogIndex, Snapshot, Term};
@@ -8,6 +14,10 @@ use crate::types::{Entry, LogIndex, Snapshot, Term};
 #[derive(Debug)]
 pub(crate) struct RaftLog<S: Storage> {
     pub(crate) storage: S,
+    /// `storage.first_index()` and `storage.last_index()` as of the current
+    /// input: nothing else changes storage while the core handles one.
+    stable_first_index: LogIndex,
+    stable_last_index: LogIndex,
     /// A snapshot accepted from the leader and not yet persisted.
     pending_snapshot: Option<Snapshot>,
     /// Entries accepted but not yet persisted, starting at `unstable_offset`.
@@ -32,6 +42,8 @@ impl<S: Storage> RaftLog<S> {
         let applied = applied.max(snapshot_index).min(committed);
         Ok(Self {
             storage,
+            stable_first_index: first_index,
+            stable_last_index: last_index,
             pending_snapshot: None,
             unstable: Vec::new(),
             unstable_offset: last_index + 1,
@@ -41,10 +53,18 @@ impl<S: Storage> RaftLog<S> {
         })
     }
 
+    /// Reads the durable log's bounds from storage. Called at the start of
+    /// every input, since the embedder persists and compacts between inputs.
+    pub(crate) fn read_bounds(&mut self) -> Result<(), StorageError> {
+        self.stable_first_index = self.storage.first_index()?;
+        self.stable_last_index = self.storage.last_index()?;
+        Ok(())
+    }
+
     pub(crate) fn first_index(&self) -> LogIndex {
         match &self.pending_snapshot {
             Some(snapshot) => snapshot.meta.index + 1,
-            None => self.storage.first_index().unwrap_or(1),
+            None => self.stable_first_index,
         }
     }
 
@@ -54,12 +74,12 @@ impl<S: Storage> RaftLog<S> {
         }
         match &self.pending_snapshot {
             Some(snapshot) => snapshot.meta.index,
-            None => self.storage.last_index().unwrap_or(0),
+            None => self.stable_last_index,
         }
     }
 
-    pub(crate) fn last_term(&self) -> Term {
-        self.term(self.last_index()).unwrap_or(0)
+    pub(crate) fn last_term(&self) -> Result<Term, StorageError> {
+        self.term(self.last_index())
     }
 
     /// The term at `index`, or why it cannot be known.
@@ -87,15 +107,30 @@ impl<S: Storage> RaftLog<S> {
         self.storage.term(index)
     }
 
-    pub(crate) fn matches_term(&self, index: LogIndex, term: Term) -> bool {
-        self.term(index).is_ok_and(|found| found == term)
+    /// The term at `index`, or `None` when the log does not hold it (compacted
+    /// or past the end). A failed read is an error, not "not held".
+    pub(crate) fn held_term(&self, index: LogIndex) -> Result<Option<Term>, StorageError> {
+        match self.term(index) {
+            Ok(term) => Ok(Some(term)),
+            Err(StorageError::Compacted { .. } | StorageError::Unavailable { .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    pub(crate) fn matches_term(&self, index: LogIndex, term: Term) -> Result<bool, StorageError> {
+        Ok(self.held_term(index)? == Some(term))
     }
 
     /// Raft's "at least as up to date" rule (§5.4.1): a later last term wins;
     /// with equal last terms, the longer log wins.
-    pub(crate) fn is_up_to_date(&self, last_index: LogIndex, last_term: Term) -> bool {
-        let own_last_term = self.last_term();
-        last_term > own_last_term || (last_term == own_last_term && last_index >= self.last_index())
+    pub(crate) fn is_up_to_date(
+        &self,
+        last_index: LogIndex,
+        last_term: Term,
+    ) -> Result<bool, StorageError> {
+        let own_last_term = self.last_term()?;
+        Ok(last_term > own_last_term
+            || (last_term == own_last_term && last_index >= self.last_index()))
     }
 
     /// Entries in `[low, high)` limited to about `max_bytes`.
@@ -169,15 +204,19 @@ impl<S: Storage> RaftLog<S> {
         &self,
         prev_index: LogIndex,
         entries: &'e [Entry],
-    ) -> &'e [Entry] {
+    ) -> Result<&'e [Entry], StorageError> {
         debug_assert!(entries
             .first()
             .is_none_or(|first| first.index == prev_index + 1));
-        let conflict = entries
-            .iter()
-            .position(|entry| !self.matches_term(entry.index, entry.term));
+        let mut conflict = None;
+        for (position, entry) in entries.iter().enumerate() {
+            if !self.matches_term(entry.index, entry.term)? {
+                conflict = Some(position);
+                break;
+            }
+        }
         let Some(position) = conflict else {
-            return &[];
+            return Ok(&[]);
         };
         let conflict_index = entries[position].index;
         assert!(
@@ -185,45 +224,46 @@ impl<S: Storage> RaftLog<S> {
             "entry {conflict_index} conflicts with the committed log (committed {})",
             self.committed
         );
-        &entries[position..]
+        Ok(&entries[position..])
     }
 
     /// The first index of the term held at `index`, found by binary search since
     /// terms never decrease along the log. Stops at the first retained index.
-    pub(crate) fn first_index_of_term_at(&self, index: LogIndex) -> LogIndex {
-        let Ok(term) = self.term(index) else {
-            return index;
+    pub(crate) fn first_index_of_term_at(&self, index: LogIndex) -> Result<LogIndex, StorageError> {
+        let Some(term) = self.held_term(index)? else {
+            return Ok(index);
         };
         let mut low = self.first_index().min(index);
         let mut high = index;
         while low < high {
             let middle = low + (high - low) / 2;
-            match self.term(middle) {
-                Ok(found) if found >= term => high = middle,
+            match self.held_term(middle)? {
+                Some(found) if found >= term => high = middle,
                 _ => low = middle + 1,
             }
         }
-        low
+        Ok(low)
     }
 
     /// The last index whose term is `term`, if the log holds that term.
-    pub(crate) fn last_index_of_term(&self, term: Term, at_most: LogIndex) -> Option<LogIndex> {
+    pub(crate) fn last_index_of_term(
+        &self,
+        term: Term,
+        at_most: LogIndex,
+    ) -> Result<Option<LogIndex>, StorageError> {
         let mut low = self.first_index().saturating_sub(1);
         let mut high = at_most.min(self.last_index());
-        if self.term(low).is_ok_and(|found| found > term) {
-            return None;
+        if self.held_term(low)?.is_some_and(|found| found > term) {
+            return Ok(None);
         }
         while low < high {
             let middle = high - (high - low) / 2;
-            match self.term(middle) {
-                Ok(found) if found <= term => low = middle,
+            match self.held_term(middle)? {
+                Some(found) if found <= term => low = middle,
                 _ => high = middle - 1,
             }
         }
-        self.term(low)
-            .ok()
-            .filter(|&found| found == term)
-            .map(|_| low)
+        Ok((self.held_term(low)? == Some(term)).then_some(low))
     }
 
     pub(crate) fn commit_to(&mut self, index: LogIndex) {
@@ -239,12 +279,16 @@ impl<S: Storage> RaftLog<S> {
 
     /// Commits through `index` if it holds an entry of `term` — the leader's
     /// rule that only current-term entries are committed by counting (§5.4.2).
-    pub(crate) fn maybe_commit(&mut self, index: LogIndex, term: Term) -> bool {
-        if index > self.committed && self.matches_term(index, term) {
+    pub(crate) fn maybe_commit(
+        &mut self,
+        index: LogIndex,
+        term: Term,
+    ) -> Result<bool, StorageError> {
+        if index > self.committed && self.matches_term(index, term)? {
             self.commit_to(index);
-            return true;
+            return Ok(true);
         }
-        false
+        Ok(false)
     }
 
     /// Installs a snapshot in memory; storage receives it through the next Ready.

@@ -22,6 +22,12 @@
 //!
 //! `step`, `propose` and the other inputs must not be called between `ready()`
 //! and `advance()`: the batch describes one consistent state.
+//!
+//! Every input, `ready` and `advance` included, reads the log through
+//! [`Storage`] and returns [`RaftError::Storage`] when a read fails. That
+//! error is final: the input may have stopped halfway, so the member refuses
+//! everything after it, and its embedder stops it and reports the failure
+//! (a restart recovers from what the storage holds).
 
 use crate::config::Config;
 use crate::raft::{Raft, Status};
@@ -97,13 +103,13 @@ impl<S: Storage> RawNode<S> {
     }
 
     /// Advances logical time by one tick.
-    pub fn tick(&mut self) {
-        self.raft.tick();
+    pub fn tick(&mut self) -> Result<(), RaftError> {
+        self.raft.tick()
     }
 
     /// Starts an election now (used to bootstrap a cluster quickly).
-    pub fn campaign(&mut self) {
-        self.raft.campaign_now();
+    pub fn campaign(&mut self) -> Result<(), RaftError> {
+        self.raft.campaign_now()
     }
 
     /// Hands the core a message from a peer.
@@ -167,14 +173,14 @@ impl<S: Storage> RawNode<S> {
     }
 
     /// Takes the next batch of work. Call `advance` once it is handled.
-    pub fn ready(&mut self) -> Ready {
+    pub fn ready(&mut self) -> Result<Ready, RaftError> {
         self.raft.ready()
     }
 
     /// Says the last `Ready` is handled: everything in it is durable, sent and
     /// applied.
-    pub fn advance(&mut self) {
-        self.raft.advance();
+    pub fn advance(&mut self) -> Result<(), RaftError> {
+        self.raft.advance()
     }
 
     pub fn status(&self) -> Status {
@@ -187,5 +193,155 @@ impl<S: Storage> RawNode<S> {
 
     pub fn storage_mut(&mut self) -> &mut S {
         self.raft.storage_mut()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{InitialState, MemStorage, Storage, StorageError};
+    use crate::types::{EntryKind, LogIndex, MessageBody, Term};
+
+    /// Which reads of [`FlakyStorage`] fail.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Failing {
+        Nothing,
+        Terms,
+        Everything,
+    }
+
+    /// A log in memory whose reads can be made to fail, as a disk error would.
+    #[derive(Debug)]
+    struct FlakyStorage {
+        log: MemStorage,
+        failing: Failing,
+    }
+
+    impl FlakyStorage {
+        fn check(&self, failing_from: Failing) -> Result<(), StorageError> {
+            if self.failing != Failing::Nothing
+                && (self.failing == Failing::Everything || self.failing == failing_from)
+            {
+                return Err(StorageError::Failed("injected read failure".into()));
+            }
+            Ok(())
+        }
+    }
+
+    impl Storage for FlakyStorage {
+        fn initial_state(&self) -> Result<InitialState, StorageError> {
+            self.check(Failing::Everything)?;
+            self.log.initial_state()
+        }
+
+        fn entries(
+            &self,
+            low: LogIndex,
+            high: LogIndex,
+            max_bytes: u64,
+        ) -> Result<Vec<Entry>, StorageError> {
+            self.check(Failing::Everything)?;
+            self.log.entries(low, high, max_bytes)
+        }
+
+        fn term(&self, index: LogIndex) -> Result<Term, StorageError> {
+            self.check(Failing::Terms)?;
+            self.log.term(index)
+        }
+
+        fn first_index(&self) -> Result<LogIndex, StorageError> {
+            self.check(Failing::Everything)?;
+            self.log.first_index()
+        }
+
+        fn last_index(&self) -> Result<LogIndex, StorageError> {
+            self.check(Failing::Everything)?;
+            self.log.last_index()
+        }
+
+        fn snapshot(&self) -> Result<Snapshot, StorageError> {
+            self.check(Failing::Everything)?;
+            self.log.snapshot()
+        }
+    }
+
+    /// Member 1 of three, whose durable log holds entries 1..=5 of term 2.
+    fn member_with_log_of_term_2() -> RawNode<FlakyStorage> {
+        let mut log = MemStorage::new_with_voters(vec![1, 2, 3]);
+        let entries: Vec<Entry> = (1..=5)
+            .map(|index| Entry {
+                term: 2,
+                index,
+                kind: EntryKind::Normal,
+                data: Vec::new(),
+            })
+            .collect();
+        log.append(&entries).unwrap();
+        log.set_hard_state(HardState {
+            term: 2,
+            vote: 1,
+            commit: 3,
+        });
+        let storage = FlakyStorage {
+            log,
+            failing: Failing::Nothing,
+        };
+        RawNode::new(&Config::new(1), storage).unwrap()
+    }
+
+    /// A vote request at term 3 from a candidate whose log ends at
+    /// (`last_log_index`, term 1): behind member 1's log, which ends at (5, 2).
+    fn vote_request_from_behind(last_log_index: LogIndex) -> Message {
+        Message {
+            from: 2,
+            to: 1,
+            term: 3,
+            body: MessageBody::RequestVote {
+                pre_vote: false,
+                last_log_index,
+                last_log_term: 1,
+                leadership_transfer: false,
+            },
+        }
+    }
+
+    fn is_storage_failure<T>(result: &Result<T, RaftError>) -> bool {
+        matches!(result, Err(RaftError::Storage(StorageError::Failed(_))))
+    }
+
+    #[test]
+    fn a_log_that_cannot_be_read_is_an_error_not_an_empty_log() {
+        let mut node = member_with_log_of_term_2();
+        node.storage_mut().failing = Failing::Everything;
+        let result = node.step(vote_request_from_behind(0));
+        assert!(is_storage_failure(&result), "{result:?}");
+        // The input may have stopped halfway: nothing more comes out, even
+        // once the storage answers again.
+        node.storage_mut().failing = Failing::Nothing;
+        assert!(is_storage_failure(&node.ready()));
+        assert!(is_storage_failure(&node.tick()));
+        assert!(is_storage_failure(&node.step(vote_request_from_behind(0))));
+    }
+
+    #[test]
+    fn a_term_that_cannot_be_read_is_an_error_not_a_shorter_log() {
+        let mut node = member_with_log_of_term_2();
+        node.storage_mut().failing = Failing::Terms;
+        let result = node.step(vote_request_from_behind(3));
+        assert!(is_storage_failure(&result), "{result:?}");
+    }
+
+    #[test]
+    fn a_readable_log_refuses_the_candidate_that_is_behind() {
+        let mut node = member_with_log_of_term_2();
+        node.step(vote_request_from_behind(3)).unwrap();
+        let ready = node.ready().unwrap();
+        assert!(matches!(
+            ready.persisted_messages[..],
+            [Message {
+                body: MessageBody::RequestVoteResponse { granted: false, .. },
+                ..
+            }]
+        ));
     }
 }

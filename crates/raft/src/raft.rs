@@ -20,7 +20,7 @@ use crate::node::Ready;
 use crate::progress::{Progress, ProgressView};
 use crate::read_only::ReadOnly;
 use crate::rng::SeededRng;
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageError};
 use crate::types::{
     ConfState, Entry, HardState, LogIndex, Message, MessageBody, NodeId, ReadState, Role,
     SoftState, Term, NO_NODE,
@@ -103,6 +103,10 @@ pub(crate) struct Raft<S: Storage> {
     ready_outstanding: bool,
     /// The leader seen for the latest term, to assert one leader per term.
     leader_seen: (Term, NodeId),
+    /// The storage failure an input ran into. The input may have stopped
+    /// halfway, so every later input is refused with it: the member must stop,
+    /// and restarts from what its storage recovers.
+    storage_failure: Option<StorageError>,
 
     #[cfg(feature = "mutations")]
     mutation: Option<crate::Mutation>,
@@ -166,6 +170,7 @@ impl<S: Storage> Raft<S> {
             previous_hard_state: hard_state,
             ready_outstanding: false,
             leader_seen: (hard_state.term, NO_NODE),
+            storage_failure: None,
             #[cfg(feature = "mutations")]
             mutation: config.mutation,
         };
@@ -334,16 +339,40 @@ impl<S: Storage> Raft<S> {
         self.leader_seen = (self.term, leader);
     }
 
-    pub(crate) fn tick(&mut self) {
-        self.election_elapsed += 1;
-        if self.role == Role::Leader {
-            self.tick_leader();
-        } else if self.election_elapsed >= self.randomized_election_ticks && self.is_voter(self.id)
-        {
-            self.election_elapsed = 0;
-            self.campaign(self.pre_vote, false);
+    /// Runs one input (a tick, a message, a proposal, `ready`, `advance`):
+    /// refuses it once storage has failed, reads the durable log's bounds for
+    /// it, and remembers a storage failure it ran into.
+    fn run_input<T>(
+        &mut self,
+        input: impl FnOnce(&mut Self) -> Result<T, RaftError>,
+    ) -> Result<T, RaftError> {
+        if let Some(error) = &self.storage_failure {
+            return Err(RaftError::Storage(error.clone()));
         }
-        self.check_invariants();
+        let result = match self.log.read_bounds() {
+            Ok(()) => input(self),
+            Err(error) => Err(error.into()),
+        };
+        if let Err(RaftError::Storage(error)) = &result {
+            self.storage_failure = Some(error.clone());
+        }
+        result
+    }
+
+    pub(crate) fn tick(&mut self) -> Result<(), RaftError> {
+        self.run_input(|raft| {
+            raft.election_elapsed += 1;
+            if raft.role == Role::Leader {
+                raft.tick_leader();
+            } else if raft.election_elapsed >= raft.randomized_election_ticks
+                && raft.is_voter(raft.id)
+            {
+                raft.election_elapsed = 0;
+                raft.campaign(raft.pre_vote, false)?;
+            }
+            raft.check_invariants();
+            Ok(())
+        })
     }
 
     pub(crate) fn step(&mut self, message: Message) -> Result<(), RaftError> {
@@ -358,18 +387,20 @@ impl<S: Storage> Raft<S> {
                 local: self.id,
             });
         }
-        if self.step_term(&message) {
-            match &message.body {
-                MessageBody::RequestVote { .. } => self.handle_vote_request(message),
-                _ => match self.role {
-                    Role::Leader => self.step_leader(message),
-                    Role::Candidate | Role::PreCandidate => self.step_candidate(message),
-                    Role::Follower => self.step_follower(message),
-                },
+        self.run_input(|raft| {
+            if raft.step_term(&message) {
+                match &message.body {
+                    MessageBody::RequestVote { .. } => raft.handle_vote_request(message)?,
+                    _ => match raft.role {
+                        Role::Leader => raft.step_leader(message)?,
+                        Role::Candidate | Role::PreCandidate => raft.step_candidate(message)?,
+                        Role::Follower => raft.step_follower(message)?,
+                    },
+                }
             }
-        }
-        self.check_invariants();
-        Ok(())
+            raft.check_invariants();
+            Ok(())
+        })
     }
 
     /// What every role does with a message from another term. Returns whether
@@ -417,14 +448,19 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    /// A message from a stale term. A deposed leader that keeps sending appends
-    /// learns the newer term from our answer; a pre-candidate learns it from the
-    /// rejection of its pre-vote. Everything else is dropped.
+    /// A message from a stale term. A leader of an older term is always
+    /// answered with our term (Figure 2: a request from a lower term is
+    /// refused with the receiver's term), so it steps down. Left unanswered,
+    /// a member whose term was raised (say, by the votes of a removed member
+    /// that never learned of its removal) would neither hear from the leader
+    /// nor let it know, and without PreVote and CheckQuorum nothing else would
+    /// reconcile them: the cluster would stay split. A pre-candidate learns the
+    /// newer term from the rejection of its pre-vote. Everything else is dropped.
     fn step_lower_term(&mut self, message: &Message) {
         match &message.body {
-            MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. }
-                if self.check_quorum || self.pre_vote =>
-            {
+            MessageBody::AppendEntries { .. }
+            | MessageBody::Heartbeat { .. }
+            | MessageBody::InstallSnapshot { .. } => {
                 self.send(
                     message.from,
                     MessageBody::HeartbeatResponse { read_context: None },
@@ -449,7 +485,7 @@ impl<S: Storage> Raft<S> {
         self.check_quorum && self.leader != NO_NODE && self.election_elapsed < self.election_ticks
     }
 
-    fn step_follower(&mut self, message: Message) {
+    fn step_follower(&mut self, message: Message) -> Result<(), StorageError> {
         let from = message.from;
         match message.body {
             MessageBody::AppendEntries {
@@ -459,7 +495,7 @@ impl<S: Storage> Raft<S> {
                 leader_commit,
             } => {
                 self.heard_from_leader(from);
-                self.handle_append(from, prev_log_index, prev_log_term, &entries, leader_commit);
+                self.handle_append(from, prev_log_index, prev_log_term, &entries, leader_commit)?;
             }
             MessageBody::Heartbeat {
                 commit,
@@ -471,11 +507,11 @@ impl<S: Storage> Raft<S> {
             }
             MessageBody::InstallSnapshot { snapshot } => {
                 self.heard_from_leader(from);
-                self.handle_snapshot(from, snapshot);
+                self.handle_snapshot(from, snapshot)?;
             }
             MessageBody::TimeoutNow => {
                 if self.is_voter(self.id) {
-                    self.campaign(false, true);
+                    self.campaign(false, true)?;
                 }
             }
             MessageBody::ForwardProposal { .. } | MessageBody::ForwardReadIndex { .. } => {
@@ -491,6 +527,7 @@ impl<S: Storage> Raft<S> {
             | MessageBody::AppendEntriesResponse(_)
             | MessageBody::HeartbeatResponse { .. } => {}
         }
+        Ok(())
     }
 
     fn heard_from_leader(&mut self, leader: NodeId) {
@@ -503,21 +540,23 @@ impl<S: Storage> Raft<S> {
             !self.ready_outstanding,
             "propose between ready() and advance()"
         );
-        if self.role == Role::Leader {
-            if let Some(target) = self.transfer_target {
-                return Err(RaftError::TransferInProgress { target });
+        self.run_input(|raft| {
+            if raft.role == Role::Leader {
+                if let Some(target) = raft.transfer_target {
+                    return Err(RaftError::TransferInProgress { target });
+                }
+                raft.append_commands(commands);
+                return Ok(());
             }
-            self.append_commands(commands);
-            return Ok(());
-        }
-        if self.forward_to_leader && self.leader != NO_NODE {
-            self.send(
-                self.leader,
-                MessageBody::ForwardProposal { entries: commands },
-            );
-            return Ok(());
-        }
-        Err(self.not_leader())
+            if raft.forward_to_leader && raft.leader != NO_NODE {
+                raft.send(
+                    raft.leader,
+                    MessageBody::ForwardProposal { entries: commands },
+                );
+                return Ok(());
+            }
+            Err(raft.not_leader())
+        })
     }
 
     fn not_leader(&self) -> RaftError {
@@ -539,16 +578,20 @@ impl<S: Storage> Raft<S> {
             || (mutated!(self, ApplyUncommitted) && self.log.applied < self.log.last_index())
     }
 
-    pub(crate) fn ready(&mut self) -> Ready {
+    pub(crate) fn ready(&mut self) -> Result<Ready, RaftError> {
         debug_assert!(!self.ready_outstanding, "ready() twice without advance()");
-        self.flush_appends();
+        self.run_input(|raft| raft.take_ready())
+    }
+
+    fn take_ready(&mut self) -> Result<Ready, RaftError> {
+        self.flush_appends()?;
         let soft_state = self.soft_state();
         let hard_state = self.hard_state();
         let committed_entries = if mutated!(self, ApplyUncommitted) {
             self.log
-                .take_entries_to_apply_through(self.log.last_index(), APPLY_BYTES_MAX)
+                .take_entries_to_apply_through(self.log.last_index(), APPLY_BYTES_MAX)?
         } else {
-            self.log.take_entries_to_apply(APPLY_BYTES_MAX)
+            self.log.take_entries_to_apply(APPLY_BYTES_MAX)?
         };
         let entries = self.log.unstable_entries().to_vec();
         let persisted_messages = std::mem::take(&mut self.persisted_messages);
@@ -563,34 +606,37 @@ impl<S: Storage> Raft<S> {
             entries,
             messages: std::mem::take(&mut self.messages),
             persisted_messages,
-            committed_entries: committed_entries.unwrap_or_else(|error| {
-                panic!("committed entries unreadable from storage: {error}")
-            }),
+            committed_entries,
             read_states: std::mem::take(&mut self.read_states),
             must_sync,
         };
         self.previous_soft_state = soft_state;
         self.previous_hard_state = hard_state;
         self.ready_outstanding = true;
-        ready
+        Ok(ready)
     }
 
-    pub(crate) fn advance(&mut self) {
+    /// The bounds `run_input` reads at the start of `advance` already include
+    /// what the last Ready persisted.
+    pub(crate) fn advance(&mut self) -> Result<(), RaftError> {
         debug_assert!(self.ready_outstanding, "advance() without ready()");
-        self.ready_outstanding = false;
-        self.log.mark_stable();
-        self.log.mark_applied();
-        self.membership.forget_before(self.log.applied);
-        if self.role == Role::Leader {
-            let last_index = self.log.last_index();
-            if let Some(own) = self.progress.get_mut(&self.id) {
-                own.acknowledge(last_index);
+        self.run_input(|raft| {
+            raft.ready_outstanding = false;
+            raft.log.mark_stable();
+            raft.log.mark_applied();
+            raft.membership.forget_before(raft.log.applied);
+            if raft.role == Role::Leader {
+                let last_index = raft.log.last_index();
+                if let Some(own) = raft.progress.get_mut(&raft.id) {
+                    own.acknowledge(last_index);
+                }
+                if raft.maybe_commit()? {
+                    raft.after_leader_commit()?;
+                }
             }
-            if self.maybe_commit() {
-                self.after_leader_commit();
-            }
-        }
-        self.check_invariants();
+            raft.check_invariants();
+            Ok(())
+        })
     }
 
     pub(crate) fn status(&self) -> Status {

@@ -12,7 +12,7 @@ use raft::{
 };
 
 fn elect(cluster: &mut Cluster, id: u64) {
-    cluster.node_mut(id).campaign();
+    cluster.node_mut(id).campaign().unwrap();
     cluster.stabilize();
     assert_eq!(cluster.leader(), Some(id));
 }
@@ -36,7 +36,7 @@ fn vote_and_append_replies_wait_for_persistence() {
     let mut node =
         RawNode::new(&Config::new(1), MemStorage::new_with_voters(vec![1, 2, 3])).unwrap();
     node.step(vote_request(2, 1, 5)).unwrap();
-    let ready = node.ready();
+    let ready = node.ready().unwrap();
     assert_eq!(
         ready.hard_state.map(|state| (state.term, state.vote)),
         Some((5, 2))
@@ -49,7 +49,7 @@ fn vote_and_append_replies_wait_for_persistence() {
         ready.persisted_messages[0].body,
         MessageBody::RequestVoteResponse { granted: true, .. }
     ));
-    node.advance();
+    node.advance().unwrap();
     node.step(Message {
         from: 2,
         to: 1,
@@ -67,7 +67,7 @@ fn vote_and_append_replies_wait_for_persistence() {
         },
     })
     .unwrap();
-    let ready = node.ready();
+    let ready = node.ready().unwrap();
     assert_eq!(ready.entries.len(), 1);
     assert!(
         ready.messages.is_empty(),
@@ -85,22 +85,22 @@ fn the_core_says_which_ready_must_be_synced() {
         RawNode::new(&Config::new(1), MemStorage::new_with_voters(vec![1, 2, 3])).unwrap();
     follower.step(vote_request(2, 1, 5)).unwrap();
     assert!(
-        follower.ready().must_sync,
+        follower.ready().unwrap().must_sync,
         "a vote is promised only once durable"
     );
-    follower.advance();
+    follower.advance().unwrap();
 
     let mut lone = RawNode::new(&Config::new(1), MemStorage::new_with_voters(vec![1])).unwrap();
-    lone.campaign();
-    let ready = lone.ready();
+    lone.campaign().unwrap();
+    let ready = lone.ready().unwrap();
     assert!(
         ready.must_sync,
         "a new term and the leader's no-op need a sync"
     );
     lone.storage_mut().append(&ready.entries).unwrap();
     lone.storage_mut().set_hard_state(ready.hard_state.unwrap());
-    lone.advance();
-    let ready = lone.ready();
+    lone.advance().unwrap();
+    let ready = lone.ready().unwrap();
     assert!(
         ready.hard_state.is_some_and(|state| state.commit == 1),
         "the leader's own write committed its no-op"
@@ -117,13 +117,13 @@ fn a_restarted_member_remembers_its_vote() {
     let mut node =
         RawNode::new(&Config::new(1), MemStorage::new_with_voters(vec![1, 2, 3])).unwrap();
     node.step(vote_request(2, 1, 5)).unwrap();
-    let ready = node.ready();
+    let ready = node.ready().unwrap();
     node.storage_mut().set_hard_state(ready.hard_state.unwrap());
-    node.advance();
+    node.advance().unwrap();
     let storage = node.storage().clone();
     let mut restarted = RawNode::new(&Config::new(1), storage).unwrap();
     restarted.step(vote_request(3, 1, 5)).unwrap();
-    let ready = restarted.ready();
+    let ready = restarted.ready().unwrap();
     assert!(matches!(
         ready.persisted_messages[0].body,
         MessageBody::RequestVoteResponse { granted: false, .. }
@@ -135,7 +135,7 @@ fn a_candidate_with_a_stale_log_gets_no_vote() {
     let mut cluster = Cluster::new(3, |_| {});
     cluster.set_log(1, &[1, 1, 2], None);
     cluster.node_mut(1).step(vote_request(2, 1, 3)).unwrap();
-    let ready = cluster.node_mut(1).ready();
+    let ready = cluster.node_mut(1).ready().unwrap();
     assert!(matches!(
         ready.persisted_messages[0].body,
         MessageBody::RequestVoteResponse { granted: false, .. }
@@ -162,7 +162,7 @@ fn repairing_a_divergent_log_costs_round_trips_per_term_not_per_entry() {
     cluster.set_log(1, &leader_terms, None);
     cluster.set_log(2, &leader_terms, None);
     cluster.set_log(3, &divergent_terms, None);
-    cluster.node_mut(1).campaign();
+    cluster.node_mut(1).campaign().unwrap();
     cluster.trace_messages = true;
     cluster.stabilize();
     let rejections = cluster
@@ -206,7 +206,7 @@ fn many_proposals_travel_in_one_append_per_follower() {
             .propose(format!("c{command}").into_bytes())
             .unwrap();
     }
-    let ready = cluster.node_mut(1).ready();
+    let ready = cluster.node_mut(1).ready().unwrap();
     let appends = ready
         .messages
         .iter()
@@ -241,8 +241,8 @@ fn a_follower_forwards_or_refuses_proposals() {
 #[test]
 fn a_leader_counts_itself_only_after_its_own_write() {
     let mut cluster = Cluster::new(1, |_| {});
-    cluster.node_mut(1).campaign();
-    let ready = cluster.node_mut(1).ready();
+    cluster.node_mut(1).campaign().unwrap();
+    let ready = cluster.node_mut(1).ready().unwrap();
     assert_eq!(ready.entries.len(), 1, "the no-op to persist");
     assert!(
         ready.committed_entries.is_empty(),
@@ -253,7 +253,7 @@ fn a_leader_counts_itself_only_after_its_own_write() {
         .storage_mut()
         .append(&ready.entries)
         .unwrap();
-    cluster.node_mut(1).advance();
+    cluster.node_mut(1).advance().unwrap();
     assert_eq!(cluster.node(1).status().hard_state.commit, 1);
 }
 
@@ -339,9 +339,9 @@ fn a_configuration_is_in_force_once_appended_and_reverts_when_truncated() {
         .unwrap();
     assert_eq!(node.status().hard_state.commit, 0, "not committed");
     assert_eq!(node.conf_state().learners, vec![4], "but in force");
-    let ready = node.ready();
+    let ready = node.ready().unwrap();
     node.storage_mut().append(&ready.entries).unwrap();
-    node.advance();
+    node.advance().unwrap();
     node.step(append_of(vec![normal_entry(1, 2)], (0, 0), 2))
         .unwrap();
     assert!(
@@ -390,7 +390,7 @@ fn a_second_change_waits_for_the_first_to_commit() {
 #[test]
 fn a_new_leader_changes_nothing_before_committing_an_entry_of_its_term() {
     let mut cluster = Cluster::new(3, |_| {});
-    cluster.node_mut(1).campaign();
+    cluster.node_mut(1).campaign().unwrap();
     for _ in 0..6 {
         cluster.round();
         if cluster.leader() == Some(1) {
@@ -458,7 +458,7 @@ fn a_learner_receives_the_log_but_never_campaigns() {
     cluster.stabilize();
     assert_eq!(cluster.applied_commands(4), vec!["x"]);
     cluster.isolate(4);
-    cluster.node_mut(4).campaign();
+    cluster.node_mut(4).campaign().unwrap();
     cluster.tick(4, 100);
     let status = cluster.node(4).status();
     assert_eq!(status.soft_state.role, Role::Follower);
@@ -489,7 +489,7 @@ fn a_learners_vote_does_not_count() {
         .append(&[conf_entry(1, 1, change(ConfChangeKind::AddLearner, 4))])
         .unwrap();
     let mut node = RawNode::new(&config, storage).unwrap();
-    node.campaign();
+    node.campaign().unwrap();
     let term = node.status().hard_state.term;
     let granted = |from| Message {
         from,

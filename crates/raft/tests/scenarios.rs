@@ -147,7 +147,10 @@ fn run_command(cluster: &mut Option<Cluster>, command: &str) -> String {
                 .map(|term| term.parse().expect("term=N"));
             cluster.set_log(number(&arguments, 1), &terms, term);
         }
-        "campaign" => cluster.node_mut(number(&arguments, 1)).campaign(),
+        "campaign" => cluster
+            .node_mut(number(&arguments, 1))
+            .campaign()
+            .expect("campaign"),
         "tick" => {
             let ticks = if arguments.len() > 2 {
                 number(&arguments, 2)

@@ -29,7 +29,7 @@ fn drive(node: &mut RawNode<Wal>) -> Vec<Vec<u8>> {
         if !node.has_ready() {
             return applied;
         }
-        let mut ready = node.ready();
+        let mut ready = node.ready().unwrap();
         if let Some(snapshot) = ready.snapshot.take() {
             node.storage_mut().apply_snapshot(snapshot).unwrap();
         }
@@ -47,7 +47,7 @@ fn drive(node: &mut RawNode<Wal>) -> Vec<Vec<u8>> {
                 .filter(|entry| entry.kind == EntryKind::Normal)
                 .map(|entry| entry.data),
         );
-        node.advance();
+        node.advance().unwrap();
     }
     panic!("still ready after {READY_ROUNDS_MAX} rounds");
 }
@@ -56,7 +56,7 @@ fn drive(node: &mut RawNode<Wal>) -> Vec<Vec<u8>> {
 fn a_member_restarts_from_its_log() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = start(dir.path());
-    node.campaign();
+    node.campaign().unwrap();
     drive(&mut node);
     assert_eq!(node.status().soft_state.role, Role::Leader);
     let commands: Vec<Vec<u8>> = (0..50).map(|n| format!("put k{n}").into_bytes()).collect();
@@ -85,7 +85,7 @@ fn a_member_restarts_from_its_log() {
         .map(|entry| entry.data)
         .collect();
     assert_eq!(recovered, commands);
-    node.campaign();
+    node.campaign().unwrap();
     drive(&mut node);
     assert_eq!(node.status().soft_state.role, Role::Leader);
     assert!(

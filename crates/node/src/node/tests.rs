@@ -50,13 +50,13 @@ fn node(id: u64, voters: Vec<u64>) -> (Node<TestHost>, Sent) {
         MemberList::initial(Vec::new()),
         options,
     );
-    node.start();
+    node.start().unwrap();
     (node, sent)
 }
 
 fn run_until_idle(node: &mut Node<TestHost>) {
     for _ in 0..100 {
-        node.submit();
+        node.submit().unwrap();
         if !node.has_ready() {
             node.end_turn().unwrap();
             return;
@@ -113,7 +113,7 @@ fn entry(index: LogIndex) -> Entry {
 #[test]
 fn entries_learned_committed_with_their_append_apply_only_after_the_write() {
     let (mut node, sent) = node(1, vec![1, 2, 3]);
-    node.step(append(vec![entry(1), entry(2)], 2));
+    node.step(append(vec![entry(1), entry(2)], 2)).unwrap();
     let persisted = node.persist_ready().unwrap().expect("a Ready");
     assert_eq!(
         node.state_machine().applied_index(),
@@ -140,9 +140,9 @@ fn a_member_in_the_configuration_ignores_members_outside_it() {
     let (mut node, sent) = node(1, vec![1, 2, 3]);
     let mut from_stranger = append(vec![entry(1)], 1);
     from_stranger.from = 9;
-    node.step(from_stranger);
+    node.step(from_stranger).unwrap();
     assert!(!node.has_ready(), "a stranger's append changed nothing");
-    node.step(append(vec![entry(1)], 1));
+    node.step(append(vec![entry(1)], 1)).unwrap();
     node.handle_ready().unwrap();
     assert_eq!(node.state_machine().applied_index(), 1);
     assert_eq!(sent.0.borrow().len(), 1);
@@ -275,7 +275,7 @@ fn a_failed_write_is_an_error_and_promises_nothing() {
         MemberList::initial(Vec::new()),
         options,
     );
-    node.step(append(vec![entry(1)], 1));
+    node.step(append(vec![entry(1)], 1)).unwrap();
     let failed = node.persist_ready();
     assert!(matches!(failed, Err(NodeError::Log(_))), "{failed:?}");
     assert!(

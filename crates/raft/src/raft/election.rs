@@ -2,8 +2,9 @@
 //! up-to-date check, one vote per term, and the transitions between roles.
 
 use crate::raft::{mutated, Raft};
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageError};
 use crate::types::{EntryKind, Message, MessageBody, Role, NO_NODE};
+use crate::RaftError;
 
 /// How a (pre-)campaign stands after counting the votes received so far.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,16 +16,23 @@ enum Tally {
 
 impl<S: Storage> Raft<S> {
     /// Starts an election at once, skipping the timeout (bootstrap, tests).
-    pub(crate) fn campaign_now(&mut self) {
-        if self.role != Role::Leader && self.is_voter(self.id) {
-            self.campaign(self.pre_vote, false);
-        }
+    pub(crate) fn campaign_now(&mut self) -> Result<(), RaftError> {
+        self.run_input(|raft| {
+            if raft.role != Role::Leader && raft.is_voter(raft.id) {
+                raft.campaign(raft.pre_vote, false)?;
+            }
+            Ok(())
+        })
     }
 
     /// Starts a pre-campaign or a real campaign. A pre-campaign asks whether
     /// peers would vote for us at `term + 1` without anyone changing term, so a
     /// member that cannot win never disrupts the cluster.
-    pub(super) fn campaign(&mut self, pre_vote: bool, leadership_transfer: bool) {
+    pub(super) fn campaign(
+        &mut self,
+        pre_vote: bool,
+        leadership_transfer: bool,
+    ) -> Result<(), StorageError> {
         let campaign_term = if pre_vote {
             self.become_pre_candidate();
             self.term + 1
@@ -34,11 +42,10 @@ impl<S: Storage> Raft<S> {
         };
         self.votes.insert(self.id, true);
         if self.tally() == Tally::Won {
-            self.campaign_won(pre_vote);
-            return;
+            return self.campaign_won(pre_vote);
         }
         let last_log_index = self.log.last_index();
-        let last_log_term = self.log.last_term();
+        let last_log_term = self.log.last_term()?;
         for peer in self.voter_peers() {
             self.send_at_term(
                 peer,
@@ -51,13 +58,15 @@ impl<S: Storage> Raft<S> {
                 },
             );
         }
+        Ok(())
     }
 
-    fn campaign_won(&mut self, pre_vote: bool) {
+    fn campaign_won(&mut self, pre_vote: bool) -> Result<(), StorageError> {
         if pre_vote {
-            self.campaign(false, false);
+            self.campaign(false, false)
         } else {
             self.become_leader();
+            Ok(())
         }
     }
 
@@ -131,7 +140,7 @@ impl<S: Storage> Raft<S> {
     /// promoted it needs its vote, and a candidate that sees it as a learner
     /// does not count it (see `tally`), so a learner never decides an
     /// election in a configuration where it does not vote.
-    pub(super) fn handle_vote_request(&mut self, message: Message) {
+    pub(super) fn handle_vote_request(&mut self, message: Message) -> Result<(), StorageError> {
         let MessageBody::RequestVote {
             pre_vote,
             last_log_index,
@@ -145,7 +154,7 @@ impl<S: Storage> Raft<S> {
             || (self.vote == NO_NODE && self.leader == NO_NODE)
             || (pre_vote && message.term > self.term)
             || mutated!(self, SecondVoteInTerm);
-        let log_ok = self.log.is_up_to_date(last_log_index, last_log_term)
+        let log_ok = self.log.is_up_to_date(last_log_index, last_log_term)?
             || mutated!(self, VoteWithoutLogCheck);
         let granted = vote_free && log_ok;
         if granted && !pre_vote {
@@ -158,24 +167,25 @@ impl<S: Storage> Raft<S> {
             reply_term,
             MessageBody::RequestVoteResponse { pre_vote, granted },
         );
+        Ok(())
     }
 
-    pub(super) fn step_candidate(&mut self, message: Message) {
+    pub(super) fn step_candidate(&mut self, message: Message) -> Result<(), StorageError> {
         match message.body {
             MessageBody::AppendEntries { .. }
             | MessageBody::Heartbeat { .. }
             | MessageBody::InstallSnapshot { .. } => {
                 self.become_follower(message.term, message.from);
-                self.step_follower(message);
+                return self.step_follower(message);
             }
             MessageBody::RequestVoteResponse { pre_vote, granted } => {
                 let campaigning_pre_vote = self.role == Role::PreCandidate;
                 if pre_vote != campaigning_pre_vote {
-                    return;
+                    return Ok(());
                 }
                 self.votes.entry(message.from).or_insert(granted);
                 match self.tally() {
-                    Tally::Won => self.campaign_won(pre_vote),
+                    Tally::Won => return self.campaign_won(pre_vote),
                     Tally::Lost => self.become_follower(self.term, NO_NODE),
                     Tally::Pending => {}
                 }
@@ -188,6 +198,7 @@ impl<S: Storage> Raft<S> {
             | MessageBody::ForwardReadIndex { .. }
             | MessageBody::ReadIndexResponse { .. } => {}
         }
+        Ok(())
     }
 
     /// The leader's periodic duties: heartbeats, the CheckQuorum test, giving

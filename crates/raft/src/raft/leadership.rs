@@ -4,7 +4,7 @@
 
 use crate::raft::Raft;
 use crate::read_only::PENDING_READS_MAX;
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageError};
 use crate::types::{MessageBody, NodeId, ReadState, Role};
 use crate::RaftError;
 
@@ -14,37 +14,43 @@ impl<S: Storage> Raft<S> {
             !self.ready_outstanding,
             "read_index between ready() and advance()"
         );
-        if self.role == Role::Leader {
-            if self.read_only.len() + self.reads_awaiting_commit.len() >= PENDING_READS_MAX {
-                return Err(RaftError::TooManyPendingReads {
-                    limit: PENDING_READS_MAX,
-                });
+        self.run_input(|raft| {
+            if raft.role == Role::Leader {
+                if raft.read_only.len() + raft.reads_awaiting_commit.len() >= PENDING_READS_MAX {
+                    return Err(RaftError::TooManyPendingReads {
+                        limit: PENDING_READS_MAX,
+                    });
+                }
+                raft.handle_read_request(raft.id, context)?;
+                return Ok(());
             }
-            self.handle_read_request(self.id, context);
-            return Ok(());
-        }
-        if self.forward_to_leader && self.leader != crate::types::NO_NODE {
-            self.send(self.leader, MessageBody::ForwardReadIndex { context });
-            return Ok(());
-        }
-        Err(self.not_leader())
+            if raft.forward_to_leader && raft.leader != crate::types::NO_NODE {
+                raft.send(raft.leader, MessageBody::ForwardReadIndex { context });
+                return Ok(());
+            }
+            Err(raft.not_leader())
+        })
     }
 
     /// Registers a read from `requester` (this leader or a follower). A leader
     /// that has not yet committed an entry of its own term does not know the
     /// true commit index, so the read waits for that first commit.
-    pub(super) fn handle_read_request(&mut self, requester: NodeId, context: Vec<u8>) {
+    pub(super) fn handle_read_request(
+        &mut self,
+        requester: NodeId,
+        context: Vec<u8>,
+    ) -> Result<(), StorageError> {
         if self.read_only.len() + self.reads_awaiting_commit.len() >= PENDING_READS_MAX {
-            return;
+            return Ok(());
         }
-        if !self.committed_in_current_term() {
+        if !self.committed_in_current_term()? {
             self.reads_awaiting_commit.push((requester, context));
-            return;
+            return Ok(());
         }
         let index = self.log.committed;
         if self.conf_state().voters == [self.id] {
             self.answer_read(requester, context, index);
-            return;
+            return Ok(());
         }
         if self
             .read_only
@@ -52,21 +58,21 @@ impl<S: Storage> Raft<S> {
         {
             self.broadcast_heartbeat(Some(context));
         }
+        Ok(())
     }
 
-    pub(super) fn committed_in_current_term(&self) -> bool {
-        self.log
-            .term(self.log.committed)
-            .is_ok_and(|term| term == self.term)
+    pub(super) fn committed_in_current_term(&self) -> Result<bool, StorageError> {
+        self.log.matches_term(self.log.committed, self.term)
     }
 
-    pub(super) fn release_reads_awaiting_commit(&mut self) {
-        if !self.committed_in_current_term() {
-            return;
+    pub(super) fn release_reads_awaiting_commit(&mut self) -> Result<(), StorageError> {
+        if !self.committed_in_current_term()? {
+            return Ok(());
         }
         for (requester, context) in std::mem::take(&mut self.reads_awaiting_commit) {
-            self.handle_read_request(requester, context);
+            self.handle_read_request(requester, context)?;
         }
+        Ok(())
     }
 
     /// A heartbeat answer for a read's round; a quorum confirms it and every
@@ -94,21 +100,23 @@ impl<S: Storage> Raft<S> {
             !self.ready_outstanding,
             "transfer_leader between ready() and advance()"
         );
-        if self.role != Role::Leader {
-            return Err(self.not_leader());
-        }
-        if !self.is_voter(target) {
-            return Err(RaftError::UnknownMember(target));
-        }
-        if target == self.id || self.transfer_target == Some(target) {
-            return Ok(());
-        }
-        self.transfer_target = Some(target);
-        self.election_elapsed = 0;
-        if !self.continue_transfer(target) {
-            self.send_append(target, true);
-        }
-        Ok(())
+        self.run_input(|raft| {
+            if raft.role != Role::Leader {
+                return Err(raft.not_leader());
+            }
+            if !raft.is_voter(target) {
+                return Err(RaftError::UnknownMember(target));
+            }
+            if target == raft.id || raft.transfer_target == Some(target) {
+                return Ok(());
+            }
+            raft.transfer_target = Some(target);
+            raft.election_elapsed = 0;
+            if !raft.continue_transfer(target) {
+                raft.send_append(target, true)?;
+            }
+            Ok(())
+        })
     }
 
     /// Sends TimeoutNow once the transfer target holds the whole log.

@@ -5,7 +5,7 @@
 
 use crate::progress::Progress;
 use crate::raft::{mutated, Raft};
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageError};
 use crate::types::{ConfChange, EntryKind, NodeId, Role, NO_NODE};
 use crate::RaftError;
 
@@ -24,24 +24,26 @@ impl<S: Storage> Raft<S> {
             !self.ready_outstanding,
             "propose_conf_change between ready() and advance()"
         );
-        if self.role != Role::Leader {
-            return Err(self.not_leader());
-        }
-        if let Some(target) = self.transfer_target {
-            return Err(RaftError::TransferInProgress { target });
-        }
-        let pending_index = self.membership.current_index();
-        if pending_index > self.log.committed && !mutated!(self, ConfChangeWhilePending) {
-            return Err(RaftError::ConfChangePending {
-                index: pending_index,
-            });
-        }
-        if !self.committed_in_current_term() {
-            return Err(RaftError::ConfChangeBeforeTermCommitted { term: self.term });
-        }
-        self.conf_state().apply(change)?;
-        self.append_entries_of_kind(vec![context], EntryKind::ConfChange(change));
-        Ok(())
+        self.run_input(|raft| {
+            if raft.role != Role::Leader {
+                return Err(raft.not_leader());
+            }
+            if let Some(target) = raft.transfer_target {
+                return Err(RaftError::TransferInProgress { target });
+            }
+            let pending_index = raft.membership.current_index();
+            if pending_index > raft.log.committed && !mutated!(raft, ConfChangeWhilePending) {
+                return Err(RaftError::ConfChangePending {
+                    index: pending_index,
+                });
+            }
+            if !raft.committed_in_current_term()? {
+                return Err(RaftError::ConfChangeBeforeTermCommitted { term: raft.term });
+            }
+            raft.conf_state().apply(change)?;
+            raft.append_entries_of_kind(vec![context], EntryKind::ConfChange(change));
+            Ok(())
+        })
     }
 
     /// Makes the leader's progress tracking follow the configuration: every
@@ -81,15 +83,16 @@ impl<S: Storage> Raft<S> {
     /// What follows a commit on the leader: members whose removal committed
     /// are no longer tracked, and a leader that removed itself steps down,
     /// having managed the cluster until the removal committed (§4.2.2).
-    pub(super) fn after_leader_commit(&mut self) {
+    pub(super) fn after_leader_commit(&mut self) -> Result<(), StorageError> {
         if self.role != Role::Leader {
-            return;
+            return Ok(());
         }
         self.reconcile_progress();
         let removal_committed = self.membership.current_index() <= self.log.committed;
         if !self.is_voter(self.id) && removal_committed {
-            self.broadcast_append(true);
+            self.broadcast_append(true)?;
             self.become_follower(self.term, NO_NODE);
         }
+        Ok(())
     }
 }

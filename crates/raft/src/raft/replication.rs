@@ -40,16 +40,18 @@ impl<S: Storage> Raft<S> {
 
     /// Sends what was appended since the last batch: all proposals made
     /// between two `Ready`s travel in one append per follower.
-    pub(super) fn flush_appends(&mut self) {
+    pub(super) fn flush_appends(&mut self) -> Result<(), StorageError> {
         if std::mem::take(&mut self.append_broadcast_pending) && self.role == Role::Leader {
-            self.broadcast_append(false);
+            self.broadcast_append(false)?;
         }
+        Ok(())
     }
 
-    pub(super) fn broadcast_append(&mut self, send_if_empty: bool) {
+    pub(super) fn broadcast_append(&mut self, send_if_empty: bool) -> Result<(), StorageError> {
         for peer in self.replication_peers() {
-            self.send_append(peer, send_if_empty);
+            self.send_append(peer, send_if_empty)?;
         }
+        Ok(())
     }
 
     pub(super) fn broadcast_heartbeat(&mut self, read_context: Option<Vec<u8>>) {
@@ -72,12 +74,16 @@ impl<S: Storage> Raft<S> {
 
     /// Sends `to` the entries it lacks, or a snapshot when they are compacted.
     /// Does nothing while the follower's flow control says wait.
-    pub(super) fn send_append(&mut self, to: NodeId, send_if_empty: bool) {
+    pub(super) fn send_append(
+        &mut self,
+        to: NodeId,
+        send_if_empty: bool,
+    ) -> Result<(), StorageError> {
         let Some(progress) = self.progress.get(&to) else {
-            return;
+            return Ok(());
         };
         if progress.is_paused() {
-            return;
+            return Ok(());
         }
         let next_index = progress.next_index;
         let prev_log_index = next_index - 1;
@@ -89,7 +95,7 @@ impl<S: Storage> Raft<S> {
         match (prev_log_term, entries) {
             (Ok(prev_log_term), Ok(entries)) => {
                 if entries.is_empty() && !send_if_empty {
-                    return;
+                    return Ok(());
                 }
                 let sent_through = entries.last().map_or(prev_log_index, |entry| entry.index);
                 let entry_count = entries.len();
@@ -110,19 +116,18 @@ impl<S: Storage> Raft<S> {
                 }
             }
             (Err(StorageError::Compacted { .. }), _) | (_, Err(StorageError::Compacted { .. })) => {
-                self.send_snapshot(to);
+                return self.send_snapshot(to);
             }
-            (Err(error), _) | (_, Err(error)) => {
-                panic!("leader cannot read its own log for {to:x}: {error}")
-            }
+            (Err(error), _) | (_, Err(error)) => return Err(error),
         }
+        Ok(())
     }
 
-    fn send_snapshot(&mut self, to: NodeId) {
+    fn send_snapshot(&mut self, to: NodeId) -> Result<(), StorageError> {
         let snapshot = match self.log.storage.snapshot() {
             Ok(snapshot) => snapshot,
-            Err(StorageError::SnapshotTemporarilyUnavailable) => return,
-            Err(error) => panic!("leader cannot read its snapshot for {to:x}: {error}"),
+            Err(StorageError::SnapshotTemporarilyUnavailable) => return Ok(()),
+            Err(error) => return Err(error),
         };
         debug_assert!(snapshot.meta.index > 0, "compacted log without a snapshot");
         if let Some(progress) = self.progress.get_mut(&to) {
@@ -130,6 +135,7 @@ impl<S: Storage> Raft<S> {
         }
         self.snapshot_elapsed.insert(to, 0);
         self.send(to, MessageBody::InstallSnapshot { snapshot });
+        Ok(())
     }
 
     /// A snapshot unanswered for several election timeouts was probably lost:
@@ -162,20 +168,20 @@ impl<S: Storage> Raft<S> {
         prev_log_term: Term,
         entries: &[Entry],
         leader_commit: LogIndex,
-    ) {
+    ) -> Result<(), StorageError> {
         if prev_log_index < self.log.committed {
             let match_index = self.log.committed;
             self.send(
                 from,
                 MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }),
             );
-            return;
+            return Ok(());
         }
-        let consistent = self.log.matches_term(prev_log_index, prev_log_term)
+        let consistent = self.log.matches_term(prev_log_index, prev_log_term)?
             || (mutated!(self, SkipConsistencyCheck) && prev_log_index <= self.log.last_index());
         if consistent {
             let last_new_index = prev_log_index + entries.len() as u64;
-            let new_entries = self.log.new_entries_after(prev_log_index, entries);
+            let new_entries = self.log.new_entries_after(prev_log_index, entries)?;
             self.append_to_log(new_entries);
             self.log.commit_to(leader_commit.min(last_new_index));
             self.send(
@@ -184,9 +190,9 @@ impl<S: Storage> Raft<S> {
                     match_index: last_new_index,
                 }),
             );
-            return;
+            return Ok(());
         }
-        let hint = self.reject_hint(prev_log_index);
+        let hint = self.reject_hint(prev_log_index)?;
         self.send(
             from,
             MessageBody::AppendEntriesResponse(AppendResponse::Rejected {
@@ -194,28 +200,34 @@ impl<S: Storage> Raft<S> {
                 hint,
             }),
         );
+        Ok(())
     }
 
     /// Where the leader should probe next: the end of our log if it is too
-    /// short, else the first index of the term that conflicts.
-    fn reject_hint(&self, rejected_index: LogIndex) -> RejectHint {
+    /// short, else the first index of the term that conflicts. An index
+    /// compacted here is committed, so probing resumes at our commit index.
+    fn reject_hint(&self, rejected_index: LogIndex) -> Result<RejectHint, StorageError> {
         let last_index = self.log.last_index();
         if rejected_index > last_index {
-            return RejectHint::LogTooShort { last_index };
+            return Ok(RejectHint::LogTooShort { last_index });
         }
-        match self.log.term(rejected_index) {
-            Ok(conflict_term) => RejectHint::TermConflict {
+        Ok(match self.log.held_term(rejected_index)? {
+            Some(conflict_term) => RejectHint::TermConflict {
                 conflict_term,
-                first_index: self.log.first_index_of_term_at(rejected_index),
+                first_index: self.log.first_index_of_term_at(rejected_index)?,
             },
-            Err(_) => RejectHint::LogTooShort {
+            None => RejectHint::LogTooShort {
                 last_index: self.log.committed,
             },
-        }
+        })
     }
 
     /// Installs a leader's snapshot unless our log already covers it.
-    pub(super) fn handle_snapshot(&mut self, from: NodeId, snapshot: Snapshot) {
+    pub(super) fn handle_snapshot(
+        &mut self,
+        from: NodeId,
+        snapshot: Snapshot,
+    ) -> Result<(), StorageError> {
         let index = snapshot.meta.index;
         if index <= self.log.committed {
             let match_index = self.log.committed;
@@ -223,9 +235,9 @@ impl<S: Storage> Raft<S> {
                 from,
                 MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }),
             );
-            return;
+            return Ok(());
         }
-        if self.log.matches_term(index, snapshot.meta.term) {
+        if self.log.matches_term(index, snapshot.meta.term)? {
             self.log.commit_to(index);
         } else {
             self.membership
@@ -236,13 +248,14 @@ impl<S: Storage> Raft<S> {
             from,
             MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index: index }),
         );
+        Ok(())
     }
 
-    pub(super) fn step_leader(&mut self, message: Message) {
+    pub(super) fn step_leader(&mut self, message: Message) -> Result<(), StorageError> {
         let from = message.from;
         match message.body {
             MessageBody::AppendEntriesResponse(response) => {
-                self.handle_append_response(from, response)
+                return self.handle_append_response(from, response)
             }
             MessageBody::HeartbeatResponse { read_context } => {
                 let last_index = self.log.last_index();
@@ -252,7 +265,7 @@ impl<S: Storage> Raft<S> {
                     // Even an empty append is worth sending: in the replicate
                     // state it is how appends lost in flight are discovered.
                     if progress.match_index < last_index {
-                        self.send_append(from, true);
+                        self.send_append(from, true)?;
                     }
                 }
                 if let Some(context) = read_context {
@@ -264,7 +277,9 @@ impl<S: Storage> Raft<S> {
                     self.append_commands(entries);
                 }
             }
-            MessageBody::ForwardReadIndex { context } => self.handle_read_request(from, context),
+            MessageBody::ForwardReadIndex { context } => {
+                return self.handle_read_request(from, context)
+            }
             MessageBody::RequestVote { .. }
             | MessageBody::RequestVoteResponse { .. }
             | MessageBody::AppendEntries { .. }
@@ -273,11 +288,16 @@ impl<S: Storage> Raft<S> {
             | MessageBody::TimeoutNow
             | MessageBody::ReadIndexResponse { .. } => {}
         }
+        Ok(())
     }
 
-    fn handle_append_response(&mut self, from: NodeId, response: AppendResponse) {
+    fn handle_append_response(
+        &mut self,
+        from: NodeId,
+        response: AppendResponse,
+    ) -> Result<(), StorageError> {
         let Some(progress) = self.progress.get_mut(&from) else {
-            return;
+            return Ok(());
         };
         progress.recently_active = true;
         match response {
@@ -286,7 +306,7 @@ impl<S: Storage> Raft<S> {
                 let newly_matched =
                     progress.state == ProgressState::Probe && progress.match_index == match_index;
                 if !advanced && !newly_matched {
-                    return;
+                    return Ok(());
                 }
                 match progress.state {
                     ProgressState::Probe => progress.become_replicate(),
@@ -299,18 +319,18 @@ impl<S: Storage> Raft<S> {
                     }
                     ProgressState::Snapshot | ProgressState::Replicate => {}
                 }
-                if self.maybe_commit() {
-                    self.broadcast_append(true);
-                    self.after_leader_commit();
+                if self.maybe_commit()? {
+                    self.broadcast_append(true)?;
+                    self.after_leader_commit()?;
                     if self.role != Role::Leader {
-                        return;
+                        return Ok(());
                     }
                 } else {
                     let commit_unsent = self
                         .progress
                         .get(&from)
                         .is_some_and(|progress| progress.commit_sent < self.log.committed);
-                    self.send_append(from, commit_unsent);
+                    self.send_append(from, commit_unsent)?;
                 }
                 self.continue_transfer(from);
             }
@@ -318,36 +338,41 @@ impl<S: Storage> Raft<S> {
                 rejected_index,
                 hint,
             } => {
-                let next_probe = self.next_probe_after_reject(hint, rejected_index);
+                let next_probe = self.next_probe_after_reject(hint, rejected_index)?;
                 let Some(progress) = self.progress.get_mut(&from) else {
-                    return;
+                    return Ok(());
                 };
                 if progress.reject(rejected_index, next_probe) {
-                    self.send_append(from, true);
+                    self.send_append(from, true)?;
                 }
             }
         }
+        Ok(())
     }
 
     /// Fast backtracking: skip a whole term per round trip rather than one entry.
-    fn next_probe_after_reject(&self, hint: RejectHint, rejected_index: LogIndex) -> LogIndex {
-        match hint {
+    fn next_probe_after_reject(
+        &self,
+        hint: RejectHint,
+        rejected_index: LogIndex,
+    ) -> Result<LogIndex, StorageError> {
+        Ok(match hint {
             RejectHint::LogTooShort { last_index } => last_index + 1,
             RejectHint::TermConflict {
                 conflict_term,
                 first_index,
-            } => match self.log.last_index_of_term(conflict_term, rejected_index) {
+            } => match self.log.last_index_of_term(conflict_term, rejected_index)? {
                 Some(last_of_term) => last_of_term + 1,
                 None => first_index,
             },
-        }
+        })
     }
 
     /// Commits the highest index a majority of the voters in force holds, if
     /// it is of the current term (Figure 8: an older term's entry is never
     /// committed by counting). Learners, and a leader that is removing itself,
     /// do not count. Returns whether the commit index moved.
-    pub(super) fn maybe_commit(&mut self) -> bool {
+    pub(super) fn maybe_commit(&mut self) -> Result<bool, StorageError> {
         let conf_state = self.membership.current();
         let mut matched: Vec<LogIndex> = self
             .progress
@@ -357,18 +382,18 @@ impl<S: Storage> Raft<S> {
             .collect();
         matched.sort_unstable_by(|left, right| right.cmp(left));
         let Some(&quorum_index) = matched.get(self.quorum() - 1) else {
-            return false;
+            return Ok(false);
         };
         let committed = if mutated!(self, CommitOldTermByCounting) {
             let moved = quorum_index > self.log.committed;
             self.log.commit_to(quorum_index.max(self.log.committed));
             moved
         } else {
-            self.log.maybe_commit(quorum_index, self.term)
+            self.log.maybe_commit(quorum_index, self.term)?
         };
         if committed {
-            self.release_reads_awaiting_commit();
+            self.release_reads_awaiting_commit()?;
         }
-        committed
+        Ok(committed)
     }
 }

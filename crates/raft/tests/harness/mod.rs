@@ -108,7 +108,7 @@ impl Cluster {
         if !node.has_ready() {
             return false;
         }
-        let ready = node.ready();
+        let ready = node.ready().unwrap();
         if let Some(soft_state) = ready.soft_state {
             self.events.push(format!(
                 "{id} becomes {:?} (leader {})",
@@ -138,7 +138,7 @@ impl Cluster {
             ));
             self.read_states.entry(id).or_default().push(read_state);
         }
-        node.advance();
+        node.advance().unwrap();
         true
     }
 
@@ -187,7 +187,7 @@ impl Cluster {
     pub fn tick(&mut self, id: u64, ticks: u32) {
         for _ in 0..ticks {
             if let Some(node) = self.nodes.get_mut(&id) {
-                node.tick();
+                node.tick().unwrap();
             }
         }
     }

@@ -76,8 +76,7 @@ impl NodeThread {
 
     /// Runs until asked to stop or until the log or the store fails.
     pub(crate) fn run(mut self) -> Result<(), NodeError> {
-        self.node.start();
-        let result = self.run_turns();
+        let result = self.node.start().and_then(|()| self.run_turns());
         let error = match &result {
             Ok(()) => RequestError::Stopped,
             Err(error) => RequestError::Storage(error.to_string()),
@@ -89,8 +88,8 @@ impl NodeThread {
 
     fn run_turns(&mut self) -> Result<(), NodeError> {
         while !self.node.is_stopped() {
-            self.wait_and_drain();
-            self.tick_if_due();
+            self.wait_and_drain()?;
+            self.tick_if_due()?;
             let started = Instant::now();
             if let Some(persisted) = self.node.persist_ready()? {
                 let took = started.elapsed();
@@ -111,7 +110,7 @@ impl NodeThread {
 
     /// Blocks until an input arrives or the next tick is due (not at all when
     /// the core has work), then takes everything queued and feeds the node.
-    fn wait_and_drain(&mut self) {
+    fn wait_and_drain(&mut self) -> Result<(), NodeError> {
         if !self.node.has_ready() {
             // With work at hand, waiting (even for zero time) only spins.
             let timeout = self.next_tick.saturating_duration_since(Instant::now());
@@ -125,11 +124,11 @@ impl NodeThread {
         for _ in 0..INPUTS_PER_TURN_MAX {
             let mut progressed = false;
             if let Ok(request) = self.inputs.requests.try_recv() {
-                self.accept(request);
+                self.accept(request)?;
                 progressed = true;
             }
             if let Ok(message) = self.inputs.peer_messages.try_recv() {
-                self.node.step(message);
+                self.node.step(message)?;
                 progressed = true;
             }
             match self.inputs.control.try_recv() {
@@ -142,10 +141,10 @@ impl NodeThread {
                 break;
             }
         }
-        self.node.submit();
+        self.node.submit()
     }
 
-    fn accept(&mut self, request: ClientRequest) {
+    fn accept(&mut self, request: ClientRequest) -> Result<(), NodeError> {
         match request {
             ClientRequest::Propose { command, reply } => {
                 self.node.propose(&command, OneShot(reply));
@@ -155,23 +154,27 @@ impl NodeThread {
                 change,
                 context,
                 reply,
-            } => self
-                .node
-                .change_membership(change, &context, OneShot(reply)),
+            } => {
+                return self
+                    .node
+                    .change_membership(change, &context, OneShot(reply));
+            }
         }
+        Ok(())
     }
 
-    fn tick_if_due(&mut self) {
+    fn tick_if_due(&mut self) -> Result<(), NodeError> {
         let now = Instant::now();
         if now < self.next_tick {
-            return;
+            return Ok(());
         }
-        self.node.tick();
+        self.node.tick()?;
         self.next_tick += self.inputs.tick_interval;
         if self.next_tick < now {
             // The thread was held up (a slow sync); do not fire a burst of ticks.
             self.next_tick = now + self.inputs.tick_interval;
         }
+        Ok(())
     }
 
     fn publish_status(&self) {

@@ -446,10 +446,7 @@ impl World {
             return;
         };
         let result = match input {
-            Input::Tick => {
-                raft.tick();
-                Ok(())
-            }
+            Input::Tick => raft.tick(),
             Input::Message(message) => raft.step(message),
             Input::Propose(data) => match raft.propose(data) {
                 Err(RaftError::NotLeader { .. } | RaftError::TransferInProgress { .. }) => Ok(()),
@@ -541,8 +538,13 @@ impl World {
                 return;
             }
             self.acting_node = node;
-            let ready = raft.ready();
-            self.begin_ready(node, ready);
+            match raft.ready() {
+                Ok(ready) => self.begin_ready(node, ready),
+                Err(error) => {
+                    let detail = format!("node {node}'s core could not produce a Ready: {error}");
+                    return self.fail(core_failure(node, self.now_us, detail));
+                }
+            }
         }
     }
 
@@ -711,8 +713,9 @@ impl World {
         for read_state in ready.read_states {
             member.note_read_state(read_state);
         }
-        if let Some(raft) = member.raft.as_mut() {
-            raft.advance();
+        if let Some(Err(error)) = member.raft.as_mut().map(|raft| raft.advance()) {
+            let detail = format!("node {node}'s core could not advance: {error}");
+            return self.fail(core_failure(node, self.now_us, detail));
         }
         self.serve_reads(node);
         self.maybe_compact(node);
