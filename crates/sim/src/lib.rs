@@ -77,7 +77,7 @@ pub mod trace;
 pub mod violation;
 pub mod world;
 
-pub use config::{parse_seed_range, FaultSet, ReadMode, SimConfig, SimConfigError, SimMutations};
+pub use config::{parse_seed_range, FaultSet, ReadMode, SimConfig, SimConfigError};
 pub use runner::{run_seed, run_seeds, run_seeds_until, BatchSummary, SeedOutcome, Summary};
 pub use violation::{Invariant, Violation};
 pub use world::{PartitionKind, World};
