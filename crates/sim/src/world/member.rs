@@ -702,12 +702,14 @@ impl World {
     /// checkers and the trace, messages to the network, answers to clients.
     fn settle(&mut self, node: NodeId) {
         let index = (node - 1) as usize;
-        let effects = std::mem::take(&mut *self.members[index].effects.borrow_mut());
-        if effects.is_empty() {
+        if self.members[index].effects.borrow().is_empty() {
             return;
         }
+        // Swapped with the world's emptied buffers, so no call allocates anew.
+        let mut effects = std::mem::take(&mut self.spare_effects);
+        std::mem::swap(&mut effects, &mut *self.members[index].effects.borrow_mut());
         let mut members_moved = false;
-        for observation in effects.observations {
+        for observation in effects.observations.drain(..) {
             match observation {
                 Observation::Ready(summary) => {
                     members_moved |= summary.snapshot.is_some();
@@ -725,12 +727,13 @@ impl World {
                 member.applied_conf = conf_of(running.members());
             }
         }
-        for message in effects.messages {
+        for message in effects.messages.drain(..) {
             self.send_message(message);
         }
-        for answer in effects.answers {
+        for answer in effects.answers.drain(..) {
             self.answer_client(node, answer);
         }
+        self.spare_effects = effects;
     }
 
     /// Reports a Ready's role, appends and commit to the safety checker and

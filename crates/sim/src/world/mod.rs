@@ -171,6 +171,8 @@ pub struct World {
     /// Every id some member's applied member list has held: the founding
     /// members and everyone added since.
     ever_members: BTreeSet<NodeId>,
+    /// Empty buffers for draining a member's effects (see `World::settle`).
+    spare_effects: host::Effects,
 }
 
 impl World {
@@ -218,6 +220,7 @@ impl World {
             acting_node: 0,
             applied_commands: BTreeMap::new(),
             ever_members: voters.iter().copied().collect(),
+            spare_effects: host::Effects::default(),
         };
         for id in pool {
             world.start_member(id);
