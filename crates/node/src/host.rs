@@ -4,7 +4,7 @@
 //! mvcc, sockets and channels; the simulator with simulated disks and its own
 //! clients. Nothing here does I/O.
 
-use raft::{LogIndex, LogStore, Message, NodeId};
+use raft::{Entry, LogIndex, LogStore, Message, NodeId, Ready};
 
 use crate::members::MemberList;
 
@@ -103,6 +103,20 @@ pub trait Reply<T> {
     fn is_closed(&self) -> bool;
 }
 
+/// Watches what the node does, for an embedder that checks it (the
+/// simulator's invariant checkers). It sees; it never changes anything. The
+/// server observes nothing (`()`).
+pub trait Observer {
+    /// A `Ready` was just taken from the core; nothing of it is handled yet.
+    fn ready(&mut self, _ready: &Ready) {}
+
+    /// `entry` is about to be applied; `command` is what the state machine
+    /// gets of it (see [`Committed::command`]).
+    fn applying(&mut self, _entry: &Entry, _command: Option<&[u8]>) {}
+}
+
+impl Observer for () {}
+
 /// Everything a node runs over, chosen once per embedding.
 pub trait Host {
     type Log: LogStore;
@@ -114,6 +128,7 @@ pub trait Host {
     type ReadReply: Reply<Result<(), RequestError>>;
     /// Answers a configuration change: applied on this member.
     type MembershipReply: Reply<Result<(), RequestError>>;
+    type Observer: Observer;
 }
 
 impl<O: Outbox + ?Sized> Outbox for std::sync::Arc<O> {

@@ -23,6 +23,8 @@ mod waiters;
 #[cfg(test)]
 mod test_support;
 
-pub use host::{Committed, Host, Member, Outbox, Reply, RequestError, StateMachine};
+pub use host::{Committed, Host, Member, Observer, Outbox, Reply, RequestError, StateMachine};
 pub use members::{MemberContext, MemberList, MembersDecodeError};
+#[cfg(feature = "mutations")]
+pub use node::Mutation;
 pub use node::{Node, NodeError, NodeOptions, PersistedReady};

@@ -10,12 +10,12 @@
 //! between them, as an fsync takes time.
 
 use raft::{
-    Entry, EntryKind, LogIndex, LogStore, Message, NodeId, RaftError, RawNode, Ready, Snapshot,
-    SnapshotMeta, Storage, NO_NODE,
+    Entry, EntryKind, LogIndex, LogStore, Message, MessageBody, NodeId, RaftError, RawNode, Ready,
+    Snapshot, SnapshotMeta, Storage, NO_NODE,
 };
 
 use crate::envelope::{self, ProposalId};
-use crate::host::{Committed, Host, Member, Outbox, RequestError, StateMachine};
+use crate::host::{Committed, Host, Member, Observer, Outbox, RequestError, StateMachine};
 use crate::members::{MemberContext, MemberList};
 use crate::snapshots::SnapshotSchedule;
 use crate::waiters::{Proposals, Reads};
@@ -60,6 +60,16 @@ pub struct NodeOptions {
     pub configured_members: Vec<Member>,
 }
 
+/// A deliberate bug, switched on by [`Node::set_mutation`] in test builds so
+/// the simulator can prove its checkers catch it.
+#[cfg(feature = "mutations")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mutation {
+    /// Sends a Ready's `persisted_messages` (vote grants, append
+    /// acknowledgements) before the write they promise is durable.
+    PersistedMessagesBeforeSync,
+}
+
 /// A `Ready` whose durable write was issued by [`Node::persist_ready`]; hand
 /// it to [`Node::complete_ready`] once that write is durable.
 #[must_use = "a Ready must be completed once its write is durable"]
@@ -75,6 +85,7 @@ pub struct Node<H: Host> {
     raft: RawNode<H::Log>,
     state_machine: H::StateMachine,
     outbox: H::Outbox,
+    observer: H::Observer,
     options: NodeOptions,
     proposal_base: ProposalId,
     proposals: Proposals<H::CommandReply, H::MembershipReply>,
@@ -94,6 +105,8 @@ pub struct Node<H: Host> {
     /// The tick after which a stop proceeds even if the handover has not happened.
     stop_deadline_tick: u64,
     stopped: bool,
+    #[cfg(feature = "mutations")]
+    mutation: Option<Mutation>,
 }
 
 impl<H: Host> std::fmt::Debug for Node<H> {
@@ -110,13 +123,15 @@ impl<H: Host> std::fmt::Debug for Node<H> {
 
 impl<H: Host> Node<H> {
     /// A node over a core restarted from `raft`'s log, with the state machine
-    /// and member list as they were recovered. Call [`Node::start`] next.
+    /// and member list as they were recovered, watched by `observer`. Call
+    /// [`Node::start`] next.
     pub fn new(
         raft: RawNode<H::Log>,
         state_machine: H::StateMachine,
         outbox: H::Outbox,
         member_list: MemberList,
         options: NodeOptions,
+        observer: H::Observer,
     ) -> Self {
         let snapshot_index = raft.storage().snapshot_meta().index;
         let schedule = SnapshotSchedule::new(
@@ -132,6 +147,7 @@ impl<H: Host> Node<H> {
             raft,
             state_machine,
             outbox,
+            observer,
             options,
             proposal_base,
             proposals: Proposals::default(),
@@ -147,7 +163,15 @@ impl<H: Host> Node<H> {
             stop_requested: false,
             stop_deadline_tick: 0,
             stopped: false,
+            #[cfg(feature = "mutations")]
+            mutation: None,
         }
+    }
+
+    /// Switches on a deliberate bug (test builds only).
+    #[cfg(feature = "mutations")]
+    pub fn set_mutation(&mut self, mutation: Option<Mutation>) {
+        self.mutation = mutation;
     }
 
     /// Tells the outbox whom to send to and, for a lone voter, campaigns at
@@ -175,6 +199,14 @@ impl<H: Host> Node<H> {
 
     pub fn log(&self) -> &H::Log {
         self.raft.storage()
+    }
+
+    /// The log, for an embedder whose writes finish outside the node's calls:
+    /// the simulator completes a write issued by [`Node::persist_ready`]
+    /// when its simulated fsync ends, before [`Node::complete_ready`]. It
+    /// must never change what the core was told is in the log.
+    pub fn log_mut(&mut self) -> &mut H::Log {
+        self.raft.storage_mut()
     }
 
     pub fn state_machine(&self) -> &H::StateMachine {
@@ -253,19 +285,29 @@ impl<H: Host> Node<H> {
         Ok(())
     }
 
+    /// Asks the core to hand leadership to `target`; refused unless this
+    /// member leads and knows `target`.
+    pub fn transfer_leader(&mut self, target: NodeId) -> Result<(), RaftError> {
+        self.raft.transfer_leader(target)
+    }
+
     /// Hands a peer's message to the core. A member that is in the
-    /// configuration ignores members outside it: a removed member may still
-    /// be running, and its votes and appends must not disturb the cluster it
-    /// left. A member not yet in any configuration (joining) takes messages
-    /// from anyone. A message the core refuses is dropped; a failed read of
-    /// the log stops the node.
+    /// configuration ignores vote requests from members outside it: a
+    /// removed member may still be running and campaigning, and must not
+    /// disturb the cluster it left. Every other message is heard: a member
+    /// added after this member's log ends may already lead, and only from
+    /// it does this member learn of the addition. A member not yet in any
+    /// configuration (joining) hears everyone.
+    /// A message the core refuses is dropped; a failed read of the log
+    /// stops the node.
     pub fn step(&mut self, message: Message) -> Result<(), NodeError> {
         let from = message.from;
         let conf_state = self.raft.conf_state();
-        if conf_state.is_member(self.member_id()) && !conf_state.is_member(from) {
+        let campaigns = matches!(message.body, MessageBody::RequestVote { .. });
+        if campaigns && conf_state.is_member(self.member_id()) && !conf_state.is_member(from) {
             tracing::debug!(
                 from = format_args!("{from:x}"),
-                "ignored a message from a member outside the configuration"
+                "ignored a vote request from a member outside the configuration"
             );
             return Ok(());
         }
@@ -367,6 +409,7 @@ impl<H: Host> Node<H> {
             return Ok(None);
         }
         let mut ready = self.raft.ready()?;
+        self.observer.ready(&ready);
         if let Some(soft_state) = ready.soft_state {
             let term = ready
                 .hard_state
@@ -374,6 +417,10 @@ impl<H: Host> Node<H> {
             self.on_leader(soft_state.leader, term);
         }
         self.send(std::mem::take(&mut ready.messages));
+        #[cfg(feature = "mutations")]
+        if self.mutation == Some(Mutation::PersistedMessagesBeforeSync) {
+            self.send(std::mem::take(&mut ready.persisted_messages));
+        }
         if let Some(snapshot) = ready.snapshot.take() {
             self.install_snapshot(snapshot)?;
         }
@@ -568,6 +615,9 @@ impl<H: Host> Node<H> {
             self.save_members()?;
         }
         let framed: Vec<(Option<ProposalId>, Committed<'_>)> = entries.iter().map(frame).collect();
+        for (entry, (_, view)) in entries.iter().zip(&framed) {
+            self.observer.applying(entry, view.command);
+        }
         let committed: Vec<Committed<'_>> = framed.iter().map(|(_, view)| *view).collect();
         let answers = self
             .state_machine

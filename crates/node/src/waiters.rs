@@ -2,9 +2,10 @@
 //! applied, and read barriers waiting for a confirmed read index to be
 //! applied. Owns their deadlines (in ticks) and decides when a wait has become
 //! hopeless. It never talks to the core or the disk; the node feeds it what
-//! happened.
+//! happened. Its maps are ordered, so waiters are answered in the same order
+//! on every run of the same inputs (the simulator replays runs bit for bit).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use raft::LogIndex;
 
@@ -29,7 +30,7 @@ struct ProposalWaiter<C, M> {
 /// Proposals of this member (this boot) that are not answered yet, by
 /// request number. `C` answers commands, `M` configuration changes.
 pub(crate) struct Proposals<C, M> {
-    waiting: HashMap<u64, ProposalWaiter<C, M>>,
+    waiting: BTreeMap<u64, ProposalWaiter<C, M>>,
     /// Request number of each waiter whose entry is in the log, by log index.
     by_index: BTreeMap<LogIndex, u64>,
 }
@@ -46,7 +47,7 @@ impl<C, M> std::fmt::Debug for Proposals<C, M> {
 impl<C, M> Default for Proposals<C, M> {
     fn default() -> Self {
         Self {
-            waiting: HashMap::new(),
+            waiting: BTreeMap::new(),
             by_index: BTreeMap::new(),
         }
     }
@@ -256,7 +257,7 @@ struct IssuedRead<R> {
 /// state machine to reach the read index).
 pub(crate) struct Reads<R> {
     queued: Vec<BarrierWaiter<R>>,
-    issued: HashMap<Vec<u8>, IssuedRead<R>>,
+    issued: BTreeMap<Vec<u8>, IssuedRead<R>>,
     confirmed: Vec<(LogIndex, Vec<BarrierWaiter<R>>)>,
 }
 
@@ -274,7 +275,7 @@ impl<R> Default for Reads<R> {
     fn default() -> Self {
         Self {
             queued: Vec::new(),
-            issued: HashMap::new(),
+            issued: BTreeMap::new(),
             confirmed: Vec::new(),
         }
     }
@@ -374,7 +375,9 @@ impl<R: Reply<Result<(), RequestError>>> Reads<R> {
     }
 
     pub(crate) fn fail_all(&mut self, error: &RequestError) {
-        let issued = self.issued.drain().flat_map(|(_, read)| read.waiters);
+        let issued = std::mem::take(&mut self.issued)
+            .into_values()
+            .flat_map(|read| read.waiters);
         let confirmed = self.confirmed.drain(..).flat_map(|(_, waiters)| waiters);
         for waiter in self.queued.drain(..).chain(issued).chain(confirmed) {
             waiter.reply.send(Err(error.clone()));

@@ -1,19 +1,14 @@
 //! Replays one seed and prints its summary, or its violation with a long
 //! story of the events before it: the tool for reading a failing seed.
 //!
-//! Run: `cargo run --release -p sim --example replay_seed -- SEED [NODES] [FAULTS] [EVENTS] [--reuse-read-context]`
+//! Run: `cargo run --release -p sim --example replay_seed -- SEED [NODES] [FAULTS] [EVENTS]`
 //! (defaults: 5 nodes, faults "all", the last 200 events). FAULTS is "all",
-//! "none" or a comma list of network, partition, crash. With
-//! `--reuse-read-context`, clients retry a Get with its first ReadIndex context.
+//! "none" or a comma list of network, partition, crash.
 
 use sim::{run_seed, FaultSet, SimConfig};
 
 fn main() {
-    let mut arguments: Vec<String> = std::env::args().skip(1).collect();
-    let reuse_read_context = arguments
-        .iter()
-        .any(|argument| argument == "--reuse-read-context");
-    arguments.retain(|argument| argument != "--reuse-read-context");
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
     let Some(seed) = arguments.first().and_then(|seed| seed.parse::<u64>().ok()) else {
         eprintln!("usage: replay_seed SEED [NODES] [FAULTS] [EVENTS]");
         std::process::exit(2);
@@ -35,7 +30,6 @@ fn main() {
     };
     let mut config = SimConfig::new(nodes, faults);
     config.trace_events_max = events;
-    config.workload.read_context_reused_on_retry = reuse_read_context;
     if let Err(error) = config.validate() {
         eprintln!("{error}");
         std::process::exit(2);

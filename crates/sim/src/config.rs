@@ -1,6 +1,6 @@
 //! Everything one simulated run is parameterized by, apart from its seed:
 //! cluster size, timing, the network and disk models, which faults to
-//! inject, the client workload, and the deliberate simulator-side bugs.
+//! inject, the client workload, and the deliberate bugs of test builds.
 //!
 //! Owns: [`SimConfig`] and its parts, [`FaultSet`] parsing for the CLI.
 //! Must never: hold state of a run.
@@ -175,17 +175,6 @@ pub struct WorkloadConfig {
     /// Pause before retrying after a "not leader" answer.
     pub redirect_backoff_us: u64,
     pub read_mode: ReadMode,
-    /// Retries of a Get repeat the ReadIndex context of its first attempt
-    /// instead of starting a fresh read. The core must still answer them.
-    pub read_context_reused_on_retry: bool,
-}
-
-/// Deliberate simulator-side bugs, each of which the checkers must catch.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SimMutations {
-    /// The disk model sends `persisted_messages` (votes, append
-    /// acknowledgements) before the write they promise is durable.
-    pub persisted_messages_before_fsync: bool,
 }
 
 /// The largest cluster the simulator runs (Raft clusters are small; the
@@ -263,10 +252,12 @@ pub struct SimConfig {
     /// every member catch up, within this much virtual time.
     pub heal_completion_us_max: u64,
     pub workload: WorkloadConfig,
-    pub mutations: SimMutations,
     /// A deliberate bug in the core (test builds with the `mutations` feature).
     #[cfg(feature = "mutations")]
     pub core_mutation: Option<raft::Mutation>,
+    /// A deliberate bug in the node loop (test builds with the `mutations` feature).
+    #[cfg(feature = "mutations")]
+    pub node_mutation: Option<node::Mutation>,
     /// Events kept for a violation's story.
     pub trace_events_max: usize,
     /// Check the client history for linearizability at the end of the run.
@@ -324,11 +315,11 @@ impl SimConfig {
                 think_us_max: 30_000,
                 redirect_backoff_us: 5_000,
                 read_mode: ReadMode::ReadIndex,
-                read_context_reused_on_retry: false,
             },
-            mutations: SimMutations::default(),
             #[cfg(feature = "mutations")]
             core_mutation: None,
+            #[cfg(feature = "mutations")]
+            node_mutation: None,
             trace_events_max: 48,
             check_linearizability: true,
             vary_per_seed: false,
@@ -368,7 +359,6 @@ impl SimConfig {
         }
         config.workload.client_count = rng.between(1, 10) as usize;
         config.workload.key_count = rng.between(1, 5) as u8;
-        config.workload.read_context_reused_on_retry = rng.chance(0.5);
         config.vary_per_seed = false;
         debug_assert_eq!(config.validate(), Ok(()), "a variation stays valid");
         config

@@ -98,15 +98,6 @@ impl SafetyChecker {
         self.committed.get(&index).map(|entry| entry.fingerprint)
     }
 
-    /// The highest index at which an entry with `fingerprint` was committed.
-    pub fn find_committed(&self, fingerprint: u64) -> Option<LogIndex> {
-        self.committed
-            .iter()
-            .rev()
-            .find(|(_, entry)| entry.fingerprint == fingerprint)
-            .map(|(&index, _)| index)
-    }
-
     /// `node` is leader of `term` with `log`: Election Safety (no other leader
     /// in this term, ever) and Leader Completeness (it holds every entry
     /// committed in an earlier term). Call once when a member is first seen

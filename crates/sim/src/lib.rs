@@ -1,9 +1,9 @@
 //! The deterministic cluster simulator: virtual time, seeded faults and
 //! checkers that hold the Raft core to its safety properties.
 //!
-//! A run is decided by its seed alone: the members run the real core
-//! ([`raft::RawNode`]) over simulated disks with fsync latency and crash
-//! loss, a simulated network delays, drops, duplicates, reorders and
+//! A run is decided by its seed alone: the members run the product's node
+//! loop ([`node::Node`], over the real core) on simulated disks with fsync
+//! latency and crash loss, a simulated network delays, drops, duplicates, reorders and
 //! partitions their messages, clients issue Put/Get/CAS through leader
 //! changes, and after every event the safety checkers compare what each
 //! member did against the others. A failing seed replays bit for bit and
@@ -48,21 +48,21 @@
 //! - One failing seed, with a long story:
 //!   `cargo run --release -p sim --example replay_seed -- SEED NODES FAULTS EVENTS`.
 //! - Settings the defaults hide: `cargo run --release -p sim --example config_matrix`.
-//! - Deliberate bugs: `tests/mutations.rs` has the simulator-side ones (run by
-//!   `cargo test`) and a one-line-per-switch table of the core's
-//!   (`cargo test --release -p sim --features mutations --test mutations`).
+//! - Deliberate bugs: `tests/mutations.rs` has the unsafe read mode (run by
+//!   `cargo test`), the node loop's switch, and a one-line-per-switch table
+//!   of the core's (`cargo test --release -p sim --features mutations --test mutations`).
 //!
 //! # Speed
 //!
 //! Measured with `cargo run --release -p sim --example sim_speed -- 1000 5 1`
 //! (1000 seeds, 5 members, every fault, one thread) on the project's 2-core
-//! machine while other builds shared it (load average 8 to 10): about 8,400
-//! events and 6.2 simulated seconds per seed, 5 to 6 ms of wall time per
-//! seed, 1.25 to 1.65 million events per wall second, and 930 to 1,220
-//! simulated seconds per wall second. On a quieter machine the same command
-//! reached 2.0 million events and 1,650 simulated seconds per wall second.
-//! Three members run about 1.5 times faster, seven about 2.3 times slower.
-//! With two threads (`-- 2000 5 2`), 2,000 seeds take 6 to 8 s.
+//! machine while other builds shared it (load average 4 to 5): about 11,200
+//! events and 6.4 simulated seconds per seed, 8 ms of wall time per seed,
+//! 1.35 to 1.4 million events per wall second, and about 780 simulated
+//! seconds per wall second. Running the node loop costs about 1.5 times the
+//! wall time per seed of the simulator's former copy of the loop (5.5 ms in
+//! the same conditions). With two threads, 2,000 seeds take 17 to 23 s of
+//! wall time on a shared machine.
 
 pub mod conf_view;
 pub mod config;
@@ -79,7 +79,7 @@ pub mod trace;
 pub mod violation;
 pub mod world;
 
-pub use config::{parse_seed_range, FaultSet, ReadMode, SimConfig, SimConfigError, SimMutations};
+pub use config::{parse_seed_range, FaultSet, ReadMode, SimConfig, SimConfigError};
 pub use runner::{run_seed, run_seeds, run_seeds_until, BatchSummary, SeedOutcome, Summary};
 pub use violation::{Invariant, Violation};
 pub use world::{PartitionKind, World};

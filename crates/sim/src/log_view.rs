@@ -17,6 +17,13 @@ pub fn fingerprint(entry: &Entry) -> u64 {
     hasher.finish()
 }
 
+/// A short, deterministic digest of a command's bytes.
+pub fn bytes_fingerprint(bytes: &[u8]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// What the checkers need to read from one log.
 pub trait LogView {
     /// The entry at `index`, or `None` when it is compacted or past the end.

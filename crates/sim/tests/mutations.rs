@@ -3,8 +3,9 @@
 //! that misses its bug fails here. Takes under a second (each mutation stops
 //! at its first failing seed).
 //!
-//! Core-side switches need the `mutations` feature and a build without debug
-//! assertions: `cargo test --release -p sim --features mutations --test mutations`.
+//! The node loop's and the core's switches need the `mutations` feature (the
+//! core's also a build without debug assertions):
+//! `cargo test --release -p sim --features mutations --test mutations`.
 
 use sim::{run_seeds, FaultSet, Invariant, ReadMode, SimConfig, Violation};
 
@@ -32,6 +33,7 @@ fn first_violation(name: &str, config: &SimConfig, expected: &[Invariant]) -> Vi
     );
 }
 
+#[cfg(feature = "mutations")]
 fn assert_caught(name: &str, config: SimConfig, expected: &[Invariant]) {
     let violation = first_violation(name, &config, expected);
     assert!(
@@ -52,10 +54,13 @@ fn local_reads_without_read_index_are_caught_as_stale_reads() {
     );
 }
 
+/// The node loop sends vote grants and append acknowledgements before the
+/// write they promise is durable.
+#[cfg(feature = "mutations")]
 #[test]
 fn persisted_messages_sent_before_fsync_are_caught() {
     let mut config = SimConfig::new(3, "crash".parse().unwrap());
-    config.mutations.persisted_messages_before_fsync = true;
+    config.node_mutation = Some(node::Mutation::PersistedMessagesBeforeSync);
     config.disk.fsync_us_min = 5_000;
     config.disk.fsync_us_max = 20_000;
     assert_caught(

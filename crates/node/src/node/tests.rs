@@ -31,6 +31,7 @@ impl Host for TestHost {
     type CommandReply = Slot<Result<LogIndex, RequestError>>;
     type ReadReply = Slot<Result<(), RequestError>>;
     type MembershipReply = Slot<Result<(), RequestError>>;
+    type Observer = ();
 }
 
 fn node(id: u64, voters: Vec<u64>) -> (Node<TestHost>, Sent) {
@@ -49,6 +50,7 @@ fn node(id: u64, voters: Vec<u64>) -> (Node<TestHost>, Sent) {
         sent.clone(),
         MemberList::initial(Vec::new()),
         options,
+        (),
     );
     node.start().unwrap();
     (node, sent)
@@ -136,16 +138,37 @@ fn entries_learned_committed_with_their_append_apply_only_after_the_write() {
 }
 
 #[test]
-fn a_member_in_the_configuration_ignores_members_outside_it() {
+fn a_member_in_the_configuration_ignores_vote_requests_from_outside_it() {
     let (mut node, sent) = node(1, vec![1, 2, 3]);
-    let mut from_stranger = append(vec![entry(1)], 1);
-    from_stranger.from = 9;
-    node.step(from_stranger).unwrap();
-    assert!(!node.has_ready(), "a stranger's append changed nothing");
-    node.step(append(vec![entry(1)], 1)).unwrap();
+    for pre_vote in [true, false] {
+        node.step(Message {
+            from: 9,
+            to: 1,
+            term: 5,
+            body: MessageBody::RequestVote {
+                pre_vote,
+                last_log_index: 10,
+                last_log_term: 4,
+                leadership_transfer: false,
+            },
+        })
+        .unwrap();
+    }
+    assert!(!node.has_ready(), "a stranger's campaign changed nothing");
+    assert_eq!(node.raft().status().hard_state.term, 0);
+    assert!(sent.0.borrow().is_empty());
+}
+
+#[test]
+fn a_leader_added_after_this_members_log_ends_is_heard() {
+    let (mut node, sent) = node(1, vec![1, 2, 3]);
+    let mut from_new_leader = append(vec![entry(1)], 1);
+    from_new_leader.from = 9;
+    node.step(from_new_leader).unwrap();
     node.handle_ready().unwrap();
+    assert_eq!(node.leader(), Some(9));
     assert_eq!(node.state_machine().applied_index(), 1);
-    assert_eq!(sent.0.borrow().len(), 1);
+    assert_eq!(sent.0.borrow().len(), 1, "the append is acknowledged");
 }
 
 #[test]
@@ -246,6 +269,7 @@ struct FailingHost;
 
 impl Host for FailingHost {
     type Log = FailingLog;
+    type Observer = ();
     type StateMachine = Applied;
     type Outbox = Sent;
     type CommandReply = Slot<Result<LogIndex, RequestError>>;
@@ -274,6 +298,7 @@ fn a_failed_write_is_an_error_and_promises_nothing() {
         sent.clone(),
         MemberList::initial(Vec::new()),
         options,
+        (),
     );
     node.step(append(vec![entry(1)], 1)).unwrap();
     let failed = node.persist_ready();

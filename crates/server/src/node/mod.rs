@@ -290,7 +290,7 @@ impl Node {
             snapshot_entries: options.snapshot_entries,
             configured_members: options.members.clone(),
         };
-        let core = node::Node::new(node, machine, outbox, member_list, node_options);
+        let core = node::Node::new(node, machine, outbox, member_list, node_options, ());
         let inputs = Inputs {
             requests,
             peer_messages,

@@ -47,6 +47,7 @@ impl node::Host for ServerHost {
     type CommandReply = OneShot<Result<mvcc::ApplyOutcome, RequestError>>;
     type ReadReply = OneShot<Result<(), RequestError>>;
     type MembershipReply = OneShot<Result<(), RequestError>>;
+    type Observer = ();
 }
 
 /// The queues the node thread reads and what it publishes.

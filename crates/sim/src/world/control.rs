@@ -2,7 +2,7 @@
 //! members, cut and restore their links, make the network lossy, propose
 //! commands directly, and look up what was committed.
 //!
-//! Owns: the verbs a scenario uses. Must never: bypass the core or the
+//! Owns: the verbs a scenario uses. Must never: bypass the node or the
 //! checkers (every action goes through the same paths the nemesis uses).
 
 use raft::{LogIndex, NodeId, Storage};
@@ -10,7 +10,7 @@ use raft::{LogIndex, NodeId, Storage};
 use super::member::Input;
 use super::World;
 use crate::kv::{Command, KvInput};
-use crate::log_view::fingerprint;
+use crate::log_view::bytes_fingerprint;
 use crate::trace::Happening;
 
 impl World {
@@ -56,7 +56,7 @@ impl World {
     }
 
     /// Proposes a Put of `value` at `node` (forwarded to the leader when
-    /// `node` follows one). Returns the entry payload, to find it once committed.
+    /// `node` follows one). Returns the command, to find it once applied.
     pub fn propose(&mut self, node: NodeId, value: u64) -> Vec<u8> {
         self.next_lab_client_id += 1;
         let data = Command {
@@ -91,25 +91,10 @@ impl World {
         self.member(node).conf_in_force().cloned()
     }
 
-    /// The member list `node` applied.
-    pub fn applied_conf(&self, node: NodeId) -> raft::ConfState {
-        self.member(node).applied_conf.clone()
-    }
-
-    /// Vote requests dropped so far because their sender had been removed.
-    pub fn vote_requests_from_removed(&self) -> u64 {
-        self.stats.messages_from_removed
-    }
-
-    /// The index at which `data` was committed, if it was.
+    /// The index at which the command `data` was committed, once a member
+    /// applied it.
     pub fn committed_index_of(&self, data: &[u8]) -> Option<LogIndex> {
-        let wanted = fingerprint(&raft::Entry {
-            term: 0,
-            index: 0,
-            kind: raft::EntryKind::Normal,
-            data: data.to_vec(),
-        });
-        self.checker.find_committed(wanted)
+        self.applied_commands.get(&bytes_fingerprint(data)).copied()
     }
 
     /// The index `node`'s durable snapshot covers (0 before any compaction).

@@ -1,26 +1,35 @@
-//! One simulated member: the real core over a simulated disk, its state
-//! machine, and the requests it is serving. Handles a `Ready` in the order
-//! the persistence contract needs — `messages` at once, the write after a
-//! seeded fsync latency, then `persisted_messages`, applying and reads —
-//! and feeds no input to the core between `ready()` and `advance()`.
+//! One simulated member: the product's node loop ([`node::Node`]) over a
+//! log on a simulated disk and the key-value store, fed by the world.
+//! Handles a `Ready` in two halves around a seeded fsync latency —
+//! [`node::Node::persist_ready`] when the Ready is taken,
+//! [`node::Node::complete_ready`] once the write is durable — and holds
+//! every input in the inbox while a write is in flight or the process is
+//! paused, so the core gets no input between `ready()` and `advance()`.
 //!
-//! Owns: the durability model (what a crash keeps, including torn writes),
-//! crash and restart, and reporting each member's actions to the checkers.
-//! Must never: let the core see a write as durable before its fsync ends
-//! (unless the `persisted_messages_before_fsync` mutation asks for the bug).
+//! Owns: crash and restart, pauses, fsync timing, serving clients through
+//! the node, and reporting each member's actions to the checkers and the
+//! trace. Must never: decide what the node loop decides (when to apply,
+//! answer, read or snapshot), or let a write be durable before its fsync.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
 
 use raft::{
-    ConfChange, ConfState, Config, Entry, EntryKind, LogIndex, MemStorage, Message, NodeId,
-    RaftError, RawNode, ReadState, Ready, Role, Snapshot, SnapshotMeta, Storage, Term, NO_NODE,
+    ConfChange, ConfChangeKind, ConfState, Config, Entry, EntryKind, LogIndex, MemStorage, Message,
+    NodeId, RaftError, RawNode, Role, Storage, Term, NO_NODE,
 };
 
 use super::client::{ClientReply, ClientRequest};
+use super::host::{
+    Answer, Effects, KvMachine, Observation, ReadReply, ReadySummary, SharedEffects, SimNode,
+    SimObserver, SimOutbox, Unheeded, WriteReply,
+};
+use super::sim_log::{keep_torn_prefix, SimLog};
 use super::{simulator_fault, Event, World};
 use crate::config::ReadMode;
 use crate::invariants::DurableLogs;
-use crate::kv::{ApplyOutcome, Command, KvInput, KvOutput, KvStore};
+use crate::kv::{Command, KvInput, KvOutput, KvStore};
 use crate::log_view::NodeLog;
 use crate::trace::Happening;
 use crate::violation::{Invariant, Violation};
@@ -28,10 +37,11 @@ use crate::violation::{Invariant, Violation};
 /// Inputs a busy member holds until its fsync ends; beyond this many the
 /// newest messages are dropped, like a full socket buffer.
 const INBOX_INPUTS_MAX: usize = 4096;
-/// Reads and writes a member may hold for clients at once.
-const WAITING_REQUESTS_MAX: usize = 1024;
+/// The node's snapshot interval when the configuration asks for none: more
+/// entries than any run applies.
+const SNAPSHOT_ENTRIES_NEVER: u64 = u64::MAX / 4;
 
-/// Something for the core that may have to wait while the member is busy.
+/// Something for the node that may have to wait while the member is busy.
 #[derive(Debug)]
 pub(super) enum Input {
     Tick,
@@ -41,35 +51,28 @@ pub(super) enum Input {
     Propose(Vec<u8>),
     /// Hand leadership to this member (ignored unless leading).
     TransferLeader(NodeId),
-    /// Propose this configuration change (ignored unless leading and the
-    /// leader accepts it).
+    /// Propose this configuration change (refused by the node unless
+    /// leading and the leader accepts it).
     ConfChange(ConfChange),
-}
-
-/// A Get waiting for its read index to be confirmed and applied.
-#[derive(Debug)]
-struct WaitingRead {
-    client_id: u64,
-    request_id: u64,
-    key: u8,
-    context: Vec<u8>,
-    index: Option<LogIndex>,
 }
 
 #[derive(Debug)]
 pub(super) struct Member {
     pub(super) id: NodeId,
-    /// The running core; `None` while crashed. Its storage holds exactly
-    /// what is durable: writes reach it only when their fsync completes.
-    raft: Option<RawNode<MemStorage>>,
-    /// The durable storage while crashed.
+    /// The running node; `None` while crashed. Its log's durable part holds
+    /// exactly what is durable: writes reach it only when their fsync ends.
+    node: Option<SimNode>,
+    /// Where the running node's outbox, replies and observer queue their
+    /// output; new on every start, so nothing of a past life leaks.
+    effects: SharedEffects,
+    /// The durable log while crashed.
     stored_while_down: Option<MemStorage>,
     /// Bumped on every crash, so events of a past life are ignored.
     pub(super) generation: u64,
     /// This member's tick period: the configured one, drifted.
     pub(super) tick_us: u64,
     /// A Ready whose write waits for its fsync.
-    pending: Option<Ready>,
+    persisted: Option<node::PersistedReady>,
     /// The process is stopped (a long GC pause, SIGSTOP) until this virtual
     /// time: it neither ticks nor handles input, but keeps its state.
     pub(super) paused_until_us: Option<u64>,
@@ -77,61 +80,45 @@ pub(super) struct Member {
     /// learns of it when it resumes.
     fsync_deferred: bool,
     inbox: VecDeque<Input>,
-    pub(super) store: KvStore,
+    /// The last index the node applied, as observed.
     pub(super) applied: LogIndex,
-    last_snapshot_index: LogIndex,
     pub(super) role: Role,
     pub(super) term: Term,
     pub(super) leader: NodeId,
-    waiting_writes: BTreeSet<(u64, u64)>,
-    waiting_reads: Vec<WaitingRead>,
-    /// The member list as this member's server applied it: its snapshot's
-    /// configuration, then every committed change it applied.
+    /// The member list the node applied (its snapshot's configuration, then
+    /// every committed change), kept while crashed.
     pub(super) applied_conf: ConfState,
-    /// Ids this member applied the removal of and has not seen re-added: it
-    /// drops their vote requests, so a removed member that never learned of
-    /// its removal cannot disturb the cluster by campaigning (etcd's transport
-    /// refuses removed members outright; here an id may be re-added, and a
-    /// member that lags behind the re-add must still hear it lead).
-    pub(super) removed: BTreeSet<NodeId>,
-    /// The cluster's founding voters, every one of them a member once.
-    founding_voters: Vec<NodeId>,
 }
 
 impl Member {
     pub(super) fn new(id: NodeId, voters: Vec<NodeId>, tick_us: u64) -> Self {
         Self {
             id,
-            raft: None,
+            node: None,
+            effects: SharedEffects::default(),
             applied_conf: ConfState::with_voters(voters.clone()),
-            removed: BTreeSet::new(),
-            founding_voters: voters.clone(),
             stored_while_down: Some(MemStorage::new_with_voters(voters)),
             generation: 0,
             tick_us,
-            pending: None,
+            persisted: None,
             paused_until_us: None,
             fsync_deferred: false,
             inbox: VecDeque::new(),
-            store: KvStore::default(),
             applied: 0,
-            last_snapshot_index: 0,
             role: Role::Follower,
             term: 0,
             leader: NO_NODE,
-            waiting_writes: BTreeSet::new(),
-            waiting_reads: Vec::new(),
         }
     }
 
     pub(super) fn is_up(&self) -> bool {
-        self.raft.is_some()
+        self.node.is_some()
     }
 
     /// Whether a write of this member is waiting for its fsync (the member
     /// takes no input until it completes).
     pub(super) fn is_busy(&self) -> bool {
-        self.pending.is_some()
+        self.persisted.is_some()
     }
 
     /// Whether inputs must wait in the inbox: during an fsync or a pause.
@@ -141,41 +128,60 @@ impl Member {
 
     /// The index of a received snapshot whose write is still in flight.
     pub(super) fn pending_snapshot_index(&self) -> Option<LogIndex> {
-        let ready = self.pending.as_ref()?;
-        ready.snapshot.as_ref().map(|snapshot| snapshot.meta.index)
+        let write = self.node.as_ref()?.log().pending()?;
+        write.snapshot.as_ref().map(|snapshot| snapshot.meta.index)
     }
 
-    /// Takes `conf_state` as the applied member list: whoever was a member
-    /// (of the old list, or a founding one) and is not in it now counts as
-    /// removed; whoever is in it is not.
-    fn adopt_applied_conf(&mut self, conf_state: ConfState) {
-        let previous = self
-            .applied_conf
-            .voters
-            .iter()
-            .chain(&self.applied_conf.learners)
-            .chain(&self.founding_voters);
-        for &id in previous {
-            if !conf_state.is_member(id) {
-                self.removed.insert(id);
-            }
-        }
-        self.removed.retain(|&id| !conf_state.is_member(id));
-        self.applied_conf = conf_state;
+    /// The last index of the write in flight, if it appends entries.
+    #[cfg(test)]
+    fn pending_last_index(&self) -> Option<LogIndex> {
+        let write = self.node.as_ref()?.log().pending()?;
+        write.entries.last().map(|entry| entry.index)
     }
 
     /// The configuration in force in this member's core, if it runs.
     pub(super) fn conf_in_force(&self) -> Option<&ConfState> {
-        self.raft.as_ref().map(RawNode::conf_state)
+        self.node.as_ref().map(|node| node.raft().conf_state())
+    }
+
+    /// The running member's state machine.
+    pub(super) fn store(&self) -> Option<&KvStore> {
+        self.node.as_ref().map(|node| &node.state_machine().store)
     }
 
     /// What survives a crash of this member right now.
     pub(super) fn durable_storage(&self) -> &MemStorage {
-        match (&self.raft, &self.stored_while_down) {
-            (Some(raft), _) => raft.storage(),
+        match (&self.node, &self.stored_while_down) {
+            (Some(node), _) => node.log().durable(),
             (None, Some(storage)) => storage,
             (None, None) => unreachable!("a member always has storage, running or not"),
         }
+    }
+}
+
+/// The member list as a configuration: voters and learners, sorted.
+fn conf_of(list: &node::MemberList) -> ConfState {
+    let mut conf = ConfState::default();
+    for member in &list.members {
+        if member.is_learner {
+            conf.learners.push(member.id);
+        } else {
+            conf.voters.push(member.id);
+        }
+    }
+    conf.voters.sort_unstable();
+    conf.learners.sort_unstable();
+    conf
+}
+
+/// How a process describes itself to the cluster; the network reaches it by id.
+fn described(id: NodeId) -> node::Member {
+    node::Member {
+        id,
+        name: format!("node{id}"),
+        peer_urls: Vec::new(),
+        client_urls: Vec::new(),
+        is_learner: false,
     }
 }
 
@@ -238,21 +244,6 @@ pub(super) fn message_kind(message: &Message) -> &'static str {
     }
 }
 
-/// The ReadIndex context of one attempt of a client's Get: each attempt is a
-/// new read (as a server assigns a fresh id to every read it receives), unless
-/// `reuse_across_attempts` makes retries repeat the first attempt's context.
-fn read_context(request: &ClientRequest, reuse_across_attempts: bool) -> Vec<u8> {
-    let attempt = if reuse_across_attempts {
-        0
-    } else {
-        request.attempt
-    };
-    let mut context = request.client_id.to_le_bytes().to_vec();
-    context.extend_from_slice(&request.request_id.to_le_bytes());
-    context.extend_from_slice(&attempt.to_le_bytes());
-    context
-}
-
 impl World {
     fn core_config(&mut self, node: NodeId, applied: LogIndex) -> Config {
         let mut config = Config::new(node);
@@ -270,16 +261,38 @@ impl World {
         config
     }
 
-    /// Boots `node` from its durable storage: the state machine is rebuilt
-    /// from the snapshot, and the core re-delivers the committed entries after it.
+    fn node_options(&self, node: NodeId) -> node::NodeOptions {
+        let interval = self.config.snapshot_interval_entries;
+        node::NodeOptions {
+            // Differs on every boot of this member, as the generation does.
+            boot_id: self.member(node).generation + 1,
+            election_ticks: self.config.election_ticks,
+            // A client stops waiting after this long; the member need not wait longer.
+            request_timeout_ticks: self
+                .config
+                .workload
+                .request_timeout_us
+                .div_ceil(self.config.tick_us),
+            snapshot_entries: if interval == 0 {
+                SNAPSHOT_ENTRIES_NEVER
+            } else {
+                interval
+            },
+            configured_members: self.node_ids().into_iter().map(described).collect(),
+        }
+    }
+
+    /// Boots `node` from its durable log: the state machine and member list
+    /// are rebuilt from the snapshot, and the core re-delivers the committed
+    /// entries after it.
     pub(super) fn start_member(&mut self, node: NodeId) {
         let index = (node - 1) as usize;
         let Some(storage) = self.members[index].stored_while_down.take() else {
             return;
         };
         let snapshot = storage.snapshot().unwrap_or_default();
-        let store = match KvStore::decode_snapshot(&snapshot.data) {
-            Ok(store) => store,
+        let machine = match KvMachine::from_snapshot(&snapshot.data) {
+            Ok(machine) => machine,
             Err(error) => {
                 let detail = format!("node {node}'s durable snapshot does not decode: {error}");
                 return self.fail(simulator_fault(node, self.now_us, detail));
@@ -288,7 +301,7 @@ impl World {
         let hard_state = storage.hard_state();
         let last_index = storage.last_index().unwrap_or(0);
         let config = self.core_config(node, snapshot.meta.index);
-        let raft = match RawNode::new(&config, storage) {
+        let raft = match RawNode::new(&config, SimLog::new(storage)) {
             Ok(raft) => raft,
             Err(error) => {
                 return self.fail(core_failure(
@@ -298,12 +311,30 @@ impl World {
                 ))
             }
         };
+        let options = self.node_options(node);
+        let mut member_list = node::MemberList::initial(Vec::new());
+        member_list.restore(
+            snapshot.meta.index,
+            &snapshot.meta.conf_state,
+            &options.configured_members,
+        );
+        let effects = Rc::new(RefCell::new(Effects::default()));
+        #[cfg_attr(not(feature = "mutations"), allow(unused_mut))]
+        let mut running = SimNode::new(
+            raft,
+            machine,
+            SimOutbox(Rc::clone(&effects)),
+            member_list,
+            options,
+            SimObserver(Rc::clone(&effects)),
+        );
+        #[cfg(feature = "mutations")]
+        running.set_mutation(self.config.node_mutation);
         let member = &mut self.members[index];
-        member.raft = Some(raft);
-        member.adopt_applied_conf(snapshot.meta.conf_state.clone());
-        member.store = store;
+        member.applied_conf = conf_of(running.members());
+        member.node = Some(running);
+        member.effects = effects;
         member.applied = snapshot.meta.index;
-        member.last_snapshot_index = snapshot.meta.index;
         member.role = Role::Follower;
         member.term = hard_state.term;
         member.leader = NO_NODE;
@@ -319,32 +350,38 @@ impl World {
         );
         let offset = self.rng.between(1, self.member(node).tick_us);
         self.schedule(offset, Event::Tick { node, generation });
+        self.acting_node = node;
+        let started = match self.members[index].node.as_mut() {
+            Some(running) => running.start(),
+            None => Ok(()),
+        };
+        self.settle(node);
+        if let Err(error) = started {
+            return self.fail(node_failure(node, self.now_us, &error));
+        }
         self.drive(node);
     }
 
-    /// Crashes `node`: the core and everything not yet durable are lost; a
+    /// Crashes `node`: the node and everything not yet durable are lost; a
     /// write in the middle of its fsync may be torn, keeping a prefix.
     pub(super) fn crash_member(&mut self, node: NodeId) {
         let torn_probability = self.config.disk.torn_write_probability;
         let index = (node - 1) as usize;
-        let Some(raft) = self.members[index].raft.take() else {
+        let Some(running) = self.members[index].node.take() else {
             return;
         };
-        let mut durable = raft.storage().clone();
-        drop(raft);
+        let mut durable = running.log().durable().clone();
         let mut torn_records_kept = None;
-        if let Some(ready) = self.members[index].pending.take() {
+        if let Some(write) = running.log().pending() {
             self.stats.crashes_during_fsync += 1;
             if self.rng.chance(torn_probability) {
                 self.stats.torn_writes += 1;
-                let records = usize::from(ready.snapshot.is_some())
-                    + ready.entries.len()
-                    + usize::from(ready.hard_state.is_some());
-                let kept = self.rng.index(records.max(1));
-                keep_torn_prefix(&mut durable, &ready, kept);
+                let kept = self.rng.index(write.records().max(1));
+                keep_torn_prefix(&mut durable, write, kept);
                 torn_records_kept = Some(kept);
             }
         }
+        drop(running);
         let durable_last_index = durable.last_index().unwrap_or(0);
         let member = &mut self.members[index];
         debug_assert!(
@@ -352,12 +389,11 @@ impl World {
             "a running member keeps no spare storage"
         );
         member.stored_while_down = Some(durable);
+        member.persisted = None;
         member.generation += 1;
         member.paused_until_us = None;
         member.fsync_deferred = false;
         member.inbox.clear();
-        member.waiting_writes.clear();
-        member.waiting_reads.clear();
         member.role = Role::Follower;
         member.leader = NO_NODE;
         self.checker.observe_not_leader(node);
@@ -396,12 +432,11 @@ impl World {
         }
         member.paused_until_us = None;
         let deferred_write = std::mem::take(&mut member.fsync_deferred)
-            .then(|| member.pending.take())
+            .then(|| member.persisted.take())
             .flatten();
         self.record(node, Happening::Fault(String::from("process resumes")));
-        if let Some(ready) = deferred_write {
-            self.acting_node = node;
-            self.finish_ready(node, ready);
+        if let Some(persisted) = deferred_write {
+            self.finish_ready(node, persisted);
         }
         self.drive(node);
     }
@@ -416,7 +451,8 @@ impl World {
         self.input(node, Input::Tick);
     }
 
-    /// Hands `input` to `node`'s core now, or queues it while the member waits on its fsync.
+    /// Queues `input` for `node` and lets it run, unless it waits on its
+    /// fsync or is paused.
     pub(super) fn input(&mut self, node: NodeId, input: Input) {
         let member = self.member_mut(node);
         if !member.is_up() {
@@ -425,16 +461,49 @@ impl World {
         if member.paused_until_us.is_some() && matches!(input, Input::Tick) {
             return;
         }
-        if member.holds_input() {
-            if member.inbox.len() >= INBOX_INPUTS_MAX && matches!(input, Input::Message(_)) {
-                self.stats.messages_dropped += 1;
-                return;
-            }
-            member.inbox.push_back(input);
+        if member.holds_input()
+            && member.inbox.len() >= INBOX_INPUTS_MAX
+            && matches!(input, Input::Message(_))
+        {
+            self.stats.messages_dropped += 1;
             return;
         }
-        self.feed(node, input);
+        member.inbox.push_back(input);
         self.drive(node);
+    }
+
+    /// Feeds the queued inputs as one batch and handles Ready batches until
+    /// the member has to wait for an fsync or has nothing left to do.
+    pub(super) fn drive(&mut self, node: NodeId) {
+        let index = (node - 1) as usize;
+        loop {
+            let member = &self.members[index];
+            if self.violation.is_some() || member.holds_input() || !member.is_up() {
+                return;
+            }
+            if !member.inbox.is_empty() {
+                while let Some(input) = self.members[index].inbox.pop_front() {
+                    self.feed(node, input);
+                }
+                let submitted = match self.members[index].node.as_mut() {
+                    Some(running) => running.submit(),
+                    None => Ok(()),
+                };
+                self.settle(node);
+                if let Err(error) = submitted {
+                    return self.fail(node_failure(node, self.now_us, &error));
+                }
+                continue;
+            }
+            if !self.members[index]
+                .node
+                .as_ref()
+                .is_some_and(SimNode::has_ready)
+            {
+                return;
+            }
+            self.begin_ready(node);
+        }
     }
 
     fn feed(&mut self, node: NodeId, input: Input) {
@@ -442,165 +511,266 @@ impl World {
         if let Input::Client(request) = input {
             return self.serve_request(node, request);
         }
-        let Some(raft) = self.members[(node - 1) as usize].raft.as_mut() else {
+        let index = (node - 1) as usize;
+        let effects = Rc::clone(&self.members[index].effects);
+        let Some(running) = self.members[index].node.as_mut() else {
             return;
         };
         let result = match input {
-            Input::Tick => raft.tick(),
-            Input::Message(message) => raft.step(message),
-            Input::Propose(data) => match raft.propose(data) {
-                Err(RaftError::NotLeader { .. } | RaftError::TransferInProgress { .. }) => Ok(()),
-                other => other,
-            },
-            Input::TransferLeader(target) => match raft.transfer_leader(target) {
-                Err(
+            Input::Tick => running.tick(),
+            Input::Message(message) => running.step(message),
+            Input::Propose(data) => {
+                running.propose(
+                    &data,
+                    WriteReply {
+                        client: None,
+                        effects,
+                    },
+                );
+                Ok(())
+            }
+            Input::TransferLeader(target) => match running.transfer_leader(target) {
+                Ok(())
+                | Err(
                     RaftError::NotLeader { .. }
                     | RaftError::TransferInProgress { .. }
                     | RaftError::UnknownMember(_),
                 ) => Ok(()),
-                other => other,
+                Err(error) => {
+                    let detail = format!("node {node}'s core refused a transfer: {error}");
+                    return self.fail(core_failure(node, self.now_us, detail));
+                }
             },
-            Input::ConfChange(change) => match raft.propose_conf_change(change, Vec::new()) {
-                Err(
-                    RaftError::NotLeader { .. }
-                    | RaftError::TransferInProgress { .. }
-                    | RaftError::ConfChangePending { .. }
-                    | RaftError::ConfChangeBeforeTermCommitted { .. }
-                    | RaftError::InvalidConfChange(_),
-                ) => Ok(()),
-                other => other,
-            },
-            Input::Client(_) => Ok(()),
+            Input::ConfChange(change) => {
+                let context = node::MemberContext {
+                    name: described(change.node_id).name,
+                    peer_urls: Vec::new(),
+                };
+                running.change_membership(change, &context.encode(), Unheeded)
+            }
+            Input::Client(_) => unreachable!("client requests are served above"),
         };
         if let Err(error) = result {
-            let detail = format!("node {node}'s core refused input: {error}");
-            self.fail(core_failure(node, self.now_us, detail));
+            self.fail(node_failure(node, self.now_us, &error));
         }
     }
 
-    /// Takes a client request at `node`: writes are proposed, Gets go through
-    /// ReadIndex (or, with the unsafe read mode, are answered at once).
+    /// Takes a client request at `node`: writes are proposed, Gets wait for
+    /// the node's read barrier (or, with the unsafe read mode, are answered
+    /// at once).
     fn serve_request(&mut self, node: NodeId, request: ClientRequest) {
         let read_mode = self.config.workload.read_mode;
-        let reuse_context = self.config.workload.read_context_reused_on_retry;
         let member = &mut self.members[(node - 1) as usize];
-        let result = match request.input {
+        let effects = Rc::clone(&member.effects);
+        let Some(running) = member.node.as_mut() else {
+            return;
+        };
+        let (client_id, request_id) = (request.client_id, request.request_id);
+        match request.input {
             KvInput::Get { key } if read_mode == ReadMode::LocalUnsafe => {
-                let output = KvOutput::Value(member.store.get(key));
-                let request_id = request.request_id;
+                let output = KvOutput::Value(running.state_machine().store.get(key));
                 let reply = ClientReply::Done {
                     request_id,
                     output,
                     served_by: node,
                 };
-                return self.reply(request.client_id, reply);
+                self.reply(client_id, reply);
             }
-            KvInput::Get { key } => {
-                member.start_read(&request, key, read_context(&request, reuse_context))
-            }
-            input => member.start_write(&request, input),
-        };
-        let not_leader = |leader| ClientReply::NotLeader {
-            request_id: request.request_id,
-            leader,
-        };
-        match result {
-            Ok(()) => {}
-            Err(RaftError::NotLeader { leader }) => {
-                self.reply(request.client_id, not_leader(leader))
-            }
-            Err(RaftError::TransferInProgress { .. }) => {
-                self.reply(request.client_id, not_leader(None))
-            }
-            Err(error) => {
-                let detail = format!("request refused: {error}");
-                self.fail(core_failure(node, self.now_us, detail))
+            KvInput::Get { key } => running.read(ReadReply {
+                client_id,
+                request_id,
+                key,
+                effects,
+            }),
+            input => {
+                let command = Command {
+                    client_id,
+                    request_id,
+                    input,
+                };
+                let reply = WriteReply {
+                    client: Some((client_id, request_id)),
+                    effects,
+                };
+                running.propose(&command.encode(), reply);
             }
         }
     }
 
-    /// Feeds queued inputs and handles Ready batches until the member has to
-    /// wait for an fsync or has nothing left to do.
-    pub(super) fn drive(&mut self, node: NodeId) {
-        let index = (node - 1) as usize;
-        loop {
-            if self.violation.is_some() || self.members[index].holds_input() {
-                return;
-            }
-            if let Some(input) = self.members[index].inbox.pop_front() {
-                self.feed(node, input);
-                continue;
-            }
-            let Some(raft) = self.members[index].raft.as_mut() else {
-                return;
-            };
-            if !raft.has_ready() {
-                return;
-            }
-            self.acting_node = node;
-            match raft.ready() {
-                Ok(ready) => self.begin_ready(node, ready),
-                Err(error) => {
-                    let detail = format!("node {node}'s core could not produce a Ready: {error}");
-                    return self.fail(core_failure(node, self.now_us, detail));
-                }
-            }
-        }
-    }
-
-    /// The first half of handling a Ready: observe it, send what may go at
-    /// once, and start the write (or finish at once when nothing is written).
-    fn begin_ready(&mut self, node: NodeId, mut ready: Ready) {
+    /// The first half of handling a Ready: the node sends what may go at
+    /// once, applies what is durable and issues its write; the fsync ends
+    /// after a seeded latency (or at once when nothing is written).
+    fn begin_ready(&mut self, node: NodeId) {
         debug_assert!(
             self.member(node).is_up() && !self.member(node).is_busy(),
             "a Ready while busy or down"
         );
-        debug_assert!(
-            ready
-                .entries
-                .windows(2)
-                .all(|pair| pair[1].index == pair[0].index + 1),
-            "Ready entries are contiguous"
-        );
-        self.record(
-            node,
-            Happening::Ready {
-                entries: ready.entries.len(),
-                first_index: ready.entries.first().map_or(0, |entry| entry.index),
-                commit: ready.hard_state.map(|hard_state| hard_state.commit),
-                snapshot_index: ready.snapshot.as_ref().map(|snapshot| snapshot.meta.index),
-                messages: ready.messages.len(),
-                persisted_messages: ready.persisted_messages.len(),
-                committed: ready.committed_entries.len(),
-            },
-        );
-        self.observe_ready(node, &ready);
-        for message in std::mem::take(&mut ready.messages) {
-            self.send_message(message);
-        }
-        if self.config.mutations.persisted_messages_before_fsync {
-            for message in std::mem::take(&mut ready.persisted_messages) {
-                self.send_message(message);
-            }
-        }
-        let writes =
-            ready.snapshot.is_some() || !ready.entries.is_empty() || ready.hard_state.is_some();
+        self.acting_node = node;
+        let index = (node - 1) as usize;
+        let Some(running) = self.members[index].node.as_mut() else {
+            return;
+        };
+        let result = running.persist_ready();
+        self.settle(node);
+        let persisted = match result {
+            Ok(Some(persisted)) => persisted,
+            Ok(None) => return,
+            Err(error) => return self.fail(node_failure(node, self.now_us, &error)),
+        };
+        let writes = self.members[index]
+            .node
+            .as_ref()
+            .is_some_and(|running| running.log().pending().is_some());
         if !writes {
-            return self.finish_ready(node, ready);
+            return self.finish_ready(node, persisted);
         }
         let latency = self
             .rng
             .between(self.config.disk.fsync_us_min, self.config.disk.fsync_us_max);
         let member = self.member_mut(node);
         let generation = member.generation;
-        member.pending = Some(ready);
+        member.persisted = Some(persisted);
         self.stats.fsyncs += 1;
         self.schedule(latency, Event::FsyncDone { node, generation });
     }
 
-    /// Reports a Ready's role, appends and commit to the safety checker.
-    fn observe_ready(&mut self, node: NodeId, ready: &Ready) {
+    pub(super) fn on_fsync_done(&mut self, node: NodeId, generation: u64) {
+        let member = self.member_mut(node);
+        if member.generation != generation {
+            return;
+        }
+        if member.paused_until_us.is_some() {
+            // A stopped process learns of its fsync when it runs again,
+            // whether its pause ends as planned or the world heals it early.
+            member.fsync_deferred = true;
+            return;
+        }
+        let Some(persisted) = member.persisted.take() else {
+            return;
+        };
+        self.finish_ready(node, persisted);
+        self.drive(node);
+    }
+
+    /// The second half: the write becomes durable, then the node sends what
+    /// it promised, applies the rest, releases reads and ends its turn.
+    fn finish_ready(&mut self, node: NodeId, persisted: node::PersistedReady) {
+        debug_assert!(
+            self.member(node).persisted.is_none(),
+            "finishing a Ready while another waits"
+        );
+        self.acting_node = node;
+        let now_us = self.now_us;
         let index = (node - 1) as usize;
+        let Some(running) = self.members[index].node.as_mut() else {
+            return;
+        };
+        let finished = match running.log_mut().finish_write() {
+            Ok(finished) => finished,
+            Err(error) => {
+                let detail = format!("Ready entries do not fit the log: {error}");
+                return self.fail(core_failure(node, now_us, detail));
+            }
+        };
+        if let Some(finished) = finished {
+            if let Some(commit) = finished.commit {
+                let result = self.checker.observe_durable_commit(node, commit, now_us);
+                self.check(result);
+            }
+            self.record(
+                node,
+                Happening::FsyncDone {
+                    last_index: finished.last_index,
+                },
+            );
+        }
+        let Some(running) = self.members[index].node.as_mut() else {
+            return;
+        };
+        let completed = running.complete_ready(persisted);
+        self.settle(node);
+        if let Err(error) = completed {
+            return self.fail(node_failure(node, now_us, &error));
+        }
+        let Some(running) = self.members[index].node.as_mut() else {
+            return;
+        };
+        let snapshot_before = running.log().durable().first_index().unwrap_or(1);
+        let ended = running.end_turn();
+        let snapshot_after = running.log().durable().first_index().unwrap_or(1);
+        self.settle(node);
+        if let Err(error) = ended {
+            return self.fail(node_failure(node, now_us, &error));
+        }
+        if snapshot_after > snapshot_before {
+            self.record(
+                node,
+                Happening::Compacted {
+                    index: snapshot_after - 1,
+                },
+            );
+        }
+    }
+
+    /// Routes what the node's last call produced: observations to the
+    /// checkers and the trace, messages to the network, answers to clients.
+    fn settle(&mut self, node: NodeId) {
+        let index = (node - 1) as usize;
+        if self.members[index].effects.borrow().is_empty() {
+            return;
+        }
+        // Swapped with the world's emptied buffers, so no call allocates anew.
+        let mut effects = std::mem::take(&mut self.spare_effects);
+        std::mem::swap(&mut effects, &mut *self.members[index].effects.borrow_mut());
+        let mut members_moved = false;
+        for observation in effects.observations.drain(..) {
+            match observation {
+                Observation::Ready(summary) => {
+                    members_moved |= summary.snapshot.is_some();
+                    self.observe_ready(node, &summary);
+                }
+                Observation::Applying { entry, command } => {
+                    members_moved |= matches!(entry.kind, EntryKind::ConfChange(_));
+                    self.observe_applying(node, &entry, command);
+                }
+            }
+        }
+        if members_moved {
+            let member = &mut self.members[index];
+            if let Some(running) = &member.node {
+                member.applied_conf = conf_of(running.members());
+            }
+        }
+        for message in effects.messages.drain(..) {
+            self.send_message(message);
+        }
+        for answer in effects.answers.drain(..) {
+            self.answer_client(node, answer);
+        }
+        self.spare_effects = effects;
+    }
+
+    /// Reports a Ready's role, appends and commit to the safety checker and
+    /// the trace. The write it issued is the log's pending write.
+    fn observe_ready(&mut self, node: NodeId, ready: &ReadySummary) {
+        self.record(
+            node,
+            Happening::Ready {
+                entries: ready.entries,
+                first_index: ready.first_index,
+                commit: ready.hard_state.map(|hard_state| hard_state.commit),
+                snapshot_index: ready.snapshot.as_ref().map(|meta| meta.index),
+                messages: ready.messages,
+                persisted_messages: ready.persisted_messages,
+                committed: ready.committed,
+            },
+        );
+        let index = (node - 1) as usize;
+        if let Some(snapshot) = &ready.snapshot {
+            self.stats.snapshots_installed += 1;
+            let member = &mut self.members[index];
+            member.applied = member.applied.max(snapshot.index);
+        }
         if let Some(hard_state) = ready.hard_state {
             self.members[index].term = hard_state.term;
         }
@@ -621,19 +791,28 @@ impl World {
         }
         let now_us = self.now_us;
         let member = &self.members[index];
-        let pending_snapshot = ready.snapshot.as_ref().map(|snapshot| &snapshot.meta);
+        let entries: &[Entry] = member
+            .node
+            .as_ref()
+            .and_then(|running| running.log().pending())
+            .map_or(&[], |write| &write.entries);
+        debug_assert_eq!(
+            entries.len(),
+            ready.entries,
+            "the write holds the Ready's entries"
+        );
         let before = NodeLog {
             storage: member.durable_storage(),
-            pending_snapshot,
+            pending_snapshot: ready.snapshot.as_ref(),
             pending_entries: &[],
         };
         let after = NodeLog {
-            pending_entries: &ready.entries,
+            pending_entries: entries,
             ..before
         };
         let mut result = self
             .checker
-            .observe_append(node, term, &before, &ready.entries, now_us);
+            .observe_append(node, term, &before, entries, now_us);
         if result.is_ok() && ready.soft_state.is_some() {
             if member.role == Role::Leader {
                 result = self.checker.observe_leader(node, term, &after, now_us);
@@ -656,8 +835,7 @@ impl World {
                 now_us,
             );
         }
-        let appends_conf_change = ready
-            .entries
+        let appends_conf_change = entries
             .iter()
             .any(|entry| matches!(entry.kind, EntryKind::ConfChange(_)));
         if result.is_ok() && member.role == Role::Leader && appends_conf_change {
@@ -669,123 +847,8 @@ impl World {
         self.check(result);
     }
 
-    pub(super) fn on_fsync_done(&mut self, node: NodeId, generation: u64) {
-        let member = self.member_mut(node);
-        if member.generation != generation {
-            return;
-        }
-        if member.paused_until_us.is_some() {
-            // A stopped process learns of its fsync when it runs again,
-            // whether its pause ends as planned or the world heals it early.
-            member.fsync_deferred = true;
-            return;
-        }
-        let Some(ready) = member.pending.take() else {
-            return;
-        };
-        self.acting_node = node;
-        self.finish_ready(node, ready);
-        self.drive(node);
-    }
-
-    /// The second half: make the write durable, send what it promised, apply,
-    /// serve reads, and `advance`.
-    fn finish_ready(&mut self, node: NodeId, ready: Ready) {
-        debug_assert!(
-            self.member(node).pending.is_none(),
-            "finishing a Ready while another waits"
-        );
-        let applied_before = self.member(node).applied;
-        let installs_snapshot = ready.snapshot.is_some();
-        if let Err(violation) = self.persist(node, &ready) {
-            return self.fail(violation);
-        }
-        for message in ready.persisted_messages {
-            self.send_message(message);
-        }
-        if let Some(snapshot) = &ready.snapshot {
-            self.restore_snapshot(node, snapshot);
-        }
-        for entry in &ready.committed_entries {
-            self.apply_entry(node, entry);
-        }
-        let member = self.member_mut(node);
-        for read_state in ready.read_states {
-            member.note_read_state(read_state);
-        }
-        if let Some(Err(error)) = member.raft.as_mut().map(|raft| raft.advance()) {
-            let detail = format!("node {node}'s core could not advance: {error}");
-            return self.fail(core_failure(node, self.now_us, detail));
-        }
-        self.serve_reads(node);
-        self.maybe_compact(node);
-        debug_assert!(
-            self.violation.is_some()
-                || installs_snapshot
-                || self.member(node).applied >= applied_before,
-            "applied index went backwards without a snapshot"
-        );
-    }
-
-    fn persist(&mut self, node: NodeId, ready: &Ready) -> Result<(), Violation> {
-        let now_us = self.now_us;
-        let member = self.member_mut(node);
-        let Some(raft) = member.raft.as_mut() else {
-            return Ok(());
-        };
-        let storage = raft.storage_mut();
-        if let Some(snapshot) = &ready.snapshot {
-            storage.apply_snapshot(snapshot.clone());
-        }
-        storage.append(&ready.entries).map_err(|error| {
-            core_failure(
-                node,
-                now_us,
-                format!("Ready entries do not fit the log: {error}"),
-            )
-        })?;
-        if let Some(hard_state) = ready.hard_state {
-            storage.set_hard_state(hard_state);
-        }
-        let durable_last_index = storage.last_index().unwrap_or(0);
-        let wrote =
-            ready.snapshot.is_some() || !ready.entries.is_empty() || ready.hard_state.is_some();
-        if let Some(hard_state) = ready.hard_state {
-            self.checker
-                .observe_durable_commit(node, hard_state.commit, now_us)?;
-        }
-        if wrote {
-            self.record(
-                node,
-                Happening::FsyncDone {
-                    last_index: durable_last_index,
-                },
-            );
-        }
-        Ok(())
-    }
-
-    fn restore_snapshot(&mut self, node: NodeId, snapshot: &Snapshot) {
-        match KvStore::decode_snapshot(&snapshot.data) {
-            Ok(store) => {
-                let member = self.member_mut(node);
-                member.adopt_applied_conf(snapshot.meta.conf_state.clone());
-                member.store = store;
-                member.applied = snapshot.meta.index;
-                member.last_snapshot_index = snapshot.meta.index;
-                self.stats.snapshots_installed += 1;
-            }
-            Err(error) => {
-                let detail = format!(
-                    "snapshot at index {} does not decode: {error}",
-                    snapshot.meta.index
-                );
-                self.fail(simulator_fault(node, self.now_us, detail));
-            }
-        }
-    }
-
-    fn apply_entry(&mut self, node: NodeId, entry: &Entry) {
+    /// The node is applying `entry`: in order, the same entry everywhere.
+    fn observe_applying(&mut self, node: NodeId, entry: &Entry, command: Option<u64>) {
         let expected = self.member(node).applied + 1;
         if entry.index != expected {
             let detail = format!(
@@ -798,6 +861,9 @@ impl World {
         let result = self.checker.observe_apply(node, term, entry, self.now_us);
         self.check(result);
         self.member_mut(node).applied = entry.index;
+        if let Some(command) = command {
+            self.applied_commands.entry(command).or_insert(entry.index);
+        }
         self.record(
             node,
             Happening::Applied {
@@ -806,181 +872,70 @@ impl World {
             },
         );
         if let EntryKind::ConfChange(change) = entry.kind {
-            let member = self.member_mut(node);
-            if let Ok(next) = member.applied_conf.apply(change) {
-                member.adopt_applied_conf(next);
+            if matches!(
+                change.kind,
+                ConfChangeKind::AddVoter | ConfChangeKind::AddLearner
+            ) {
+                self.ever_members.insert(change.node_id);
             }
             self.record(node, Happening::ConfApplied(change));
-            return;
-        }
-        if entry.kind != EntryKind::Normal {
-            return;
-        }
-        let command = match Command::decode(&entry.data) {
-            Ok(command) => command,
-            Err(error) => {
-                let detail = format!("entry {} does not decode: {error}", entry.index);
-                return self.fail(simulator_fault(node, self.now_us, detail));
-            }
-        };
-        let member = self.member_mut(node);
-        let outcome = member.store.apply(&command);
-        let waited = member
-            .waiting_writes
-            .remove(&(command.client_id, command.request_id));
-        if let (ApplyOutcome::Answered(output), true) = (outcome, waited) {
-            self.reply(
-                command.client_id,
-                ClientReply::Done {
-                    request_id: command.request_id,
-                    output,
-                    served_by: node,
-                },
-            );
         }
     }
 
-    fn serve_reads(&mut self, node: NodeId) {
-        let member = self.member_mut(node);
-        let applied = member.applied;
-        let mut ready_reads = Vec::new();
-        member.waiting_reads.retain(|read| {
-            let ready = read.index.is_some_and(|index| index <= applied);
-            if ready {
-                ready_reads.push((read.client_id, read.request_id, read.key));
-            }
-            !ready
-        });
-        for (client_id, request_id, key) in ready_reads {
-            let output = KvOutput::Value(self.member(node).store.get(key));
-            self.reply(
+    /// Answers a client for the node: a write with the store's output, a
+    /// Get whose barrier was passed with the store's value now.
+    fn answer_client(&mut self, node: NodeId, answer: Answer) {
+        let (client_id, request_id, result) = match answer {
+            Answer::Write {
                 client_id,
-                ClientReply::Done {
-                    request_id,
-                    output,
-                    served_by: node,
-                },
-            );
-        }
-    }
-
-    /// Every `snapshot_interval_entries` applied entries, the member writes
-    /// its state machine as a snapshot and compacts its log (an atomic,
-    /// immediately durable snapshot file).
-    fn maybe_compact(&mut self, node: NodeId) {
-        let interval = self.config.snapshot_interval_entries;
-        let now_us = self.now_us;
-        let member = self.member_mut(node);
-        if interval == 0 || member.applied < member.last_snapshot_index + interval {
-            return;
-        }
-        let Some(raft) = member.raft.as_mut() else {
-            return;
-        };
-        let applied = member.applied;
-        let storage = raft.storage();
-        let (Ok(term), Some(conf_state)) = (storage.term(applied), raft.conf_state_at(applied))
-        else {
-            let detail = format!(
-                "applied index {applied} is not in the durable log, or its configuration is unknown"
-            );
-            return self.fail(simulator_fault(node, now_us, detail));
-        };
-        let snapshot = Snapshot {
-            meta: SnapshotMeta {
-                index: applied,
-                term,
-                conf_state: conf_state.clone(),
-            },
-            data: member.store.encode_snapshot(),
-        };
-        if let Err(error) = raft.storage_mut().compact(snapshot) {
-            let detail = format!("compaction at {applied} refused: {error}");
-            return self.fail(simulator_fault(node, now_us, detail));
-        }
-        member.last_snapshot_index = applied;
-        self.record(node, Happening::Compacted { index: applied });
-    }
-}
-
-impl Member {
-    /// Asks the core for a read index for a client's Get and remembers the
-    /// Get until the index is confirmed and applied.
-    fn start_read(
-        &mut self,
-        request: &ClientRequest,
-        key: u8,
-        context: Vec<u8>,
-    ) -> Result<(), RaftError> {
-        let Some(raft) = self.raft.as_mut() else {
-            return Ok(());
-        };
-        raft.read_index(context.clone())?;
-        let identity = (request.client_id, request.request_id);
-        self.waiting_reads
-            .retain(|read| (read.client_id, read.request_id) != identity);
-        if self.waiting_reads.len() < WAITING_REQUESTS_MAX {
-            self.waiting_reads.push(WaitingRead {
-                client_id: request.client_id,
-                request_id: request.request_id,
+                request_id,
+                result,
+            } => (client_id, request_id, result),
+            Answer::Read {
+                client_id,
+                request_id,
                 key,
-                context,
-                index: None,
-            });
-        }
-        Ok(())
-    }
-
-    /// Proposes a client's write and remembers it until it is applied here.
-    fn start_write(&mut self, request: &ClientRequest, input: KvInput) -> Result<(), RaftError> {
-        let Some(raft) = self.raft.as_mut() else {
-            return Ok(());
+                result,
+            } => {
+                let value = self.member(node).store().map(|store| store.get(key));
+                let output = result.map(|()| value.map(KvOutput::Value));
+                (client_id, request_id, output)
+            }
         };
-        let command = Command {
-            client_id: request.client_id,
-            request_id: request.request_id,
-            input,
+        let reply = match result {
+            Ok(Some(output)) => ClientReply::Done {
+                request_id,
+                output,
+                served_by: node,
+            },
+            Ok(None) => return,
+            Err(node::RequestError::NoLeader) => ClientReply::NotLeader {
+                request_id,
+                leader: None,
+            },
+            Err(node::RequestError::LeaderChanged) => ClientReply::NotLeader {
+                request_id,
+                leader: (self.member(node).leader != NO_NODE).then_some(self.member(node).leader),
+            },
+            // Timed out or refused: the client's own timer moves it on.
+            Err(_) => return,
         };
-        raft.propose(command.encode())?;
-        if self.waiting_writes.len() < WAITING_REQUESTS_MAX {
-            self.waiting_writes
-                .insert((request.client_id, request.request_id));
-        }
-        Ok(())
+        self.reply(client_id, reply);
     }
-
-    fn note_read_state(&mut self, read_state: ReadState) {
-        if let Some(read) = self
-            .waiting_reads
-            .iter_mut()
-            .find(|read| read.context == read_state.context)
-        {
-            read.index = Some(read_state.index);
-        }
-    }
-}
-
-/// Applies the first `kept` records of `ready`'s write (snapshot, then
-/// entries) to `durable`: a write torn by a crash. `kept` is below the number
-/// of records, so the hard state, written last, never survives a tear.
-fn keep_torn_prefix(durable: &mut MemStorage, ready: &Ready, mut kept: usize) {
-    if let Some(snapshot) = &ready.snapshot {
-        if kept == 0 {
-            return;
-        }
-        durable.apply_snapshot(snapshot.clone());
-        kept -= 1;
-    }
-    let entries = &ready.entries[..kept.min(ready.entries.len())];
-    let appended = durable.append(entries);
-    debug_assert!(
-        appended.is_ok(),
-        "a torn prefix of a valid write is a valid write"
-    );
 }
 
 fn core_failure(node: NodeId, time_us: u64, detail: String) -> Violation {
     Violation::new(Invariant::CoreFailure, vec![node], time_us, detail)
+}
+
+/// The node stopped: its state machine failing means the simulator's own
+/// bytes are wrong; anything else is the core's or the node's failure.
+fn node_failure(node: NodeId, time_us: u64, error: &node::NodeError) -> Violation {
+    let detail = format!("node {node} failed: {error}");
+    match error {
+        node::NodeError::StateMachine(_) => simulator_fault(node, time_us, detail),
+        _ => core_failure(node, time_us, detail),
+    }
 }
 
 #[cfg(test)]
@@ -988,48 +943,19 @@ mod tests {
     use super::*;
     use crate::config::{FaultSet, SimConfig};
     use crate::trace::{Happening, TraceRecord};
-    use raft::HardState;
 
-    fn entry(index: LogIndex, term: Term) -> Entry {
-        Entry {
-            term,
-            index,
-            kind: EntryKind::Normal,
-            data: vec![index as u8],
-        }
-    }
-
-    #[test]
-    fn a_torn_write_keeps_a_prefix_of_entries_and_never_the_hard_state() {
-        let mut durable = MemStorage::default();
-        durable.append(&[entry(1, 1)]).unwrap();
-        let ready = Ready {
-            entries: vec![entry(2, 2), entry(3, 2), entry(4, 2)],
-            hard_state: Some(HardState {
-                term: 2,
-                vote: 1,
-                commit: 3,
-            }),
-            ..Ready::default()
-        };
-        keep_torn_prefix(&mut durable, &ready, 2);
-        assert_eq!(durable.last_index().unwrap(), 3);
-        assert_eq!(durable.hard_state(), HardState::default());
-        keep_torn_prefix(&mut durable, &ready, 0);
-        assert_eq!(
-            durable.last_index().unwrap(),
-            3,
-            "an empty prefix changes nothing"
-        );
-    }
-
-    fn quiet_world(seed: u64, mutated: bool) -> World {
+    fn quiet_world(seed: u64, early_persisted_messages: bool) -> World {
         let mut config = SimConfig::new(3, FaultSet::none());
         config.workload.client_count = 0;
         config.trace_events_max = 100_000;
         config.disk.fsync_us_min = 2_000;
         config.disk.fsync_us_max = 4_000;
-        config.mutations.persisted_messages_before_fsync = mutated;
+        #[cfg(feature = "mutations")]
+        {
+            config.node_mutation =
+                early_persisted_messages.then_some(node::Mutation::PersistedMessagesBeforeSync);
+        }
+        assert!(cfg!(feature = "mutations") || !early_persisted_messages);
         let mut world = World::new(config, seed);
         assert!(world.run_until(2_000_000, |world| world.leader().is_some()));
         world
@@ -1037,23 +963,17 @@ mod tests {
 
     /// Has the leader of `world` propose `value` and runs until its write of
     /// the entry is in flight; returns the leader and the last index written.
-    fn leader_mid_write(world: &mut World, value: u64) -> (NodeId, Option<LogIndex>) {
+    fn leader_mid_write(world: &mut World, value: u64) -> (NodeId, LogIndex) {
         let leader = world.leader().unwrap_or_else(|| unreachable!());
         world.propose(leader, value);
         let syncing = world.run_until(100_000, |world| {
-            world
-                .member(leader)
-                .pending
-                .as_ref()
-                .is_some_and(|ready| !ready.entries.is_empty())
+            world.member(leader).pending_last_index().is_some()
         });
         assert!(syncing, "the leader never started writing the proposal");
         let pending_last = world
             .member(leader)
-            .pending
-            .as_ref()
-            .and_then(|ready| ready.entries.last())
-            .map(|entry| entry.index);
+            .pending_last_index()
+            .unwrap_or_else(|| unreachable!());
         (leader, pending_last)
     }
 
@@ -1064,7 +984,7 @@ mod tests {
         world.config.disk.torn_write_probability = 0.0;
         world.crash(leader);
         assert!(
-            Some(world.durable_last_index(leader)) < pending_last,
+            world.durable_last_index(leader) < pending_last,
             "an unsynced write survived the crash"
         );
     }
@@ -1073,7 +993,6 @@ mod tests {
     fn a_write_finished_during_a_pause_completes_when_healing_resumes_early() {
         let mut world = quiet_world(5, false);
         let (leader, written_last) = leader_mid_write(&mut world, 78);
-        let written_last = written_last.unwrap_or(0);
         world.pause(leader, 10_000_000);
         world.run_for(50_000);
         assert!(
@@ -1126,8 +1045,13 @@ mod tests {
 
     #[test]
     fn vote_and_append_answers_leave_only_after_fsync() {
-        for mutated in [false, true] {
-            let mut world = quiet_world(9, mutated);
+        let switches: &[bool] = if cfg!(feature = "mutations") {
+            &[false, true]
+        } else {
+            &[false]
+        };
+        for &early in switches {
+            let mut world = quiet_world(9, early);
             let leader = world.leader().unwrap_or_else(|| unreachable!());
             for value in 0..5 {
                 world.propose(leader, value);
@@ -1136,8 +1060,8 @@ mod tests {
             let trace = world.trace.recent();
             assert_eq!(
                 answers_wait_for_fsync(&trace),
-                !mutated,
-                "mutated: {mutated}"
+                !early,
+                "persisted messages sent early: {early}"
             );
         }
     }

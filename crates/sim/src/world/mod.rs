@@ -1,5 +1,5 @@
 //! The simulated world: virtual time, one event queue, the members running
-//! the real core over simulated disks, the network between them, the clients
+//! the product's node loop over simulated disks, the network between them, the clients
 //! and the nemesis. One seed decides every choice, so a run replays exactly.
 //!
 //! Owns: the clock, the queue, and dispatching events to the parts. Must
@@ -8,12 +8,14 @@
 
 mod client;
 mod control;
+mod host;
 mod member;
 mod nemesis;
 mod network;
+mod sim_log;
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use raft::{LogIndex, Message, NodeId, Role, Term};
 
@@ -51,8 +53,6 @@ pub struct Stats {
     pub transfers: u64,
     /// Configuration changes the nemesis asked the leader for.
     pub conf_changes_asked: u64,
-    /// Vote requests dropped because the receiver had applied the sender's removal.
-    pub messages_from_removed: u64,
     /// Process pauses (the member stops, keeping its state, then resumes).
     pub pauses: u64,
     pub fsyncs: u64,
@@ -163,8 +163,16 @@ pub struct World {
     phase: Phase,
     violation: Option<Violation>,
     next_lab_client_id: u64,
-    /// The member whose core was called last, to name it if the core panics.
+    /// The member whose node was called last, to name it if it panics.
     acting_node: NodeId,
+    /// The first index at which any member applied each command, by the
+    /// command's fingerprint, so scenarios find what they proposed.
+    applied_commands: BTreeMap<u64, LogIndex>,
+    /// Every id some member's applied member list has held: the founding
+    /// members and everyone added since.
+    ever_members: BTreeSet<NodeId>,
+    /// Empty buffers for draining a member's effects (see `World::settle`).
+    spare_effects: host::Effects,
 }
 
 impl World {
@@ -210,6 +218,9 @@ impl World {
             violation: None,
             next_lab_client_id: 1 << 32,
             acting_node: 0,
+            applied_commands: BTreeMap::new(),
+            ever_members: voters.iter().copied().collect(),
+            spare_effects: host::Effects::default(),
         };
         for id in pool {
             world.start_member(id);

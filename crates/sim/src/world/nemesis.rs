@@ -151,8 +151,7 @@ impl World {
         let removable = conf.voters.len() >= 3;
         if !outsiders.is_empty() && (!removable || self.rng.chance(0.5)) {
             let outsider = outsiders[self.rng.index(outsiders.len())];
-            let never_member = outsider > self.config.node_count as u64
-                && !self.member(leader).removed.contains(&outsider);
+            let never_member = !self.ever_members.contains(&outsider);
             let kind = if never_member && self.rng.chance(0.3) {
                 ConfChangeKind::AddVoter
             } else {
@@ -347,13 +346,17 @@ impl World {
         let now_us = self.now_us;
         let acknowledged_result = self.cluster_members().into_iter().try_for_each(|node| {
             let member = self.member(node);
-            self.checker
-                .check_acknowledged_writes(member.id, &member.store, now_us)
+            match member.store() {
+                Some(store) => self
+                    .checker
+                    .check_acknowledged_writes(member.id, store, now_us),
+                None => Ok(()),
+            }
         });
         let stores: Vec<(NodeId, LogIndex, &KvStore)> = self
             .members
             .iter()
-            .map(|member| (member.id, member.applied, &member.store))
+            .filter_map(|member| Some((member.id, member.applied, member.store()?)))
             .collect();
         let stores_result = invariants::check_stores_converged(&stores, now_us);
         let logs: Vec<NodeLog<'_>> = self

@@ -169,11 +169,6 @@ impl World {
             self.stats.messages_dropped += 1;
             return;
         }
-        let vote_request = matches!(message.body, raft::MessageBody::RequestVote { .. });
-        if vote_request && self.member(to).removed.contains(&from) {
-            self.stats.messages_from_removed += 1;
-            return;
-        }
         self.record(
             to,
             Happening::Delivered {
