@@ -2,8 +2,9 @@
 //! checkers that hold the Raft core to its safety properties.
 //!
 //! A run is decided by its seed alone: the members run the product's node
-//! loop ([`node::Node`], over the real core) on simulated disks with fsync
-//! latency and crash loss, a simulated network delays, drops, duplicates, reorders and
+//! loop ([`node::Node`], over the real core) over a log with fsync latency
+//! and crash loss (for now an in-memory log and key-value store; the real
+//! `wal` and `mvcc` are tested on [`disk::SimDisk`] on their own), a simulated network delays, drops, duplicates, reorders and
 //! partitions their messages, clients issue Put/Get/CAS through leader
 //! changes, and after every event the safety checkers compare what each
 //! member did against the others. A failing seed replays bit for bit and
