@@ -593,20 +593,32 @@ async fn writes_through_followers_and_reads_on_every_member() {
 }
 
 /// Like etcd, every member lists every started member's client URLs (ours
-/// learn them when the other members' peer streams introduce themselves).
+/// learn them when the other members' peer streams introduce themselves, so
+/// a member that has not heard from another yet may list it without them:
+/// the test waits, within a bound, for the list to fill in).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn member_list_names_every_members_client_urls() {
     run(3, |mut setup| async move {
-        let listed = setup.client.member_list().await.expect("member list");
-        let mut client_urls: Vec<String> = listed
-            .members()
-            .iter()
-            .flat_map(|m| m.client_urls().to_vec())
-            .collect();
-        client_urls.sort_unstable();
         let mut endpoints = setup.cluster.endpoints();
         endpoints.sort_unstable();
-        assert_eq!(client_urls, endpoints, "{listed:?}");
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let listed = setup.client.member_list().await.expect("member list");
+            let mut client_urls: Vec<String> = listed
+                .members()
+                .iter()
+                .flat_map(|m| m.client_urls().to_vec())
+                .collect();
+            client_urls.sort_unstable();
+            if client_urls == endpoints {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "after 10 s the member list still names {client_urls:?}, not {endpoints:?}: {listed:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     })
     .await;
 }
