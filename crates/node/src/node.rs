@@ -594,6 +594,11 @@ impl<H: Host> Node<H> {
 
     fn own_request(&self, entry: &Entry) -> Option<u64> {
         let (id, _) = envelope::decode(&entry.data).ok()?;
+        self.request_of(id)
+    }
+
+    /// The request number of a proposal this member made in this boot.
+    fn request_of(&self, id: ProposalId) -> Option<u64> {
         let base = self.proposal_base;
         (id.member_id == base.member_id && id.boot_id == base.boot_id).then_some(id.request)
     }
@@ -627,13 +632,9 @@ impl<H: Host> Node<H> {
         debug_assert!(entries
             .last()
             .is_none_or(|last| self.state_machine.applied_index() >= last.index));
-        let base = self.proposal_base;
         let requests: Vec<Option<u64>> = framed
             .iter()
-            .map(|(id, _)| {
-                id.filter(|id| id.member_id == base.member_id && id.boot_id == base.boot_id)
-                    .map(|id| id.request)
-            })
+            .map(|(id, _)| id.and_then(|id| self.request_of(id)))
             .collect();
         for ((entry, request), answer) in entries.iter().zip(requests).zip(answers) {
             let Some(request) = request else { continue };

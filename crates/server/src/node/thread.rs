@@ -17,7 +17,8 @@ use super::{ClientRequest, Control, SharedStatus};
 
 /// Inputs taken from the queues in one turn at most, so ticks are never starved.
 const INPUTS_PER_TURN_MAX: usize = 8192;
-/// A Ready whose write took longer than this is logged, as etcd warns of a
+/// A Ready whose first half (the applies already durable, then the log's
+/// write and fdatasync) took longer than this is logged, as etcd warns of a
 /// slow fdatasync.
 const SLOW_WRITE_WARN: Duration = Duration::from_secs(1);
 
