@@ -30,6 +30,8 @@ pub struct NodeStatus {
     /// The last index in the member's Raft log.
     pub raft_index: u64,
     pub raft_applied_index: u64,
+    /// The index of the snapshot the member's log is compacted behind.
+    pub snapshot_index: u64,
 }
 
 /// Why a backend could not serve a request; the services map these to etcd's

@@ -171,13 +171,25 @@ impl SharedStatus {
         self.status.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn publish(&self, leader: Option<NodeId>, term: u64, last_index: u64, applied: u64) {
+    /// Updates what changes as the node runs; the identities stay.
+    pub(crate) fn publish(&self, progress: StatusProgress) {
         let mut status = self.lock();
-        status.leader = leader;
-        status.raft_term = term;
-        status.raft_index = last_index;
-        status.raft_applied_index = applied;
+        status.leader = progress.leader;
+        status.raft_term = progress.term;
+        status.raft_index = progress.last_index;
+        status.raft_applied_index = progress.applied;
+        status.snapshot_index = progress.snapshot_index;
     }
+}
+
+/// The part of [`NodeStatus`] the node thread publishes after each turn.
+#[derive(Debug)]
+pub(crate) struct StatusProgress {
+    pub(crate) leader: Option<NodeId>,
+    pub(crate) term: u64,
+    pub(crate) last_index: u64,
+    pub(crate) applied: u64,
+    pub(crate) snapshot_index: u64,
 }
 
 #[derive(Debug)]
@@ -270,6 +282,7 @@ impl Node {
                 raft_term: 0,
                 raft_index: 0,
                 raft_applied_index: store.applied_index(),
+                snapshot_index: 0,
             }),
         });
         let machine = StoreMachine::new(
@@ -523,9 +536,22 @@ mod tests {
         handle.read_barrier().await.unwrap();
         let all = handle.store().range(&mvcc::RangeRequest::all()).unwrap();
         assert_eq!(all.kvs.len(), 200);
-        for number in 0..120 {
-            handle.propose(put(&format!("s{number:03}"))).await.unwrap();
+        // The snapshot is written on a background thread and the log is cut
+        // only once 50 more entries follow it, so how many writes that takes
+        // depends on the thread's speed: write until it happened.
+        let mut written = 0;
+        while handle.status().snapshot_index < 200 {
+            assert!(
+                written < 5000,
+                "5000 writes and no snapshot at 200 or later"
+            );
+            handle
+                .propose(put(&format!("s{written:04}")))
+                .await
+                .unwrap();
+            written += 1;
         }
+        let compacted_at = handle.status().snapshot_index;
         drop(handle);
         tokio::task::spawn_blocking(move || node.stop())
             .await
@@ -533,8 +559,8 @@ mod tests {
             .unwrap();
         let wal = wal::Wal::open(&wal_dir(dir.path()), &wal::WalOptions::new(0xc1)).unwrap();
         assert!(
-            wal.snapshot_meta().index >= 200,
-            "320 entries with a snapshot every 50 compacted the log (snapshot at {})",
+            wal.snapshot_meta().index >= compacted_at,
+            "the compaction the status reported survives restart (snapshot at {}, reported {compacted_at})",
             wal.snapshot_meta().index
         );
         assert_eq!(

@@ -13,7 +13,7 @@ use raft::Message;
 use tokio::sync::oneshot;
 
 use super::machine::StoreMachine;
-use super::{ClientRequest, Control, SharedStatus};
+use super::{ClientRequest, Control, SharedStatus, StatusProgress};
 
 /// Inputs taken from the queues in one turn at most, so ticks are never starved.
 const INPUTS_PER_TURN_MAX: usize = 8192;
@@ -181,11 +181,12 @@ impl NodeThread {
 
     fn publish_status(&self) {
         let log = self.node.log();
-        self.inputs.status.publish(
-            self.node.leader(),
-            log.hard_state().term,
-            log.last_index(),
-            node::StateMachine::applied_index(self.node.state_machine()),
-        );
+        self.inputs.status.publish(StatusProgress {
+            leader: self.node.leader(),
+            term: log.hard_state().term,
+            last_index: log.last_index(),
+            applied: node::StateMachine::applied_index(self.node.state_machine()),
+            snapshot_index: log.snapshot_meta().index,
+        });
     }
 }

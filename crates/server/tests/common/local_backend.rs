@@ -54,6 +54,7 @@ impl LocalBackend {
                 raft_term: RAFT_TERM,
                 raft_index: 0,
                 raft_applied_index: 0,
+                snapshot_index: 0,
             }),
             members: vec![Member {
                 id: MEMBER_ID,
