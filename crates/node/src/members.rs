@@ -19,14 +19,18 @@ use crate::host::Member;
 
 /// Marks the layout of a change entry's context.
 const CONTEXT_VERSION: u8 = 1;
-/// Marks the layout of the saved list.
-const LIST_VERSION: u8 = 1;
+/// Marks the layout of the saved list: version 2 added the removed ids.
+const LIST_VERSION: u8 = 2;
+/// The layout before removed ids were kept; still read, as holding none.
+const LIST_VERSION_WITHOUT_REMOVED: u8 = 1;
 /// A name or URL longer than this is refused when decoding.
 const TEXT_BYTES_MAX: usize = 4096;
 /// More peer URLs than this for one member are refused when decoding.
 const URLS_PER_MEMBER_MAX: usize = 64;
 /// More members than this in a saved list are refused when decoding.
 const MEMBERS_MAX: usize = 1024;
+/// More removed ids than this in a saved list are refused when decoding.
+const REMOVED_MAX: usize = 1 << 20;
 
 /// What a change entry says about its member besides its id.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -80,6 +84,12 @@ impl MemberContext {
 pub struct MemberList {
     pub applied_index: LogIndex,
     pub members: Vec<Member>,
+    /// Ids whose removal was applied and that were not added again since,
+    /// ascending. A removed member may still run and campaign; the node
+    /// ignores its vote requests. Ids merely absent from the list are not
+    /// here: a member added by a change this member has not applied yet may
+    /// already need its vote.
+    pub removed: Vec<NodeId>,
 }
 
 impl MemberList {
@@ -88,6 +98,24 @@ impl MemberList {
         Self {
             applied_index: 0,
             members,
+            removed: Vec::new(),
+        }
+    }
+
+    /// Whether `id`'s removal was applied (and it was not added again since).
+    pub fn was_removed(&self, id: NodeId) -> bool {
+        self.removed.binary_search(&id).is_ok()
+    }
+
+    fn mark_removed(&mut self, id: NodeId) {
+        if let Err(position) = self.removed.binary_search(&id) {
+            self.removed.insert(position, id);
+        }
+    }
+
+    fn unmark_removed(&mut self, id: NodeId) {
+        if let Ok(position) = self.removed.binary_search(&id) {
+            self.removed.remove(position);
         }
     }
 
@@ -104,6 +132,7 @@ impl MemberList {
         let position = self.members.iter().position(|m| m.id == change.node_id);
         match (change.kind, position) {
             (ConfChangeKind::AddVoter | ConfChangeKind::AddLearner, None) => {
+                self.unmark_removed(change.node_id);
                 self.members.push(Member {
                     id: change.node_id,
                     name: context.name.clone(),
@@ -117,6 +146,7 @@ impl MemberList {
             }
             (ConfChangeKind::RemoveMember, Some(position)) => {
                 self.members.remove(position);
+                self.mark_removed(change.node_id);
             }
             _ => {}
         }
@@ -126,7 +156,21 @@ impl MemberList {
     /// Replaces the list by the configuration of a snapshot installed at
     /// `index`: members it names keep what this member knew of them, or are
     /// listed by id alone (as etcd lists a member that has not started).
+    /// Members listed before and missing from the snapshot's configuration
+    /// were removed by changes the snapshot covers.
     pub fn restore(&mut self, index: LogIndex, conf_state: &ConfState, known: &[Member]) {
+        let in_snapshot =
+            |id: &NodeId| conf_state.voters.contains(id) || conf_state.learners.contains(id);
+        let gone: Vec<NodeId> = self
+            .members
+            .iter()
+            .map(|member| member.id)
+            .filter(|id| !in_snapshot(id))
+            .collect();
+        for id in gone {
+            self.mark_removed(id);
+        }
+        self.removed.retain(|id| !in_snapshot(id));
         let describe = |id: NodeId, is_learner: bool| {
             let known = self
                 .members
@@ -162,12 +206,16 @@ impl MemberList {
             writer.text(&member.name);
             writer.texts(&member.peer_urls);
         }
+        writer.u64(self.removed.len() as u64);
+        for &id in &self.removed {
+            writer.u64(id);
+        }
         writer.bytes
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, MembersDecodeError> {
         let mut reader = Reader { bytes, offset: 0 };
-        reader.version(LIST_VERSION)?;
+        let version = reader.version_among(&[LIST_VERSION_WITHOUT_REMOVED, LIST_VERSION])?;
         let applied_index = reader.u64()?;
         let count = reader.count("member count", MEMBERS_MAX)?;
         let mut members = Vec::with_capacity(count);
@@ -182,10 +230,20 @@ impl MemberList {
                 is_learner,
             });
         }
+        let mut removed = Vec::new();
+        if version == LIST_VERSION {
+            let count = reader.count("removed member count", REMOVED_MAX)?;
+            for _ in 0..count {
+                removed.push(reader.u64()?);
+            }
+            removed.sort_unstable();
+            removed.dedup();
+        }
         reader.finish()?;
         Ok(Self {
             applied_index,
             members,
+            removed,
         })
     }
 }
@@ -237,11 +295,19 @@ impl Reader<'_> {
     }
 
     fn version(&mut self, expected: u8) -> Result<(), MembersDecodeError> {
+        self.version_among(&[expected]).map(drop)
+    }
+
+    /// Reads a layout version that is one of `known` (the newest last).
+    fn version_among(&mut self, known: &[u8]) -> Result<u8, MembersDecodeError> {
         let found = self.byte()?;
-        if found == expected {
-            Ok(())
+        if known.contains(&found) {
+            Ok(found)
         } else {
-            Err(MembersDecodeError::Version { found, expected })
+            Err(MembersDecodeError::Version {
+                found,
+                expected: known.last().copied().unwrap_or_default(),
+            })
         }
     }
 
@@ -406,10 +472,51 @@ mod tests {
 
     #[test]
     fn the_saved_bytes_round_trip_and_a_cut_is_an_error() {
-        let mut list = MemberList::initial(vec![voter(1, "a")]);
+        let mut list = MemberList::initial(vec![voter(1, "a"), voter(3, "c")]);
         list.apply(9, change(ConfChangeKind::AddLearner, 2), &context("b"));
+        list.apply(10, change(ConfChangeKind::RemoveMember, 3), &context(""));
         let bytes = list.encode();
         assert_eq!(MemberList::decode(&bytes), Ok(list));
-        assert!(MemberList::decode(&bytes[..bytes.len() - 1]).is_err());
+        for length in 0..bytes.len() {
+            assert!(
+                MemberList::decode(&bytes[..length]).is_err(),
+                "a list cut to {length} bytes decoded"
+            );
+        }
+    }
+
+    #[test]
+    fn removals_are_remembered_until_the_id_is_added_again() {
+        let mut list = MemberList::initial(vec![voter(1, "a"), voter(2, "b")]);
+        assert!(!list.was_removed(9), "an id never listed is not removed");
+        list.apply(3, change(ConfChangeKind::RemoveMember, 2), &context(""));
+        assert!(list.was_removed(2));
+        list.apply(4, change(ConfChangeKind::AddVoter, 2), &context("b"));
+        assert!(!list.was_removed(2), "added again");
+        list.apply(5, change(ConfChangeKind::RemoveMember, 9), &context(""));
+        assert!(!list.was_removed(9), "a removal that changed no member");
+    }
+
+    #[test]
+    fn a_snapshot_marks_members_it_no_longer_names_as_removed() {
+        let mut list = MemberList::initial(vec![voter(1, "a"), voter(2, "b"), voter(4, "d")]);
+        list.apply(5, change(ConfChangeKind::RemoveMember, 4), &context(""));
+        let conf_state = ConfState {
+            voters: vec![1, 4],
+            learners: vec![],
+        };
+        list.restore(40, &conf_state, &[]);
+        assert!(list.was_removed(2), "listed before, gone from the snapshot");
+        assert!(!list.was_removed(4), "added again within the snapshot");
+        assert!(!list.was_removed(1));
+    }
+
+    #[test]
+    fn a_list_saved_before_removals_were_kept_reads_as_none_removed() {
+        let list = MemberList::initial(vec![voter(1, "a")]);
+        let mut bytes = list.encode();
+        bytes[0] = LIST_VERSION_WITHOUT_REMOVED;
+        bytes.truncate(bytes.len() - 8);
+        assert_eq!(MemberList::decode(&bytes), Ok(list));
     }
 }

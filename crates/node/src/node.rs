@@ -291,23 +291,22 @@ impl<H: Host> Node<H> {
         self.raft.transfer_leader(target)
     }
 
-    /// Hands a peer's message to the core. A member that is in the
-    /// configuration ignores vote requests from members outside it: a
-    /// removed member may still be running and campaigning, and must not
-    /// disturb the cluster it left. Every other message is heard: a member
-    /// added after this member's log ends may already lead, and only from
-    /// it does this member learn of the addition. A member not yet in any
-    /// configuration (joining) hears everyone.
+    /// Hands a peer's message to the core. Vote requests from a member whose
+    /// removal this member applied are ignored: a removed member may still
+    /// be running and campaigning, and must not disturb the cluster it left.
+    /// Every other message is heard, vote requests from ids this member
+    /// does not know included: a member added by a change this member has
+    /// not received yet may already lead, or need this member's vote to
+    /// elect a leader that can tell it of the change.
     /// A message the core refuses is dropped; a failed read of the log
     /// stops the node.
     pub fn step(&mut self, message: Message) -> Result<(), NodeError> {
         let from = message.from;
-        let conf_state = self.raft.conf_state();
         let campaigns = matches!(message.body, MessageBody::RequestVote { .. });
-        if campaigns && conf_state.is_member(self.member_id()) && !conf_state.is_member(from) {
+        if campaigns && self.member_list.was_removed(from) {
             tracing::debug!(
                 from = format_args!("{from:x}"),
-                "ignored a vote request from a member outside the configuration"
+                "ignored a vote request from a removed member"
             );
             return Ok(());
         }

@@ -35,6 +35,10 @@ impl Host for TestHost {
 }
 
 fn node(id: u64, voters: Vec<u64>) -> (Node<TestHost>, Sent) {
+    node_with_members(id, voters, MemberList::initial(Vec::new()))
+}
+
+fn node_with_members(id: u64, voters: Vec<u64>, members: MemberList) -> (Node<TestHost>, Sent) {
     let raft = RawNode::new(&Config::new(id), MemStorage::new_with_voters(voters)).unwrap();
     let sent = Sent::default();
     let options = NodeOptions {
@@ -44,14 +48,7 @@ fn node(id: u64, voters: Vec<u64>) -> (Node<TestHost>, Sent) {
         snapshot_entries: 1000,
         configured_members: Vec::new(),
     };
-    let mut node = Node::new(
-        raft,
-        Applied::default(),
-        sent.clone(),
-        MemberList::initial(Vec::new()),
-        options,
-        (),
-    );
+    let mut node = Node::new(raft, Applied::default(), sent.clone(), members, options, ());
     node.start().unwrap();
     (node, sent)
 }
@@ -137,26 +134,52 @@ fn entries_learned_committed_with_their_append_apply_only_after_the_write() {
     ));
 }
 
-#[test]
-fn a_member_in_the_configuration_ignores_vote_requests_from_outside_it() {
-    let (mut node, sent) = node(1, vec![1, 2, 3]);
-    for pre_vote in [true, false] {
-        node.step(Message {
-            from: 9,
-            to: 1,
-            term: 5,
-            body: MessageBody::RequestVote {
-                pre_vote,
-                last_log_index: 10,
-                last_log_term: 4,
-                leadership_transfer: false,
-            },
-        })
-        .unwrap();
+fn vote_request(from: NodeId, pre_vote: bool) -> Message {
+    Message {
+        from,
+        to: 1,
+        term: 5,
+        body: MessageBody::RequestVote {
+            pre_vote,
+            last_log_index: 10,
+            last_log_term: 4,
+            leadership_transfer: false,
+        },
     }
-    assert!(!node.has_ready(), "a stranger's campaign changed nothing");
+}
+
+#[test]
+fn vote_requests_from_a_removed_member_are_ignored() {
+    let mut members = MemberList::initial(vec![]);
+    members.removed = vec![9];
+    let (mut node, sent) = node_with_members(1, vec![1, 2, 3], members);
+    for pre_vote in [true, false] {
+        node.step(vote_request(9, pre_vote)).unwrap();
+    }
+    assert!(
+        !node.has_ready(),
+        "a removed member's campaign changed nothing"
+    );
     assert_eq!(node.raft().status().hard_state.term, 0);
     assert!(sent.0.borrow().is_empty());
+}
+
+/// A member that missed the change adding 9 may be the vote 9 needs to
+/// become the leader that would tell it of the change.
+#[test]
+fn vote_requests_from_a_member_not_known_yet_are_answered() {
+    let (mut node, sent) = node(1, vec![1, 2, 3]);
+    node.step(vote_request(9, false)).unwrap();
+    node.handle_ready().unwrap();
+    assert_eq!(node.raft().status().hard_state.term, 5);
+    assert!(matches!(
+        sent.0.borrow().as_slice(),
+        [Message {
+            to: 9,
+            body: MessageBody::RequestVoteResponse { granted: true, .. },
+            ..
+        }]
+    ));
 }
 
 #[test]
