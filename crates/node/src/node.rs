@@ -76,8 +76,6 @@ pub enum Mutation {
 #[derive(Debug)]
 pub struct PersistedReady {
     ready: Ready,
-    /// Committed entries that were not durable here before the write.
-    not_yet_durable: Vec<Entry>,
 }
 
 /// The node loop of one member over the host's log, state machine and outbox.
@@ -426,10 +424,7 @@ impl<H: Host> Node<H> {
         self.track_appended(&ready.entries);
         // Committed entries already durable here are applied before this
         // Ready's sync, so their clients are answered without waiting for
-        // the next batch's fdatasync; the rest only after it.
-        let durable_last_index = self.raft.storage().last_index().map_err(NodeError::log)?;
-        let not_yet_durable =
-            split_off_not_durable(&mut ready.committed_entries, durable_last_index);
+        // the next batch's fdatasync; the core keeps the rest for after it.
         let committed = std::mem::take(&mut ready.committed_entries);
         self.apply(&committed)?;
         let log = self.raft.storage_mut();
@@ -440,22 +435,17 @@ impl<H: Host> Node<H> {
             log.set_hard_state_unsynced(hard_state)
                 .map_err(NodeError::log)?;
         }
-        Ok(Some(PersistedReady {
-            ready,
-            not_yet_durable,
-        }))
+        Ok(Some(PersistedReady { ready }))
     }
 
     /// The second half, once the write of [`Node::persist_ready`] is durable:
     /// sends the messages that promised it, applies the rest of the committed
     /// entries, confirms reads and tells the core the Ready is done.
     pub fn complete_ready(&mut self, persisted: PersistedReady) -> Result<(), NodeError> {
-        let PersistedReady {
-            mut ready,
-            not_yet_durable,
-        } = persisted;
+        let PersistedReady { mut ready } = persisted;
         self.send(std::mem::take(&mut ready.persisted_messages));
-        self.apply(&not_yet_durable)?;
+        let committed = std::mem::take(&mut ready.committed_entries_after_persist);
+        self.apply(&committed)?;
         for read_state in &ready.read_states {
             self.reads.confirm(&read_state.context, read_state.index);
         }
@@ -761,10 +751,5 @@ fn frame(entry: &Entry) -> (Option<ProposalId>, Committed<'_>) {
 /// (through `durable_last_index`) and returns the rest, which a follower may
 /// learn are committed in the same Ready that appends them: those must wait
 /// for the sync, or a crash could leave the state machine ahead of the log.
-fn split_off_not_durable(committed: &mut Vec<Entry>, durable_last_index: LogIndex) -> Vec<Entry> {
-    let durable_count = committed.partition_point(|entry| entry.index <= durable_last_index);
-    committed.split_off(durable_count)
-}
-
 #[cfg(test)]
 mod tests;

@@ -311,6 +311,15 @@ impl<S: Storage> RaftLog<S> {
         &self.unstable
     }
 
+    /// Whether storage durably holds the entry at `index` as this log has it:
+    /// below the entries not yet persisted, which may replace a conflicting
+    /// suffix storage still holds, and within what storage has.
+    pub(crate) fn is_durable(&self, index: LogIndex) -> bool {
+        !self.has_pending_snapshot()
+            && index < self.unstable_offset
+            && index <= self.stable_last_index
+    }
+
     /// Storage now durably holds everything handed out; forget the in-memory copy.
     pub(crate) fn mark_stable(&mut self) {
         if let Some(snapshot) = self.pending_snapshot.take() {

@@ -11,10 +11,12 @@
 //!     if node.has_ready() {
 //!         let ready = node.ready();
 //!         send ready.messages                 (may go before the disk write)
+//!         apply ready.committed_entries       (durable here already)
 //!         persist ready.snapshot, ready.entries, ready.hard_state;
 //!             fsync if ready.must_sync
 //!         send ready.persisted_messages       (only after the fsync)
-//!         apply ready.committed_entries; serve ready.read_states
+//!         apply ready.committed_entries_after_persist
+//!         serve ready.read_states
 //!         node.advance();
 //!     }
 //! }
@@ -57,8 +59,16 @@ pub struct Ready {
     /// Messages that promise durable state (votes, append acknowledgements):
     /// send them only after `hard_state`, `snapshot` and `entries` are durable.
     pub persisted_messages: Vec<Message>,
-    /// Entries known committed, in index order, to apply to the state machine.
+    /// Entries known committed, in index order, that this member's log
+    /// already holds durably: they may be applied at once, even before this
+    /// Ready's write.
     pub committed_entries: Vec<Entry>,
+    /// Entries known committed that follow `committed_entries` but are not
+    /// durable in this member's log yet: they are among `entries` (new, or
+    /// replacing a conflicting suffix storage still holds). Apply them only
+    /// once this Ready's write is durable, so that a restart never finds the
+    /// state machine ahead of its own log.
+    pub committed_entries_after_persist: Vec<Entry>,
     /// Linearizable reads that may be served once `index` is applied.
     pub read_states: Vec<ReadState>,
     /// Whether `entries` and `hard_state` must be made durable (fsynced)
@@ -80,6 +90,7 @@ impl Ready {
             && self.messages.is_empty()
             && self.persisted_messages.is_empty()
             && self.committed_entries.is_empty()
+            && self.committed_entries_after_persist.is_empty()
             && self.read_states.is_empty()
     }
 }

@@ -587,12 +587,15 @@ impl<S: Storage> Raft<S> {
         self.flush_appends()?;
         let soft_state = self.soft_state();
         let hard_state = self.hard_state();
-        let committed_entries = if mutated!(self, ApplyUncommitted) {
+        let mut committed_entries = if mutated!(self, ApplyUncommitted) {
             self.log
                 .take_entries_to_apply_through(self.log.last_index(), APPLY_BYTES_MAX)?
         } else {
             self.log.take_entries_to_apply(APPLY_BYTES_MAX)?
         };
+        let durable_count =
+            committed_entries.partition_point(|entry| self.log.is_durable(entry.index));
+        let committed_entries_after_persist = committed_entries.split_off(durable_count);
         let entries = self.log.unstable_entries().to_vec();
         let persisted_messages = std::mem::take(&mut self.persisted_messages);
         let must_sync = !entries.is_empty()
@@ -607,6 +610,7 @@ impl<S: Storage> Raft<S> {
             messages: std::mem::take(&mut self.messages),
             persisted_messages,
             committed_entries,
+            committed_entries_after_persist,
             read_states: std::mem::take(&mut self.read_states),
             must_sync,
         };

@@ -640,3 +640,48 @@ fn committed_changes_reach_the_embedder_with_their_context() {
         )]
     );
 }
+
+#[test]
+fn committed_entries_that_replace_a_held_suffix_apply_only_after_the_write() {
+    let mut storage = MemStorage::new_with_voters(vec![1, 2, 3]);
+    storage
+        .append(&[normal_entry(1, 1), normal_entry(2, 1), normal_entry(3, 1)])
+        .unwrap();
+    storage.set_hard_state(raft::HardState {
+        term: 1,
+        vote: 0,
+        commit: 0,
+    });
+    let mut follower = RawNode::new(&Config::new(1), storage).unwrap();
+    follower
+        .step(Message {
+            from: 2,
+            to: 1,
+            term: 2,
+            body: MessageBody::AppendEntries {
+                prev_log_index: 1,
+                prev_log_term: 1,
+                entries: vec![normal_entry(2, 2), normal_entry(3, 2)],
+                leader_commit: 3,
+            },
+        })
+        .unwrap();
+    let ready = follower.ready().unwrap();
+    let indexes_and_terms = |entries: &[Entry]| {
+        entries
+            .iter()
+            .map(|e| (e.index, e.term))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(indexes_and_terms(&ready.entries), [(2, 2), (3, 2)]);
+    assert_eq!(
+        indexes_and_terms(&ready.committed_entries),
+        [(1, 1)],
+        "only the entry storage holds as the log has it may apply before the write"
+    );
+    assert_eq!(
+        indexes_and_terms(&ready.committed_entries_after_persist),
+        [(2, 2), (3, 2)],
+        "storage still holds other entries at 2 and 3 until the write is durable"
+    );
+}

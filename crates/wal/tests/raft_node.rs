@@ -44,6 +44,7 @@ fn drive(node: &mut RawNode<Wal>) -> Vec<Vec<u8>> {
             ready
                 .committed_entries
                 .into_iter()
+                .chain(ready.committed_entries_after_persist)
                 .filter(|entry| entry.kind == EntryKind::Normal)
                 .map(|entry| entry.data),
         );

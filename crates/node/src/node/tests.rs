@@ -194,18 +194,38 @@ fn a_leader_added_after_this_members_log_ends_is_heard() {
     assert_eq!(sent.0.borrow().len(), 1, "the append is acknowledged");
 }
 
+/// Storage still holds other entries at the indexes the leader's entries
+/// replace, so they are not durable here until the write ends.
 #[test]
-fn only_locally_durable_committed_entries_are_applied_before_the_sync() {
-    let entries = |range: std::ops::RangeInclusive<LogIndex>| range.map(entry).collect::<Vec<_>>();
-    let mut committed = entries(4..=9);
-    let later = split_off_not_durable(&mut committed, 6);
-    assert_eq!(committed, entries(4..=6));
-    assert_eq!(later, entries(7..=9));
-    let mut all_durable = entries(4..=9);
-    assert!(split_off_not_durable(&mut all_durable, 9).is_empty());
-    let mut none_durable = entries(4..=9);
-    assert_eq!(split_off_not_durable(&mut none_durable, 3), entries(4..=9));
-    assert!(none_durable.is_empty());
+fn an_entry_that_replaces_a_conflicting_one_applies_only_after_the_write() {
+    let (mut node, _) = node(1, vec![1, 2, 3]);
+    node.step(append(vec![entry(1), entry(2), entry(3)], 0))
+        .unwrap();
+    node.handle_ready().unwrap();
+    let replacing = |index| Entry {
+        term: 2,
+        ..entry(index)
+    };
+    node.step(Message {
+        from: 3,
+        to: 1,
+        term: 2,
+        body: MessageBody::AppendEntries {
+            prev_log_index: 1,
+            prev_log_term: 1,
+            entries: vec![replacing(2), replacing(3)],
+            leader_commit: 3,
+        },
+    })
+    .unwrap();
+    let persisted = node.persist_ready().unwrap().expect("a Ready");
+    assert_eq!(
+        node.state_machine().applied_index(),
+        1,
+        "only the entry held durably as the leader has it applies before the write"
+    );
+    node.complete_ready(persisted).unwrap();
+    assert_eq!(node.state_machine().applied_index(), 3);
 }
 
 /// A log whose writes fail once `failing` is set, as a full or broken disk.

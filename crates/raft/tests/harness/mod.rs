@@ -130,6 +130,7 @@ impl Cluster {
         }
         let applied = self.applied.entry(id).or_default();
         applied.extend(ready.committed_entries);
+        applied.extend(ready.committed_entries_after_persist);
         for read_state in ready.read_states {
             self.events.push(format!(
                 "{id} read-state {} at index {}",

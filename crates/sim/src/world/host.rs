@@ -123,7 +123,7 @@ impl node::Observer for SimObserver {
             first_index: ready.entries.first().map_or(0, |entry| entry.index),
             messages: ready.messages.len(),
             persisted_messages: ready.persisted_messages.len(),
-            committed: ready.committed_entries.len(),
+            committed: ready.committed_entries.len() + ready.committed_entries_after_persist.len(),
         };
         self.0
             .borrow_mut()
