@@ -7,7 +7,7 @@ use std::future::Future;
 
 use raft::NodeId;
 
-pub use node::Member;
+pub use node::{Member, RequestError};
 
 /// A single-member configuration change as the Cluster service asks for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,35 +38,12 @@ pub struct NodeStatus {
 /// errors (`EtcdError::NoLeader`, `LeaderChanged`, `Timeout`, ...).
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    #[error("no leader")]
-    NoLeader,
-    #[error("leader changed before the request committed")]
-    LeaderChanged,
-    #[error("request timed out")]
-    Timeout,
-    #[error("the member is shutting down")]
-    Stopped,
+    /// The node could not see the request through (no leader, a timeout, a
+    /// stop, a storage failure, a refused configuration change).
+    #[error(transparent)]
+    Request(#[from] RequestError),
     #[error("state machine failure: {0}")]
     Store(#[from] mvcc::StoreError),
-    #[error("storage failure: {0}")]
-    Storage(String),
-    /// The core refused a configuration change (not the leader, another
-    /// change pending, or a change that does not fit the configuration).
-    #[error("configuration change refused: {0}")]
-    Reconfiguration(raft::RaftError),
-}
-
-impl From<node::RequestError> for BackendError {
-    fn from(error: node::RequestError) -> Self {
-        match error {
-            node::RequestError::NoLeader => BackendError::NoLeader,
-            node::RequestError::LeaderChanged => BackendError::LeaderChanged,
-            node::RequestError::Timeout => BackendError::Timeout,
-            node::RequestError::Stopped => BackendError::Stopped,
-            node::RequestError::Storage(text) => BackendError::Storage(text),
-            node::RequestError::Reconfiguration(refusal) => BackendError::Reconfiguration(refusal),
-        }
-    }
 }
 
 /// A replicated key-value node as the API services see it.

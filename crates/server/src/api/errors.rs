@@ -6,7 +6,7 @@
 
 use tonic::Status;
 
-use crate::backend::BackendError;
+use crate::backend::{BackendError, RequestError};
 use crate::etcd_error::EtcdError;
 
 /// etcd's answer to a sort order or target outside the enums (sent by
@@ -34,15 +34,17 @@ pub fn request_error(error: &mvcc::RequestError) -> EtcdError {
 /// The status for a backend that could not serve a write or a barrier.
 pub fn backend_error(error: BackendError) -> Status {
     match error {
-        BackendError::NoLeader => EtcdError::NoLeader.to_status(),
-        BackendError::LeaderChanged => EtcdError::LeaderChanged.to_status(),
-        BackendError::Timeout => EtcdError::Timeout.to_status(),
-        BackendError::Stopped => EtcdError::Stopped.to_status(),
-        BackendError::Store(error) => store_error(&error),
-        BackendError::Storage(message) => {
+        BackendError::Request(RequestError::NoLeader) => EtcdError::NoLeader.to_status(),
+        BackendError::Request(RequestError::LeaderChanged) => EtcdError::LeaderChanged.to_status(),
+        BackendError::Request(RequestError::Timeout) => EtcdError::Timeout.to_status(),
+        BackendError::Request(RequestError::Stopped) => EtcdError::Stopped.to_status(),
+        BackendError::Request(RequestError::Storage(message)) => {
             Status::internal(format!("raftkv: storage failure: {message}"))
         }
-        BackendError::Reconfiguration(refusal) => reconfiguration_error(&refusal).to_status(),
+        BackendError::Request(RequestError::Reconfiguration(refusal)) => {
+            reconfiguration_error(&refusal).to_status()
+        }
+        BackendError::Store(error) => store_error(&error),
     }
 }
 
@@ -193,7 +195,9 @@ mod tests {
             ),
         ];
         for (refusal, expected) in cases {
-            let status = backend_error(BackendError::Reconfiguration(refusal.clone()));
+            let status = backend_error(BackendError::Request(RequestError::Reconfiguration(
+                refusal.clone(),
+            )));
             assert_eq!(
                 (status.code(), status.message()),
                 (expected.code(), expected.message()),
@@ -206,22 +210,22 @@ mod tests {
     fn backend_failures_map_to_etcds_errors() {
         let cases = [
             (
-                BackendError::NoLeader,
+                BackendError::Request(RequestError::NoLeader),
                 Code::Unavailable,
                 "etcdserver: no leader",
             ),
             (
-                BackendError::LeaderChanged,
+                BackendError::Request(RequestError::LeaderChanged),
                 Code::Unavailable,
                 "etcdserver: leader changed",
             ),
             (
-                BackendError::Timeout,
+                BackendError::Request(RequestError::Timeout),
                 Code::Unavailable,
                 "etcdserver: request timed out",
             ),
             (
-                BackendError::Stopped,
+                BackendError::Request(RequestError::Stopped),
                 Code::Unavailable,
                 "etcdserver: server stopped",
             ),
@@ -234,7 +238,9 @@ mod tests {
 
     #[test]
     fn storage_failures_are_internal_and_say_what_failed() {
-        let status = backend_error(BackendError::Storage("disk full at wal/0001".into()));
+        let status = backend_error(BackendError::Request(RequestError::Storage(
+            "disk full at wal/0001".into(),
+        )));
         assert_eq!(status.code(), Code::Internal);
         assert!(
             status.message().contains("disk full at wal/0001"),

@@ -20,7 +20,7 @@ use crate::api::convert::key_value;
 use crate::api::errors::backend_error;
 use crate::api::header::header;
 use crate::api::ApiLimits;
-use crate::backend::{Backend, BackendError};
+use crate::backend::{Backend, BackendError, RequestError};
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::watch_create_request::FilterType;
 use crate::proto::etcdserverpb::watch_server::Watch;
@@ -57,7 +57,7 @@ impl<B: Backend> Watch for WatchService<B> {
             .watch_hub()
             .open_stream()
             .await
-            .map_err(|_| backend_error(BackendError::Stopped))?;
+            .map_err(|_| backend_error(BackendError::Request(RequestError::Stopped)))?;
         let (responses, outbound) = mpsc::channel(RESPONSES_QUEUED_MAX);
         let session = Session {
             backend: Arc::clone(&self.backend),

@@ -388,15 +388,19 @@ impl NodeHandle {
         let timeout = self.shared.request_timeout;
         let permit = tokio::time::timeout(timeout, self.shared.permits.acquire())
             .await
-            .map_err(|_| BackendError::Timeout)?
-            .map_err(|_| BackendError::Stopped)?;
+            .map_err(|_| BackendError::Request(RequestError::Timeout))?
+            .map_err(|_| BackendError::Request(RequestError::Stopped))?;
         let (reply, answer) = oneshot::channel();
         match self.shared.requests.try_send(make(reply)) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(BackendError::Timeout),
-            Err(TrySendError::Disconnected(_)) => return Err(BackendError::Stopped),
+            Err(TrySendError::Full(_)) => return Err(BackendError::Request(RequestError::Timeout)),
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(BackendError::Request(RequestError::Stopped))
+            }
         }
-        let result = answer.await.map_err(|_| BackendError::Stopped)?;
+        let result = answer
+            .await
+            .map_err(|_| BackendError::Request(RequestError::Stopped))?;
         drop(permit);
         Ok(result?)
     }
@@ -410,9 +414,9 @@ impl Backend for NodeHandle {
             .await?;
         match outcome {
             mvcc::ApplyOutcome::Applied(applied) => Ok(applied),
-            other => Err(BackendError::Storage(format!(
+            other => Err(BackendError::Request(RequestError::Storage(format!(
                 "the proposal's entry was not applied as a command: {other:?}"
-            ))),
+            )))),
         }
     }
 
@@ -526,7 +530,7 @@ mod tests {
             .unwrap();
         assert!(matches!(
             handle.propose(put("late")).await,
-            Err(BackendError::Stopped)
+            Err(BackendError::Request(RequestError::Stopped))
         ));
         // The store stays open while any handle lives.
         drop(handle);

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use server::api::{ApiLimits, KvService};
 use server::backend::Backend;
-use server::backend::BackendError;
+use server::backend::{BackendError, RequestError};
 use server::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use server::proto::etcdserverpb::kv_server::Kv;
 use server::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
@@ -301,9 +301,18 @@ fn linearizable_range_waits_for_the_barrier_and_serializable_does_not() {
 #[test]
 fn range_fails_with_etcds_error_when_the_barrier_fails() {
     let cases = [
-        (BackendError::NoLeader, "etcdserver: no leader"),
-        (BackendError::Timeout, "etcdserver: request timed out"),
-        (BackendError::LeaderChanged, "etcdserver: leader changed"),
+        (
+            BackendError::Request(RequestError::NoLeader),
+            "etcdserver: no leader",
+        ),
+        (
+            BackendError::Request(RequestError::Timeout),
+            "etcdserver: request timed out",
+        ),
+        (
+            BackendError::Request(RequestError::LeaderChanged),
+            "etcdserver: leader changed",
+        ),
     ];
     for (error, message) in cases {
         let fixture = fixture();
@@ -491,9 +500,18 @@ fn writes_above_the_request_limit_are_refused_without_proposing() {
 #[test]
 fn writes_fail_with_etcds_error_when_the_proposal_fails() {
     let cases = [
-        (BackendError::NoLeader, "etcdserver: no leader"),
-        (BackendError::LeaderChanged, "etcdserver: leader changed"),
-        (BackendError::Timeout, "etcdserver: request timed out"),
+        (
+            BackendError::Request(RequestError::NoLeader),
+            "etcdserver: no leader",
+        ),
+        (
+            BackendError::Request(RequestError::LeaderChanged),
+            "etcdserver: leader changed",
+        ),
+        (
+            BackendError::Request(RequestError::Timeout),
+            "etcdserver: request timed out",
+        ),
     ];
     for (error, message) in cases {
         let fixture = fixture();

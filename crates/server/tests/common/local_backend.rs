@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use server::backend::{Backend, BackendError, Member, NodeStatus};
+use server::backend::{Backend, BackendError, Member, NodeStatus, RequestError};
 
 pub const CLUSTER_ID: u64 = 0x5eed_c1a5_7e55_0001;
 pub const MEMBER_ID: u64 = 0x8e9e_05c5_2164_694d;
@@ -105,9 +105,9 @@ impl LocalBackend {
         status.raft_applied_index = index;
         match outcome {
             mvcc::ApplyOutcome::Applied(applied) => Ok(applied),
-            other => Err(BackendError::Storage(format!(
+            other => Err(BackendError::Request(RequestError::Storage(format!(
                 "log index {index} carried a command but the store answered {other:?}"
-            ))),
+            )))),
         }
     }
 }
@@ -150,8 +150,8 @@ impl Backend for LocalBackend {
         &self,
         _: server::backend::MembershipChange,
     ) -> Result<(), BackendError> {
-        Err(BackendError::Reconfiguration(raft::RaftError::NotLeader {
-            leader: None,
-        }))
+        Err(BackendError::Request(RequestError::Reconfiguration(
+            raft::RaftError::NotLeader { leader: None },
+        )))
     }
 }
