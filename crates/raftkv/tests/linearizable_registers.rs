@@ -9,7 +9,7 @@
 //! read began fails the test with the operations around it.
 //!
 //! Each cluster size runs for `RAFTKV_LINEARIZABLE_RUN_SECONDS` seconds (10
-//! by default; CI also runs 40 per size), plus a few to start and check.
+//! by default; CI also runs 120 per size), plus a few to start and check.
 //! The negative control records a 3 s history, changes one read to a value
 //! that had been overwritten before the read began, and requires the
 //! checker to reject it: the path from real clients to the verdict can say
