@@ -20,28 +20,27 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::register_history::{describe_violation, CallErrors, HistoryClock, RegisterClient};
+use chaos::register::{
+    count_returned, describe_violation, run_client, value_seen, CallErrors, HistoryClock,
+    RegisterClient, Rounds,
+};
 use common::Cluster;
 use sim::linearizability::{
-    check, KvInput, KvKey, KvModel, KvOperation, KvOutput, KvValue, Limits, Outcome, Verdict,
+    check, KvInput, KvModel, KvOperation, KvOutput, KvValue, Limits, Outcome, Verdict,
 };
 use sim::rng::SimRng;
 
 const CLIENTS: u64 = 10;
-const KEYS_PER_ROUND: u8 = 3;
-/// The checker searches each key's operations as a whole, and a longer
-/// sub-history costs more to search; every round the clients move to fresh
-/// keys, so a key's history stays this long however long the run.
-const ROUND_DURATION: Duration = Duration::from_secs(5);
+/// Three fresh keys every 5 s, calls back to back.
+const ROUNDS: Rounds = Rounds {
+    keys_per_round: 3,
+    round: Duration::from_secs(5),
+    think: Duration::ZERO,
+};
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 const KEY_PREFIX: &str = "register/";
 const RUN_SECONDS_ENV: &str = "RAFTKV_LINEARIZABLE_RUN_SECONDS";
 const RUN_SECONDS_DEFAULT: u64 = 10;
-/// What the key space allows: every round takes `KEYS_PER_ROUND` fresh
-/// keys out of 256.
-const RUN_SECONDS_MAX: u64 = 255 / KEYS_PER_ROUND as u64 * ROUND_DURATION.as_secs();
-/// A bound on each client's loop besides the run's deadline.
-const OPERATIONS_PER_CLIENT_MAX: usize = 100_000;
 /// Below these a run checked too little to mean anything.
 const READS_RETURNED_MIN: usize = 50;
 const WRITES_ACKNOWLEDGED_MIN: usize = 20;
@@ -109,10 +108,10 @@ fn run_duration() -> Duration {
             panic!("{RUN_SECONDS_ENV}={text:?} is not a whole number of seconds")
         }),
     };
+    let run_max = ROUNDS.run_max().as_secs();
     assert!(
-        (1..=RUN_SECONDS_MAX).contains(&seconds),
-        "{RUN_SECONDS_ENV}={seconds} is outside 1..={RUN_SECONDS_MAX}, what \
-         the key space allows"
+        (1..=run_max).contains(&seconds),
+        "{RUN_SECONDS_ENV}={seconds} is outside 1..={run_max}, what the key space allows"
     );
     Duration::from_secs(seconds)
 }
@@ -143,7 +142,7 @@ async fn record(size: usize, run: Duration, seed: u64) -> Recorded {
                 CALL_TIMEOUT,
             );
             let rng = SimRng::new(seed.wrapping_mul(1_000).wrapping_add(client_id));
-            tokio::spawn(run_client(client, rng, clock, run))
+            tokio::spawn(run_client(client, rng, clock, run, ROUNDS))
         })
         .collect();
     let mut recorded = Recorded {
@@ -161,76 +160,13 @@ async fn record(size: usize, run: Duration, seed: u64) -> Recorded {
     recorded
 }
 
-/// One client's loop until `run` has passed since `clock` started.
-async fn run_client(
-    mut client: RegisterClient,
-    mut rng: SimRng,
-    clock: HistoryClock,
-    run: Duration,
-) -> (Vec<KvOperation>, CallErrors) {
-    let run_ns = u64::try_from(run.as_nanos()).expect("a run shorter than 584 years");
-    let round_ns = u64::try_from(ROUND_DURATION.as_nanos()).expect("a short round");
-    let mut operations = Vec::new();
-    let mut last_seen: HashMap<KvKey, Option<KvValue>> = HashMap::new();
-    while operations.len() < OPERATIONS_PER_CLIENT_MAX {
-        let now_ns = clock.now_ns();
-        if now_ns >= run_ns {
-            break;
-        }
-        let round = u8::try_from(now_ns / round_ns).expect("run length checked against rounds");
-        let key = round * KEYS_PER_ROUND + rng.index(usize::from(KEYS_PER_ROUND)) as u8;
-        let value = (client.client_id() << 32) | (operations.len() as u64 + 1);
-        let input = next_input(&mut rng, key, value, &last_seen);
-        let operation = client.record(&clock, input).await;
-        if let Some(value) = value_seen(&operation) {
-            last_seen.insert(key, value);
-        }
-        operations.push(operation);
-    }
-    (operations, client.errors().clone())
-}
-
-/// About half reads, a quarter puts, a quarter compare-and-swaps. A write
-/// writes `value`, which the caller makes `client_id << 32 | n` for the
-/// client's `n`-th operation, so no two writes in a history write the same
-/// value.
-fn next_input(
-    rng: &mut SimRng,
-    key: KvKey,
-    value: KvValue,
-    last_seen: &HashMap<KvKey, Option<KvValue>>,
-) -> KvInput {
-    match rng.index(4) {
-        0 | 1 => KvInput::Get { key },
-        2 => KvInput::Put { key, value },
-        _ => KvInput::Cas {
-            key,
-            expected: last_seen.get(&key).copied().flatten(),
-            new: value,
-        },
-    }
-}
-
-/// What `operation` told its client the key holds now, if anything.
-fn value_seen(operation: &KvOperation) -> Option<Option<KvValue>> {
-    let Outcome::Returned { output, .. } = operation.outcome else {
-        return None;
-    };
-    match (operation.input, output) {
-        (KvInput::Get { .. }, KvOutput::Value(value)) => Some(value),
-        (KvInput::Put { value, .. }, KvOutput::PutDone) => Some(Some(value)),
-        (KvInput::Cas { new, .. }, KvOutput::CasDone { succeeded: true }) => Some(Some(new)),
-        _ => None,
-    }
-}
-
 /// Checks `recorded`; on any verdict but linearizable, panics with the
 /// cluster, the clients and the operations around the violation.
 fn assert_linearizable(recorded: &Recorded) {
-    let reads_returned = count(&recorded.history, |operation| {
+    let reads_returned = count_returned(&recorded.history, |operation| {
         matches!(operation.input, KvInput::Get { .. })
     });
-    let writes_acknowledged = count(&recorded.history, |operation| {
+    let writes_acknowledged = count_returned(&recorded.history, |operation| {
         value_seen(operation).is_some() && !matches!(operation.input, KvInput::Get { .. })
     });
     assert!(
@@ -254,21 +190,13 @@ fn assert_linearizable(recorded: &Recorded) {
     }
 }
 
-/// How many returned operations satisfy `predicate`.
-fn count(history: &[KvOperation], predicate: impl Fn(&KvOperation) -> bool) -> usize {
-    history
-        .iter()
-        .filter(|operation| operation.is_returned() && predicate(operation))
-        .count()
-}
-
 impl Recorded {
     fn summary(&self) -> String {
-        let unknown = self.history.len() - count(&self.history, |_| true);
-        let reads = count(&self.history, |operation| {
+        let unknown = self.history.len() - count_returned(&self.history, |_| true);
+        let reads = count_returned(&self.history, |operation| {
             matches!(operation.input, KvInput::Get { .. })
         });
-        let cas_not_applied = count(&self.history, |operation| {
+        let cas_not_applied = count_returned(&self.history, |operation| {
             matches!(
                 operation.outcome,
                 Outcome::Returned {

@@ -4,8 +4,6 @@
 
 #![allow(dead_code)]
 
-pub mod register_history;
-
 use std::fs::File;
 use std::io::Write;
 use std::net::TcpListener;

@@ -7,8 +7,10 @@
 //! KV API (register `n` is the etcd key `<prefix><n>`, a value is a decimal
 //! u64), the one monotonic clock a history is stamped with, what counts as
 //! an unknown outcome, and rendering a violation with the operations around
-//! it. Must never: choose a workload or judge a history.
+//! it, and the register workload itself: what each client asks next.
+//! Must never: judge a history (the checker does) or start members.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -17,6 +19,7 @@ use server::proto::etcdserverpb::kv_client::KvClient;
 use server::proto::etcdserverpb::request_op::Request;
 use server::proto::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
 use sim::linearizability::{KvInput, KvKey, KvOperation, KvOutput, KvValue, Outcome, Violation};
+use sim::rng::SimRng;
 use tonic::transport::Channel;
 
 /// How many call errors a client keeps the text of, for the report; the
@@ -60,6 +63,8 @@ pub struct RegisterClient {
     kv: KvClient<Channel>,
     key_prefix: String,
     call_timeout: Duration,
+    /// Reads skip the read barrier (etcd's serializable Range).
+    serializable_reads: bool,
     errors: CallErrors,
 }
 
@@ -93,8 +98,16 @@ impl RegisterClient {
             kv: KvClient::new(channel),
             key_prefix: key_prefix.to_owned(),
             call_timeout,
+            serializable_reads: false,
             errors: CallErrors::default(),
         }
+    }
+
+    /// Reads served from the member's own state, without the read barrier:
+    /// not linearizable, so a negative control for the checker.
+    pub fn with_serializable_reads(mut self, serializable: bool) -> RegisterClient {
+        self.serializable_reads = serializable;
+        self
     }
 
     /// Sends `input` and records it: the call time just before sending, the
@@ -174,12 +187,12 @@ impl RegisterClient {
         }
     }
 
-    /// A linearizable Range of one key.
+    /// A Range of one key, linearizable unless reads are serializable.
     async fn get(&mut self, key: KvKey) -> Result<KvOutput, CallError> {
         let etcd_key = self.etcd_key(key);
         let request = RangeRequest {
             key: etcd_key.clone().into_bytes(),
-            serializable: false,
+            serializable: self.serializable_reads,
             ..RangeRequest::default()
         };
         let response = self
@@ -335,4 +348,126 @@ fn writes(operation: &KvOperation, value: KvValue) -> bool {
         KvInput::Put { value: written, .. } | KvInput::Cas { new: written, .. } => written == value,
         KvInput::Get { .. } => false,
     }
+}
+
+/// The shape of the register workload: how many keys each round uses, how
+/// long a round lasts, and how long a client waits between calls. The
+/// checker searches each key's operations as a whole, and a longer
+/// sub-history (above all one with many unknown outcomes) costs more to
+/// search; every round the clients move to fresh keys, so a key's history
+/// stays short however long the run.
+#[derive(Clone, Copy, Debug)]
+pub struct Rounds {
+    pub keys_per_round: u8,
+    pub round: Duration,
+    /// A client's pause after each call.
+    pub think: Duration,
+}
+
+impl Rounds {
+    /// The longest run the key space (256 registers) allows.
+    pub fn run_max(&self) -> Duration {
+        self.round * (255 / u32::from(self.keys_per_round))
+    }
+
+    /// `keys_per_round` keys a round, rounds of `round_min` or, for a run
+    /// too long for the key space at that pace, as long as it needs.
+    pub fn for_run(
+        run: Duration,
+        keys_per_round: u8,
+        round_min: Duration,
+        think: Duration,
+    ) -> Rounds {
+        let rounds_max = u32::from(255 / keys_per_round);
+        Rounds {
+            keys_per_round,
+            round: round_min.max(run.div_f64(f64::from(rounds_max)) + Duration::from_millis(1)),
+            think,
+        }
+    }
+}
+
+/// A bound on each client's loop besides the run's deadline.
+pub const OPERATIONS_PER_CLIENT_MAX: usize = 100_000;
+
+/// One client's loop until `run` has passed since `clock` started: about
+/// half linearizable reads, a quarter puts, a quarter compare-and-swaps of
+/// the value this client last saw. Returns its operations and its errors.
+pub async fn run_client(
+    mut client: RegisterClient,
+    mut rng: SimRng,
+    clock: HistoryClock,
+    run: Duration,
+    rounds: Rounds,
+) -> (Vec<KvOperation>, CallErrors) {
+    assert!(
+        run <= rounds.run_max(),
+        "a run longer than the key space allows"
+    );
+    let run_ns = u64::try_from(run.as_nanos()).expect("a run shorter than 584 years");
+    let round_ns = u64::try_from(rounds.round.as_nanos()).expect("a short round");
+    let mut operations = Vec::new();
+    let mut last_seen: HashMap<KvKey, Option<KvValue>> = HashMap::new();
+    while operations.len() < OPERATIONS_PER_CLIENT_MAX {
+        let now_ns = clock.now_ns();
+        if now_ns >= run_ns {
+            break;
+        }
+        let round = u8::try_from(now_ns / round_ns).expect("run length checked against rounds");
+        let key =
+            round * rounds.keys_per_round + rng.index(usize::from(rounds.keys_per_round)) as u8;
+        let value = (client.client_id() << 32) | (operations.len() as u64 + 1);
+        let input = next_input(&mut rng, key, value, &last_seen);
+        let operation = client.record(&clock, input).await;
+        if let Some(value) = value_seen(&operation) {
+            last_seen.insert(key, value);
+        }
+        operations.push(operation);
+        if !rounds.think.is_zero() {
+            tokio::time::sleep(rounds.think).await;
+        }
+    }
+    (operations, client.errors().clone())
+}
+
+/// About half reads, a quarter puts, a quarter compare-and-swaps. A write
+/// writes `value`, which the caller makes `client_id << 32 | n` for the
+/// client's `n`-th operation, so no two writes in a history write the same
+/// value.
+fn next_input(
+    rng: &mut SimRng,
+    key: KvKey,
+    value: KvValue,
+    last_seen: &HashMap<KvKey, Option<KvValue>>,
+) -> KvInput {
+    match rng.index(4) {
+        0 | 1 => KvInput::Get { key },
+        2 => KvInput::Put { key, value },
+        _ => KvInput::Cas {
+            key,
+            expected: last_seen.get(&key).copied().flatten(),
+            new: value,
+        },
+    }
+}
+
+/// What `operation` told its client the key holds now, if anything.
+pub fn value_seen(operation: &KvOperation) -> Option<Option<KvValue>> {
+    let Outcome::Returned { output, .. } = operation.outcome else {
+        return None;
+    };
+    match (operation.input, output) {
+        (KvInput::Get { .. }, KvOutput::Value(value)) => Some(value),
+        (KvInput::Put { value, .. }, KvOutput::PutDone) => Some(Some(value)),
+        (KvInput::Cas { new, .. }, KvOutput::CasDone { succeeded: true }) => Some(Some(new)),
+        _ => None,
+    }
+}
+
+/// How many returned operations satisfy `predicate`.
+pub fn count_returned(history: &[KvOperation], predicate: impl Fn(&KvOperation) -> bool) -> usize {
+    history
+        .iter()
+        .filter(|operation| operation.is_returned() && predicate(operation))
+        .count()
 }

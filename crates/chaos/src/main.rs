@@ -1,0 +1,129 @@
+//! `chaos`: one run of the real-process fault suite, from the command line.
+//! `tests/chaos/run` builds raftkv and this binary and starts it. Exits 0
+//! when the run is valid, 1 when it is not, 2 when it could not be carried
+//! out, 130 when interrupted (after removing its hosts and processes).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use chaos::faults::{FaultKinds, Pacing};
+use chaos::run::{run, RunOptions};
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(
+    about = "Run raftkv members on hosts of their own under faults and check the clients' history"
+)]
+struct Arguments {
+    /// Members, each in its own network namespace.
+    #[arg(long, default_value_t = 5)]
+    nodes: usize,
+    /// Seconds the clients run.
+    #[arg(long, default_value_t = 60)]
+    time: u64,
+    /// Faults to inject: a comma list of partition, kill, pause, or all.
+    #[arg(long, default_value = "all")]
+    faults: FaultKinds,
+    /// The workload; `register` is linearizable reads, puts and CAS on a few keys.
+    #[arg(long, default_value = "register")]
+    workload: String,
+    /// Seeds the fault schedule and the clients.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Concurrent clients, spread over the members.
+    #[arg(long, default_value_t = 10)]
+    clients: u64,
+    /// Serializable reads (no read barrier): a negative control that a run
+    /// with partitions must call invalid.
+    #[arg(long)]
+    serializable_reads: bool,
+    /// The raftkv binary (default: `raftkv` beside this binary).
+    #[arg(long)]
+    raftkv: Option<PathBuf>,
+    /// Keep the members' data, logs and the history in this directory.
+    #[arg(long)]
+    keep: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let arguments = Arguments::parse();
+    if arguments.workload != "register" {
+        eprintln!(
+            "chaos: unknown workload {:?}; the workloads are: register",
+            arguments.workload
+        );
+        return ExitCode::from(2);
+    }
+    if let Some(missing) = chaos::hosts::missing_requirements() {
+        eprintln!("chaos: cannot make test hosts: {missing}");
+        return ExitCode::from(2);
+    }
+    let binary = match arguments.raftkv.clone().or_else(raftkv_beside_this_binary) {
+        Some(binary) if binary.exists() => binary,
+        other => {
+            eprintln!("chaos: no raftkv binary at {other:?}; pass --raftkv");
+            return ExitCode::from(2);
+        }
+    };
+    let options = RunOptions {
+        binary,
+        nodes: arguments.nodes,
+        time: Duration::from_secs(arguments.time),
+        faults: arguments.faults,
+        pacing: Pacing {
+            fault_min: Duration::from_millis(1_500),
+            fault_max: Duration::from_secs(6),
+            quiet_min: Duration::from_millis(500),
+            quiet_max: Duration::from_secs(3),
+        },
+        seed: arguments.seed,
+        clients: arguments.clients,
+        serializable_reads: arguments.serializable_reads,
+        names: None,
+        keep: arguments.keep,
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("chaos: cannot start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(async {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    eprintln!("chaos: cannot watch for SIGTERM: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+        // Dropping the run's future on a signal drops its hosts and members,
+        // which kill the processes and remove the namespaces.
+        tokio::select! {
+            outcome = run(&options) => match outcome {
+                Ok(report) => {
+                    println!("{report}");
+                    if report.is_valid() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+                }
+                Err(error) => {
+                    eprintln!("chaos: {error}");
+                    ExitCode::from(2)
+                }
+            },
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("chaos: interrupted; hosts and members removed");
+                ExitCode::from(130)
+            }
+            _ = terminate.recv() => {
+                eprintln!("chaos: terminated; hosts and members removed");
+                ExitCode::from(143)
+            }
+        }
+    })
+}
+
+fn raftkv_beside_this_binary() -> Option<PathBuf> {
+    Some(std::env::current_exe().ok()?.parent()?.join("raftkv"))
+}

@@ -1,0 +1,213 @@
+//! `raftkv serve` members as real processes, one per host, with etcd's
+//! standard ports on each host's own address. Crashes are SIGKILL, pauses
+//! SIGSTOP and SIGCONT, all sent by pid to processes this suite started.
+//!
+//! Owns: the members' command lines, data directories and logs, and their
+//! processes' lives. Must never: signal a process it did not start; leave
+//! one running when dropped.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+
+use rustix::process::{kill_process, Pid, Signal};
+
+use crate::hosts::Hosts;
+
+pub const CLIENT_PORT: u16 = 2379;
+pub const PEER_PORT: u16 = 2380;
+
+/// Why a member could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum MemberError {
+    #[error("cannot open member log {path}: {source}")]
+    Log {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start member {name}: {source}")]
+    Spawn {
+        name: String,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug)]
+struct Process {
+    child: Child,
+    paused: bool,
+}
+
+/// The members of one cluster over `hosts`, data and logs under `dir`.
+#[derive(Debug)]
+pub struct Members {
+    binary: PathBuf,
+    dir: PathBuf,
+    names: Vec<String>,
+    client_urls: Vec<String>,
+    peer_urls: Vec<String>,
+    extra_args: Vec<String>,
+    processes: Vec<Option<Process>>,
+}
+
+impl Members {
+    /// Describes one member per host of `hosts`, none started yet.
+    pub fn new(binary: &Path, dir: &Path, hosts: &Hosts, extra_args: &[String]) -> Members {
+        let count = hosts.count();
+        Members {
+            binary: binary.to_owned(),
+            dir: dir.to_owned(),
+            names: (1..=count).map(|number| format!("m{number}")).collect(),
+            client_urls: (0..count)
+                .map(|index| format!("http://{}:{CLIENT_PORT}", hosts.address(index)))
+                .collect(),
+            peer_urls: (0..count)
+                .map(|index| format!("http://{}:{PEER_PORT}", hosts.address(index)))
+                .collect(),
+            extra_args: extra_args.to_vec(),
+            processes: (0..count).map(|_| None).collect(),
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn name(&self, index: usize) -> &str {
+        &self.names[index]
+    }
+
+    pub fn client_url(&self, index: usize) -> &str {
+        &self.client_urls[index]
+    }
+
+    pub fn client_urls(&self) -> &[String] {
+        &self.client_urls
+    }
+
+    pub fn log_path(&self, index: usize) -> PathBuf {
+        self.dir.join(format!("{}.log", self.names[index]))
+    }
+
+    pub fn is_running(&self, index: usize) -> bool {
+        self.processes[index].is_some()
+    }
+
+    pub fn is_paused(&self, index: usize) -> bool {
+        self.processes[index]
+            .as_ref()
+            .is_some_and(|process| process.paused)
+    }
+
+    /// Starts member `index` in its host (a restart keeps its data).
+    pub fn start(&mut self, hosts: &Hosts, index: usize) -> Result<(), MemberError> {
+        assert!(!self.is_running(index), "member {index} runs already");
+        let initial_cluster = self
+            .names
+            .iter()
+            .zip(&self.peer_urls)
+            .map(|(name, url)| format!("{name}={url}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let log_path = self.log_path(index);
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|source| MemberError::Log {
+                path: log_path.clone(),
+                source,
+            })?;
+        let log_for_stderr = log.try_clone().map_err(|source| MemberError::Log {
+            path: log_path,
+            source,
+        })?;
+        let name = &self.names[index];
+        let child = hosts
+            .command(index, &self.binary)
+            .arg("serve")
+            .args(["--name", name])
+            .arg("--data-dir")
+            .arg(self.dir.join(name))
+            .args(["--listen-client-urls", &self.client_urls[index]])
+            .args(["--advertise-client-urls", &self.client_urls[index]])
+            .args(["--listen-peer-urls", &self.peer_urls[index]])
+            .args(["--initial-advertise-peer-urls", &self.peer_urls[index]])
+            .args(["--initial-cluster", &initial_cluster])
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_for_stderr)
+            .spawn()
+            .map_err(|source| MemberError::Spawn {
+                name: name.clone(),
+                source,
+            })?;
+        self.processes[index] = Some(Process {
+            child,
+            paused: false,
+        });
+        Ok(())
+    }
+
+    /// SIGKILL: the member dies mid-work, as in a crash.
+    pub fn kill(&mut self, index: usize) {
+        if let Some(mut process) = self.processes[index].take() {
+            signal(&process.child, Signal::KILL);
+            let _ = process.child.wait();
+        }
+    }
+
+    /// SIGSTOP: the process stops where it is and keeps its state.
+    pub fn pause(&mut self, index: usize) {
+        if let Some(process) = &mut self.processes[index] {
+            if !process.paused {
+                signal(&process.child, Signal::STOP);
+                process.paused = true;
+            }
+        }
+    }
+
+    /// SIGCONT for a paused member.
+    pub fn resume(&mut self, index: usize) {
+        if let Some(process) = &mut self.processes[index] {
+            if process.paused {
+                signal(&process.child, Signal::CONT);
+                process.paused = false;
+            }
+        }
+    }
+
+    /// Members whose process exited by itself (not by our SIGKILL), with
+    /// their exit status: a member must never die of a fault.
+    pub fn exited(&mut self) -> Vec<(usize, String)> {
+        let mut exited = Vec::new();
+        for (index, slot) in self.processes.iter_mut().enumerate() {
+            if let Some(process) = slot {
+                if let Ok(Some(status)) = process.child.try_wait() {
+                    exited.push((index, status.to_string()));
+                    *slot = None;
+                }
+            }
+        }
+        exited
+    }
+}
+
+/// Sends `signal` to a child this suite started; one that already exited
+/// (and was not yet reaped) ignores it.
+fn signal(child: &Child, signal: Signal) {
+    let pid = i32::try_from(child.id())
+        .ok()
+        .and_then(Pid::from_raw)
+        .expect("a child's pid is a valid pid");
+    let _ = kill_process(pid, signal);
+}
+
+impl Drop for Members {
+    fn drop(&mut self) {
+        for index in 0..self.processes.len() {
+            self.kill(index);
+        }
+    }
+}

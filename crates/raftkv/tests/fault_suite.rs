@@ -1,0 +1,84 @@
+//! The real-process fault suite in CI: `raftkv serve` members, each in its
+//! own network namespace, under a seeded schedule of partitions, SIGKILLs
+//! and SIGSTOP pauses, while ten clients record a register history that the
+//! simulator's checker judges (see the `chaos` crate; `tests/chaos/run` is
+//! the same run from the command line, of any length). The negative
+//! control reads without the read barrier under partitions, and the run
+//! must be called invalid. About 30 s each; needs root, `ip` and
+//! `iptables` (under CI their absence fails the test instead of skipping it).
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chaos::faults::Pacing;
+use chaos::run::{run, RunOptions};
+use sim::linearizability::Verdict;
+
+fn options(nodes: usize, seconds: u64, faults: &str, seed: u64) -> RunOptions {
+    RunOptions {
+        binary: PathBuf::from(env!("CARGO_BIN_EXE_raftkv")),
+        nodes,
+        time: Duration::from_secs(seconds),
+        faults: faults.parse().unwrap_or_else(|error| panic!("{error}")),
+        pacing: Pacing {
+            fault_min: Duration::from_millis(1_500),
+            fault_max: Duration::from_secs(4),
+            quiet_min: Duration::from_millis(500),
+            quiet_max: Duration::from_secs(2),
+        },
+        seed,
+        clients: 10,
+        serializable_reads: false,
+        names: None,
+        keep: None,
+    }
+}
+
+/// Whether this machine can make test hosts; under CI it must.
+fn hosts_possible() -> bool {
+    let Some(missing) = chaos::hosts::missing_requirements() else {
+        return true;
+    };
+    let under_ci = std::env::var("CI").is_ok_and(|value| value == "true");
+    assert!(!under_ci, "the fault suite cannot run under CI: {missing}");
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: the fault suite needs {missing}"
+    );
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_members_stay_linearizable_under_partitions_kills_and_pauses() {
+    if !hosts_possible() {
+        return;
+    }
+    let report = run(&options(5, 30, "all", 1))
+        .await
+        .unwrap_or_else(|error| panic!("the run could not be carried out: {error}"));
+    eprintln!("{report}");
+    assert!(
+        !report.faults.is_empty(),
+        "no fault was injected:\n{report}"
+    );
+    assert!(report.is_valid(), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serializable_reads_under_partitions_are_called_invalid() {
+    if !hosts_possible() {
+        return;
+    }
+    let mut options = options(3, 20, "partition", 2);
+    options.serializable_reads = true;
+    let report = run(&options)
+        .await
+        .unwrap_or_else(|error| panic!("the run could not be carried out: {error}"));
+    eprintln!("{report}");
+    assert!(
+        matches!(report.verdict, Verdict::NotLinearizable(_)),
+        "reads without the barrier on partitioned members went unnoticed:\n{report}"
+    );
+    assert!(!report.is_valid());
+}
