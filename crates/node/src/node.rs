@@ -68,6 +68,12 @@ pub enum Mutation {
     /// Sends a Ready's `persisted_messages` (vote grants, append
     /// acknowledgements) before the write they promise is durable.
     PersistedMessagesBeforeSync,
+    /// Releases a read barrier once its read index is confirmed, without
+    /// waiting for the state machine to apply up to it.
+    ReadBeforeApplied,
+    /// Lets a read that arrives while a read index request is in flight join
+    /// that request, so it is released by an index asked before it arrived.
+    ReadJoinsEarlierReadIndex,
 }
 
 /// A `Ready` whose durable write was issued by [`Node::persist_ready`]; hand
@@ -381,6 +387,12 @@ impl<H: Host> Node<H> {
         if !self.reads.has_queued() || self.leader == NO_NODE {
             return Ok(());
         }
+        #[cfg(feature = "mutations")]
+        if self.mutation == Some(Mutation::ReadJoinsEarlierReadIndex)
+            && self.reads.join_latest_issued()
+        {
+            return Ok(());
+        }
         let mut context = self.proposal_base.boot_id.to_le_bytes().to_vec();
         context.extend_from_slice(&self.next_read_context.to_le_bytes());
         self.next_read_context += 1;
@@ -450,8 +462,20 @@ impl<H: Host> Node<H> {
             self.reads.confirm(&read_state.context, read_state.index);
         }
         self.raft.advance()?;
-        self.reads.release(self.state_machine.applied_index());
+        self.release_reads();
         Ok(())
+    }
+
+    /// Answers every read barrier whose confirmed read index is applied.
+    fn release_reads(&mut self) {
+        let applied = self.state_machine.applied_index();
+        #[cfg(feature = "mutations")]
+        let applied = if self.mutation == Some(Mutation::ReadBeforeApplied) {
+            LogIndex::MAX
+        } else {
+            applied
+        };
+        self.reads.release(applied);
     }
 
     /// Handles one `Ready` whole: for an embedder whose log write returns
@@ -467,7 +491,7 @@ impl<H: Host> Node<H> {
     /// snapshots and compacts when due, and finishes a stop once leadership
     /// was handed over.
     pub fn end_turn(&mut self) -> Result<(), NodeError> {
-        self.reads.release(self.state_machine.applied_index());
+        self.release_reads();
         self.maybe_snapshot()?;
         let handed_over = self.leader != self.member_id();
         if self.stop_requested && (handed_over || self.ticks >= self.stop_deadline_tick) {
