@@ -71,6 +71,12 @@ pub enum Mutation {
     /// Releases a read barrier once its read index is confirmed, without
     /// waiting for the state machine to apply up to it.
     ReadBeforeApplied,
+    /// Answers a write as soon as its entry is durable in this member's
+    /// log, before it commits and is applied ("it is in the WAL"), with the
+    /// answer the state machine guesses for it. (An answer once the entry
+    /// commits but before it applies is no bug a linearizable read can see:
+    /// its read index covers the entry, and it waits for the apply.)
+    WriteAckedBeforeApplied,
     /// Lets a read that arrives while a read index request is in flight join
     /// that request, so it is released by an index asked before it arrived.
     ReadJoinsEarlierReadIndex,
@@ -456,6 +462,10 @@ impl<H: Host> Node<H> {
     pub fn complete_ready(&mut self, persisted: PersistedReady) -> Result<(), NodeError> {
         let PersistedReady { mut ready } = persisted;
         self.send(std::mem::take(&mut ready.persisted_messages));
+        #[cfg(feature = "mutations")]
+        if self.mutation == Some(Mutation::WriteAckedBeforeApplied) {
+            self.answer_before_apply(&ready.entries);
+        }
         let committed = std::mem::take(&mut ready.committed_entries_after_persist);
         self.apply(&committed)?;
         for read_state in &ready.read_states {
@@ -476,6 +486,27 @@ impl<H: Host> Node<H> {
             applied
         };
         self.reads.release(applied);
+    }
+
+    /// The [`Mutation::WriteAckedBeforeApplied`] bug: answers this member's
+    /// proposals among `appended`, now durable here, with the state
+    /// machine's guess, before they commit.
+    #[cfg(feature = "mutations")]
+    fn answer_before_apply(&mut self, appended: &[Entry]) {
+        for entry in appended {
+            let (Some(id), view) = frame(entry) else {
+                continue;
+            };
+            let Some(request) = self.request_of(id) else {
+                continue;
+            };
+            if let Some(answer) = view
+                .command
+                .and_then(|command| self.state_machine.answer_unapplied(command))
+            {
+                self.proposals.answer(request, answer);
+            }
+        }
     }
 
     /// Handles one `Ready` whole: for an embedder whose log write returns

@@ -120,6 +120,17 @@ fn reads_released_before_the_read_index_is_applied_are_caught() {
     );
 }
 
+/// A write answered once it is in the proposer's log, before it commits.
+#[cfg(feature = "mutations")]
+#[test]
+fn writes_acknowledged_before_they_are_applied_are_caught() {
+    assert_node_mutation_caught(
+        node::Mutation::WriteAckedBeforeApplied,
+        SimConfig::new(5, FaultSet::all()),
+        &[Invariant::Linearizability, Invariant::AcknowledgedWriteLost],
+    );
+}
+
 /// A read released by a read index asked before it arrived.
 #[cfg(feature = "mutations")]
 #[test]
