@@ -80,6 +80,9 @@ pub enum Mutation {
     /// Lets a read that arrives while a read index request is in flight join
     /// that request, so it is released by an index asked before it arrived.
     ReadJoinsEarlierReadIndex,
+    /// Applies the committed entries a Ready appends before its write is
+    /// durable (the core's `committed_entries_after_persist`).
+    ApplyBeforeDurable,
 }
 
 /// A `Ready` whose durable write was issued by [`Node::persist_ready`]; hand
@@ -445,6 +448,11 @@ impl<H: Host> Node<H> {
         // the next batch's fdatasync; the core keeps the rest for after it.
         let committed = std::mem::take(&mut ready.committed_entries);
         self.apply(&committed)?;
+        #[cfg(feature = "mutations")]
+        if self.mutation == Some(Mutation::ApplyBeforeDurable) {
+            let not_durable = std::mem::take(&mut ready.committed_entries_after_persist);
+            self.apply(&not_durable)?;
+        }
         let log = self.raft.storage_mut();
         if ready.must_sync {
             log.persist(ready.hard_state, &ready.entries)

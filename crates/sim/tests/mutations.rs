@@ -142,6 +142,17 @@ fn reads_joining_an_earlier_read_index_are_caught() {
     );
 }
 
+/// Committed entries applied before the write that appends them is durable.
+#[cfg(feature = "mutations")]
+#[test]
+fn applies_before_the_log_is_durable_are_caught() {
+    assert_node_mutation_caught(
+        node::Mutation::ApplyBeforeDurable,
+        SimConfig::new(5, FaultSet::all()),
+        &[Invariant::AppliedBeforeDurable],
+    );
+}
+
 /// The core's switches. Built without debug assertions, since the core's
 /// own `debug_assert!`s would otherwise report some of these bugs before the
 /// simulator's checkers get the chance:
