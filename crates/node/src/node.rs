@@ -810,9 +810,5 @@ fn frame(entry: &Entry) -> (Option<ProposalId>, Committed<'_>) {
     (decoded.map(|(id, _)| id), view)
 }
 
-/// Leaves in `committed` the entries the local log already holds durably
-/// (through `durable_last_index`) and returns the rest, which a follower may
-/// learn are committed in the same Ready that appends them: those must wait
-/// for the sync, or a crash could leave the state machine ahead of the log.
 #[cfg(test)]
 mod tests;
