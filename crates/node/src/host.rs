@@ -80,6 +80,14 @@ pub trait StateMachine {
     /// bytes.
     fn finished_snapshot(&mut self) -> Result<Option<(LogIndex, Vec<u8>)>, Self::Error>;
 
+    /// What a node with the [`crate::Mutation::WriteAckedBeforeApplied`]
+    /// bug answers for `command` before applying it: the answer the command
+    /// usually gets, if it has one that does not depend on the state.
+    #[cfg(feature = "mutations")]
+    fn answer_unapplied(&self, _command: &[u8]) -> Option<Self::Answer> {
+        None
+    }
+
     /// Saves the member list durably. Called before the entries that changed
     /// it are applied, so a restart never finds the state machine ahead of
     /// the list.

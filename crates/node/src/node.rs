@@ -68,6 +68,21 @@ pub enum Mutation {
     /// Sends a Ready's `persisted_messages` (vote grants, append
     /// acknowledgements) before the write they promise is durable.
     PersistedMessagesBeforeSync,
+    /// Releases a read barrier once its read index is confirmed, without
+    /// waiting for the state machine to apply up to it.
+    ReadBeforeApplied,
+    /// Answers a write as soon as its entry is durable in this member's
+    /// log, before it commits and is applied ("it is in the WAL"), with the
+    /// answer the state machine guesses for it. (An answer once the entry
+    /// commits but before it applies is no bug a linearizable read can see:
+    /// its read index covers the entry, and it waits for the apply.)
+    WriteAckedBeforeApplied,
+    /// Lets a read that arrives while a read index request is in flight join
+    /// that request, so it is released by an index asked before it arrived.
+    ReadJoinsEarlierReadIndex,
+    /// Applies the committed entries a Ready appends before its write is
+    /// durable (the core's `committed_entries_after_persist`).
+    ApplyBeforeDurable,
 }
 
 /// A `Ready` whose durable write was issued by [`Node::persist_ready`]; hand
@@ -381,6 +396,12 @@ impl<H: Host> Node<H> {
         if !self.reads.has_queued() || self.leader == NO_NODE {
             return Ok(());
         }
+        #[cfg(feature = "mutations")]
+        if self.mutation == Some(Mutation::ReadJoinsEarlierReadIndex)
+            && self.reads.join_latest_issued()
+        {
+            return Ok(());
+        }
         let mut context = self.proposal_base.boot_id.to_le_bytes().to_vec();
         context.extend_from_slice(&self.next_read_context.to_le_bytes());
         self.next_read_context += 1;
@@ -427,6 +448,11 @@ impl<H: Host> Node<H> {
         // the next batch's fdatasync; the core keeps the rest for after it.
         let committed = std::mem::take(&mut ready.committed_entries);
         self.apply(&committed)?;
+        #[cfg(feature = "mutations")]
+        if self.mutation == Some(Mutation::ApplyBeforeDurable) {
+            let not_durable = std::mem::take(&mut ready.committed_entries_after_persist);
+            self.apply(&not_durable)?;
+        }
         let log = self.raft.storage_mut();
         if ready.must_sync {
             log.persist(ready.hard_state, &ready.entries)
@@ -444,14 +470,51 @@ impl<H: Host> Node<H> {
     pub fn complete_ready(&mut self, persisted: PersistedReady) -> Result<(), NodeError> {
         let PersistedReady { mut ready } = persisted;
         self.send(std::mem::take(&mut ready.persisted_messages));
+        #[cfg(feature = "mutations")]
+        if self.mutation == Some(Mutation::WriteAckedBeforeApplied) {
+            self.answer_before_apply(&ready.entries);
+        }
         let committed = std::mem::take(&mut ready.committed_entries_after_persist);
         self.apply(&committed)?;
         for read_state in &ready.read_states {
             self.reads.confirm(&read_state.context, read_state.index);
         }
         self.raft.advance()?;
-        self.reads.release(self.state_machine.applied_index());
+        self.release_reads();
         Ok(())
+    }
+
+    /// Answers every read barrier whose confirmed read index is applied.
+    fn release_reads(&mut self) {
+        let applied = self.state_machine.applied_index();
+        #[cfg(feature = "mutations")]
+        let applied = if self.mutation == Some(Mutation::ReadBeforeApplied) {
+            LogIndex::MAX
+        } else {
+            applied
+        };
+        self.reads.release(applied);
+    }
+
+    /// The [`Mutation::WriteAckedBeforeApplied`] bug: answers this member's
+    /// proposals among `appended`, now durable here, with the state
+    /// machine's guess, before they commit.
+    #[cfg(feature = "mutations")]
+    fn answer_before_apply(&mut self, appended: &[Entry]) {
+        for entry in appended {
+            let (Some(id), view) = frame(entry) else {
+                continue;
+            };
+            let Some(request) = self.request_of(id) else {
+                continue;
+            };
+            if let Some(answer) = view
+                .command
+                .and_then(|command| self.state_machine.answer_unapplied(command))
+            {
+                self.proposals.answer(request, answer);
+            }
+        }
     }
 
     /// Handles one `Ready` whole: for an embedder whose log write returns
@@ -467,7 +530,7 @@ impl<H: Host> Node<H> {
     /// snapshots and compacts when due, and finishes a stop once leadership
     /// was handed over.
     pub fn end_turn(&mut self) -> Result<(), NodeError> {
-        self.reads.release(self.state_machine.applied_index());
+        self.release_reads();
         self.maybe_snapshot()?;
         let handed_over = self.leader != self.member_id();
         if self.stop_requested && (handed_over || self.ticks >= self.stop_deadline_tick) {
@@ -747,9 +810,5 @@ fn frame(entry: &Entry) -> (Option<ProposalId>, Committed<'_>) {
     (decoded.map(|(id, _)| id), view)
 }
 
-/// Leaves in `committed` the entries the local log already holds durably
-/// (through `durable_last_index`) and returns the rest, which a follower may
-/// learn are committed in the same Ready that appends them: those must wait
-/// for the sync, or a crash could leave the state machine ahead of the log.
 #[cfg(test)]
 mod tests;

@@ -317,6 +317,18 @@ impl<R: Reply<Result<(), RequestError>>> Reads<R> {
         );
     }
 
+    /// The [`crate::Mutation::ReadJoinsEarlierReadIndex`] bug: the queued
+    /// barriers join the read index request issued last, if one is in
+    /// flight; returns whether they did.
+    #[cfg(feature = "mutations")]
+    pub(crate) fn join_latest_issued(&mut self) -> bool {
+        let Some(latest) = self.issued.values_mut().max_by_key(|read| read.issued_tick) else {
+            return false;
+        };
+        latest.waiters.append(&mut self.queued);
+        true
+    }
+
     /// The core confirmed the read asked with `context` at `index`.
     pub(crate) fn confirm(&mut self, context: &[u8], index: LogIndex) {
         if let Some(read) = self.issued.remove(context) {

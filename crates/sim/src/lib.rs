@@ -50,7 +50,7 @@
 //!   `cargo run --release -p sim --example replay_seed -- SEED NODES FAULTS EVENTS`.
 //! - Settings the defaults hide: `cargo run --release -p sim --example config_matrix`.
 //! - Deliberate bugs: `tests/mutations.rs` has the unsafe read mode (run by
-//!   `cargo test`), the node loop's switch, and a one-line-per-switch table
+//!   `cargo test`), the node loop's switches, and a one-line-per-switch table
 //!   of the core's (`cargo test --release -p sim --features mutations --test mutations`).
 //!
 //! # Speed

@@ -28,6 +28,8 @@ pub enum Invariant {
     CommitRegressed,
     /// A leader committed an index that a majority does not hold durably.
     CommitWithoutMajority,
+    /// A member applied an entry its own log did not yet hold durably.
+    AppliedBeforeDurable,
     /// A leader's log held two uncommitted configuration changes at once.
     ConfChangeOneAtATime,
     /// A write acknowledged to a client is missing from a member's state.
@@ -54,6 +56,7 @@ impl fmt::Display for Invariant {
             Invariant::StateMachineSafety => "state machine safety",
             Invariant::CommitRegressed => "commit monotonicity",
             Invariant::CommitWithoutMajority => "commit needs a durable majority",
+            Invariant::AppliedBeforeDurable => "apply only what the own log holds durably",
             Invariant::ConfChangeOneAtATime => "one configuration change at a time",
             Invariant::AcknowledgedWriteLost => "no acknowledged write lost",
             Invariant::Linearizability => "linearizability",

@@ -857,6 +857,19 @@ impl World {
             );
             return self.fail(core_failure(node, self.now_us, detail));
         }
+        if !DurableView(&self.members).durably_holds(node, entry.index, entry.term) {
+            let detail = format!(
+                "applied index {} (term {}) before its own log held it durably",
+                entry.index, entry.term
+            );
+            let violation = Violation::new(
+                Invariant::AppliedBeforeDurable,
+                vec![node],
+                self.now_us,
+                detail,
+            );
+            return self.fail(violation);
+        }
         let term = self.member(node).term;
         let result = self.checker.observe_apply(node, term, entry, self.now_us);
         self.check(result);
