@@ -17,8 +17,18 @@ const SEEDS_MAX: u64 = 200;
 /// core tripping its own hard assertion first) are passed over, so the test
 /// proves the simulator's own checker for the bug fires.
 fn first_violation(name: &str, config: &SimConfig, expected: &[Invariant]) -> Violation {
+    first_violation_within(name, config, expected, SEEDS_MAX)
+}
+
+/// [`first_violation`] over seeds `1..=seeds_max`.
+fn first_violation_within(
+    name: &str,
+    config: &SimConfig,
+    expected: &[Invariant],
+    seeds_max: u64,
+) -> Violation {
     let mut passed_over = Vec::new();
-    for start in (1..=SEEDS_MAX).step_by(20) {
+    for start in (1..=seeds_max).step_by(20) {
         let batch = run_seeds(config, start..start + 20, 2, |_| {});
         for violation in batch.failures {
             if expected.contains(&violation.invariant) {
@@ -28,7 +38,7 @@ fn first_violation(name: &str, config: &SimConfig, expected: &[Invariant]) -> Vi
         }
     }
     panic!(
-        "mutation {name}: none of {expected:?} reported in {SEEDS_MAX} seeds; the checkers miss \
+        "mutation {name}: none of {expected:?} reported in {seeds_max} seeds; the checkers miss \
          this bug. Other violations seen: {passed_over:?}"
     );
 }
@@ -187,5 +197,43 @@ mod core {
                 violation.invariant
             );
         }
+    }
+}
+
+/// The core's read and replication switches that the fault mix of a plain
+/// run reaches only rarely: each is hunted over up to 2,000 seeds, stopping
+/// at the first that catches it.
+#[cfg(all(feature = "mutations", not(debug_assertions)))]
+mod rare_core {
+    use super::*;
+    use raft::Mutation;
+
+    const SEEDS_MAX: u64 = 2_000;
+
+    fn hunt(mutation: Mutation, faults: FaultSet) -> Violation {
+        let mut config = SimConfig::new(5, faults);
+        config.core_mutation = Some(mutation);
+        first_violation_within(
+            &format!("{mutation:?}"),
+            &config,
+            &[Invariant::Linearizability],
+            SEEDS_MAX,
+        )
+    }
+
+    /// Answers to heartbeats sent before a read arrived confirm it. A slow
+    /// leader asked to hand over leadership keeps serving reads until it
+    /// hears of its successor, while the answers to its old rounds trickle in.
+    #[test]
+    fn a_read_confirmed_by_an_earlier_heartbeat_round_is_caught() {
+        let faults = "delay,transfer".parse().expect("fault names");
+        hunt(Mutation::ReadConfirmedByEarlierHeartbeat, faults);
+    }
+
+    /// A new leader serves a read at its commit index before it committed an
+    /// entry of its term, when that index may lag the previous leader's.
+    #[test]
+    fn a_read_served_before_the_term_commits_is_caught() {
+        hunt(Mutation::ReadBeforeTermCommitted, FaultSet::all());
     }
 }
