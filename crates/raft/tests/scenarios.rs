@@ -210,6 +210,7 @@ fn run_command(cluster: &mut Option<Cluster>, command: &str) -> String {
         }
         "heal" => cluster.heal(),
         "hold" => cluster.hold(number(&arguments, 1), number(&arguments, 2)),
+        "unhold" => cluster.unhold(number(&arguments, 1), number(&arguments, 2)),
         "release" => {
             let count = if arguments.len() > 3 {
                 number(&arguments, 3) as usize

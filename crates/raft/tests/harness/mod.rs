@@ -183,6 +183,11 @@ impl Cluster {
         self.held_links.insert((from, to));
     }
 
+    /// Messages from `from` to `to` flow again; those held stay held.
+    pub fn unhold(&mut self, from: u64, to: u64) {
+        self.held_links.remove(&(from, to));
+    }
+
     /// The oldest `count` messages held on the link from `from` to `to`
     /// arrive now, late, in the order they were sent.
     pub fn release(&mut self, from: u64, to: u64, count: usize) {
