@@ -219,6 +219,7 @@ fn run_command(cluster: &mut Option<Cluster>, command: &str) -> String {
             };
             cluster.release(number(&arguments, 1), number(&arguments, 2), count);
         }
+        "release-newest" => cluster.release_newest(number(&arguments, 1), number(&arguments, 2)),
         "held" => {
             for message in cluster.held_messages() {
                 let _ = writeln!(output, "{message}");
