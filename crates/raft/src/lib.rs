@@ -61,6 +61,19 @@ pub enum Mutation {
     ApplyUncommitted,
     /// Accept a configuration change while an earlier one is uncommitted.
     ConfChangeWhilePending,
+    /// Accept a configuration change before the leader committed an entry
+    /// of its term, while an earlier leader's uncommitted change may still be
+    /// replaced (the single-server change bug of 2015).
+    ConfChangeBeforeTermCommitted,
+    /// A follower commits up to its last index, not up to the last entry the
+    /// append vouched for: a divergent suffix beyond it gets committed.
+    CommitToLastIndex,
+    /// Serve a ReadIndex read before the leader committed an entry of its
+    /// term, at a commit index that may lag the one an earlier leader reached.
+    ReadBeforeTermCommitted,
+    /// Count any heartbeat answer towards the newest pending read, even one
+    /// answering a heartbeat sent before the read arrived.
+    ReadConfirmedByEarlierHeartbeat,
 }
 
 /// Why the core refused an input.

@@ -209,6 +209,22 @@ fn run_command(cluster: &mut Option<Cluster>, command: &str) -> String {
             cluster.partition(&groups);
         }
         "heal" => cluster.heal(),
+        "hold" => cluster.hold(number(&arguments, 1), number(&arguments, 2)),
+        "unhold" => cluster.unhold(number(&arguments, 1), number(&arguments, 2)),
+        "release" => {
+            let count = if arguments.len() > 3 {
+                number(&arguments, 3) as usize
+            } else {
+                usize::MAX
+            };
+            cluster.release(number(&arguments, 1), number(&arguments, 2), count);
+        }
+        "release-newest" => cluster.release_newest(number(&arguments, 1), number(&arguments, 2)),
+        "held" => {
+            for message in cluster.held_messages() {
+                let _ = writeln!(output, "{message}");
+            }
+        }
         "crash" => cluster.crash(number(&arguments, 1)),
         "restart" => cluster.restart(number(&arguments, 1)),
         "compact" => cluster.compact(number(&arguments, 1), number(&arguments, 2)),

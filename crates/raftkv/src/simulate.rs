@@ -22,7 +22,7 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 5, value_parser = parse_nodes)]
     nodes: usize,
     /// Faults to inject: "all", "none" or a comma list of network, partition,
-    /// crash, transfer, pause, membership.
+    /// crash, transfer, pause, membership, delay.
     #[arg(long, default_value = "all")]
     faults: FaultSet,
     /// Let each seed also draw the core's switches (PreVote, CheckQuorum,
@@ -140,6 +140,7 @@ fn describe_faults(faults: &FaultSet) -> String {
         (faults.transfers, "transfer"),
         (faults.pauses, "pause"),
         (faults.membership, "membership"),
+        (faults.delays, "delay"),
     ]
     .into_iter()
     .filter_map(|(on, name)| on.then_some(name))
@@ -177,6 +178,7 @@ mod tests {
             "network,crash",
             "partition,pause,transfer",
             "membership",
+            "delay,transfer",
         ] {
             let faults: FaultSet = text.parse().unwrap();
             assert_eq!(

@@ -58,6 +58,10 @@ pub struct FaultSet {
     /// learner and promote it, add a voter, remove a voter or itself, re-add
     /// a removed member, among the founding members and a few spare ids.
     pub membership: bool,
+    /// A member (the leader, half the time) becomes slow: every message it
+    /// sends or receives takes 100 ms to 2 s, so answers to old requests
+    /// arrive after newer ones, and old appends after newer ones.
+    pub delays: bool,
 }
 
 impl FaultSet {
@@ -73,6 +77,7 @@ impl FaultSet {
             transfers: true,
             pauses: true,
             membership: true,
+            delays: true,
         }
     }
 
@@ -83,7 +88,7 @@ impl FaultSet {
 
 /// A `--faults` value that names no known fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown fault {name:?} in {input:?}; use \"all\", \"none\" or a comma list of network, partition, crash, transfer, pause, membership")]
+#[error("unknown fault {name:?} in {input:?}; use \"all\", \"none\" or a comma list of network, partition, crash, transfer, pause, membership, delay")]
 pub struct FaultSetParseError {
     pub name: String,
     pub input: String,
@@ -93,7 +98,7 @@ impl FromStr for FaultSet {
     type Err = FaultSetParseError;
 
     /// `all`, `none`, or a comma list of `network`, `partition`, `crash`,
-    /// `transfer`, `pause`, `membership`.
+    /// `transfer`, `pause`, `membership`, `delay`.
     fn from_str(input: &str) -> Result<Self, Self::Err> {
         let mut faults = FaultSet::none();
         for name in input
@@ -110,6 +115,7 @@ impl FromStr for FaultSet {
                 "transfer" | "transfers" => faults.transfers = true,
                 "pause" | "pauses" => faults.pauses = true,
                 "membership" => faults.membership = true,
+                "delay" | "delays" => faults.delays = true,
                 other => {
                     return Err(FaultSetParseError {
                         name: other.to_string(),
@@ -527,6 +533,6 @@ mod tests {
         assert_eq!(error.name, "flood");
         assert!(error
             .to_string()
-            .contains("network, partition, crash, transfer, pause, membership"));
+            .contains("network, partition, crash, transfer, pause, membership, delay"));
     }
 }

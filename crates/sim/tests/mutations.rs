@@ -265,3 +265,38 @@ mod core {
         }
     }
 }
+
+/// The core's read and replication switches that the fault mix of a plain
+/// run reaches only rarely: each is hunted over up to 2,000 seeds, stopping
+/// at the first that catches it.
+#[cfg(all(feature = "mutations", not(debug_assertions)))]
+mod rare_core {
+    use super::*;
+    use raft::Mutation;
+
+    fn hunt(mutation: Mutation, faults: FaultSet) -> Violation {
+        let mut config = SimConfig::new(5, faults);
+        config.core_mutation = Some(mutation);
+        first_violation(
+            &format!("{mutation:?}"),
+            &config,
+            &[Invariant::Linearizability],
+        )
+    }
+
+    /// Answers to heartbeats sent before a read arrived confirm it. A slow
+    /// leader asked to hand over leadership keeps serving reads until it
+    /// hears of its successor, while the answers to its old rounds trickle in.
+    #[test]
+    fn a_read_confirmed_by_an_earlier_heartbeat_round_is_caught() {
+        let faults = "delay,transfer".parse().expect("fault names");
+        hunt(Mutation::ReadConfirmedByEarlierHeartbeat, faults);
+    }
+
+    /// A new leader serves a read at its commit index before it committed an
+    /// entry of its term, when that index may lag the previous leader's.
+    #[test]
+    fn a_read_served_before_the_term_commits_is_caught() {
+        hunt(Mutation::ReadBeforeTermCommitted, FaultSet::all());
+    }
+}

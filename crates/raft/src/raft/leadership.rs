@@ -2,7 +2,7 @@
 //! ReadIndex barrier (Raft dissertation §6.4) and handing leadership to another
 //! member (§3.10).
 
-use crate::raft::Raft;
+use crate::raft::{mutated, Raft};
 use crate::read_only::PENDING_READS_MAX;
 use crate::storage::{Storage, StorageError};
 use crate::types::{MessageBody, NodeId, ReadState, Role};
@@ -43,7 +43,7 @@ impl<S: Storage> Raft<S> {
         if self.read_only.len() + self.reads_awaiting_commit.len() >= PENDING_READS_MAX {
             return Ok(());
         }
-        if !self.committed_in_current_term()? {
+        if !self.committed_in_current_term()? && !mutated!(self, ReadBeforeTermCommitted) {
             self.reads_awaiting_commit.push((requester, context));
             return Ok(());
         }

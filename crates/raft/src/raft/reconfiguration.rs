@@ -37,7 +37,8 @@ impl<S: Storage> Raft<S> {
                     index: pending_index,
                 });
             }
-            if !raft.committed_in_current_term()? {
+            if !raft.committed_in_current_term()? && !mutated!(raft, ConfChangeBeforeTermCommitted)
+            {
                 return Err(RaftError::ConfChangeBeforeTermCommitted { term: raft.term });
             }
             raft.conf_state().apply(change)?;

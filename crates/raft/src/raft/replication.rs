@@ -183,7 +183,12 @@ impl<S: Storage> Raft<S> {
             let last_new_index = prev_log_index + entries.len() as u64;
             let new_entries = self.log.new_entries_after(prev_log_index, entries)?;
             self.append_to_log(new_entries);
-            self.log.commit_to(leader_commit.min(last_new_index));
+            let vouched_for = if mutated!(self, CommitToLastIndex) {
+                self.log.last_index()
+            } else {
+                last_new_index
+            };
+            self.log.commit_to(leader_commit.min(vouched_for));
             self.send(
                 from,
                 MessageBody::AppendEntriesResponse(AppendResponse::Accepted {
@@ -268,6 +273,11 @@ impl<S: Storage> Raft<S> {
                         self.send_append(from, true)?;
                     }
                 }
+                let read_context = if mutated!(self, ReadConfirmedByEarlierHeartbeat) {
+                    self.read_only.last_pending_context()
+                } else {
+                    read_context
+                };
                 if let Some(context) = read_context {
                     self.acknowledge_read(&context, from);
                 }

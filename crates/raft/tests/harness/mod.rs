@@ -16,6 +16,10 @@ pub struct Cluster {
     pub in_flight: Vec<Message>,
     /// Directed links that drop every message.
     cut_links: BTreeSet<(u64, u64)>,
+    /// Directed links whose messages are held back, to arrive late.
+    held_links: BTreeSet<(u64, u64)>,
+    /// Messages held back on their way, oldest first, until released.
+    held: Vec<Message>,
     /// Commands each member applied, in order.
     pub applied: BTreeMap<u64, Vec<Entry>>,
     pub read_states: BTreeMap<u64, Vec<ReadState>>,
@@ -41,6 +45,8 @@ impl Cluster {
             configs: BTreeMap::new(),
             in_flight: Vec::new(),
             cut_links: BTreeSet::new(),
+            held_links: BTreeSet::new(),
+            held: Vec::new(),
             applied: BTreeMap::new(),
             read_states: BTreeMap::new(),
             delivered_messages: 0,
@@ -151,16 +157,69 @@ impl Cluster {
             if self.cut_links.contains(&(message.from, message.to)) {
                 continue;
             }
-            if self.trace_messages {
-                self.events.push(describe(&message));
+            if self.held_links.contains(&(message.from, message.to)) {
+                self.held.push(message);
+                continue;
             }
-            if let Some(node) = self.nodes.get_mut(&message.to) {
-                node.step(message).expect("well-formed message");
-                delivered += 1;
-            }
+            delivered += usize::from(self.deliver(message));
         }
         self.delivered_messages += delivered as u64;
         delivered
+    }
+
+    fn deliver(&mut self, message: Message) -> bool {
+        if self.trace_messages {
+            self.events.push(describe(&message));
+        }
+        let Some(node) = self.nodes.get_mut(&message.to) else {
+            return false;
+        };
+        node.step(message).expect("well-formed message");
+        true
+    }
+
+    /// From now on, messages from `from` to `to` are held back on their way.
+    pub fn hold(&mut self, from: u64, to: u64) {
+        self.held_links.insert((from, to));
+    }
+
+    /// Messages from `from` to `to` flow again; those held stay held.
+    pub fn unhold(&mut self, from: u64, to: u64) {
+        self.held_links.remove(&(from, to));
+    }
+
+    /// The oldest `count` messages held on the link from `from` to `to`
+    /// arrive now, late, in the order they were sent.
+    pub fn release(&mut self, from: u64, to: u64, count: usize) {
+        let mut released = Vec::new();
+        self.held.retain(|message| {
+            let take = released.len() < count && (message.from, message.to) == (from, to);
+            if take {
+                released.push(message.clone());
+            }
+            !take
+        });
+        for message in released {
+            self.delivered_messages += u64::from(self.deliver(message));
+        }
+    }
+
+    /// The newest message held on the link from `from` to `to` arrives now,
+    /// before the older ones.
+    pub fn release_newest(&mut self, from: u64, to: u64) {
+        let newest = self
+            .held
+            .iter()
+            .rposition(|message| (message.from, message.to) == (from, to));
+        if let Some(position) = newest {
+            let message = self.held.remove(position);
+            self.delivered_messages += u64::from(self.deliver(message));
+        }
+    }
+
+    /// A description of each message held back, oldest first.
+    pub fn held_messages(&self) -> Vec<String> {
+        self.held.iter().map(describe).collect()
     }
 
     /// One step of the world: every member handles its Ready, then every
@@ -230,8 +289,10 @@ impl Cluster {
         }
     }
 
+    /// Restores every link; messages still held back stay held until released.
     pub fn heal(&mut self) {
         self.cut_links.clear();
+        self.held_links.clear();
     }
 
     /// Stops a member; its durable storage survives.

@@ -42,6 +42,8 @@ pub struct Stats {
     pub message_bytes: u64,
     pub messages_dropped: u64,
     pub messages_duplicated: u64,
+    /// Messages to or from a slow member, delayed by 100 ms to 2 s.
+    pub messages_delayed: u64,
     pub faults_injected: u64,
     pub crashes: u64,
     /// Crashes that struck a member in the middle of an fsync (its write lost).
@@ -49,6 +51,8 @@ pub struct Stats {
     /// Of those, the ones that kept a torn prefix of the write.
     pub torn_writes: u64,
     pub partitions: u64,
+    /// Members made slow (their messages delayed) by the nemesis.
+    pub slowdowns: u64,
     /// Leadership transfers the nemesis asked for.
     pub transfers: u64,
     /// Configuration changes the nemesis asked the leader for.
@@ -100,6 +104,9 @@ enum Event {
         node: NodeId,
     },
     HealPartition {
+        epoch: u64,
+    },
+    EndSlowdown {
         epoch: u64,
     },
     EndFaultPhase,
@@ -352,6 +359,7 @@ impl World {
             Event::Nemesis => self.on_nemesis(),
             Event::Restart { node } => self.restart(node),
             Event::HealPartition { epoch } => self.on_heal_partition(epoch),
+            Event::EndSlowdown { epoch } => self.on_end_slowdown(epoch),
             Event::EndFaultPhase => self.end_fault_phase(),
         }
     }

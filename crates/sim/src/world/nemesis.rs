@@ -54,6 +54,8 @@ impl World {
             self.transfer_leadership();
         } else if faults.pauses && self.rng.chance(0.2) {
             self.inject_pause();
+        } else if faults.delays && !self.network.any_slow() && self.rng.chance(0.2) {
+            self.inject_slowdown();
         } else {
             match (partition_allowed, crash_allowed) {
                 (true, true) if self.rng.chance(0.5) => self.inject_partition(),
@@ -170,6 +172,34 @@ impl World {
         change(ConfChangeKind::RemoveMember, victim)
     }
 
+    /// Slows the leader (half the time) or a random member down for a while:
+    /// what it receives arrives 100 ms to 2 s late. A slow leader is often
+    /// also asked to hand leadership over: it then learns of its successor
+    /// only late, while the answers to its old heartbeats are still on their
+    /// way to it and its clients still take it for the leader.
+    fn inject_slowdown(&mut self) {
+        let nodes = self.node_ids();
+        let leader = self.leader();
+        let victim = match leader {
+            Some(leader) if self.rng.chance(0.5) => leader,
+            _ => nodes[self.rng.index(nodes.len())],
+        };
+        self.slow_down(victim);
+        if leader == Some(victim) && self.rng.chance(0.5) {
+            self.transfer_leadership();
+        }
+        self.stats.faults_injected += 1;
+        let epoch = self.network.slow_epoch;
+        let duration = self.fault_duration_us();
+        self.schedule(duration, Event::EndSlowdown { epoch });
+    }
+
+    pub(super) fn on_end_slowdown(&mut self, epoch: u64) {
+        if self.network.slow_epoch == epoch {
+            self.speed_up();
+        }
+    }
+
     /// Pauses the leader (half the time) or a random running member.
     fn inject_pause(&mut self) {
         let up: Vec<NodeId> = self
@@ -224,6 +254,7 @@ impl World {
     /// members restart, and clients finish what they started.
     pub(super) fn end_fault_phase(&mut self) {
         self.network.heal();
+        self.speed_up();
         self.network.config.drop_probability = 0.0;
         self.network.config.duplicate_probability = 0.0;
         for node in self.node_ids() {

@@ -1,9 +1,10 @@
 //! The simulated network between members: seeded latency (and so
-//! reordering), drops, duplicates, and partitions of several shapes that the
-//! nemesis opens and heals. Client links share the latency and drop model
-//! but are never partitioned.
+//! reordering), drops, duplicates, partitions of several shapes that the
+//! nemesis opens and heals, and slow members whose inbound messages take
+//! 100 ms to 2 s, so answers to old requests arrive after newer ones. Client links
+//! share the latency and drop model but are never partitioned.
 //!
-//! Owns: which directed links are cut, and the fate of each message. Must
+//! Owns: which directed links are cut or slow, and the fate of each message. Must
 //! never: look inside messages beyond sizing them for the statistics.
 
 use raft::{Message, NodeId};
@@ -35,11 +36,22 @@ impl PartitionKind {
     ];
 }
 
+/// The extra latency of the links into a slow member, drawn per link:
+/// long enough to outlive heartbeat rounds and elections.
+pub(super) const SLOW_DELAY_US_MIN: u64 = 100_000;
+pub(super) const SLOW_DELAY_US_MAX: u64 = 2_000_000;
+
 #[derive(Debug)]
 pub(super) struct Network {
     size: usize,
     /// `cut[from * size + to]`: messages from `from` to `to` are lost.
     cut: Vec<bool>,
+    /// `delay_us[from * size + to]`: extra latency of messages from `from`
+    /// to `to`, [`SLOW_DELAY_US_MIN`] to [`SLOW_DELAY_US_MAX`] on the links
+    /// into a slow member (its inbound queues are backed up), else 0.
+    delay_us: Vec<u64>,
+    /// Bumped on every change of slow members, so stale ends do nothing.
+    pub(super) slow_epoch: u64,
     pub(super) config: NetworkConfig,
     /// Bumped on every change of partition, so stale heal events do nothing.
     pub(super) epoch: u64,
@@ -51,6 +63,8 @@ impl Network {
         Self {
             size,
             cut: vec![false; size * size],
+            delay_us: vec![0; size * size],
+            slow_epoch: 0,
             config,
             epoch: 0,
             partitioned: false,
@@ -88,6 +102,28 @@ impl Network {
         self.cut.iter_mut().for_each(|cut| *cut = false);
         self.partitioned = false;
         self.epoch += 1;
+    }
+
+    /// The extra latency of messages from `from` to `to`.
+    pub(super) fn delay_us(&self, from: NodeId, to: NodeId) -> u64 {
+        self.delay_us[self.slot(from, to)]
+    }
+
+    /// Delays messages from `from` to `to` by `delay_us` each.
+    pub(super) fn slow_link(&mut self, from: NodeId, to: NodeId, delay_us: u64) {
+        let slot = self.slot(from, to);
+        self.delay_us[slot] = delay_us;
+    }
+
+    /// Every link takes its usual latency again; messages already in flight
+    /// keep their delay.
+    pub(super) fn speed_up(&mut self) {
+        self.delay_us.iter_mut().for_each(|delay| *delay = 0);
+        self.slow_epoch += 1;
+    }
+
+    pub(super) fn any_slow(&self) -> bool {
+        self.delay_us.iter().any(|&delay| delay > 0)
     }
 
     pub(super) fn restore_links_of(&mut self, node: NodeId) {
@@ -137,21 +173,31 @@ impl World {
             MessageFate::Dropped | MessageFate::Cut => self.stats.messages_dropped += 1,
             MessageFate::Duplicated => {
                 self.stats.messages_duplicated += 1;
-                let delay = self.link_latency_us();
+                let delay = self.member_link_latency_us(from, to);
                 self.schedule(
                     delay,
                     Event::Deliver {
                         message: message.clone(),
                     },
                 );
-                let delay = self.link_latency_us();
+                let delay = self.member_link_latency_us(from, to);
                 self.schedule(delay, Event::Deliver { message });
             }
             MessageFate::InFlight => {
-                let delay = self.link_latency_us();
+                let delay = self.member_link_latency_us(from, to);
                 self.schedule(delay, Event::Deliver { message });
             }
         }
+    }
+
+    /// The latency of one message between members: messages to a slow
+    /// member take much longer, and so overtake each other.
+    fn member_link_latency_us(&mut self, from: NodeId, to: NodeId) -> u64 {
+        let delay = self.network.delay_us(from, to);
+        if delay > 0 {
+            self.stats.messages_delayed += 1;
+        }
+        self.link_latency_us() + delay
     }
 
     pub(super) fn link_latency_us(&mut self) -> u64 {
@@ -178,6 +224,33 @@ impl World {
             },
         );
         self.input(to, super::member::Input::Message(message));
+    }
+
+    /// Makes `node` slow: messages from each other member reach it 100 ms
+    /// to 2 s late (drawn per link), until [`World::speed_up`].
+    pub fn slow_down(&mut self, node: NodeId) {
+        let mut delays = Vec::new();
+        for from in self.node_ids().into_iter().filter(|&from| from != node) {
+            let delay_us = self.rng.between(SLOW_DELAY_US_MIN, SLOW_DELAY_US_MAX);
+            self.network.slow_link(from, node, delay_us);
+            delays.push((from, delay_us / 1000));
+        }
+        self.network.slow_epoch += 1;
+        self.stats.slowdowns += 1;
+        self.record(
+            0,
+            Happening::Fault(format!(
+                "messages to {node} delayed, (from, ms): {delays:?}"
+            )),
+        );
+    }
+
+    /// Ends every slowdown; messages already in flight keep their delay.
+    pub fn speed_up(&mut self) {
+        if self.network.any_slow() {
+            self.network.speed_up();
+            self.record(0, Happening::Fault(String::from("delays end")));
+        }
     }
 
     /// Opens a partition of `kind`, healing any earlier one first.
@@ -309,6 +382,34 @@ mod tests {
             .node_ids()
             .into_iter()
             .all(|node| reachable(&world, node).len() == 2));
+    }
+
+    /// When a message from `from` to `to` sent now would be delivered.
+    fn delivery_time_us(world: &mut World, from: NodeId, to: NodeId) -> u64 {
+        world.queue.clear();
+        world.send_message(Message {
+            from,
+            to,
+            term: 1,
+            body: raft::MessageBody::TimeoutNow,
+        });
+        world.queue.pop().map_or(0, |scheduled| scheduled.time_us)
+    }
+
+    #[test]
+    fn messages_to_a_slow_member_arrive_late_until_it_speeds_up() {
+        let mut world = world(3, 5);
+        world.slow_down(2);
+        for _ in 0..20 {
+            let late = delivery_time_us(&mut world, 1, 2);
+            assert!((SLOW_DELAY_US_MIN..=SLOW_DELAY_US_MAX + 20_000).contains(&late));
+            assert!(
+                delivery_time_us(&mut world, 2, 1) < SLOW_DELAY_US_MIN,
+                "outbound is not slowed"
+            );
+        }
+        world.speed_up();
+        assert!(delivery_time_us(&mut world, 1, 2) < SLOW_DELAY_US_MIN);
     }
 
     #[test]
