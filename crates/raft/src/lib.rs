@@ -61,6 +61,14 @@ pub enum Mutation {
     ApplyUncommitted,
     /// Accept a configuration change while an earlier one is uncommitted.
     ConfChangeWhilePending,
+    /// Recover the hard state on restart without its vote, so a member that
+    /// voted before it crashed may vote again in the same term.
+    ForgetVoteOnRestart,
+    /// Adopt the term of a pre-vote request, as if it were a real one: a
+    /// member that cannot win raises the others' terms all the same.
+    PreVoteBumpsTerm,
+    /// Count a late pre-vote grant as a vote once the real campaign began.
+    PreVoteGrantCountsAsVote,
 }
 
 /// Why the core refused an input.
