@@ -32,6 +32,12 @@ pub enum Invariant {
     ConfChangeOneAtATime,
     /// A write acknowledged to a client is missing from a member's state.
     AcknowledgedWriteLost,
+    /// A member granted its vote to two candidates in one term.
+    DoubleVote,
+    /// A member acted as leader without the votes of a majority.
+    LeaderWithoutMajority,
+    /// A member moved to a term in which nobody campaigned (say, a pre-vote's).
+    TermWithoutCampaign,
     /// The client history has no linearization.
     Linearizability,
     /// After faults healed, no leader appeared in time.
@@ -56,6 +62,9 @@ impl fmt::Display for Invariant {
             Invariant::CommitWithoutMajority => "commit needs a durable majority",
             Invariant::ConfChangeOneAtATime => "one configuration change at a time",
             Invariant::AcknowledgedWriteLost => "no acknowledged write lost",
+            Invariant::DoubleVote => "one vote per term",
+            Invariant::LeaderWithoutMajority => "a leader holds a majority of votes",
+            Invariant::TermWithoutCampaign => "terms rise only by campaigns",
             Invariant::Linearizability => "linearizability",
             Invariant::NoLeaderAfterHeal => "liveness: leader after heal",
             Invariant::OperationStuckAfterHeal => "liveness: operations complete after heal",

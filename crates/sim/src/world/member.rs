@@ -816,6 +816,11 @@ impl World {
         if result.is_ok() && ready.soft_state.is_some() {
             if member.role == Role::Leader {
                 result = self.checker.observe_leader(node, term, &after, now_us);
+                if let (Ok(()), Some(conf)) = (&result, member.conf_in_force()) {
+                    result = self
+                        .elections
+                        .observe_leader(node, term, &conf.voters, now_us);
+                }
             } else {
                 self.checker.observe_not_leader(node);
             }

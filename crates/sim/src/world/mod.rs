@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use raft::{LogIndex, Message, NodeId, Role, Term};
 
 use crate::config::SimConfig;
+use crate::elections::ElectionChecker;
 use crate::invariants::SafetyChecker;
 use crate::linearizability::KvOperation;
 use crate::rng::SimRng;
@@ -99,6 +100,10 @@ enum Event {
     Restart {
         node: NodeId,
     },
+    CrashFreshVoter {
+        node: NodeId,
+        generation: u64,
+    },
     HealPartition {
         epoch: u64,
     },
@@ -157,6 +162,7 @@ pub struct World {
     network: Network,
     clients: Vec<Client>,
     checker: SafetyChecker,
+    elections: ElectionChecker,
     trace: Trace,
     history: Vec<KvOperation>,
     stats: Stats,
@@ -212,6 +218,7 @@ impl World {
             network,
             clients,
             checker: SafetyChecker::new(),
+            elections: ElectionChecker::new(),
             history: Vec::new(),
             stats: Stats::default(),
             phase: Phase::Faults,
@@ -316,6 +323,19 @@ impl World {
         }
     }
 
+    /// What the world does with every message as it leaves its sender,
+    /// before the network decides its fate.
+    fn observe_sent(&mut self, message: &Message) {
+        self.check_election_rules(message);
+        self.maybe_crash_fresh_voter(message);
+    }
+
+    /// Holds a message leaving its sender to the election rules.
+    fn check_election_rules(&mut self, message: &Message) {
+        let result = self.elections.observe_sent(message, self.now_us);
+        self.check(result);
+    }
+
     /// Runs one event. Returns false when the queue is empty or a violation
     /// has been found.
     pub fn step(&mut self) -> bool {
@@ -351,6 +371,9 @@ impl World {
             Event::ClientStart { client } => self.on_client_start(client),
             Event::Nemesis => self.on_nemesis(),
             Event::Restart { node } => self.restart(node),
+            Event::CrashFreshVoter { node, generation } => {
+                self.on_crash_fresh_voter(node, generation)
+            }
             Event::HealPartition { epoch } => self.on_heal_partition(epoch),
             Event::EndFaultPhase => self.end_fault_phase(),
         }

@@ -4,7 +4,9 @@
 //! liveness promises.
 //!
 //! Crashes favour the leader and members in the middle of an fsync, where
-//! the durability model has the most to lose. With membership changes on, it
+//! the durability model has the most to lose; now and then a member that
+//! has just granted a vote is crashed and restarted within a round trip,
+//! while the election it voted in still runs. With membership changes on, it
 //! also asks the leader to change the configuration, one member at a time.
 //!
 //! Owns: when and which faults happen, healing, the liveness deadlines.
@@ -12,7 +14,7 @@
 //! of the voters at once (a cluster without a majority cannot be judged
 //! for liveness, and safety is exercised as well with a minority down).
 
-use raft::{ConfChange, ConfChangeKind, ConfState, LogIndex, NodeId};
+use raft::{ConfChange, ConfChangeKind, ConfState, LogIndex, Message, MessageBody, NodeId};
 
 use super::member::Input;
 use super::network::PartitionKind;
@@ -22,6 +24,9 @@ use crate::kv::KvStore;
 use crate::liveness::{self, Deadlines, HealedProgress};
 use crate::log_view::{LogView, NodeLog};
 use crate::trace::{describe_conf_change, Happening};
+
+/// The chance that a member is crashed right after it grants a vote.
+const FRESH_VOTER_CRASH_PROBABILITY: f64 = 0.25;
 
 impl World {
     pub(super) fn schedule_nemesis(&mut self) {
@@ -44,9 +49,7 @@ impl World {
             return;
         }
         let faults = self.config.faults;
-        let voters = self.cluster_conf().voters;
-        let voters_down = voters.iter().filter(|&&node| !self.is_up(node)).count();
-        let crash_allowed = faults.crashes && (voters_down + 1) * 2 < voters.len();
+        let crash_allowed = self.crash_allowed();
         let partition_allowed = faults.partitions && !self.network.partitioned;
         if faults.membership && self.rng.chance(0.15) {
             self.change_membership();
@@ -63,6 +66,57 @@ impl World {
             }
         }
         self.schedule_nemesis();
+    }
+
+    /// Whether crashes are on and one more voter may go down, leaving a
+    /// majority of the voters running.
+    fn crash_allowed(&self) -> bool {
+        let voters = self.cluster_conf().voters;
+        let voters_down = voters.iter().filter(|&&node| !self.is_up(node)).count();
+        self.config.faults.crashes && (voters_down + 1) * 2 < voters.len()
+    }
+
+    /// Now and then crashes a member that has just granted its vote, right
+    /// after the grant left, and restarts it within a network round trip:
+    /// back while the election still runs, it must remember that vote when
+    /// another candidate of the same term asks.
+    pub(super) fn maybe_crash_fresh_voter(&mut self, message: &Message) {
+        let MessageBody::RequestVoteResponse {
+            pre_vote: false,
+            granted: true,
+        } = message.body
+        else {
+            return;
+        };
+        if self.phase != Phase::Faults
+            || !self.config.faults.crashes
+            || !self.rng.chance(FRESH_VOTER_CRASH_PROBABILITY)
+        {
+            return;
+        }
+        let node = message.from;
+        let generation = self.member(node).generation;
+        self.schedule(0, Event::CrashFreshVoter { node, generation });
+    }
+
+    /// The crash `maybe_crash_fresh_voter` planned, unless the voter has
+    /// restarted since, the phase ended, or too many voters are down.
+    pub(super) fn on_crash_fresh_voter(&mut self, node: NodeId, generation: u64) {
+        if self.phase != Phase::Faults
+            || self.member(node).generation != generation
+            || !self.is_up(node)
+            || !self.crash_allowed()
+        {
+            return;
+        }
+        self.record(
+            0,
+            Happening::Fault(format!("crash {node}, which just voted")),
+        );
+        self.crash_member(node);
+        self.stats.faults_injected += 1;
+        let downtime = self.link_latency_us();
+        self.schedule(downtime, Event::Restart { node });
     }
 
     fn inject_partition(&mut self) {
