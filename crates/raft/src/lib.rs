@@ -69,6 +69,9 @@ pub enum Mutation {
     PreVoteBumpsTerm,
     /// Count a late pre-vote grant as a vote once the real campaign began.
     PreVoteGrantCountsAsVote,
+    /// CheckQuorum counts a follower active only when it answers an append,
+    /// not a heartbeat, so an idle leader steps down in a healthy cluster.
+    CheckQuorumIgnoresHeartbeats,
 }
 
 /// Why the core refused an input.

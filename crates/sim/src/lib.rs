@@ -34,7 +34,10 @@
 //! 2. Healing: every fault is undone; a stable leader must appear within 10
 //!    election timeouts, and every pending operation must complete and every
 //!    member of the configuration in force catch up within
-//!    [`SimConfig::heal_completion_us_max`].
+//!    [`SimConfig::heal_completion_us_max`]; once the heal has had an
+//!    election timeout to settle and a stable leader leads, no member may
+//!    raise its term (with PreVote, an election nobody needed), and the run
+//!    watches two election timeouts of this calm before it ends.
 //! 3. Final checks: every acknowledged write is in the state machine of
 //!    every member of the configuration, and the client history is
 //!    linearizable.

@@ -44,6 +44,8 @@ pub enum Invariant {
     NoLeaderAfterHeal,
     /// After faults healed, a client operation never completed.
     OperationStuckAfterHeal,
+    /// Once healed and calm, a member raised its term: an election nobody needed.
+    NeedlessElection,
     /// The core panicked or refused input it should accept.
     CoreFailure,
     /// The simulated world itself saw something impossible (a bug in the simulator).
@@ -68,6 +70,7 @@ impl fmt::Display for Invariant {
             Invariant::Linearizability => "linearizability",
             Invariant::NoLeaderAfterHeal => "liveness: leader after heal",
             Invariant::OperationStuckAfterHeal => "liveness: operations complete after heal",
+            Invariant::NeedlessElection => "liveness: no election once calm",
             Invariant::CoreFailure => "core failure",
             Invariant::SimulatorFault => "simulator fault",
         };

@@ -168,6 +168,11 @@ mod core {
             &[Invariant::TermWithoutCampaign],
         ),
         (
+            Mutation::CheckQuorumIgnoresHeartbeats,
+            Hunt::Seeds,
+            &[Invariant::NeedlessElection],
+        ),
+        (
             Mutation::PreVoteGrantCountsAsVote,
             Hunt::SeedsAtThreeMembers,
             &[Invariant::LeaderWithoutMajority, Invariant::ElectionSafety],

@@ -23,6 +23,7 @@ use crate::config::SimConfig;
 use crate::elections::ElectionChecker;
 use crate::invariants::SafetyChecker;
 use crate::linearizability::KvOperation;
+use crate::liveness;
 use crate::rng::SimRng;
 use crate::trace::{Happening, Trace};
 use crate::violation::{Invariant, Violation};
@@ -167,6 +168,8 @@ pub struct World {
     history: Vec<KvOperation>,
     stats: Stats,
     phase: Phase,
+    /// The healthy stretch after healing, once a stable leader was seen.
+    calm: Option<liveness::Calm>,
     violation: Option<Violation>,
     next_lab_client_id: u64,
     /// The member whose node was called last, to name it if it panics.
@@ -222,6 +225,7 @@ impl World {
             history: Vec::new(),
             stats: Stats::default(),
             phase: Phase::Faults,
+            calm: None,
             violation: None,
             next_lab_client_id: 1 << 32,
             acting_node: 0,

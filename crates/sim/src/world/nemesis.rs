@@ -14,19 +14,24 @@
 //! of the voters at once (a cluster without a majority cannot be judged
 //! for liveness, and safety is exercised as well with a minority down).
 
-use raft::{ConfChange, ConfChangeKind, ConfState, LogIndex, Message, MessageBody, NodeId};
+use raft::{ConfChange, ConfChangeKind, ConfState, LogIndex, Message, MessageBody, NodeId, Term};
 
 use super::member::Input;
 use super::network::PartitionKind;
 use super::{Event, Phase, World};
 use crate::invariants;
 use crate::kv::KvStore;
-use crate::liveness::{self, Deadlines, HealedProgress};
+use crate::liveness::{self, Calm, CalmObservation, Deadlines, HealedProgress};
 use crate::log_view::{LogView, NodeLog};
 use crate::trace::{describe_conf_change, Happening};
 
 /// The chance that a member is crashed right after it grants a vote.
 const FRESH_VOTER_CRASH_PROBABILITY: f64 = 0.25;
+
+/// Election timeouts of calm (see [`Calm`]) a run lasts at least: time for
+/// a leader to step down needlessly (CheckQuorum decides once per election
+/// timeout) and for a member to campaign.
+const CALM_OBSERVED_ELECTION_TIMEOUTS: u64 = 2;
 
 impl World {
     pub(super) fn schedule_nemesis(&mut self) {
@@ -348,6 +353,11 @@ impl World {
             }
         ) && self.pending_operations() == 0
             && self.converged()
+            && self.calm.is_some_and(|calm| {
+                self.now_us
+                    >= calm.since_us
+                        + CALM_OBSERVED_ELECTION_TIMEOUTS * self.config.election_timeout_us_max()
+            })
     }
 
     /// Holds a healed cluster to its liveness promises (see [`crate::liveness`]).
@@ -361,11 +371,19 @@ impl World {
         };
         let committed_index = self.checker.committed_index();
         let cluster_members = self.cluster_members();
+        let highest_term = cluster_members
+            .iter()
+            .map(|&node| self.member(node))
+            .filter(|member| member.is_up())
+            .map(|member| (member.term, member.id))
+            .max()
+            .unwrap_or((0, 0));
+        let stable_leader = self.stable_leader();
         let progress = HealedProgress {
             now_us: self.now_us,
             elapsed_since_heal_us: self.now_us - since_us,
             leader_seen,
-            stable_leader: self.stable_leader(),
+            stable_leader,
             pending_operations: self.pending_descriptions(),
             lagging_members: cluster_members
                 .iter()
@@ -386,8 +404,37 @@ impl World {
                 self.phase = Phase::Healing {
                     since_us,
                     leader_seen,
-                }
+                };
+                self.check_calm(since_us, stable_leader.is_some(), highest_term);
             }
+            Err(violation) => self.fail(violation),
+        }
+    }
+
+    /// Holds the healed cluster to its calm (see [`Calm`]). Without PreVote
+    /// the calm is only watched, not judged: a member cut off until the heal
+    /// comes back with a raised term and forces elections, which is Raft's
+    /// known behaviour (the reason PreVote exists), not a bug.
+    fn check_calm(
+        &mut self,
+        healed_since_us: u64,
+        stable_leader: bool,
+        highest_term: (Term, NodeId),
+    ) {
+        let observed = CalmObservation {
+            now_us: self.now_us,
+            settled: self.now_us >= healed_since_us + self.config.election_timeout_us_max(),
+            stable_leader,
+            highest_term,
+            conf_changes_committed: self.checker.conf_changes_committed(),
+        };
+        let checked = match self.calm {
+            Some(calm) if self.config.pre_vote => calm.check(&observed),
+            Some(calm) => Ok(Some(calm)),
+            None => Ok(Calm::begin(&observed)),
+        };
+        match checked {
+            Ok(calm) => self.calm = calm,
             Err(violation) => self.fail(violation),
         }
     }
