@@ -1,6 +1,6 @@
 //! Deliberate bugs the simulator must catch: each test switches one on and
 //! asserts a violation appears within a bounded number of seeds. A checker
-//! that misses its bug fails here. Takes under a second (each mutation stops
+//! that misses its bug fails here. Takes a few seconds (each mutation stops
 //! at its first failing seed).
 //!
 //! The node loop's and the core's switches need the `mutations` feature (the
