@@ -1,11 +1,12 @@
-//! The election rules, checked from the messages members send: one granted
-//! vote per voter per term, across restarts; a leader holds the votes of a
-//! majority of its voters; and a term exists only once someone campaigned
-//! in it, so a pre-vote (which promises nothing) never moves a term.
+//! The election rules, checked from the messages members send and the
+//! leaders they report: one granted vote per voter per term, across
+//! restarts; a leader holds the votes of a majority of its voters; and a
+//! term exists only once someone campaigned in it, so a pre-vote (which
+//! promises nothing) never moves a term.
 //!
 //! Owns: the run-wide record of granted votes and campaigned terms. Must
-//! never: trust a member's own account of its votes or its role; it judges
-//! only what left the members, which a restart cannot take back.
+//! never: trust a member's own account of its votes; it counts only the
+//! grants that left the members, which a restart cannot take back.
 
 use std::collections::{BTreeMap, BTreeSet};
 
