@@ -74,6 +74,17 @@ pub enum Mutation {
     /// Count any heartbeat answer towards the newest pending read, even one
     /// answering a heartbeat sent before the read arrived.
     ReadConfirmedByEarlierHeartbeat,
+    /// Recover the hard state on restart without its vote, so a member that
+    /// voted before it crashed may vote again in the same term.
+    ForgetVoteOnRestart,
+    /// Adopt the term of a pre-vote request, as if it were a real one: a
+    /// member that cannot win raises the others' terms all the same.
+    PreVoteBumpsTerm,
+    /// Count a late pre-vote grant as a vote once the real campaign began.
+    PreVoteGrantCountsAsVote,
+    /// CheckQuorum counts a follower active only when it answers an append,
+    /// not a heartbeat, so an idle leader steps down in a healthy cluster.
+    CheckQuorumIgnoresHeartbeats,
 }
 
 /// Why the core refused an input.

@@ -174,6 +174,9 @@ impl<S: Storage> Raft<S> {
             #[cfg(feature = "mutations")]
             mutation: config.mutation,
         };
+        if mutated!(raft, ForgetVoteOnRestart) {
+            raft.vote = NO_NODE;
+        }
         raft.become_follower(hard_state.term, NO_NODE);
         Ok(raft)
     }
@@ -426,7 +429,7 @@ impl<S: Storage> Raft<S> {
                 if !leadership_transfer && self.in_leader_lease() {
                     return false;
                 }
-                if !pre_vote {
+                if !pre_vote || mutated!(self, PreVoteBumpsTerm) {
                     self.become_follower(message.term, NO_NODE);
                 }
                 true

@@ -22,9 +22,10 @@
 //!    nemesis opens partitions (random halves, isolated leader, bridge,
 //!    one-way cuts) and crashes members (favouring the leader and members in
 //!    the middle of an fsync, sometimes tearing that write), and heals each
-//!    after a seeded while; it pauses processes (a stopped member keeps its
-//!    state and resumes with a stale view) and now and then asks the leader
-//!    to hand over leadership; it asks the leader for membership changes
+//!    after a seeded while (a member that has just voted is now and then
+//!    crashed and back within a round trip); it pauses processes (a stopped
+//!    member keeps its state and resumes with a stale view) and now and then
+//!    asks the leader to hand over leadership; it asks the leader for membership changes
 //!    (add a learner and promote it, add a voter, remove a voter or the
 //!    leader itself, re-add a removed member) among the founding members
 //!    and two spare processes, so the cluster's size changes during the run;
@@ -33,12 +34,17 @@
 //! 2. Healing: every fault is undone; a stable leader must appear within 10
 //!    election timeouts, and every pending operation must complete and every
 //!    member of the configuration in force catch up within
-//!    [`SimConfig::heal_completion_us_max`].
+//!    [`SimConfig::heal_completion_us_max`]; once the heal has had an
+//!    election timeout to settle and a stable leader leads, no member may
+//!    raise its term (with PreVote, an election nobody needed), and the run
+//!    watches two election timeouts of this calm before it ends.
 //! 3. Final checks: every acknowledged write is in the state machine of
 //!    every member of the configuration, and the client history is
 //!    linearizable.
 //!
-//! Safety invariants ([`invariants`]) are checked after every event.
+//! Safety invariants ([`invariants`]) are checked after every event, and the
+//! election rules ([`elections`]) on every message a member sends and every
+//! member taking office.
 //!
 //! # Running, replaying, and proving the checkers
 //!
@@ -68,6 +74,7 @@
 pub mod conf_view;
 pub mod config;
 pub mod disk;
+pub mod elections;
 pub mod invariants;
 pub mod kv;
 pub mod lab;

@@ -34,12 +34,20 @@ pub enum Invariant {
     ConfChangeOneAtATime,
     /// A write acknowledged to a client is missing from a member's state.
     AcknowledgedWriteLost,
+    /// A member granted its vote to two candidates in one term.
+    DoubleVote,
+    /// A member acted as leader without the votes of a majority.
+    LeaderWithoutMajority,
+    /// A member moved to a term in which nobody campaigned (say, a pre-vote's).
+    TermWithoutCampaign,
     /// The client history has no linearization.
     Linearizability,
     /// After faults healed, no leader appeared in time.
     NoLeaderAfterHeal,
     /// After faults healed, a client operation never completed.
     OperationStuckAfterHeal,
+    /// Once healed and calm, a member raised its term: an election nobody needed.
+    NeedlessElection,
     /// The core panicked or refused input it should accept.
     CoreFailure,
     /// The simulated world itself saw something impossible (a bug in the simulator).
@@ -59,9 +67,13 @@ impl fmt::Display for Invariant {
             Invariant::AppliedBeforeDurable => "apply only what the own log holds durably",
             Invariant::ConfChangeOneAtATime => "one configuration change at a time",
             Invariant::AcknowledgedWriteLost => "no acknowledged write lost",
+            Invariant::DoubleVote => "one vote per term",
+            Invariant::LeaderWithoutMajority => "a leader holds a majority of votes",
+            Invariant::TermWithoutCampaign => "terms rise only by campaigns",
             Invariant::Linearizability => "linearizability",
             Invariant::NoLeaderAfterHeal => "liveness: leader after heal",
             Invariant::OperationStuckAfterHeal => "liveness: operations complete after heal",
+            Invariant::NeedlessElection => "liveness: no election once calm",
             Invariant::CoreFailure => "core failure",
             Invariant::SimulatorFault => "simulator fault",
         };

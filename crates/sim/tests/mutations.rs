@@ -98,6 +98,7 @@ fn persisted_messages_sent_before_fsync_are_caught() {
         "persisted messages before fsync",
         config,
         &[
+            Invariant::DoubleVote,
             Invariant::CommitWithoutMajority,
             Invariant::ElectionSafety,
             Invariant::StateMachineSafety,
@@ -167,8 +168,11 @@ mod core {
     /// How a mutation is hunted.
     #[derive(Clone, Copy, Debug)]
     enum Hunt {
-        /// Random seeds of the mixed-fault workload.
+        /// Random seeds of the mixed-fault workload, five members.
         Seeds,
+        /// The same with three members, where one pre-vote grant besides
+        /// the candidate's own is a majority.
+        SeedsAtThreeMembers,
         /// The Figure 8 crash scenario with one entry per append, over seeds.
         Figure8,
     }
@@ -179,7 +183,7 @@ mod core {
         (
             Mutation::SecondVoteInTerm,
             Hunt::Seeds,
-            &[Invariant::ElectionSafety],
+            &[Invariant::DoubleVote, Invariant::ElectionSafety],
         ),
         (
             Mutation::VoteWithoutLogCheck,
@@ -195,6 +199,7 @@ mod core {
             Mutation::ReplyBeforePersist,
             Hunt::Seeds,
             &[
+                Invariant::DoubleVote,
                 Invariant::CommitWithoutMajority,
                 Invariant::ElectionSafety,
                 Invariant::StateMachineSafety,
@@ -228,6 +233,26 @@ mod core {
                 Invariant::LeaderCompleteness,
             ],
         ),
+        (
+            Mutation::ForgetVoteOnRestart,
+            Hunt::Seeds,
+            &[Invariant::DoubleVote],
+        ),
+        (
+            Mutation::PreVoteBumpsTerm,
+            Hunt::Seeds,
+            &[Invariant::TermWithoutCampaign],
+        ),
+        (
+            Mutation::CheckQuorumIgnoresHeartbeats,
+            Hunt::Seeds,
+            &[Invariant::NeedlessElection],
+        ),
+        (
+            Mutation::PreVoteGrantCountsAsVote,
+            Hunt::SeedsAtThreeMembers,
+            &[Invariant::LeaderWithoutMajority, Invariant::ElectionSafety],
+        ),
     ];
 
     /// The first violation Figure 8 runs find over seeds `1..=SEEDS_MAX`.
@@ -250,8 +275,9 @@ mod core {
         for &(mutation, hunt, expected) in CASES {
             let name = format!("{mutation:?}");
             let violation = match hunt {
-                Hunt::Seeds => {
-                    let mut config = SimConfig::new(5, FaultSet::all());
+                Hunt::Seeds | Hunt::SeedsAtThreeMembers => {
+                    let nodes = if matches!(hunt, Hunt::Seeds) { 5 } else { 3 };
+                    let mut config = SimConfig::new(nodes, FaultSet::all());
                     config.core_mutation = Some(mutation);
                     first_violation(&name, &config, expected)
                 }

@@ -180,12 +180,14 @@ impl<S: Storage> Raft<S> {
             }
             MessageBody::RequestVoteResponse { pre_vote, granted } => {
                 let campaigning_pre_vote = self.role == Role::PreCandidate;
-                if pre_vote != campaigning_pre_vote {
+                let grant_miscounted =
+                    pre_vote && granted && mutated!(self, PreVoteGrantCountsAsVote);
+                if pre_vote != campaigning_pre_vote && !grant_miscounted {
                     return Ok(());
                 }
                 self.votes.entry(message.from).or_insert(granted);
                 match self.tally() {
-                    Tally::Won => return self.campaign_won(pre_vote),
+                    Tally::Won => return self.campaign_won(campaigning_pre_vote),
                     Tally::Lost => self.become_follower(self.term, NO_NODE),
                     Tally::Pending => {}
                 }

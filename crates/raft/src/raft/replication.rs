@@ -264,8 +264,9 @@ impl<S: Storage> Raft<S> {
             }
             MessageBody::HeartbeatResponse { read_context } => {
                 let last_index = self.log.last_index();
+                let counts_as_active = !mutated!(self, CheckQuorumIgnoresHeartbeats);
                 if let Some(progress) = self.progress.get_mut(&from) {
-                    progress.recently_active = true;
+                    progress.recently_active |= counts_as_active;
                     progress.heard_heartbeat_response();
                     // Even an empty append is worth sending: in the replicate
                     // state it is how appends lost in flight are discovered.

@@ -88,6 +88,11 @@ pub(super) struct Member {
     /// The member list the node applied (its snapshot's configuration, then
     /// every committed change), kept while crashed.
     pub(super) applied_conf: ConfState,
+    /// The ids the node's member list holds as removed, kept while crashed
+    /// as the server keeps them in its saved member list: a restart from a
+    /// snapshot that covers a removal still ignores the removed member's
+    /// vote requests.
+    removed_members: Vec<NodeId>,
 }
 
 impl Member {
@@ -97,6 +102,7 @@ impl Member {
             node: None,
             effects: SharedEffects::default(),
             applied_conf: ConfState::with_voters(voters.clone()),
+            removed_members: Vec::new(),
             stored_while_down: Some(MemStorage::new_with_voters(voters)),
             generation: 0,
             tick_us,
@@ -313,6 +319,7 @@ impl World {
         };
         let options = self.node_options(node);
         let mut member_list = node::MemberList::initial(Vec::new());
+        member_list.removed = self.members[index].removed_members.clone();
         member_list.restore(
             snapshot.meta.index,
             &snapshot.meta.conf_state,
@@ -739,6 +746,9 @@ impl World {
             let member = &mut self.members[index];
             if let Some(running) = &member.node {
                 member.applied_conf = conf_of(running.members());
+                member
+                    .removed_members
+                    .clone_from(&running.members().removed);
             }
         }
         for message in effects.messages.drain(..) {
@@ -816,6 +826,11 @@ impl World {
         if result.is_ok() && ready.soft_state.is_some() {
             if member.role == Role::Leader {
                 result = self.checker.observe_leader(node, term, &after, now_us);
+                if let (Ok(()), Some(conf)) = (&result, member.conf_in_force()) {
+                    result = self
+                        .elections
+                        .observe_leader(node, term, &conf.voters, now_us);
+                }
             } else {
                 self.checker.observe_not_leader(node);
             }
@@ -988,6 +1003,50 @@ mod tests {
             .pending_last_index()
             .unwrap_or_else(|| unreachable!());
         (leader, pending_last)
+    }
+
+    #[test]
+    fn a_restart_from_a_snapshot_past_a_removal_still_ignores_the_removed_member() {
+        let mut config = SimConfig::new(3, FaultSet::none());
+        config.workload.client_count = 0;
+        config.snapshot_interval_entries = 4;
+        let mut world = World::new(config, 11);
+        assert!(world.run_until(2_000_000, |world| world.leader().is_some()));
+        let leader = world.leader().unwrap_or_else(|| unreachable!());
+        let others: Vec<NodeId> = world
+            .node_ids()
+            .into_iter()
+            .filter(|&node| node != leader)
+            .collect();
+        let (removed, survivor) = (others[0], others[1]);
+        let removal = ConfChange {
+            kind: ConfChangeKind::RemoveMember,
+            node_id: removed,
+        };
+        world.run_for(100_000);
+        world.propose_conf_change(leader, removal);
+        for value in 0..12 {
+            world.propose(leader, value);
+            world.run_for(20_000);
+        }
+        let knows_removed = |world: &World| {
+            world
+                .member(survivor)
+                .node
+                .as_ref()
+                .is_some_and(|running| running.members().was_removed(removed))
+        };
+        assert!(knows_removed(&world));
+        assert!(
+            world.snapshot_index(survivor) > 4,
+            "the snapshot covers the removal"
+        );
+        world.crash(survivor);
+        world.restart(survivor);
+        assert!(
+            knows_removed(&world),
+            "restarted, the member forgot that {removed} was removed"
+        );
     }
 
     #[test]

@@ -20,8 +20,10 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use raft::{LogIndex, Message, NodeId, Role, Term};
 
 use crate::config::SimConfig;
+use crate::elections::ElectionChecker;
 use crate::invariants::SafetyChecker;
 use crate::linearizability::KvOperation;
+use crate::liveness;
 use crate::rng::SimRng;
 use crate::trace::{Happening, Trace};
 use crate::violation::{Invariant, Violation};
@@ -103,6 +105,10 @@ enum Event {
     Restart {
         node: NodeId,
     },
+    CrashFreshVoter {
+        node: NodeId,
+        generation: u64,
+    },
     HealPartition {
         epoch: u64,
     },
@@ -164,10 +170,13 @@ pub struct World {
     network: Network,
     clients: Vec<Client>,
     checker: SafetyChecker,
+    elections: ElectionChecker,
     trace: Trace,
     history: Vec<KvOperation>,
     stats: Stats,
     phase: Phase,
+    /// The healthy stretch after healing, once a stable leader was seen.
+    calm: Option<liveness::Calm>,
     violation: Option<Violation>,
     next_lab_client_id: u64,
     /// The member whose node was called last, to name it if it panics.
@@ -219,9 +228,11 @@ impl World {
             network,
             clients,
             checker: SafetyChecker::new(),
+            elections: ElectionChecker::new(),
             history: Vec::new(),
             stats: Stats::default(),
             phase: Phase::Faults,
+            calm: None,
             violation: None,
             next_lab_client_id: 1 << 32,
             acting_node: 0,
@@ -323,6 +334,19 @@ impl World {
         }
     }
 
+    /// What the world does with every message as it leaves its sender,
+    /// before the network decides its fate.
+    fn observe_sent(&mut self, message: &Message) {
+        self.check_election_rules(message);
+        self.maybe_crash_fresh_voter(message);
+    }
+
+    /// Holds a message leaving its sender to the election rules.
+    fn check_election_rules(&mut self, message: &Message) {
+        let result = self.elections.observe_sent(message, self.now_us);
+        self.check(result);
+    }
+
     /// Runs one event. Returns false when the queue is empty or a violation
     /// has been found.
     pub fn step(&mut self) -> bool {
@@ -358,6 +382,9 @@ impl World {
             Event::ClientStart { client } => self.on_client_start(client),
             Event::Nemesis => self.on_nemesis(),
             Event::Restart { node } => self.restart(node),
+            Event::CrashFreshVoter { node, generation } => {
+                self.on_crash_fresh_voter(node, generation)
+            }
             Event::HealPartition { epoch } => self.on_heal_partition(epoch),
             Event::EndSlowdown { epoch } => self.on_end_slowdown(epoch),
             Event::EndFaultPhase => self.end_fault_phase(),

@@ -4,7 +4,9 @@
 //! liveness promises.
 //!
 //! Crashes favour the leader and members in the middle of an fsync, where
-//! the durability model has the most to lose. With membership changes on, it
+//! the durability model has the most to lose; now and then a member that
+//! has just granted a vote is crashed and restarted within a round trip,
+//! while the election it voted in still runs. With membership changes on, it
 //! also asks the leader to change the configuration, one member at a time.
 //!
 //! Owns: when and which faults happen, healing, the liveness deadlines.
@@ -12,16 +14,24 @@
 //! of the voters at once (a cluster without a majority cannot be judged
 //! for liveness, and safety is exercised as well with a minority down).
 
-use raft::{ConfChange, ConfChangeKind, ConfState, LogIndex, NodeId};
+use raft::{ConfChange, ConfChangeKind, ConfState, LogIndex, Message, MessageBody, NodeId, Term};
 
 use super::member::Input;
 use super::network::PartitionKind;
 use super::{Event, Phase, World};
 use crate::invariants;
 use crate::kv::KvStore;
-use crate::liveness::{self, Deadlines, HealedProgress};
+use crate::liveness::{self, Calm, CalmObservation, Deadlines, HealedProgress};
 use crate::log_view::{LogView, NodeLog};
 use crate::trace::{describe_conf_change, Happening};
+
+/// The chance that a member is crashed right after it grants a vote.
+const FRESH_VOTER_CRASH_PROBABILITY: f64 = 0.25;
+
+/// Election timeouts of calm (see [`Calm`]) a run lasts at least: time for
+/// a leader to step down needlessly (CheckQuorum decides once per election
+/// timeout) and for a member to campaign.
+const CALM_OBSERVED_ELECTION_TIMEOUTS: u64 = 2;
 
 impl World {
     pub(super) fn schedule_nemesis(&mut self) {
@@ -44,9 +54,7 @@ impl World {
             return;
         }
         let faults = self.config.faults;
-        let voters = self.cluster_conf().voters;
-        let voters_down = voters.iter().filter(|&&node| !self.is_up(node)).count();
-        let crash_allowed = faults.crashes && (voters_down + 1) * 2 < voters.len();
+        let crash_allowed = self.crash_allowed();
         let partition_allowed = faults.partitions && !self.network.partitioned;
         if faults.membership && self.rng.chance(0.15) {
             self.change_membership();
@@ -65,6 +73,57 @@ impl World {
             }
         }
         self.schedule_nemesis();
+    }
+
+    /// Whether crashes are on and one more voter may go down, leaving a
+    /// majority of the voters running.
+    fn crash_allowed(&self) -> bool {
+        let voters = self.cluster_conf().voters;
+        let voters_down = voters.iter().filter(|&&node| !self.is_up(node)).count();
+        self.config.faults.crashes && (voters_down + 1) * 2 < voters.len()
+    }
+
+    /// Now and then crashes a member that has just granted its vote, right
+    /// after the grant left, and restarts it within a network round trip:
+    /// back while the election still runs, it must remember that vote when
+    /// another candidate of the same term asks.
+    pub(super) fn maybe_crash_fresh_voter(&mut self, message: &Message) {
+        let MessageBody::RequestVoteResponse {
+            pre_vote: false,
+            granted: true,
+        } = message.body
+        else {
+            return;
+        };
+        if self.phase != Phase::Faults
+            || !self.config.faults.crashes
+            || !self.rng.chance(FRESH_VOTER_CRASH_PROBABILITY)
+        {
+            return;
+        }
+        let node = message.from;
+        let generation = self.member(node).generation;
+        self.schedule(0, Event::CrashFreshVoter { node, generation });
+    }
+
+    /// The crash `maybe_crash_fresh_voter` planned, unless the voter has
+    /// restarted since, the phase ended, or too many voters are down.
+    pub(super) fn on_crash_fresh_voter(&mut self, node: NodeId, generation: u64) {
+        if self.phase != Phase::Faults
+            || self.member(node).generation != generation
+            || !self.is_up(node)
+            || !self.crash_allowed()
+        {
+            return;
+        }
+        self.record(
+            0,
+            Happening::Fault(format!("crash {node}, which just voted")),
+        );
+        self.crash_member(node);
+        self.stats.faults_injected += 1;
+        let downtime = self.link_latency_us();
+        self.schedule(downtime, Event::Restart { node });
     }
 
     fn inject_partition(&mut self) {
@@ -325,6 +384,11 @@ impl World {
             }
         ) && self.pending_operations() == 0
             && self.converged()
+            && self.calm.is_some_and(|calm| {
+                self.now_us
+                    >= calm.since_us
+                        + CALM_OBSERVED_ELECTION_TIMEOUTS * self.config.election_timeout_us_max()
+            })
     }
 
     /// Holds a healed cluster to its liveness promises (see [`crate::liveness`]).
@@ -338,11 +402,19 @@ impl World {
         };
         let committed_index = self.checker.committed_index();
         let cluster_members = self.cluster_members();
+        let highest_term = cluster_members
+            .iter()
+            .map(|&node| self.member(node))
+            .filter(|member| member.is_up())
+            .map(|member| (member.term, member.id))
+            .max()
+            .unwrap_or((0, 0));
+        let stable_leader = self.stable_leader();
         let progress = HealedProgress {
             now_us: self.now_us,
             elapsed_since_heal_us: self.now_us - since_us,
             leader_seen,
-            stable_leader: self.stable_leader(),
+            stable_leader,
             pending_operations: self.pending_descriptions(),
             lagging_members: cluster_members
                 .iter()
@@ -363,8 +435,37 @@ impl World {
                 self.phase = Phase::Healing {
                     since_us,
                     leader_seen,
-                }
+                };
+                self.check_calm(since_us, stable_leader.is_some(), highest_term);
             }
+            Err(violation) => self.fail(violation),
+        }
+    }
+
+    /// Holds the healed cluster to its calm (see [`Calm`]). Without PreVote
+    /// the calm is only watched, not judged: a member cut off until the heal
+    /// comes back with a raised term and forces elections, which is Raft's
+    /// known behaviour (the reason PreVote exists), not a bug.
+    fn check_calm(
+        &mut self,
+        healed_since_us: u64,
+        stable_leader: bool,
+        highest_term: (Term, NodeId),
+    ) {
+        let observed = CalmObservation {
+            now_us: self.now_us,
+            settled: self.now_us >= healed_since_us + self.config.election_timeout_us_max(),
+            stable_leader,
+            highest_term,
+            conf_changes_committed: self.checker.conf_changes_committed(),
+        };
+        let checked = match self.calm {
+            Some(calm) if self.config.pre_vote => calm.check(&observed),
+            Some(calm) => Ok(Some(calm)),
+            None => Ok(Calm::begin(&observed)),
+        };
+        match checked {
+            Ok(calm) => self.calm = calm,
             Err(violation) => self.fail(violation),
         }
     }

@@ -140,6 +140,7 @@ impl World {
     /// Sends a member-to-member message through the network's faults.
     pub(super) fn send_message(&mut self, message: Message) {
         debug_assert_ne!(message.from, message.to, "a member never messages itself");
+        self.observe_sent(&message);
         self.stats.messages_sent += 1;
         self.stats.message_bytes += message_bytes(&message);
         let (from, to, kind, term) = (
