@@ -61,15 +61,19 @@
 //!
 //! # Speed
 //!
-//! Measured with `cargo run --release -p sim --example sim_speed -- 1000 5 1`
-//! (1000 seeds, 5 members, every fault, one thread) on the project's 2-core
-//! machine while other builds shared it (load average 4 to 5): about 11,200
-//! events and 6.4 simulated seconds per seed, 8 ms of wall time per seed,
-//! 1.35 to 1.4 million events per wall second, and about 780 simulated
-//! seconds per wall second. Running the node loop costs about 1.5 times the
-//! wall time per seed of the simulator's former copy of the loop (5.5 ms in
-//! the same conditions). With two threads, 2,000 seeds take 17 to 23 s of
-//! wall time on a shared machine.
+//! The real store is most of a run's cost: redb creates, reopens (repairing
+//! after a crash) and closes a database with a 4 GiB region's allocator
+//! state, and every apply batch and read commits a transaction. Measured on
+//! the project's 2-core machine while other builds shared it (load average
+//! 7 to 10), `raftkv sim --seeds 1..2001 --nodes 5 --faults all --quiet`:
+//! with the simulator's former in-memory key-value store, 13 s of CPU (32 s
+//! of wall time) plain and 13 s (30 s) with `--vary`; with the real store,
+//! 92 s of CPU plus 21 s of system time (231 s of wall time) plain and 158 s
+//! (239 s) with `--vary`, whose frequent snapshots restore and flush the
+//! store. `cargo run --release -p sim --example sim_speed -- 100 5 1` takes
+//! about 35 to 45 ms of CPU per seed. A member still running when a run
+//! ends is crashed rather than closed cleanly, which saves a quarter of
+//! that.
 
 pub mod conf_view;
 pub mod config;
