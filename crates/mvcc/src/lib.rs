@@ -2,8 +2,9 @@
 //!
 //! The server decodes client requests into the types of [`types`], proposes the
 //! writes as [`Command`]s (encoded with [`Command::encode`]), and applies
-//! committed log entries in index order with [`Store::apply`] or
-//! [`Store::apply_batch`]. Reads go straight to [`Store::range`]. Every write
+//! committed log entries in index order with [`Store::apply`],
+//! [`Store::apply_batch`], or [`Store::apply_committed`] straight from the
+//! entries' bytes (what the server and the simulator both do). Reads go straight to [`Store::range`]. Every write
 //! transaction bumps the cluster-wide revision once; keys keep their history
 //! (create revision, mod revision, version, tombstones) until a compaction, so
 //! reads at past revisions work. Leases are replicated state too: granted
@@ -33,6 +34,7 @@
 //! ```
 
 mod codec;
+mod committed;
 mod engine;
 mod error;
 mod hash;
@@ -53,6 +55,7 @@ mod view;
 pub use redb::StorageBackend;
 
 pub use codec::{DecodeError, COMMAND_FORMAT_VERSION, TXN_NESTING_DEPTH_MAX};
+pub use committed::CommittedBatch;
 pub use error::{Error, RequestError, StatusClass, StoreError};
 pub use snapshot::SnapshotInfo;
 pub use store::{Applied, ApplyOutcome, Durability, Store, DEFERRED_COMMITS_MAX};

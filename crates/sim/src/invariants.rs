@@ -14,7 +14,8 @@ use std::collections::{BTreeMap, HashMap};
 use raft::{Entry, EntryKind, LogIndex, NodeId, Term};
 
 use crate::conf_view::{ConfCache, ConfView};
-use crate::kv::KvStore;
+use crate::etcd;
+use crate::linearizability::{KvKey, KvValue};
 use crate::log_view::{fingerprint, LogView};
 use crate::violation::{Invariant, Violation};
 
@@ -68,7 +69,7 @@ pub struct SafetyChecker {
     commit_in_memory: BTreeMap<NodeId, LogIndex>,
     commit_durable: BTreeMap<NodeId, LogIndex>,
     leaders: BTreeMap<NodeId, LeaderWatch>,
-    acknowledged_requests: BTreeMap<u64, u64>,
+    acknowledged_writes: BTreeMap<u64, AcknowledgedWrite>,
     confs: ConfCache,
     conf_changes_committed: u64,
 }
@@ -413,37 +414,60 @@ impl SafetyChecker {
         Ok(())
     }
 
-    /// A client saw its write `request_id` acknowledged.
-    pub fn observe_acknowledged_write(&mut self, client_id: u64, request_id: u64) {
-        let newest = self.acknowledged_requests.entry(client_id).or_insert(0);
-        *newest = (*newest).max(request_id);
+    /// A client saw its write of `key` = `value` acknowledged, made at
+    /// `revision` of the store that answered.
+    pub fn observe_acknowledged_write(
+        &mut self,
+        client_id: u64,
+        key: KvKey,
+        value: KvValue,
+        revision: i64,
+    ) {
+        let write = AcknowledgedWrite {
+            key,
+            value,
+            revision,
+        };
+        let newest = self.acknowledged_writes.entry(client_id).or_insert(write);
+        if write.revision > newest.revision {
+            *newest = write;
+        }
     }
 
     /// At the end of a run, once `node` has caught up: its state machine must
-    /// reflect every acknowledged write (each client's newest acknowledged
-    /// request has been applied there).
+    /// hold every client's newest acknowledged write in its history, at the
+    /// revision the client was told.
     pub fn check_acknowledged_writes(
         &self,
         node: NodeId,
-        store: &KvStore,
+        store: &mvcc::Store,
         time_us: u64,
     ) -> Checked {
-        for (&client_id, &request_id) in &self.acknowledged_requests {
-            let applied = store.last_request(client_id).unwrap_or(0);
-            if applied < request_id {
+        for (&client_id, write) in &self.acknowledged_writes {
+            let held = etcd::holds_write(store, write.key, write.value, write.revision);
+            if held != Ok(true) {
                 return Err(Violation::new(
                     Invariant::AcknowledgedWriteLost,
                     vec![node],
                     time_us,
                     format!(
-                        "client {client_id}'s write #{request_id} was acknowledged, but node \
-                         {node}'s state machine has applied only up to request #{applied}"
+                        "client {client_id}'s write of key {} = {} was acknowledged at revision \
+                         {}, but node {node}'s state machine does not hold it there ({held:?})",
+                        write.key, write.value, write.revision
                     ),
                 ));
             }
         }
         Ok(())
     }
+}
+
+/// A write a client saw acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct AcknowledgedWrite {
+    key: KvKey,
+    value: KvValue,
+    revision: i64,
 }
 
 /// A whole-log cross-check, independent of the incremental one: for every
@@ -483,13 +507,21 @@ pub fn check_logs_match(logs: &[(NodeId, &dyn LogView)], time_us: u64) -> Checke
 }
 
 /// Once every member has applied the same index, their state machines must
-/// be identical.
-pub fn check_stores_converged(stores: &[(NodeId, LogIndex, &KvStore)], time_us: u64) -> Checked {
-    let Some(&(first_node, first_applied, first_store)) = stores.first() else {
-        return Ok(());
-    };
-    for &(node, applied, store) in &stores[1..] {
-        if applied == first_applied && store != first_store {
+/// be identical: the same history, by the store's own checksum.
+pub fn check_stores_converged(stores: &[(NodeId, &mvcc::Store)], time_us: u64) -> Checked {
+    let mut first_at: BTreeMap<LogIndex, (NodeId, u32)> = BTreeMap::new();
+    for &(node, store) in stores {
+        let applied = store.applied_index();
+        let hash = store.hash().map_err(|error| {
+            Violation::new(
+                Invariant::SimulatorFault,
+                vec![node],
+                time_us,
+                format!("node {node}'s store cannot be hashed: {error}"),
+            )
+        })?;
+        let (first_node, first_hash) = *first_at.entry(applied).or_insert((node, hash));
+        if hash != first_hash {
             return Err(Violation::new(
                 Invariant::StateMachineSafety,
                 vec![first_node, node],
@@ -543,7 +575,6 @@ fn check_durable_majority(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kv::{Command, KvInput};
     use raft::EntryKind;
 
     /// A log as a plain list of entries starting at index 1.
@@ -840,34 +871,42 @@ mod tests {
         check_logs_match(&views, 0).unwrap();
     }
 
+    fn store_with_puts(values: &[u64]) -> mvcc::Store {
+        let store = mvcc::Store::in_memory().unwrap();
+        for (position, &value) in values.iter().enumerate() {
+            let command =
+                etcd::write_command(&crate::linearizability::KvInput::Put { key: 0, value })
+                    .unwrap();
+            store.apply(position as u64 + 1, &command).unwrap();
+        }
+        store
+    }
+
     #[test]
     fn stores_that_applied_the_same_index_must_be_equal() {
-        let mut left = KvStore::default();
-        let right = KvStore::default();
-        check_stores_converged(&[(1, 4, &left), (2, 4, &right)], 0).unwrap();
-        left.apply(&Command {
-            client_id: 1,
-            request_id: 1,
-            input: KvInput::Put { key: 0, value: 1 },
-        });
-        check_stores_converged(&[(1, 5, &left), (2, 4, &right)], 0).unwrap();
-        let violation = check_stores_converged(&[(1, 4, &left), (2, 4, &right)], 7).unwrap_err();
+        let left = store_with_puts(&[1, 2]);
+        let same = store_with_puts(&[1, 2]);
+        let other = store_with_puts(&[1, 3]);
+        let behind = store_with_puts(&[1]);
+        check_stores_converged(&[(1, &left), (2, &same), (3, &behind)], 0).unwrap();
+        let violation =
+            check_stores_converged(&[(1, &left), (3, &behind), (2, &other)], 7).unwrap_err();
         assert_eq!(violation.invariant, Invariant::StateMachineSafety);
+        assert_eq!(violation.nodes, vec![1, 2]);
     }
 
     #[test]
     fn acknowledged_write_missing_from_a_store_is_caught() {
         let mut checker = SafetyChecker::new();
-        let mut store = KvStore::default();
-        store.apply(&Command {
-            client_id: 1,
-            request_id: 1,
-            input: KvInput::Put { key: 0, value: 1 },
-        });
-        checker.observe_acknowledged_write(1, 1);
+        let store = store_with_puts(&[1]);
+        // The first put is at revision 2 (an empty store is at revision 1).
+        checker.observe_acknowledged_write(1, 0, 1, 2);
         checker.check_acknowledged_writes(2, &store, 0).unwrap();
-        checker.observe_acknowledged_write(1, 2);
+        checker.observe_acknowledged_write(1, 0, 2, 3);
         let violation = checker.check_acknowledged_writes(2, &store, 9).unwrap_err();
         assert_eq!(violation.invariant, Invariant::AcknowledgedWriteLost);
+        let mut overwritten = SafetyChecker::new();
+        overwritten.observe_acknowledged_write(1, 0, 9, 2);
+        assert!(overwritten.check_acknowledged_writes(2, &store, 0).is_err());
     }
 }

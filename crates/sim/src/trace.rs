@@ -11,7 +11,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use raft::{ConfChange, ConfChangeKind, LogIndex, NodeId, Role, Term};
 
-use crate::kv::{KvInput, KvOutput};
+use crate::linearizability::{KvInput, KvOutput};
 
 /// One thing that happened, in the words a failing seed's story uses.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

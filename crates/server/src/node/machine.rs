@@ -70,19 +70,6 @@ impl StoreMachine {
     }
 }
 
-/// The command framed in a committed entry; `None` for bytes no member can
-/// read (every member skips them alike, so the replicas stay equal).
-fn decode_command(entry: &Committed<'_>) -> Option<mvcc::Command> {
-    let bytes = entry.command?;
-    match mvcc::Command::decode(bytes) {
-        Ok(command) => Some(command),
-        Err(error) => {
-            tracing::error!(index = entry.index, %error, "skipping a log entry that holds no readable command");
-            None
-        }
-    }
-}
-
 impl StateMachine for StoreMachine {
     type Answer = mvcc::ApplyOutcome;
     type Error = MachineError;
@@ -96,16 +83,15 @@ impl StateMachine for StoreMachine {
         entries: &[Committed<'_>],
     ) -> Result<Vec<mvcc::ApplyOutcome>, MachineError> {
         let started = Instant::now();
-        let commands: Vec<(LogIndex, Option<mvcc::Command>)> = entries
-            .iter()
-            .map(|entry| (entry.index, decode_command(entry)))
-            .collect();
-        let outcomes = self.store.apply_batch(
-            commands
-                .iter()
-                .map(|(index, command)| (*index, command.as_ref())),
+        let batch = self.store.apply_committed(
+            entries.iter().map(|entry| (entry.index, entry.command)),
             mvcc::Durability::Deferred,
         )?;
+        // Every member skips unreadable bytes alike, so the replicas stay equal.
+        for (index, error) in &batch.unreadable {
+            tracing::error!(index, %error, "skipping a log entry that holds no readable command");
+        }
+        let outcomes = batch.outcomes;
         // Watchers get what the batch changed; this never blocks.
         self.watch_feed.publish(&outcomes);
         let took = started.elapsed();

@@ -1,8 +1,10 @@
-//! Client sessions: each issues one Put, Get or CAS at a time to the member
-//! it believes leads, follows "not leader" hints, retries elsewhere after a
+//! Clients: each issues one Put, Get or CAS at a time to the member it
+//! believes leads, follows "not leader" hints, tries elsewhere after a
 //! timeout, and records every operation for the linearizability checker.
-//! An operation the client gives up on has an unknown outcome: it may still
-//! take effect later.
+//! As with etcd, there are no sessions: a write that may have been proposed
+//! is never sent again (it would be applied twice). Its operation keeps an
+//! unknown outcome (it may still take effect later) and the client asks for
+//! the same change as a new operation. Reads are simply sent again.
 //!
 //! Owns: the workload, request ids, retries, and the history. Must never:
 //! peek at the cluster's state to decide anything (clients know only the
@@ -14,8 +16,8 @@ use raft::NodeId;
 
 use super::member::Input;
 use super::{Event, Phase, World};
-use crate::kv::{KvInput, KvOutput, Value};
-use crate::linearizability::{Operation, Outcome};
+use crate::etcd::is_write;
+use crate::linearizability::{KvInput, KvOutput, KvValue as Value, Operation, Outcome};
 use crate::trace::Happening;
 
 /// A client's request as a member receives it.
@@ -34,12 +36,17 @@ pub enum ClientReply {
     Done {
         request_id: u64,
         output: KvOutput,
+        /// The store's revision of the change, for a write that changed it.
+        revision: Option<i64>,
         /// The member that answered, for the story of a violation.
         served_by: NodeId,
     },
     NotLeader {
         request_id: u64,
         leader: Option<NodeId>,
+        /// Whether the request may have been proposed all the same (the
+        /// leader changed after it was handed to the core).
+        maybe_applied: bool,
     },
 }
 
@@ -214,22 +221,73 @@ impl World {
             ClientReply::Done {
                 request_id,
                 output,
+                revision,
                 served_by,
             } if request_id == flight.request_id => {
-                self.complete(client, output, served_by);
+                self.complete(client, output, revision, served_by);
             }
-            ClientReply::NotLeader { request_id, leader } if request_id == flight.request_id => {
+            ClientReply::NotLeader {
+                request_id,
+                leader,
+                maybe_applied,
+            } if request_id == flight.request_id => {
+                let reissue = maybe_applied && is_write(&flight.input);
                 let node_count = self.members.len() as u64;
                 let state = &mut self.clients[client];
                 state.leader_guess = leader.unwrap_or(state.leader_guess % node_count + 1);
                 let backoff = self.config.workload.redirect_backoff_us;
-                self.send_request(client, backoff);
+                if reissue {
+                    self.reissue_write(client, backoff);
+                } else {
+                    self.send_request(client, backoff);
+                }
             }
             _ => {}
         }
     }
 
-    fn complete(&mut self, client: usize, output: KvOutput, served_by: NodeId) {
+    /// Gives up on the in-flight write, whose outcome stays unknown, and
+    /// asks for the same change as a new operation after `delay_us`.
+    fn reissue_write(&mut self, client: usize, delay_us: u64) {
+        let state = &mut self.clients[client];
+        let client_id = state.id;
+        let request_id = state.next_request_id;
+        let Some(flight) = state.in_flight.as_mut() else {
+            return;
+        };
+        state.next_request_id += 1;
+        flight.request_id = request_id;
+        flight.attempt = 0;
+        let input = flight.input;
+        self.history.push(Operation {
+            client_id,
+            input,
+            call_time: self.now_us,
+            outcome: Outcome::Unknown,
+        });
+        let history_index = self.history.len() - 1;
+        if let Some(flight) = self.clients[client].in_flight.as_mut() {
+            flight.history_index = history_index;
+        }
+        self.stats.writes_reissued += 1;
+        self.record(
+            0,
+            Happening::ClientCall {
+                client: client_id,
+                request: request_id,
+                input,
+            },
+        );
+        self.send_request(client, delay_us);
+    }
+
+    fn complete(
+        &mut self,
+        client: usize,
+        output: KvOutput,
+        revision: Option<i64>,
+        served_by: NodeId,
+    ) {
         let Some(flight) = self.clients[client].in_flight.take() else {
             return;
         };
@@ -259,9 +317,14 @@ impl World {
             }
             _ => {}
         }
-        if crate::kv::is_write(&flight.input) {
+        let written = match flight.input {
+            KvInput::Put { key, value } => Some((key, value)),
+            KvInput::Cas { key, new, .. } => Some((key, new)),
+            KvInput::Get { .. } => None,
+        };
+        if let (Some((key, value)), Some(revision)) = (written, revision) {
             self.checker
-                .observe_acknowledged_write(client_id, flight.request_id);
+                .observe_acknowledged_write(client_id, key, value, revision);
         }
         self.stats.ops_completed += 1;
         self.record(
@@ -293,6 +356,7 @@ impl World {
         }
         flight.timeouts += 1;
         let timeouts = flight.timeouts;
+        let write = is_write(&flight.input);
         state.leader_guess = state.leader_guess % node_count + 1;
         self.record(
             0,
@@ -315,6 +379,10 @@ impl World {
             self.schedule(1, Event::ClientStart { client });
             return;
         }
-        self.send_request(client, 0);
+        if write {
+            self.reissue_write(client, 0);
+        } else {
+            self.send_request(client, 0);
+        }
     }
 }

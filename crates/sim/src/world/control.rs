@@ -9,7 +9,6 @@ use raft::{LogIndex, NodeId, Storage};
 
 use super::member::Input;
 use super::World;
-use crate::kv::{Command, KvInput};
 use crate::log_view::bytes_fingerprint;
 use crate::trace::Happening;
 
@@ -56,15 +55,12 @@ impl World {
     }
 
     /// Proposes a Put of `value` at `node` (forwarded to the leader when
-    /// `node` follows one). Returns the command, to find it once applied.
+    /// `node` follows one), to a key of its own, so no two proposals are
+    /// the same bytes. Returns the command, to find it once applied.
     pub fn propose(&mut self, node: NodeId, value: u64) -> Vec<u8> {
         self.next_lab_client_id += 1;
-        let data = Command {
-            client_id: self.next_lab_client_id,
-            request_id: 1,
-            input: KvInput::Put { key: 0, value },
-        }
-        .encode();
+        let key = format!("lab-{}", self.next_lab_client_id);
+        let data = mvcc::Command::Put(mvcc::PutRequest::new(key, value.to_be_bytes())).encode();
         self.input(node, Input::Propose(data.clone()));
         data
     }

@@ -1,6 +1,6 @@
 //! What a simulated member runs the product's node loop ([`node::Node`])
-//! over: the log on a simulated disk ([`SimLog`]), the key-value store as the
-//! state machine ([`KvMachine`]), and one queue per member ([`Effects`])
+//! over: the log on a simulated disk ([`SimLog`]), the real `mvcc::Store` on the
+//! member's simulated disk as the state machine ([`StoreMachine`]), and one queue per member ([`Effects`])
 //! where the node's outbox, its answers to clients and its observer put what
 //! they get. The world drains that queue after every call into the node and
 //! routes each item: messages through the network, answers to clients,
@@ -16,7 +16,7 @@ use std::rc::Rc;
 use raft::{Entry, LogIndex, Message, Ready, SnapshotMeta, SoftState};
 
 use super::sim_log::SimLog;
-use crate::kv::{ApplyOutcome, Command, DecodeError, Key, KvOutput, KvStore};
+use crate::linearizability::KvKey as Key;
 use crate::log_view::bytes_fingerprint;
 
 /// The node loop as the simulator runs it.
@@ -27,7 +27,7 @@ pub(super) struct SimHost;
 
 impl node::Host for SimHost {
     type Log = SimLog;
-    type StateMachine = KvMachine;
+    type StateMachine = StoreMachine;
     type Outbox = SimOutbox;
     type CommandReply = WriteReply;
     type ReadReply = ReadReply;
@@ -83,7 +83,7 @@ pub(super) enum Answer {
     Write {
         client_id: u64,
         request_id: u64,
-        result: Result<Option<KvOutput>, node::RequestError>,
+        result: Result<mvcc::ApplyOutcome, node::RequestError>,
     },
     /// The read barrier of a Get: on `Ok`, the Get reads the store now.
     Read {
@@ -149,8 +149,8 @@ pub(super) struct WriteReply {
     pub(super) effects: SharedEffects,
 }
 
-impl node::Reply<Result<Option<KvOutput>, node::RequestError>> for WriteReply {
-    fn send(self, result: Result<Option<KvOutput>, node::RequestError>) {
+impl node::Reply<Result<mvcc::ApplyOutcome, node::RequestError>> for WriteReply {
+    fn send(self, result: Result<mvcc::ApplyOutcome, node::RequestError>) {
         if let Some((client_id, request_id)) = self.client {
             self.effects.borrow_mut().answers.push(Answer::Write {
                 client_id,
@@ -201,156 +201,101 @@ impl node::Reply<Result<(), node::RequestError>> for Unheeded {
     }
 }
 
-/// The key-value store as the node's state machine. It lives in memory:
-/// a restart rebuilds it from the log's snapshot, and the node replays the
-/// entries after it. Its snapshots carry the index they were taken at.
-#[derive(Debug, Default)]
-pub(super) struct KvMachine {
-    pub(super) store: KvStore,
-    applied: LogIndex,
+/// Why a member's state machine failed: the store, or a committed entry the
+/// simulator's own clients cannot have written.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum MachineError {
+    #[error(transparent)]
+    Store(#[from] mvcc::StoreError),
+    #[error("entry {index} holds no readable command: {error}")]
+    Unreadable {
+        index: LogIndex,
+        error: mvcc::DecodeError,
+    },
+}
+
+/// The real `mvcc::Store`, on the member's simulated disk, as the node's
+/// state machine: applies through the same path as the server's
+/// ([`mvcc::Store::apply_committed`], durability deferred), snapshots
+/// written at once.
+#[derive(Debug)]
+pub(super) struct StoreMachine {
+    pub(super) store: mvcc::Store,
     finished_snapshot: Option<(LogIndex, Vec<u8>)>,
 }
 
-/// Bytes of a snapshot's applied index, ahead of the store's image.
-const SNAPSHOT_INDEX_BYTES: usize = 8;
-
-impl KvMachine {
-    /// The machine a snapshot holds; empty bytes (a new cluster's initial
-    /// snapshot) are the empty store at index 0.
-    pub(super) fn from_snapshot(data: &[u8]) -> Result<Self, DecodeError> {
-        if data.is_empty() {
-            return Ok(Self::default());
-        }
-        if data.len() < SNAPSHOT_INDEX_BYTES {
-            return Err(DecodeError::WrongLength {
-                what: "snapshot index",
-                expected: SNAPSHOT_INDEX_BYTES,
-                actual: data.len(),
-            });
-        }
-        let (index, image) = data.split_at(SNAPSHOT_INDEX_BYTES);
-        let mut index_bytes = [0u8; SNAPSHOT_INDEX_BYTES];
-        index_bytes.copy_from_slice(index);
-        Ok(Self {
-            store: KvStore::decode_snapshot(image)?,
-            applied: u64::from_le_bytes(index_bytes),
+impl StoreMachine {
+    pub(super) fn new(store: mvcc::Store) -> Self {
+        Self {
+            store,
             finished_snapshot: None,
-        })
-    }
-
-    fn encode_snapshot(&self) -> Vec<u8> {
-        let mut data = self.applied.to_le_bytes().to_vec();
-        data.extend_from_slice(&self.store.encode_snapshot());
-        data
+        }
     }
 }
 
-impl node::StateMachine for KvMachine {
-    /// The client's answer: `None` for entries that answer nobody (no
-    /// command, or an older request of a client superseded by a newer one).
-    type Answer = Option<KvOutput>;
-    type Error = DecodeError;
+impl node::StateMachine for StoreMachine {
+    type Answer = mvcc::ApplyOutcome;
+    type Error = MachineError;
 
     fn applied_index(&self) -> LogIndex {
-        self.applied
+        self.store.applied_index()
     }
 
     fn apply(
         &mut self,
         entries: &[node::Committed<'_>],
-    ) -> Result<Vec<Option<KvOutput>>, DecodeError> {
-        let mut answers = Vec::with_capacity(entries.len());
-        for entry in entries {
-            if entry.index <= self.applied {
-                answers.push(None);
-                continue;
-            }
-            self.applied = entry.index;
-            let answer = match entry.command {
-                Some(bytes) => match self.store.apply(&Command::decode(bytes)?) {
-                    ApplyOutcome::Answered(output) => Some(output),
-                    ApplyOutcome::Superseded => None,
-                },
-                None => None,
-            };
-            answers.push(answer);
+    ) -> Result<Vec<mvcc::ApplyOutcome>, MachineError> {
+        let batch = self.store.apply_committed(
+            entries.iter().map(|entry| (entry.index, entry.command)),
+            mvcc::Durability::Deferred,
+        )?;
+        if let Some((index, error)) = batch.unreadable.into_iter().next() {
+            return Err(MachineError::Unreadable { index, error });
         }
-        Ok(answers)
+        Ok(batch.outcomes)
     }
 
-    fn flush(&mut self) -> Result<(), DecodeError> {
+    fn flush(&mut self) -> Result<(), MachineError> {
+        Ok(self.store.flush()?)
+    }
+
+    fn restore(&mut self, data: &[u8]) -> Result<(), MachineError> {
+        self.store.restore(data)?;
+        Ok(self.store.flush()?)
+    }
+
+    /// Written at once: the simulator has no threads, and the node only
+    /// asks whether it is finished later.
+    fn start_snapshot(&mut self) -> Result<(), MachineError> {
+        let mut data = Vec::new();
+        let info = self.store.write_snapshot(&mut data)?;
+        self.finished_snapshot = Some((info.applied_index, data));
         Ok(())
     }
 
-    fn restore(&mut self, data: &[u8]) -> Result<(), DecodeError> {
-        *self = Self::from_snapshot(data)?;
-        Ok(())
-    }
-
-    /// Taken at once: the store is small and in memory.
-    fn start_snapshot(&mut self) -> Result<(), DecodeError> {
-        self.finished_snapshot = Some((self.applied, self.encode_snapshot()));
-        Ok(())
-    }
-
-    fn finished_snapshot(&mut self) -> Result<Option<(LogIndex, Vec<u8>)>, DecodeError> {
+    fn finished_snapshot(&mut self) -> Result<Option<(LogIndex, Vec<u8>)>, MachineError> {
         Ok(self.finished_snapshot.take())
     }
 
-    /// A Put is always answered `PutDone`; the rest depend on the state.
+    /// A Put is answered as if it were applied next: at the revision one
+    /// past the store's. The rest depend on the state.
     #[cfg(feature = "mutations")]
-    fn answer_unapplied(&self, command: &[u8]) -> Option<Option<KvOutput>> {
-        let command = Command::decode(command).ok()?;
-        matches!(command.input, crate::kv::KvInput::Put { .. }).then_some(Some(KvOutput::PutDone))
+    fn answer_unapplied(&self, command: &[u8]) -> Option<mvcc::ApplyOutcome> {
+        let mvcc::Command::Put(_) = mvcc::Command::decode(command).ok()? else {
+            return None;
+        };
+        Some(mvcc::ApplyOutcome::Applied(mvcc::Applied {
+            index: self.store.applied_index() + 1,
+            revision: self.store.current_revision() + 1,
+            result: Ok(mvcc::Response::Put(mvcc::PutResponse { prev_kv: None })),
+            events: Vec::new(),
+        }))
     }
 
-    /// The list is rebuilt with the store on restart, from the log's snapshot
-    /// and the change entries after it: nothing to save.
-    fn save_members(&mut self, _: &node::MemberList) -> Result<(), DecodeError> {
+    /// The list is rebuilt on restart from the log's snapshot and the change
+    /// entries after it, which the node replays (the store skips the ones it
+    /// holds): nothing to save.
+    fn save_members(&mut self, _: &node::MemberList) -> Result<(), MachineError> {
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::kv::KvInput;
-    use node::StateMachine;
-
-    #[test]
-    fn a_snapshot_restores_the_store_at_its_index() {
-        let mut machine = KvMachine::default();
-        let put = Command {
-            client_id: 1,
-            request_id: 1,
-            input: KvInput::Put { key: 2, value: 9 },
-        }
-        .encode();
-        let committed = [
-            node::Committed {
-                index: 1,
-                command: None,
-            },
-            node::Committed {
-                index: 2,
-                command: Some(&put),
-            },
-        ];
-        let answers = machine.apply(&committed).unwrap();
-        assert_eq!(answers, vec![None, Some(KvOutput::PutDone)]);
-        assert_eq!(
-            machine.apply(&committed[1..]).unwrap(),
-            vec![None],
-            "an index applied before is skipped"
-        );
-        machine.start_snapshot().unwrap();
-        let (index, data) = machine.finished_snapshot().unwrap().unwrap();
-        assert_eq!(index, 2);
-        let restored = KvMachine::from_snapshot(&data).unwrap();
-        assert_eq!(
-            (restored.applied_index(), restored.store.get(2)),
-            (2, Some(9))
-        );
-        assert!(KvMachine::from_snapshot(&data[..3]).is_err());
     }
 }

@@ -1,5 +1,9 @@
 //! One simulated member: the product's node loop ([`node::Node`]) over a
-//! log on a simulated disk and the key-value store, fed by the world.
+//! log with fsync latency and crash loss, and the real `mvcc::Store` on the
+//! member's simulated disk ([`SimDisk`]), fed by the world. The store's
+//! syncs complete with the log's fsync; a crash crashes the disk (unsynced
+//! applies lost, the last write perhaps torn) and a restart reopens the
+//! store from it, restored from the log's snapshot if a crash left it behind.
 //! Handles a `Ready` in two halves around a seeded fsync latency —
 //! [`node::Node::persist_ready`] when the Ready is taken,
 //! [`node::Node::complete_ready`] once the write is durable — and holds
@@ -13,6 +17,7 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::path::Path;
 use std::rc::Rc;
 
 use raft::{
@@ -22,15 +27,18 @@ use raft::{
 
 use super::client::{ClientReply, ClientRequest};
 use super::host::{
-    Answer, Effects, KvMachine, Observation, ReadReply, ReadySummary, SharedEffects, SimNode,
-    SimObserver, SimOutbox, Unheeded, WriteReply,
+    Answer, Effects, Observation, ReadReply, ReadySummary, SharedEffects, SimNode, SimObserver,
+    SimOutbox, StoreMachine, Unheeded, WriteReply,
 };
 use super::sim_log::{keep_torn_prefix, SimLog};
 use super::{simulator_fault, Event, World};
 use crate::config::ReadMode;
+use crate::disk::{CrashOptions, SimDisk};
+use crate::etcd;
 use crate::invariants::DurableLogs;
-use crate::kv::{Command, KvInput, KvOutput, KvStore};
+use crate::linearizability::KvInput;
 use crate::log_view::NodeLog;
+use crate::rng::SimRng;
 use crate::trace::Happening;
 use crate::violation::{Invariant, Violation};
 
@@ -40,6 +48,43 @@ const INBOX_INPUTS_MAX: usize = 4096;
 /// The node's snapshot interval when the configuration asks for none: more
 /// entries than any run applies.
 const SNAPSHOT_ENTRIES_NEVER: u64 = u64::MAX / 4;
+/// Where a member keeps its state machine's database, as the server does.
+const STORE_DIR: &str = "/member/snap";
+const STORE_PATH: &str = "/member/snap/db";
+
+/// A new member's disk: an empty database file, durable; the store creates
+/// its database in it on the member's first start.
+fn disk_with_empty_store() -> SimDisk {
+    use wal::fs::FileSystem;
+    let disk = SimDisk::new();
+    let fs = disk.mount();
+    let created = fs
+        .create_dir_all(Path::new(STORE_DIR))
+        .and_then(|()| fs.storage_backend(Path::new(STORE_PATH)).map(drop))
+        .and_then(|()| {
+            ["/", "/member", STORE_DIR]
+                .iter()
+                .try_for_each(|dir| fs.sync_dir(Path::new(dir)))
+        });
+    debug_assert!(
+        created.is_ok(),
+        "a new simulated disk takes a file: {created:?}"
+    );
+    disk.complete_syncs();
+    disk
+}
+
+/// Opens the store on `disk` as a new life of the process finds it.
+fn open_store(disk: &SimDisk) -> Result<mvcc::Store, String> {
+    let backend = disk
+        .mount()
+        .storage_backend(Path::new(STORE_PATH))
+        .map_err(|error| error.to_string())?;
+    let store = mvcc::Store::with_backend(backend).map_err(|error| error.to_string())?;
+    // Opening a database commits; that is durable before the process goes on.
+    disk.complete_syncs();
+    Ok(store)
+}
 
 /// Something for the node that may have to wait while the member is busy.
 #[derive(Debug)]
@@ -67,6 +112,8 @@ pub(super) struct Member {
     effects: SharedEffects,
     /// The durable log while crashed.
     stored_while_down: Option<MemStorage>,
+    /// The disk the state machine's database lives on; it outlives crashes.
+    disk: SimDisk,
     /// Bumped on every crash, so events of a past life are ignored.
     pub(super) generation: u64,
     /// This member's tick period: the configured one, drifted.
@@ -104,6 +151,7 @@ impl Member {
             applied_conf: ConfState::with_voters(voters.clone()),
             removed_members: Vec::new(),
             stored_while_down: Some(MemStorage::new_with_voters(voters)),
+            disk: disk_with_empty_store(),
             generation: 0,
             tick_us,
             persisted: None,
@@ -151,7 +199,7 @@ impl Member {
     }
 
     /// The running member's state machine.
-    pub(super) fn store(&self) -> Option<&KvStore> {
+    pub(super) fn store(&self) -> Option<&mvcc::Store> {
         self.node.as_ref().map(|node| &node.state_machine().store)
     }
 
@@ -161,6 +209,18 @@ impl Member {
             (Some(node), _) => node.log().durable(),
             (None, Some(storage)) => storage,
             (None, None) => unreachable!("a member always has storage, running or not"),
+        }
+    }
+}
+
+impl Drop for Member {
+    /// A member still running when the run ends goes as if it crashed: its
+    /// store would otherwise close its database cleanly, a durable commit of
+    /// redb's allocator state that costs more than the rest of a short run.
+    fn drop(&mut self) {
+        if self.node.is_some() {
+            self.disk
+                .crash(&mut SimRng::new(0), &CrashOptions::DURABLE_ONLY);
         }
     }
 }
@@ -297,10 +357,14 @@ impl World {
             return;
         };
         let snapshot = storage.snapshot().unwrap_or_default();
-        let machine = match KvMachine::from_snapshot(&snapshot.data) {
-            Ok(machine) => machine,
+        let store = open_store(&self.members[index].disk).and_then(|store| {
+            catch_up_store(&store, &snapshot)?;
+            Ok(store)
+        });
+        let machine = match store {
+            Ok(store) => StoreMachine::new(store),
             Err(error) => {
-                let detail = format!("node {node}'s durable snapshot does not decode: {error}");
+                let detail = format!("node {node}'s store does not reopen: {error}");
                 return self.fail(simulator_fault(node, self.now_us, detail));
             }
         };
@@ -388,6 +452,15 @@ impl World {
                 torn_records_kept = Some(kept);
             }
         }
+        // The disk first: the dying process's store must not get to close
+        // its database cleanly.
+        let crash_options = CrashOptions {
+            torn_write_probability: torn_probability,
+            unsynced_dir_change_kept_probability: torn_probability,
+        };
+        self.members[index]
+            .disk
+            .crash(&mut self.rng, &crash_options);
         drop(running);
         let durable_last_index = durable.last_index().unwrap_or(0);
         let member = &mut self.members[index];
@@ -575,13 +648,21 @@ impl World {
         let (client_id, request_id) = (request.client_id, request.request_id);
         match request.input {
             KvInput::Get { key } if read_mode == ReadMode::LocalUnsafe => {
-                let output = KvOutput::Value(running.state_machine().store.get(key));
-                let reply = ClientReply::Done {
-                    request_id,
-                    output,
-                    served_by: node,
-                };
-                self.reply(client_id, reply);
+                match etcd::read(&running.state_machine().store, key) {
+                    Ok(output) => {
+                        let reply = ClientReply::Done {
+                            request_id,
+                            output,
+                            revision: None,
+                            served_by: node,
+                        };
+                        self.reply(client_id, reply);
+                    }
+                    Err(error) => {
+                        let detail = format!("node {node}'s read failed: {error}");
+                        self.fail(simulator_fault(node, self.now_us, detail));
+                    }
+                }
             }
             KvInput::Get { key } => running.read(ReadReply {
                 client_id,
@@ -590,10 +671,8 @@ impl World {
                 effects,
             }),
             input => {
-                let command = Command {
-                    client_id,
-                    request_id,
-                    input,
+                let Some(command) = etcd::write_command(&input) else {
+                    return;
                 };
                 let reply = WriteReply {
                     client: Some((client_id, request_id)),
@@ -624,10 +703,13 @@ impl World {
             Ok(None) => return,
             Err(error) => return self.fail(node_failure(node, self.now_us, &error)),
         };
+        // The store's syncs (a flush before compaction, a restored
+        // snapshot) wait for the same fsync as the log's write.
         let writes = self.members[index]
             .node
             .as_ref()
-            .is_some_and(|running| running.log().pending().is_some());
+            .is_some_and(|running| running.log().pending().is_some())
+            || self.members[index].disk.pending_syncs() > 0;
         if !writes {
             return self.finish_ready(node, persisted);
         }
@@ -669,6 +751,7 @@ impl World {
         self.acting_node = node;
         let now_us = self.now_us;
         let index = (node - 1) as usize;
+        self.members[index].disk.complete_syncs();
         let Some(running) = self.members[index].node.as_mut() else {
             return;
         };
@@ -910,46 +993,79 @@ impl World {
         }
     }
 
-    /// Answers a client for the node: a write with the store's output, a
-    /// Get whose barrier was passed with the store's value now.
+    /// Answers a client for the node: a write with what the store made of
+    /// it, a Get whose barrier was passed with the store's value now.
     fn answer_client(&mut self, node: NodeId, answer: Answer) {
         let (client_id, request_id, result) = match answer {
             Answer::Write {
                 client_id,
                 request_id,
                 result,
-            } => (client_id, request_id, result),
+            } => {
+                let answer = result.map(|outcome| etcd::write_answer(&outcome));
+                (client_id, request_id, answer)
+            }
             Answer::Read {
                 client_id,
                 request_id,
                 key,
                 result,
             } => {
-                let value = self.member(node).store().map(|store| store.get(key));
-                let output = result.map(|()| value.map(KvOutput::Value));
-                (client_id, request_id, output)
+                let answer = result.map(|()| {
+                    self.member(node)
+                        .store()
+                        .map(|store| etcd::read(store, key))
+                        .transpose()
+                        .map(|output| {
+                            output.map(|output| etcd::WriteAnswer {
+                                output,
+                                revision: None,
+                            })
+                        })
+                });
+                (client_id, request_id, answer)
             }
         };
         let reply = match result {
-            Ok(Some(output)) => ClientReply::Done {
+            Ok(Ok(Some(answer))) => ClientReply::Done {
                 request_id,
-                output,
+                output: answer.output,
+                revision: answer.revision,
                 served_by: node,
             },
-            Ok(None) => return,
+            Ok(Ok(None)) => return,
+            Ok(Err(error)) => {
+                let detail = format!("node {node} answered a client wrongly: {error}");
+                return self.fail(simulator_fault(node, self.now_us, detail));
+            }
             Err(node::RequestError::NoLeader) => ClientReply::NotLeader {
                 request_id,
                 leader: None,
+                maybe_applied: false,
             },
             Err(node::RequestError::LeaderChanged) => ClientReply::NotLeader {
                 request_id,
                 leader: (self.member(node).leader != NO_NODE).then_some(self.member(node).leader),
+                maybe_applied: true,
             },
             // Timed out or refused: the client's own timer moves it on.
             Err(_) => return,
         };
         self.reply(client_id, reply);
     }
+}
+
+/// A store a crash left behind the log's snapshot (its last applies were
+/// not durable when the log was cut behind them) starts from that snapshot;
+/// the log replays the rest.
+fn catch_up_store(store: &mvcc::Store, snapshot: &raft::Snapshot) -> Result<(), String> {
+    if store.applied_index() >= snapshot.meta.index {
+        return Ok(());
+    }
+    store
+        .restore(&snapshot.data)
+        .and_then(|_| store.flush())
+        .map_err(|error| format!("restoring the log's snapshot: {error}"))
 }
 
 fn core_failure(node: NodeId, time_us: u64, detail: String) -> Violation {

@@ -65,6 +65,9 @@ pub struct Stats {
     pub snapshots_installed: u64,
     pub ops_completed: u64,
     pub ops_abandoned: u64,
+    /// Writes whose outcome became unknown and that were asked for again as
+    /// new operations (no sessions: a write is never sent twice).
+    pub writes_reissued: u64,
 }
 
 /// Something scheduled to happen at a virtual time.

@@ -14,13 +14,12 @@
 //! of the voters at once (a cluster without a majority cannot be judged
 //! for liveness, and safety is exercised as well with a minority down).
 
-use raft::{ConfChange, ConfChangeKind, ConfState, LogIndex, Message, MessageBody, NodeId, Term};
+use raft::{ConfChange, ConfChangeKind, ConfState, Message, MessageBody, NodeId, Term};
 
 use super::member::Input;
 use super::network::PartitionKind;
 use super::{Event, Phase, World};
 use crate::invariants;
-use crate::kv::KvStore;
 use crate::liveness::{self, Calm, CalmObservation, Deadlines, HealedProgress};
 use crate::log_view::{LogView, NodeLog};
 use crate::trace::{describe_conf_change, Happening};
@@ -485,10 +484,10 @@ impl World {
                 None => Ok(()),
             }
         });
-        let stores: Vec<(NodeId, LogIndex, &KvStore)> = self
+        let stores: Vec<(NodeId, &mvcc::Store)> = self
             .members
             .iter()
-            .filter_map(|member| Some((member.id, member.applied, member.store()?)))
+            .filter_map(|member| Some((member.id, member.store()?)))
             .collect();
         let stores_result = invariants::check_stores_converged(&stores, now_us);
         let logs: Vec<NodeLog<'_>> = self

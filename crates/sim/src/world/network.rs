@@ -156,7 +156,12 @@ impl World {
             MessageFate::Cut
         } else if self.rng.chance(self.network.config.drop_probability) {
             MessageFate::Dropped
-        } else if self.rng.chance(self.network.config.duplicate_probability) {
+        } else if self.rng.chance(self.network.config.duplicate_probability)
+            && !matches!(message.body, raft::MessageBody::ForwardProposal { .. })
+        {
+            // A forwarded proposal is never duplicated: the peer transport
+            // is a stream, and a second copy would be a second write, which
+            // etcd does not deduplicate either.
             MessageFate::Duplicated
         } else {
             MessageFate::InFlight
