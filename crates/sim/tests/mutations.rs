@@ -132,13 +132,20 @@ fn writes_acknowledged_before_they_are_applied_are_caught() {
     );
 }
 
-/// A read released by a read index asked before it arrived.
+/// A read released by a read index asked before it arrived. The bug shows
+/// only when a write is acknowledged while an earlier read index request is
+/// still on its way: slow links keep requests in flight, and one key written
+/// by clients that never pause makes such a write likely (about 1 seed in
+/// 75; with every fault and three keys, none in 300).
 #[cfg(feature = "mutations")]
 #[test]
 fn reads_joining_an_earlier_read_index_are_caught() {
+    let mut config = SimConfig::new(5, "delay".parse().expect("fault names"));
+    config.workload.key_count = 1;
+    config.workload.think_us_max = 0;
     assert_node_mutation_caught(
         node::Mutation::ReadJoinsEarlierReadIndex,
-        SimConfig::new(5, FaultSet::all()),
+        config,
         &[Invariant::Linearizability],
     );
 }
