@@ -58,5 +58,7 @@ pub use codec::{DecodeError, COMMAND_FORMAT_VERSION, TXN_NESTING_DEPTH_MAX};
 pub use committed::CommittedBatch;
 pub use error::{Error, RequestError, StatusClass, StoreError};
 pub use snapshot::SnapshotInfo;
+#[cfg(feature = "mutations")]
+pub use store::Mutation;
 pub use store::{Applied, ApplyOutcome, Durability, Store, DEFERRED_COMMITS_MAX};
 pub use types::*;

@@ -128,6 +128,18 @@ pub struct Store {
     /// Set while `cached.open_apply` holds entries, so readers skip the lock
     /// when there is nothing to commit.
     open_apply_pending: AtomicBool,
+    #[cfg(feature = "mutations")]
+    mutation: Option<Mutation>,
+}
+
+/// A deliberate bug, switched on by [`Store::set_mutation`] in test builds so
+/// the simulator can prove its checkers catch it.
+#[cfg(feature = "mutations")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mutation {
+    /// A client's Range reads the last committed database state, missing
+    /// the applies gathered in the open write transaction.
+    ReadMissesGatheredApplies,
 }
 
 impl std::fmt::Debug for Store {
@@ -244,7 +256,14 @@ impl Store {
                 open_apply: None,
             }),
             open_apply_pending: AtomicBool::new(false),
+            #[cfg(feature = "mutations")]
+            mutation: None,
         })
+    }
+
+    #[cfg(feature = "mutations")]
+    pub fn set_mutation(&mut self, mutation: Option<Mutation>) {
+        self.mutation = mutation;
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Cached> {
@@ -346,6 +365,19 @@ impl Store {
         self.db.begin_read().map_err(StoreError::database(what))
     }
 
+    /// The read a client's Range runs in: [`Store::begin_read`], unless the
+    /// [`Mutation::ReadMissesGatheredApplies`] bug is on.
+    fn begin_client_read(&self) -> Result<ReadTransaction, StoreError> {
+        #[cfg(feature = "mutations")]
+        if self.mutation == Some(Mutation::ReadMissesGatheredApplies) {
+            return self
+                .db
+                .begin_read()
+                .map_err(StoreError::database("starting a read"));
+        }
+        self.begin_read("starting a read")
+    }
+
     /// Commits the open apply transaction, if any, so reads that start next
     /// see every applied entry.
     fn commit_open_apply(&self) -> Result<(), StoreError> {
@@ -420,7 +452,7 @@ impl Store {
     /// choice is the server's).
     pub fn range(&self, request: &RangeRequest) -> Result<RangeResponse, Error> {
         request.validate()?;
-        let txn = self.begin_read("starting a read")?;
+        let txn = self.begin_client_read()?;
         let meta = read_meta(
             &txn.open_table(META)
                 .map_err(StoreError::database("opening the meta table"))?,

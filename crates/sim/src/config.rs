@@ -264,6 +264,9 @@ pub struct SimConfig {
     /// A deliberate bug in the node loop (test builds with the `mutations` feature).
     #[cfg(feature = "mutations")]
     pub node_mutation: Option<node::Mutation>,
+    /// A deliberate bug in the store (test builds with the `mutations` feature).
+    #[cfg(feature = "mutations")]
+    pub store_mutation: Option<mvcc::Mutation>,
     /// Events kept for a violation's story.
     pub trace_events_max: usize,
     /// Check the client history for linearizability at the end of the run.
@@ -326,6 +329,8 @@ impl SimConfig {
             core_mutation: None,
             #[cfg(feature = "mutations")]
             node_mutation: None,
+            #[cfg(feature = "mutations")]
+            store_mutation: None,
             trace_events_max: 48,
             check_linearizability: true,
             vary_per_seed: false,

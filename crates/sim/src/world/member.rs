@@ -361,6 +361,11 @@ impl World {
             catch_up_store(&store, &snapshot)?;
             Ok(store)
         });
+        #[cfg(feature = "mutations")]
+        let store = store.map(|mut store| {
+            store.set_mutation(self.config.store_mutation);
+            store
+        });
         let machine = match store {
             Ok(store) => StoreMachine::new(store),
             Err(error) => {
