@@ -8,6 +8,9 @@
 //!   bridge member between two halves, and one-way cuts.
 //! - A kill is SIGKILL, then a restart on the same data.
 //! - A pause is SIGSTOP for longer than an election timeout, then SIGCONT.
+//! - A lossy member drops a random share (10% to 40%) of the packets from
+//!   and to its peers, by its firewall's random match (this kernel has no
+//!   netem to add latency).
 //!
 //! Owns: drawing faults and applying and healing them. Must never: leave a
 //! fault in place once healed; draw from anything but the run's seed.
@@ -30,9 +33,10 @@ pub struct FaultKinds {
     pub partitions: bool,
     pub kills: bool,
     pub pauses: bool,
+    pub loss: bool,
 }
 
-/// `all`, or a comma list of `partition`, `kill`, `pause`.
+/// `all`, or a comma list of `partition`, `kill`, `pause`, `loss`.
 impl FromStr for FaultKinds {
     type Err = String;
 
@@ -49,14 +53,16 @@ impl FromStr for FaultKinds {
                         partitions: true,
                         kills: true,
                         pauses: true,
+                        loss: true,
                     }
                 }
                 "partition" | "partitions" => kinds.partitions = true,
                 "kill" | "kills" => kinds.kills = true,
                 "pause" | "pauses" => kinds.pauses = true,
+                "loss" => kinds.loss = true,
                 other => {
                     return Err(format!(
-                        "unknown fault {other:?}; the faults are partition, kill, pause, all"
+                        "unknown fault {other:?}; the faults are partition, kill, pause, loss, all"
                     ))
                 }
             }
@@ -71,6 +77,7 @@ impl FaultKinds {
             (self.partitions, Kind::Partition),
             (self.kills, Kind::Kill),
             (self.pauses, Kind::Pause),
+            (self.loss, Kind::Loss),
         ]
         .into_iter()
         .filter_map(|(on, kind)| on.then_some(kind))
@@ -83,6 +90,7 @@ enum Kind {
     Partition,
     Kill,
     Pause,
+    Loss,
 }
 
 /// One fault, as drawn.
@@ -98,6 +106,11 @@ pub enum Fault {
     },
     Pause {
         member: usize,
+    },
+    /// `member` drops `percent`% of the packets from and to its peers.
+    Loss {
+        member: usize,
+        percent: u64,
     },
 }
 
@@ -117,6 +130,9 @@ impl fmt::Display for Fault {
             }
             Fault::Kill { member } => write!(f, "SIGKILL m{} and restart", member + 1),
             Fault::Pause { member } => write!(f, "SIGSTOP m{} then SIGCONT", member + 1),
+            Fault::Loss { member, percent } => {
+                write!(f, "m{} drops {percent}% of its peer packets", member + 1)
+            }
         }
     }
 }
@@ -169,6 +185,10 @@ impl Schedule {
             Kind::Partition => self.partition(victim),
             Kind::Kill => Fault::Kill { member: victim },
             Kind::Pause => Fault::Pause { member: victim },
+            Kind::Loss => Fault::Loss {
+                member: victim,
+                percent: self.rng.between(10, 40),
+            },
         };
         let lasts = self.duration(self.pacing.fault_min, self.pacing.fault_max);
         Some((fault, lasts))
@@ -270,6 +290,18 @@ pub fn apply(fault: &Fault, hosts: &Hosts, members: &mut Members) -> Result<(), 
         }
         Fault::Kill { member } => members.kill(*member),
         Fault::Pause { member } => members.pause(*member),
+        Fault::Loss { member, percent } => {
+            let probability = *percent as f64 / 100.0;
+            let mut rules = String::new();
+            for peer in (0..hosts.count()).filter(|peer| peer != member) {
+                let address = hosts.address(peer);
+                rules.push_str(&format!(
+                    "-A INPUT -s {address} -m statistic --mode random --probability {probability:.2} -j DROP\n\
+                     -A OUTPUT -d {address} -m statistic --mode random --probability {probability:.2} -j DROP\n"
+                ));
+            }
+            set_firewall(hosts, *member, &rules)?;
+        }
     }
     Ok(())
 }
@@ -288,6 +320,7 @@ pub fn heal(fault: &Fault, hosts: &Hosts, members: &mut Members) -> Result<(), F
             }
         }
         Fault::Pause { member } => members.resume(*member),
+        Fault::Loss { member, .. } => set_firewall(hosts, *member, "")?,
     }
     Ok(())
 }
@@ -380,9 +413,22 @@ mod tests {
     }
 
     #[test]
+    fn a_lossy_member_drops_between_ten_and_forty_percent() {
+        let mut schedule = Schedule::new(5, "loss".parse().unwrap(), 3, pacing());
+        for _ in 0..100 {
+            let Some((Fault::Loss { member, percent }, _)) = schedule.next(None) else {
+                panic!("only loss is enabled");
+            };
+            assert!(member < 3 && (10..=40).contains(&percent));
+        }
+    }
+
+    #[test]
     fn fault_names_parse_and_unknown_ones_are_refused() {
         let kinds: FaultKinds = "partition,kill".parse().unwrap();
-        assert!(kinds.partitions && kinds.kills && !kinds.pauses);
+        assert!(kinds.partitions && kinds.kills && !kinds.pauses && !kinds.loss);
+        let all: FaultKinds = "all".parse().unwrap();
+        assert!(all.partitions && all.kills && all.pauses && all.loss);
         assert!("partition,flood"
             .parse::<FaultKinds>()
             .unwrap_err()

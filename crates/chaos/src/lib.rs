@@ -1,8 +1,8 @@
 //! raftkv's real-process fault suite. The simulator proves the algorithm;
 //! this proves the binary users run: `raftkv serve` members as real
 //! processes, each on a host of its own (a network namespace with its own
-//! address), under network partitions, SIGKILL and restart, and SIGSTOP
-//! pauses, while clients record a history that the simulator's
+//! address), under network partitions, SIGKILL and restart, SIGSTOP
+//! pauses and lossy links, while clients record a history that the simulator's
 //! linearizability checker judges.
 //!
 //! The parts: [`hosts`] makes and removes the namespaces, [`members`] runs

@@ -22,7 +22,7 @@ struct Arguments {
     /// Seconds the clients run.
     #[arg(long, default_value_t = 60)]
     time: u64,
-    /// Faults to inject: a comma list of partition, kill, pause, or all.
+    /// Faults to inject: a comma list of partition, kill, pause, loss, or all.
     #[arg(long, default_value = "all")]
     faults: FaultKinds,
     /// The workload; `register` is linearizable reads, puts and CAS on a few keys.

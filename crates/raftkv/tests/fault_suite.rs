@@ -1,6 +1,6 @@
 //! The real-process fault suite in CI: `raftkv serve` members, each in its
-//! own network namespace, under a seeded schedule of partitions, SIGKILLs
-//! and SIGSTOP pauses, while ten clients record a register history that the
+//! own network namespace, under a seeded schedule of partitions, SIGKILLs,
+//! SIGSTOP pauses and lossy links, while ten clients record a register history that the
 //! simulator's checker judges (see the `chaos` crate; `tests/chaos/run` is
 //! the same run from the command line, of any length). The negative
 //! control reads without the read barrier under partitions, and the run
@@ -50,7 +50,7 @@ fn hosts_possible() -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn five_members_stay_linearizable_under_partitions_kills_and_pauses() {
+async fn five_members_stay_linearizable_under_every_fault() {
     if !hosts_possible() {
         return;
     }
