@@ -155,18 +155,13 @@ impl World {
         let request_id = state.next_request_id;
         state.next_request_id += 1;
         let client_id = state.id;
-        self.history.push(Operation {
-            client_id,
-            input,
-            call_time: self.now_us,
-            outcome: Outcome::Unknown,
-        });
+        let history_index = self.open_call(client_id, input);
         self.clients[client].in_flight = Some(InFlight {
             request_id,
             input,
             attempt: 0,
             timeouts: 0,
-            history_index: self.history.len() - 1,
+            history_index,
         });
         self.record(
             0,
@@ -246,6 +241,18 @@ impl World {
         }
     }
 
+    /// Records a call of `input` by `client_id` made now, its outcome unknown
+    /// until an answer completes it; returns its place in the history.
+    fn open_call(&mut self, client_id: u64, input: KvInput) -> usize {
+        self.history.push(Operation {
+            client_id,
+            input,
+            call_time: self.now_us,
+            outcome: Outcome::Unknown,
+        });
+        self.history.len() - 1
+    }
+
     /// Gives up on the in-flight write, whose outcome stays unknown, and
     /// asks for the same change as a new operation after `delay_us`.
     fn reissue_write(&mut self, client: usize, delay_us: u64) {
@@ -259,13 +266,7 @@ impl World {
         flight.request_id = request_id;
         flight.attempt = 0;
         let input = flight.input;
-        self.history.push(Operation {
-            client_id,
-            input,
-            call_time: self.now_us,
-            outcome: Outcome::Unknown,
-        });
-        let history_index = self.history.len() - 1;
+        let history_index = self.open_call(client_id, input);
         if let Some(flight) = self.clients[client].in_flight.as_mut() {
             flight.history_index = history_index;
         }
