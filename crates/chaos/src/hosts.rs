@@ -20,6 +20,8 @@ use std::process::{Command, Stdio};
 const FIRST_MEMBER_HOST: u8 = 11;
 /// The bridge's host number: where the clients' traffic comes from.
 const BRIDGE_HOST: u8 = 1;
+/// The most hosts one subnet holds after the first member's host number.
+pub const HOSTS_MAX: usize = 200;
 /// Linux limits interface names to 15 bytes.
 const INTERFACE_NAME_MAX: usize = 15;
 
@@ -120,8 +122,8 @@ impl Hosts {
     /// use; on a failure part-way, removes what it made.
     pub fn create(prefix: &str, subnet: [u8; 3], count: usize) -> Result<Hosts, HostsError> {
         assert!(
-            (1..=200).contains(&count),
-            "between 1 and 200 hosts fit the subnet"
+            (1..=HOSTS_MAX).contains(&count),
+            "between 1 and {HOSTS_MAX} hosts fit the subnet"
         );
         let mut hosts = Hosts {
             prefix: prefix.to_owned(),
@@ -230,7 +232,7 @@ impl Hosts {
 
     /// Host `index`'s address.
     pub fn address(&self, index: usize) -> Ipv4Addr {
-        let host = FIRST_MEMBER_HOST + u8::try_from(index).expect("at most 200 hosts");
+        let host = FIRST_MEMBER_HOST + u8::try_from(index).expect("at most HOSTS_MAX hosts");
         Ipv4Addr::new(self.subnet[0], self.subnet[1], self.subnet[2], host)
     }
 

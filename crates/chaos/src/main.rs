@@ -55,6 +55,14 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    if !(1..=chaos::hosts::HOSTS_MAX).contains(&arguments.nodes) {
+        eprintln!(
+            "chaos: --nodes {} is outside 1..={}",
+            arguments.nodes,
+            chaos::hosts::HOSTS_MAX
+        );
+        return ExitCode::from(2);
+    }
     if let Some(missing) = chaos::hosts::missing_requirements() {
         eprintln!("chaos: cannot make test hosts: {missing}");
         return ExitCode::from(2);
