@@ -3,10 +3,12 @@
 //! told it. Each KV call is bounded by a timeout (past it, the outcome is
 //! unknown: the member may apply the request all the same), and each answer's
 //! header revision is recorded with the member that gave it, for
-//! [`crate::revisions`] to check.
+//! [`crate::revisions`] to check. Like etcd's clients, a client given every
+//! member's endpoint fails over to the next member when a call times out or
+//! the member says it is unavailable (no leader, stopped, unreachable).
 //!
-//! Owns: timing calls out, remembering header revisions and the errors of
-//! unanswered calls, and the history's clock. Must never: retry a call by
+//! Owns: timing calls out, failing over, remembering header revisions and
+//! the errors of unanswered calls, and the history's clock. Must never: retry a call by
 //! itself (whether a retried write applied twice is the workload's to know),
 //! or judge what it records.
 
@@ -49,9 +51,23 @@ impl HistoryClock {
 /// The calls of one client that gave no answer, hence unknown outcomes.
 #[derive(Clone, Debug, Default)]
 pub struct CallErrors {
+    /// Whose calls these are, for the report.
+    pub caller: String,
     pub total: u64,
+    /// Moves to another member after an unavailable member or a timeout.
+    pub failovers: u64,
     /// The first `CALL_ERRORS_KEPT_MAX` of them, as text.
     pub first: Vec<String>,
+}
+
+impl CallErrors {
+    /// None yet, of `caller`.
+    pub fn of(caller: String) -> CallErrors {
+        CallErrors {
+            caller,
+            ..CallErrors::default()
+        }
+    }
 }
 
 /// Why a call gave no answer.
@@ -59,6 +75,22 @@ pub struct CallErrors {
 pub enum CallError {
     Status(tonic::Status),
     TimedOut(Duration),
+}
+
+impl CallError {
+    /// Whether the member looks unavailable, so that a client with other
+    /// members to ask should move on: no answer in time, or etcd's
+    /// Unavailable (no leader, leader changed, stopped, connection refused)
+    /// or DeadlineExceeded.
+    pub fn means_unavailable(&self) -> bool {
+        match self {
+            CallError::TimedOut(_) => true,
+            CallError::Status(status) => matches!(
+                status.code(),
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+            ),
+        }
+    }
 }
 
 impl std::fmt::Display for CallError {
@@ -136,7 +168,7 @@ impl Connection {
             current: first,
             call_timeout,
             revisions: Vec::new(),
-            errors: CallErrors::default(),
+            errors: CallErrors::of(format!("client {client_id}")),
         }
     }
 
@@ -176,9 +208,13 @@ impl Connection {
             .await
     }
 
-    /// Moves to the next member: the next call goes there.
+    /// Moves to the next member, if there is another: the next call goes
+    /// there.
     pub fn fail_over(&mut self) {
-        self.current = (self.current + 1) % self.members.len();
+        if self.members.len() > 1 {
+            self.current = (self.current + 1) % self.members.len();
+            self.errors.failovers += 1;
+        }
     }
 
     /// Counts an unanswered call, keeping the text of the first few with
@@ -216,16 +252,67 @@ impl Connection {
             Ok(Err(status)) => Err(CallError::Status(status)),
             Err(_elapsed) => Err(CallError::TimedOut(self.call_timeout)),
         };
-        if let Ok(answer) = &answer {
-            if let Some(header) = answer.header() {
-                self.revisions.push(RevisionSeen {
-                    client_id: self.client_id,
-                    member,
-                    revision: header.revision,
-                    returned_ns: clock.now_ns(),
-                });
+        match &answer {
+            Ok(answer) => {
+                if let Some(header) = answer.header() {
+                    self.revisions.push(RevisionSeen {
+                        client_id: self.client_id,
+                        member,
+                        revision: header.revision,
+                        returned_ns: clock.now_ns(),
+                    });
+                }
             }
+            Err(error) if error.means_unavailable() => self.fail_over(),
+            Err(_) => {}
         }
         answer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loopback addresses where nothing listens: every call is refused
+    /// with Unavailable.
+    fn nowhere(count: usize) -> Vec<String> {
+        (0..count)
+            .map(|index| format!("http://127.0.0.1:{}", 9 + index))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_member_sends_the_next_call_to_the_next_member() {
+        let clock = HistoryClock::start();
+        let mut connection = Connection::new(1, &nowhere(3), 2, Duration::from_secs(2));
+        for expected_next in [0, 1, 2] {
+            let error = connection
+                .range(&clock, RangeRequest::default())
+                .await
+                .expect_err("nothing listens there");
+            assert!(error.means_unavailable(), "{error}");
+            assert_eq!(connection.member(), expected_next);
+        }
+        assert_eq!(connection.errors().failovers, 3);
+    }
+
+    #[tokio::test]
+    async fn a_client_given_one_member_stays_with_it() {
+        let clock = HistoryClock::start();
+        let mut connection = Connection::new(1, &nowhere(1), 0, Duration::from_secs(2));
+        let _ = connection.range(&clock, RangeRequest::default()).await;
+        assert_eq!(connection.member(), 0);
+        assert_eq!(connection.errors().failovers, 0);
+    }
+
+    #[test]
+    fn only_timeouts_and_unavailability_call_for_failover() {
+        assert!(CallError::TimedOut(Duration::from_secs(1)).means_unavailable());
+        assert!(
+            CallError::Status(tonic::Status::unavailable("etcdserver: no leader"))
+                .means_unavailable()
+        );
+        assert!(!CallError::Status(tonic::Status::invalid_argument("bad key")).means_unavailable());
     }
 }

@@ -100,14 +100,12 @@ impl fmt::Display for Report {
         for (name, status) in &self.crashed_members {
             writeln!(f, "member {name} exited by itself: {status}")?;
         }
-        for (index, errors) in self.client_errors.iter().enumerate() {
+        for errors in &self.client_errors {
             if errors.total > 0 {
                 writeln!(
                     f,
-                    "client {}: {} calls unanswered, first {:?}",
-                    index + 1,
-                    errors.total,
-                    errors.first
+                    "{}: {} calls unanswered, {} failovers, first {:?}",
+                    errors.caller, errors.total, errors.failovers, errors.first
                 )?;
             }
         }

@@ -214,8 +214,8 @@ pub async fn read_final(
                 )
             }
             Err(error) => {
+                // An unavailable member was left for the next already.
                 connection.note_error("final read of the set", &error);
-                connection.fail_over();
                 tokio::time::sleep(FINAL_READ_PAUSE).await;
             }
         }

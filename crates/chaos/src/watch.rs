@@ -147,7 +147,10 @@ pub async fn run_watcher(
     start_revision: i64,
     mut stop: Stop,
 ) -> WatcherRecord {
-    let mut record = WatcherRecord::default();
+    let mut record = WatcherRecord {
+        errors: CallErrors::of(format!("watcher from m{}", first + 1)),
+        ..WatcherRecord::default()
+    };
     let mut next_revision = start_revision;
     let mut member = first;
     let mut caught_up_by = None;
@@ -285,8 +288,8 @@ pub async fn read_final(
                 )
             }
             Err(error) => {
+                // An unavailable member was left for the next already.
                 connection.note_error("final range of the prefix", &error);
-                connection.fail_over();
                 tokio::time::sleep(RECONNECT_PAUSE).await;
             }
         }
