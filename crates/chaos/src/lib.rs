@@ -8,7 +8,7 @@
 //! The parts: [`hosts`] makes and removes the namespaces, [`members`] runs
 //! the processes in them, [`faults`] draws a seeded schedule and breaks
 //! things, [`connection`] is a client's way to the members, [`workload`]
-//! starts, finishes and judges the workloads ([`register`], [`set`] and
+//! starts and finishes the workloads and [`judge`] judges them ([`register`], [`set`] and
 //! [`watch`], the last two checked by [`set_check`] and [`watch_check`]),
 //! [`convergence`] and [`revisions`] are the checks every workload gets
 //! after the faults heal, and [`run`] ties them into one run with a
@@ -19,6 +19,7 @@ pub mod connection;
 pub mod convergence;
 pub mod faults;
 pub mod hosts;
+pub mod judge;
 pub mod members;
 pub mod register;
 pub mod report;

@@ -12,9 +12,10 @@ use std::time::Duration;
 use crate::connection::CallErrors;
 use crate::convergence::HashCheck;
 use crate::faults::Fault;
+use crate::judge::Verdicts;
 use crate::revisions::Regression;
 use crate::run::RECOVERY_MAX;
-use crate::workload::{Counts, Verdicts, Workload};
+use crate::workload::{Counts, Workload};
 
 /// How many revision regressions the report lists; the rest are counted.
 const REGRESSIONS_LISTED_MAX: usize = 5;

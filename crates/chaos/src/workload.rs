@@ -1,37 +1,28 @@
 //! The workloads a run may drive, behind one face for the run driver:
-//! start the clients, finish them once the faults have healed (awaiting
-//! them and taking whatever final reads the workload's check needs), and
-//! judge what they recorded.
+//! start the clients, and finish them once the faults have healed
+//! (awaiting them and taking whatever final reads the workload's check
+//! needs); [`crate::judge`] judges what they recorded.
 //!
-//! Owns: which workloads exist, how each is started, finished and judged,
-//! and what every workload reports alike (operation counts, acknowledged
-//! writes, header revisions, errors). Must never: inject faults or start
-//! members (the run driver does), or call a run valid its check could not
-//! decide.
+//! Owns: which workloads exist, how each is started and finished, and how
+//! every workload's operations are counted. Must never: inject faults or
+//! start members (the run driver does).
 
 use std::fmt;
-use std::fmt::Write as _;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use sim::linearizability::Verdict;
-use sim::linearizability::{check, KvInput, KvModel, KvOperation, KvOutput, Limits, Outcome};
+use sim::linearizability::KvOperation;
 use sim::rng::SimRng;
 use tokio::sync::watch as signal;
 use tokio::task::JoinHandle;
 
-use crate::connection::{CallErrors, Connection, HistoryClock};
-use crate::register::{
-    count_returned, describe_violation, run_client, value_seen, RegisterClient, Rounds,
-};
-use crate::revisions::RevisionSeen;
-use crate::set::{read_final as read_final_set, run_set_client, Add, AddOutcome, Appends, SetRead};
-use crate::set_check::{check_set, SetVerdict};
+use crate::connection::{Connection, HistoryClock};
+use crate::register::{run_client, RegisterClient, Rounds};
+use crate::set::{read_final as read_final_set, run_set_client, Add, Appends, SetRead};
 use crate::watch::{
     read_final as read_final_prefix, run_watcher, run_writer, FinalValue, SeenEvent, Stop,
     WatcherRecord, Write,
 };
-use crate::watch_check::{check_reference, check_sequence, WatchVerdict};
 
 /// How long a client waits for an answer before its outcome is unknown.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -42,8 +33,6 @@ const REGISTER_KEY_PREFIX: &str = "register/";
 const KEYS_PER_ROUND: u8 = 5;
 const ROUND_MIN: Duration = Duration::from_secs(2);
 const THINK: Duration = Duration::from_millis(20);
-/// How far around a violation the report lists the key's operations.
-const VIOLATION_WINDOW_NS: u64 = 10_000_000;
 /// How long the final reads (the set, the prefix's Range) may take.
 const FINAL_READ_MAX: Duration = Duration::from_secs(15);
 /// How long a watcher may take to reach the last revision once it is known.
@@ -361,267 +350,4 @@ async fn reference_watch(endpoints: Vec<String>, last: i64) -> Option<Vec<SeenEv
         .unwrap_or(0)
         >= last;
     reached.then_some(record.events)
-}
-
-/// A workload's verdict.
-#[derive(Debug)]
-pub enum Verdicts {
-    Register {
-        verdict: Verdict,
-        /// The violation, told with the operations around it.
-        story: Option<String>,
-    },
-    Set(SetVerdict),
-    Watch(WatchVerdict),
-}
-
-impl Verdicts {
-    pub fn is_valid(&self) -> bool {
-        match self {
-            Verdicts::Register { verdict, .. } => matches!(verdict, Verdict::Linearizable),
-            Verdicts::Set(verdict) => verdict.is_valid(),
-            Verdicts::Watch(verdict) => verdict.is_valid(),
-        }
-    }
-}
-
-impl fmt::Display for Verdicts {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Verdicts::Register { verdict, story } => match verdict {
-                Verdict::Linearizable => write!(f, "linearizable"),
-                Verdict::NotLinearizable(_) => write!(
-                    f,
-                    "NOT linearizable\n{}",
-                    story.as_deref().unwrap_or_default()
-                ),
-                Verdict::Unknown { reason } => write!(f, "undecided ({reason})"),
-            },
-            Verdicts::Set(verdict) => write!(f, "{verdict}"),
-            Verdicts::Watch(verdict) => write!(f, "{verdict}"),
-        }
-    }
-}
-
-/// A workload judged.
-#[derive(Debug)]
-pub struct Judged {
-    pub counts: Counts,
-    /// When each acknowledged write returned, on the history's clock.
-    pub writes_acknowledged_ns: Vec<u64>,
-    pub revisions: Vec<RevisionSeen>,
-    pub client_errors: Vec<CallErrors>,
-    pub verdicts: Verdicts,
-    /// The record, one line per operation, for a kept run.
-    pub history_text: String,
-}
-
-impl Finished {
-    /// Judges what was recorded; an error for a history the checker
-    /// cannot read.
-    pub fn judge(self) -> Result<Judged, String> {
-        match self {
-            Finished::Register {
-                history,
-                connections,
-            } => judge_register(history, connections),
-            Finished::Set {
-                adds,
-                read,
-                connections,
-            } => Ok(judge_set(&adds, read.as_ref(), connections)),
-            Finished::Watch {
-                writes,
-                reference,
-                watchers,
-                connections,
-            } => Ok(judge_watch(
-                &writes,
-                reference.as_ref(),
-                &watchers,
-                connections,
-            )),
-        }
-    }
-}
-
-fn judge_set(adds: &[Add], read: Option<&SetRead>, connections: Vec<Connection>) -> Judged {
-    let count = |outcome| adds.iter().filter(|add| add.outcome == outcome).count();
-    let (revisions, client_errors) = split_records(connections);
-    let mut history_text = String::from("# client call_ns element -> outcome (return_ns)\n");
-    for add in adds {
-        // Writing to a String cannot fail.
-        let _ = writeln!(
-            history_text,
-            "{} {} {} -> {:?} {:?}",
-            add.client_id, add.call_ns, add.element, add.outcome, add.return_ns
-        );
-    }
-    if let Some(read) = read {
-        let _ = writeln!(history_text, "# final read: {:?}", read.elements);
-    }
-    Judged {
-        counts: Counts {
-            ok: count(AddOutcome::Added),
-            failed: count(AddOutcome::NotAdded),
-            unknown: count(AddOutcome::Unknown),
-        },
-        writes_acknowledged_ns: adds
-            .iter()
-            .filter(|add| add.outcome == AddOutcome::Added)
-            .filter_map(|add| add.return_ns)
-            .collect(),
-        revisions,
-        client_errors,
-        verdicts: Verdicts::Set(check_set(adds, read)),
-        history_text,
-    }
-}
-
-fn judge_watch(
-    writes: &[Write],
-    reference: Option<&(Vec<FinalValue>, Vec<SeenEvent>)>,
-    watchers: &[WatcherRecord],
-    connections: Vec<Connection>,
-) -> Judged {
-    let (revisions, mut client_errors) = split_records(connections);
-    client_errors.extend(watchers.iter().map(|watcher| watcher.errors.clone()));
-    let verdict = match reference {
-        Some((values, events)) => WatchVerdict {
-            read: true,
-            reference_events: events.len(),
-            reference: check_reference(events, writes, values),
-            watchers: watchers
-                .iter()
-                .map(|watcher| {
-                    (
-                        watcher.events.len(),
-                        watcher.reconnects,
-                        check_sequence(&watcher.events, events),
-                    )
-                })
-                .collect(),
-        },
-        None => WatchVerdict::default(),
-    };
-    let mut history_text =
-        String::from("# client call_ns key=value -> revision return_ns | unknown\n");
-    for write in writes {
-        let outcome = write
-            .acknowledged
-            .map_or("unknown".to_owned(), |(revision, at)| {
-                format!("{revision} {at}")
-            });
-        // Writing to a String cannot fail.
-        let _ = writeln!(
-            history_text,
-            "{} {} {}={} -> {outcome}",
-            write.client_id, write.call_ns, write.key, write.value
-        );
-    }
-    for (index, watcher) in watchers.iter().enumerate() {
-        let revisions: Vec<i64> = watcher.events.iter().map(|event| event.revision).collect();
-        let _ = writeln!(
-            history_text,
-            "# watcher {} saw revisions {revisions:?}",
-            index + 1
-        );
-    }
-    let acknowledged = writes
-        .iter()
-        .filter(|write| write.acknowledged.is_some())
-        .count();
-    Judged {
-        counts: Counts {
-            ok: acknowledged,
-            failed: 0,
-            unknown: writes.len() - acknowledged,
-        },
-        writes_acknowledged_ns: writes
-            .iter()
-            .filter_map(|write| write.acknowledged.map(|(_, at)| at))
-            .collect(),
-        revisions,
-        client_errors,
-        verdicts: Verdicts::Watch(verdict),
-        history_text,
-    }
-}
-
-fn judge_register(
-    history: Vec<KvOperation>,
-    connections: Vec<Connection>,
-) -> Result<Judged, String> {
-    let verdict =
-        check(&KvModel, &history, &Limits::default()).map_err(|error| error.to_string())?;
-    let story = match &verdict {
-        Verdict::NotLinearizable(violation) => {
-            Some(describe_violation(&history, violation, VIOLATION_WINDOW_NS))
-        }
-        _ => None,
-    };
-    let unknown = history.len() - count_returned(&history, |_| true);
-    let failed = count_returned(&history, |operation| {
-        matches!(
-            operation.outcome,
-            Outcome::Returned {
-                output: KvOutput::CasDone { succeeded: false },
-                ..
-            }
-        )
-    });
-    let writes_acknowledged_ns = history
-        .iter()
-        .filter(|operation| !matches!(operation.input, KvInput::Get { .. }))
-        .filter(|operation| value_seen(operation).is_some())
-        .filter_map(KvOperation::return_time)
-        .collect();
-    let (revisions, client_errors) = split_records(connections);
-    Ok(Judged {
-        counts: Counts {
-            ok: history.len() - unknown - failed,
-            failed,
-            unknown,
-        },
-        writes_acknowledged_ns,
-        revisions,
-        client_errors,
-        verdicts: Verdicts::Register { verdict, story },
-        history_text: register_history_text(&history),
-    })
-}
-
-/// Every connection's header revisions in one list, and each one's errors.
-fn split_records(connections: Vec<Connection>) -> (Vec<RevisionSeen>, Vec<CallErrors>) {
-    let mut revisions = Vec::new();
-    let mut errors = Vec::new();
-    for connection in connections {
-        let (seen, errors_of_client) = connection.into_record();
-        revisions.extend(seen);
-        errors.push(errors_of_client);
-    }
-    (revisions, errors)
-}
-
-/// One operation per line, in call order.
-fn register_history_text(history: &[KvOperation]) -> String {
-    let mut text = String::from("# client call_ns input -> outcome (return_ns)\n");
-    let mut sorted: Vec<&KvOperation> = history.iter().collect();
-    sorted.sort_by_key(|operation| operation.call_time);
-    for operation in sorted {
-        let outcome = match &operation.outcome {
-            Outcome::Returned {
-                output,
-                return_time,
-            } => format!("{output:?} {return_time}"),
-            Outcome::Unknown => "unknown".to_owned(),
-        };
-        // Writing to a String cannot fail.
-        let _ = writeln!(
-            text,
-            "{} {} {:?} -> {outcome}",
-            operation.client_id, operation.call_time, operation.input
-        );
-    }
-    text
 }

@@ -17,8 +17,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chaos::faults::Pacing;
+use chaos::judge::Verdicts;
 use chaos::run::{run, RunOptions};
-use chaos::workload::{Verdicts, Workload};
+use chaos::workload::Workload;
 use sim::linearizability::Verdict;
 
 fn options(workload: Workload, nodes: usize, seconds: u64, faults: &str, seed: u64) -> RunOptions {
