@@ -63,6 +63,14 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    if arguments.serializable_reads && arguments.workload != Workload::Register {
+        eprintln!("chaos: --serializable-reads is a control of the register workload");
+        return ExitCode::from(2);
+    }
+    if arguments.blind_appends && arguments.workload != Workload::Set {
+        eprintln!("chaos: --blind-appends is a control of the set workload");
+        return ExitCode::from(2);
+    }
     if let Some(missing) = chaos::hosts::missing_requirements() {
         eprintln!("chaos: cannot make test hosts: {missing}");
         return ExitCode::from(2);
