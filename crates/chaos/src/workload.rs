@@ -298,28 +298,32 @@ impl Running {
                     writes.extend(written);
                     connections.push(connection);
                 }
-                let reference =
-                    match read_final_prefix(&mut final_reader, &clock, FINAL_READ_MAX).await {
-                        Some(values) => {
-                            let last = values
-                                .iter()
-                                .map(|value| value.mod_revision)
-                                .max()
-                                .unwrap_or(0);
-                            // Watchers that see no last revision stop when the
-                            // sender goes, below.
-                            let _ = last_revision.send(Some(last));
-                            reference_watch(endpoints, last)
-                                .await
-                                .map(|events| (values, events))
-                        }
-                        None => None,
-                    };
-                drop(last_revision);
+                let values = read_final_prefix(&mut final_reader, &clock, FINAL_READ_MAX).await;
+                let last = values.as_ref().map(|values| {
+                    values
+                        .iter()
+                        .map(|value| value.mod_revision)
+                        .max()
+                        .unwrap_or(0)
+                });
+                // Told the last revision, the watchers stop once they have
+                // seen it, so the sender stays until they are done; without
+                // one, they stop as the sender goes.
+                let sender_kept = last.map(|last| {
+                    let _ = last_revision.send(Some(last));
+                    last_revision
+                });
+                let reference = match (values, last) {
+                    (Some(values), Some(last)) => reference_watch(endpoints, last)
+                        .await
+                        .map(|events| (values, events)),
+                    _ => None,
+                };
                 let mut records = Vec::new();
                 for watcher in watchers {
                     records.push(watcher.await.expect("a watcher task does not panic"));
                 }
+                drop(sender_kept);
                 connections.push(final_reader);
                 Finished::Watch {
                     writes,
