@@ -2,17 +2,31 @@
 //! this proves the binary users run: `raftkv serve` members as real
 //! processes, each on a host of its own (a network namespace with its own
 //! address), under network partitions, SIGKILL and restart, SIGSTOP
-//! pauses and lossy links, while clients record a history that the simulator's
-//! linearizability checker judges.
+//! pauses and lossy links, while clients record a history that is checked
+//! (the register workload by the simulator's linearizability checker).
 //!
 //! The parts: [`hosts`] makes and removes the namespaces, [`members`] runs
 //! the processes in them, [`faults`] draws a seeded schedule and breaks
-//! things, [`register`] is the client workload and its history, and [`run`]
-//! ties them into one run with a report. The `chaos` binary is the command
-//! line (`tests/chaos/run` builds and starts it).
+//! things, [`connection`] is a client's way to the members, [`workload`]
+//! starts and finishes the workloads and [`judge`] judges them ([`register`], [`set`] and
+//! [`watch`], the last two checked by [`set_check`] and [`watch_check`]),
+//! [`convergence`] and [`revisions`] are the checks every workload gets
+//! after the faults heal, and [`run`] ties them into one run with a
+//! [`report`]. The `chaos` binary is the command line (`tests/chaos/run`
+//! builds and starts it).
 
+pub mod connection;
+pub mod convergence;
 pub mod faults;
 pub mod hosts;
+pub mod judge;
 pub mod members;
 pub mod register;
+pub mod report;
+pub mod revisions;
 pub mod run;
+pub mod set;
+pub mod set_check;
+pub mod watch;
+pub mod watch_check;
+pub mod workload;

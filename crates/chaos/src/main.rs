@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chaos::faults::{FaultKinds, Pacing};
 use chaos::run::{run, RunOptions};
+use chaos::workload::Workload;
 use clap::Parser;
 
 #[derive(Debug, Parser)]
@@ -25,9 +26,11 @@ struct Arguments {
     /// Faults to inject: a comma list of partition, kill, pause, loss, or all.
     #[arg(long, default_value = "all")]
     faults: FaultKinds,
-    /// The workload; `register` is linearizable reads, puts and CAS on a few keys.
+    /// The workload: `register` (linearizable reads, puts and CAS on a few
+    /// keys), `set` (compare-and-set adds to one set in one key) or `watch`
+    /// (puts under a prefix, watched by reconnecting watchers).
     #[arg(long, default_value = "register")]
-    workload: String,
+    workload: Workload,
     /// Seeds the fault schedule and the clients.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -38,6 +41,10 @@ struct Arguments {
     /// with partitions must call invalid.
     #[arg(long)]
     serializable_reads: bool,
+    /// Set adds by blind puts, without the mod-revision compare: a negative
+    /// control that a set run must call invalid (lost elements).
+    #[arg(long)]
+    blind_appends: bool,
     /// The raftkv binary (default: `raftkv` beside this binary).
     #[arg(long)]
     raftkv: Option<PathBuf>,
@@ -48,19 +55,20 @@ struct Arguments {
 
 fn main() -> ExitCode {
     let arguments = Arguments::parse();
-    if arguments.workload != "register" {
-        eprintln!(
-            "chaos: unknown workload {:?}; the workloads are: register",
-            arguments.workload
-        );
-        return ExitCode::from(2);
-    }
     if !(1..=chaos::hosts::HOSTS_MAX).contains(&arguments.nodes) {
         eprintln!(
             "chaos: --nodes {} is outside 1..={}",
             arguments.nodes,
             chaos::hosts::HOSTS_MAX
         );
+        return ExitCode::from(2);
+    }
+    if arguments.serializable_reads && arguments.workload != Workload::Register {
+        eprintln!("chaos: --serializable-reads is a control of the register workload");
+        return ExitCode::from(2);
+    }
+    if arguments.blind_appends && arguments.workload != Workload::Set {
+        eprintln!("chaos: --blind-appends is a control of the set workload");
         return ExitCode::from(2);
     }
     if let Some(missing) = chaos::hosts::missing_requirements() {
@@ -85,9 +93,11 @@ fn main() -> ExitCode {
             quiet_min: Duration::from_millis(500),
             quiet_max: Duration::from_secs(3),
         },
+        workload: arguments.workload,
         seed: arguments.seed,
         clients: arguments.clients,
         serializable_reads: arguments.serializable_reads,
+        blind_appends: arguments.blind_appends,
         names: None,
         keep: arguments.keep,
     };

@@ -5,101 +5,39 @@
 //!
 //! Owns: the mapping between the checker's `KvInput`/`KvOutput` and etcd's
 //! KV API (register `n` is the etcd key `<prefix><n>`, a value is a decimal
-//! u64), the one monotonic clock a history is stamped with, what counts as
-//! an unknown outcome, and rendering a violation with the operations around
+//! u64), what counts as an unknown outcome, and rendering a violation with the operations around
 //! it, and the register workload itself: what each client asks next.
 //! Must never: judge a history (the checker does) or start members.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use server::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
-use server::proto::etcdserverpb::kv_client::KvClient;
 use server::proto::etcdserverpb::request_op::Request;
 use server::proto::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
 use sim::linearizability::{KvInput, KvKey, KvOperation, KvOutput, KvValue, Outcome, Violation};
 use sim::rng::SimRng;
-use tonic::transport::Channel;
 
-/// How many call errors a client keeps the text of, for the report; the
-/// rest are only counted.
-pub const CALL_ERRORS_KEPT_MAX: usize = 3;
+use crate::connection::{CallError, Connection, HistoryClock};
 
-/// The clock every operation of one history is stamped with: nanoseconds of
-/// one monotonic clock since the history began, so call and return times of
-/// different clients compare as real time.
-#[derive(Clone, Copy, Debug)]
-pub struct HistoryClock {
-    origin: Instant,
-}
-
-impl HistoryClock {
-    pub fn start() -> HistoryClock {
-        HistoryClock {
-            origin: Instant::now(),
-        }
-    }
-
-    /// Nanoseconds since the history began (saturating after 584 years).
-    pub fn now_ns(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
-    }
-}
-
-/// The calls of one client that gave no answer, hence unknown outcomes.
-#[derive(Clone, Debug, Default)]
-pub struct CallErrors {
-    pub total: u64,
-    /// The first `CALL_ERRORS_KEPT_MAX` of them, as text.
-    pub first: Vec<String>,
-}
-
-/// One client pinned to one member's client endpoint, recording what it
-/// asked and what it saw.
+/// One register client, recording what it asked and what it saw.
 #[derive(Debug)]
 pub struct RegisterClient {
-    client_id: u64,
-    kv: KvClient<Channel>,
+    connection: Connection,
     key_prefix: String,
-    call_timeout: Duration,
     /// Reads skip the read barrier (etcd's serializable Range).
     serializable_reads: bool,
-    errors: CallErrors,
-}
-
-/// Why a call gave no answer.
-enum CallError {
-    Status(tonic::Status),
-    TimedOut(Duration),
 }
 
 impl RegisterClient {
-    /// A client of `endpoint` alone, which it connects to on its first
-    /// call (a failed connection is one more unanswered call). Register `n`
-    /// is the etcd key `<key_prefix><n>`; a call without an answer within
-    /// `call_timeout` is given up and recorded as an unknown outcome.
-    ///
-    /// # Panics
-    ///
-    /// When `endpoint` is not a URI.
-    pub fn new(
-        client_id: u64,
-        endpoint: &str,
-        key_prefix: &str,
-        call_timeout: Duration,
-    ) -> RegisterClient {
-        let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
-            .unwrap_or_else(|error| panic!("client endpoint {endpoint}: {error}"))
-            .connect_timeout(call_timeout)
-            .connect_lazy();
+    /// A client over `connection`; register `n` is the etcd key
+    /// `<key_prefix><n>`.
+    pub fn new(connection: Connection, key_prefix: &str) -> RegisterClient {
         RegisterClient {
-            client_id,
-            kv: KvClient::new(channel),
+            connection,
             key_prefix: key_prefix.to_owned(),
-            call_timeout,
             serializable_reads: false,
-            errors: CallErrors::default(),
         }
     }
 
@@ -116,10 +54,7 @@ impl RegisterClient {
     /// request all the same.
     pub async fn record(&mut self, clock: &HistoryClock, input: KvInput) -> KvOperation {
         let call_time = clock.now_ns();
-        let answer = match tokio::time::timeout(self.call_timeout, self.call(input)).await {
-            Ok(answer) => answer,
-            Err(_elapsed) => Err(CallError::TimedOut(self.call_timeout)),
-        };
+        let answer = self.call(clock, input).await;
         // A network round trip takes far longer than a nanosecond; the
         // `max` only keeps the checker's "return after call" rule without
         // trusting that.
@@ -130,12 +65,12 @@ impl RegisterClient {
                 return_time,
             },
             Err(error) => {
-                self.note_error(input, error);
+                self.connection.note_error(&format!("{input:?}"), &error);
                 Outcome::Unknown
             }
         };
         KvOperation {
-            client_id: self.client_id,
+            client_id: self.connection.client_id(),
             input,
             call_time,
             outcome,
@@ -143,32 +78,20 @@ impl RegisterClient {
     }
 
     pub fn client_id(&self) -> u64 {
-        self.client_id
+        self.connection.client_id()
     }
 
-    pub fn errors(&self) -> &CallErrors {
-        &self.errors
+    /// The connection, with what it recorded.
+    pub fn into_connection(self) -> Connection {
+        self.connection
     }
 
-    fn note_error(&mut self, input: KvInput, error: CallError) {
-        self.errors.total += 1;
-        if self.errors.first.len() < CALL_ERRORS_KEPT_MAX {
-            let reason = match error {
-                CallError::Status(status) => format!("{}: {}", status.code(), status.message()),
-                CallError::TimedOut(limit) => format!("no answer within {limit:?}"),
-            };
-            self.errors.first.push(format!("{input:?}: {reason}"));
-        }
-    }
-
-    async fn call(&mut self, input: KvInput) -> Result<KvOutput, CallError> {
+    async fn call(&mut self, clock: &HistoryClock, input: KvInput) -> Result<KvOutput, CallError> {
         match input {
-            KvInput::Get { key } => self.get(key).await,
+            KvInput::Get { key } => self.get(clock, key).await,
             KvInput::Put { key, value } => {
-                self.kv
-                    .put(self.put_request(key, value))
-                    .await
-                    .map_err(CallError::Status)?;
+                let request = self.put_request(key, value);
+                self.connection.put(clock, request).await?;
                 Ok(KvOutput::PutDone)
             }
             KvInput::Cas { key, expected, new } => {
@@ -179,28 +102,23 @@ impl RegisterClient {
                     }],
                     failure: Vec::new(),
                 };
-                let response = self.kv.txn(request).await.map_err(CallError::Status)?;
+                let response = self.connection.txn(clock, request).await?;
                 Ok(KvOutput::CasDone {
-                    succeeded: response.into_inner().succeeded,
+                    succeeded: response.succeeded,
                 })
             }
         }
     }
 
     /// A Range of one key, linearizable unless reads are serializable.
-    async fn get(&mut self, key: KvKey) -> Result<KvOutput, CallError> {
+    async fn get(&mut self, clock: &HistoryClock, key: KvKey) -> Result<KvOutput, CallError> {
         let etcd_key = self.etcd_key(key);
         let request = RangeRequest {
             key: etcd_key.clone().into_bytes(),
             serializable: self.serializable_reads,
             ..RangeRequest::default()
         };
-        let response = self
-            .kv
-            .range(request)
-            .await
-            .map_err(CallError::Status)?
-            .into_inner();
+        let response = self.connection.range(clock, request).await?;
         assert!(
             response.kvs.len() <= 1,
             "a Range of the single key {etcd_key} returned {} key-values",
@@ -392,14 +310,15 @@ pub const OPERATIONS_PER_CLIENT_MAX: usize = 100_000;
 
 /// One client's loop until `run` has passed since `clock` started: about
 /// half linearizable reads, a quarter puts, a quarter compare-and-swaps of
-/// the value this client last saw. Returns its operations and its errors.
+/// the value this client last saw. Returns its operations and its
+/// connection, which holds the header revisions and errors it saw.
 pub async fn run_client(
     mut client: RegisterClient,
     mut rng: SimRng,
     clock: HistoryClock,
     run: Duration,
     rounds: Rounds,
-) -> (Vec<KvOperation>, CallErrors) {
+) -> (Vec<KvOperation>, Connection) {
     assert!(
         run <= rounds.run_max(),
         "a run longer than the key space allows"
@@ -427,7 +346,7 @@ pub async fn run_client(
             tokio::time::sleep(rounds.think).await;
         }
     }
-    (operations, client.errors().clone())
+    (operations, client.into_connection())
 }
 
 /// About half reads, a quarter puts, a quarter compare-and-swaps. A write

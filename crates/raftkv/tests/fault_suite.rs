@@ -1,21 +1,28 @@
 //! The real-process fault suite in CI: `raftkv serve` members, each in its
 //! own network namespace, under a seeded schedule of partitions, SIGKILLs,
-//! SIGSTOP pauses and lossy links, while ten clients record a register history that the
-//! simulator's checker judges (see the `chaos` crate; `tests/chaos/run` is
-//! the same run from the command line, of any length). The negative
-//! control reads without the read barrier under partitions, and the run
-//! must be called invalid. About 30 s each; needs root, `ip` and
-//! `iptables` (under CI their absence fails the test instead of skipping it).
+//! SIGSTOP pauses and lossy links, while ten clients (failing over between
+//! members) run a workload (see the `chaos` crate; `tests/chaos/run` is the
+//! same run from the command line, of any length): a register history that
+//! the simulator's checker judges, a set built by compare-and-set adds, or
+//! puts under a prefix that reconnecting watchers must see in full. Every
+//! run also requires, after the heal, equal HashKV on every member and no
+//! header revision going backwards on a member. The negative controls read
+//! without the read barrier under partitions, and append to the set without
+//! the compare; both runs must be called invalid. 10 s to 30 s each; needs
+//! root, `ip` and `iptables` (under CI their absence fails the test instead
+//! of skipping it).
 
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use chaos::faults::Pacing;
+use chaos::judge::Verdicts;
 use chaos::run::{run, RunOptions};
+use chaos::workload::Workload;
 use sim::linearizability::Verdict;
 
-fn options(nodes: usize, seconds: u64, faults: &str, seed: u64) -> RunOptions {
+fn options(workload: Workload, nodes: usize, seconds: u64, faults: &str, seed: u64) -> RunOptions {
     RunOptions {
         binary: PathBuf::from(env!("CARGO_BIN_EXE_raftkv")),
         nodes,
@@ -27,9 +34,11 @@ fn options(nodes: usize, seconds: u64, faults: &str, seed: u64) -> RunOptions {
             quiet_min: Duration::from_millis(500),
             quiet_max: Duration::from_secs(2),
         },
+        workload,
         seed,
         clients: 10,
         serializable_reads: false,
+        blind_appends: false,
         names: None,
         keep: None,
     }
@@ -54,7 +63,7 @@ async fn five_members_stay_linearizable_under_every_fault() {
     if !hosts_possible() {
         return;
     }
-    let report = run(&options(5, 30, "all", 1))
+    let report = run(&options(Workload::Register, 5, 30, "all", 1))
         .await
         .unwrap_or_else(|error| panic!("the run could not be carried out: {error}"));
     eprintln!("{report}");
@@ -70,15 +79,76 @@ async fn serializable_reads_under_partitions_are_called_invalid() {
     if !hosts_possible() {
         return;
     }
-    let mut options = options(3, 20, "partition", 2);
+    let mut options = options(Workload::Register, 3, 20, "partition", 2);
     options.serializable_reads = true;
     let report = run(&options)
         .await
         .unwrap_or_else(|error| panic!("the run could not be carried out: {error}"));
     eprintln!("{report}");
     assert!(
-        matches!(report.verdict, Verdict::NotLinearizable(_)),
+        matches!(
+            report.verdicts,
+            Verdicts::Register {
+                verdict: Verdict::NotLinearizable(_),
+                ..
+            }
+        ),
         "reads without the barrier on partitioned members went unnoticed:\n{report}"
     );
     assert!(!report.is_valid());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_keep_every_acknowledged_set_element_under_every_fault() {
+    if !hosts_possible() {
+        return;
+    }
+    let report = run(&options(Workload::Set, 3, 30, "all", 3))
+        .await
+        .unwrap_or_else(|error| panic!("the run could not be carried out: {error}"));
+    eprintln!("{report}");
+    assert!(
+        !report.faults.is_empty(),
+        "no fault was injected:\n{report}"
+    );
+    assert!(report.counts.ok > 0, "no add was acknowledged:\n{report}");
+    assert!(report.is_valid(), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_appends_without_the_compare_are_called_invalid() {
+    if !hosts_possible() {
+        return;
+    }
+    let mut options = options(Workload::Set, 3, 12, "partition", 5);
+    options.blind_appends = true;
+    let report = run(&options)
+        .await
+        .unwrap_or_else(|error| panic!("the run could not be carried out: {error}"));
+    eprintln!("{report}");
+    assert!(
+        matches!(&report.verdicts, Verdicts::Set(verdict) if !verdict.lost.is_empty()),
+        "blind appends lost no acknowledged element:\n{report}"
+    );
+    assert!(!report.is_valid());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_watchers_see_every_event_once_in_order_under_every_fault() {
+    if !hosts_possible() {
+        return;
+    }
+    let report = run(&options(Workload::Watch, 3, 30, "all", 4))
+        .await
+        .unwrap_or_else(|error| panic!("the run could not be carried out: {error}"));
+    eprintln!("{report}");
+    assert!(
+        !report.faults.is_empty(),
+        "no fault was injected:\n{report}"
+    );
+    assert!(
+        matches!(&report.verdicts, Verdicts::Watch(verdict) if verdict.reference_events > 0),
+        "no event to watch:\n{report}"
+    );
+    assert!(report.is_valid(), "{report}");
 }

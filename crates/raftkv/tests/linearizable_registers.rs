@@ -20,9 +20,9 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use chaos::connection::{CallErrors, Connection, HistoryClock};
 use chaos::register::{
-    count_returned, describe_violation, run_client, value_seen, CallErrors, HistoryClock,
-    RegisterClient, Rounds,
+    count_returned, describe_violation, run_client, value_seen, RegisterClient, Rounds,
 };
 use common::Cluster;
 use sim::linearizability::{
@@ -135,12 +135,10 @@ async fn record(size: usize, run: Duration, seed: u64) -> Recorded {
     let tasks: Vec<_> = (1..=CLIENTS)
         .zip(&pinned_member)
         .map(|(client_id, &member)| {
-            let client = RegisterClient::new(
-                client_id,
-                &cluster.endpoint(member),
-                KEY_PREFIX,
-                CALL_TIMEOUT,
-            );
+            // Given one endpoint alone, the client stays with its member.
+            let connection =
+                Connection::new(client_id, &[cluster.endpoint(member)], 0, CALL_TIMEOUT);
+            let client = RegisterClient::new(connection, KEY_PREFIX);
             let rng = SimRng::new(seed.wrapping_mul(1_000).wrapping_add(client_id));
             tokio::spawn(run_client(client, rng, clock, run, ROUNDS))
         })
@@ -153,9 +151,9 @@ async fn record(size: usize, run: Duration, seed: u64) -> Recorded {
         history: Vec::new(),
     };
     for task in tasks {
-        let (operations, errors) = task.await.expect("a client task");
+        let (operations, connection) = task.await.expect("a client task");
         recorded.history.extend(operations);
-        recorded.errors.push(errors);
+        recorded.errors.push(connection.errors().clone());
     }
     recorded
 }

@@ -1,0 +1,148 @@
+//! What a run found, and how it is told: operations by outcome, the faults
+//! with their recovery times, the after-heal checks and the workload's
+//! verdict.
+//!
+//! Owns: the report and what makes a run valid. Must never: decide a
+//! verdict itself (the checks do) or hide a check that failed.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::connection::CallErrors;
+use crate::convergence::HashCheck;
+use crate::faults::Fault;
+use crate::judge::Verdicts;
+use crate::revisions::Regression;
+use crate::run::RECOVERY_MAX;
+use crate::workload::{Counts, Workload};
+
+/// How many revision regressions the report lists; the rest are counted.
+const REGRESSIONS_LISTED_MAX: usize = 5;
+
+/// A fault as it happened, in milliseconds of the history's clock.
+#[derive(Clone, Debug)]
+pub struct Injected {
+    pub fault: Fault,
+    pub started_ms: f64,
+    pub healed_ms: f64,
+    /// From the heal to the first write acknowledged after it.
+    pub recovered_after_ms: Option<f64>,
+}
+
+/// What a run found.
+#[derive(Debug)]
+pub struct Report {
+    pub nodes: usize,
+    pub seed: u64,
+    pub workload: Workload,
+    pub counts: Counts,
+    pub faults: Vec<Injected>,
+    /// Members that exited by themselves: name and exit status.
+    pub crashed_members: Vec<(String, String)>,
+    /// From the final heal to a write acknowledged and a linearizable read
+    /// answered by every member; `None` if that took over `RECOVERY_MAX`.
+    pub final_recovery: Option<Duration>,
+    /// Every member's HashKV at one revision, once the clients stopped.
+    pub hashes: HashCheck,
+    /// Answers whose header revision was below one the same client had
+    /// seen from the same member.
+    pub revision_regressions: Vec<Regression>,
+    pub verdicts: Verdicts,
+    pub client_errors: Vec<CallErrors>,
+    pub history_file: Option<PathBuf>,
+}
+
+impl Report {
+    /// Whether the run is valid: the workload's check passed, the cluster
+    /// recovered in time, the members hold the same data, no client saw a
+    /// member's revision go backwards, and no member died of a fault.
+    pub fn is_valid(&self) -> bool {
+        self.verdicts.is_valid()
+            && self.final_recovery.is_some()
+            && self.hashes.agrees()
+            && self.revision_regressions.is_empty()
+            && self.crashed_members.is_empty()
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} workload, {} members, seed {}",
+            self.workload, self.nodes, self.seed
+        )?;
+        writeln!(
+            f,
+            "operations: {} ok, {} failed (certainly without effect), {} unknown",
+            self.counts.ok, self.counts.failed, self.counts.unknown
+        )?;
+        writeln!(f, "faults: {}", self.faults.len())?;
+        for fault in &self.faults {
+            let recovered = fault
+                .recovered_after_ms
+                .map_or("no write acknowledged after".to_owned(), |ms| {
+                    format!("first write acknowledged {ms:.0} ms after heal")
+                });
+            writeln!(
+                f,
+                "  {:>9.0} ms .. {:>9.0} ms  {}  ({recovered})",
+                fault.started_ms, fault.healed_ms, fault.fault
+            )?;
+        }
+        match self.final_recovery {
+            Some(took) => writeln!(f, "recovery after the last heal: {} ms", took.as_millis())?,
+            None => writeln!(
+                f,
+                "recovery after the last heal: NOT within {RECOVERY_MAX:?}"
+            )?,
+        }
+        for (name, status) in &self.crashed_members {
+            writeln!(f, "member {name} exited by itself: {status}")?;
+        }
+        for errors in &self.client_errors {
+            if errors.total > 0 {
+                writeln!(
+                    f,
+                    "{}: {} calls unanswered, {} failovers, first {:?}",
+                    errors.caller, errors.total, errors.failovers, errors.first
+                )?;
+            }
+        }
+        writeln!(f, "{}", self.hashes)?;
+        if self.revision_regressions.is_empty() {
+            writeln!(f, "header revisions: never went backwards on a member")?;
+        } else {
+            writeln!(
+                f,
+                "header revisions: WENT BACKWARDS {} times",
+                self.revision_regressions.len()
+            )?;
+            for regression in self
+                .revision_regressions
+                .iter()
+                .take(REGRESSIONS_LISTED_MAX)
+            {
+                writeln!(
+                    f,
+                    "  client {} saw m{} answer revision {} after {} ({:.3} ms)",
+                    regression.client_id,
+                    regression.member + 1,
+                    regression.after,
+                    regression.before,
+                    regression.returned_ns as f64 / 1e6
+                )?;
+            }
+        }
+        if let Some(path) = &self.history_file {
+            writeln!(f, "history: {}", path.display())?;
+        }
+        writeln!(f, "verdict: {}", self.verdicts)?;
+        write!(
+            f,
+            "run: {}",
+            if self.is_valid() { "valid" } else { "INVALID" }
+        )
+    }
+}
