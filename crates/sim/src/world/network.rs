@@ -482,6 +482,58 @@ mod tests {
         assert!(delivery_time_us(&mut world, 1, 2) < SLOW_DELAY_US_MIN);
     }
 
+    fn timeout_now(from: NodeId, to: NodeId) -> Message {
+        Message {
+            from,
+            to,
+            term: 1,
+            body: raft::MessageBody::TimeoutNow,
+        }
+    }
+
+    /// The senders of the messages on their way, in queue order.
+    fn senders_in_flight(world: &World) -> Vec<NodeId> {
+        let mut senders: Vec<NodeId> = world
+            .queue
+            .iter()
+            .filter_map(|scheduled| match &scheduled.event {
+                Event::Deliver { message } => Some(message.from),
+                _ => None,
+            })
+            .collect();
+        senders.sort_unstable();
+        senders
+    }
+
+    #[test]
+    fn a_burst_loss_takes_only_the_messages_in_flight_from_its_member() {
+        let mut world = world(3, 6);
+        world.queue.clear();
+        world.send_message(timeout_now(1, 2));
+        world.send_message(timeout_now(1, 3));
+        world.send_message(timeout_now(2, 1));
+        world.lose_messages_in_flight_from(1);
+        assert_eq!(senders_in_flight(&world), vec![2]);
+        world.send_message(timeout_now(1, 3));
+        assert_eq!(
+            senders_in_flight(&world),
+            vec![1, 2],
+            "the links still work"
+        );
+    }
+
+    #[test]
+    fn a_kept_message_is_replayed_once() {
+        let mut world = world(3, 7);
+        world.queue.clear();
+        world.network.replayable.push_back(timeout_now(3, 1));
+        world.replay_old_message();
+        assert_eq!(senders_in_flight(&world), vec![3]);
+        assert!(world.network.replayable.is_empty());
+        world.replay_old_message();
+        assert_eq!(senders_in_flight(&world), vec![3], "nothing left to replay");
+    }
+
     #[test]
     fn one_way_cuts_include_an_asymmetric_link() {
         let asymmetric = (0..20).any(|seed| {
