@@ -42,11 +42,17 @@ pub struct DiskConfig {
 /// Which faults the nemesis injects during the fault phase.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FaultSet {
-    /// Drops, duplicates and reordering on every link.
+    /// Drops, duplicates and reordering on every link, and now and then a
+    /// message delivered long ago delivered once more.
     pub unreliable_network: bool,
-    /// Random halves, an isolated leader, a bridge, one-way cuts.
+    /// Random halves, an isolated leader, a bridge, one-way cuts; and a
+    /// handover staged the moment a leader commits an entry its followers
+    /// do not yet know committed (its messages in flight lost, leadership
+    /// handed to a caught-up follower or the leader cut off, the
+    /// successor's first appends lost).
     pub partitions: bool,
-    /// Member crashes (losing unsynced writes) and restarts.
+    /// Member crashes (losing unsynced writes) and restarts, the leader's
+    /// now and then at once.
     pub crashes: bool,
     /// Leadership handed to a random follower (not a fault, but a change of
     /// leader the cluster must survive like one).
@@ -57,6 +63,9 @@ pub struct FaultSet {
     /// The leader is asked for single-member configuration changes: add a
     /// learner and promote it, add a voter, remove a voter or itself, re-add
     /// a removed member, among the founding members and a few spare ids.
+    /// With partitions on, also a split staged at four voters: the leader,
+    /// cut off, is asked to add a voter, and its successor, at once, to
+    /// remove it.
     pub membership: bool,
     /// A member (the leader, half the time) becomes slow: every message it
     /// sends or receives takes 100 ms to 2 s, so answers to old requests

@@ -44,6 +44,8 @@ pub struct Stats {
     pub message_bytes: u64,
     pub messages_dropped: u64,
     pub messages_duplicated: u64,
+    /// Messages delivered once more long after their first delivery.
+    pub messages_replayed: u64,
     /// Messages to or from a slow member, delayed by 100 ms to 2 s.
     pub messages_delayed: u64,
     pub faults_injected: u64,
@@ -192,6 +194,8 @@ pub struct World {
     ever_members: BTreeSet<NodeId>,
     /// Empty buffers for draining a member's effects (see `World::settle`).
     spare_effects: host::Effects,
+    /// A fault the nemesis stages over several events, if one is under way.
+    plot: Option<nemesis::Plot>,
 }
 
 impl World {
@@ -242,6 +246,7 @@ impl World {
             applied_commands: BTreeMap::new(),
             ever_members: voters.iter().copied().collect(),
             spare_effects: host::Effects::default(),
+            plot: None,
         };
         for id in pool {
             world.start_member(id);
@@ -363,6 +368,9 @@ impl World {
         self.now_us = scheduled.time_us;
         self.stats.events += 1;
         self.dispatch(scheduled.event);
+        if self.plot.is_some() {
+            self.advance_plot();
+        }
         if let Phase::Healing { .. } = self.phase {
             self.check_liveness();
         }

@@ -6,15 +6,25 @@
 //! Crashes favour the leader and members in the middle of an fsync, where
 //! the durability model has the most to lose; now and then a member that
 //! has just granted a vote is crashed and restarted within a round trip,
-//! while the election it voted in still runs. With membership changes on, it
-//! also asks the leader to change the configuration, one member at a time.
+//! while the election it voted in still runs, and now and then the leader
+//! is restarted at once, so its followers campaign while all members run.
+//! With membership changes on, it also asks the leader to change the
+//! configuration, one member at a time. With an unreliable network, a
+//! message delivered long ago is now and then delivered once more.
+//!
+//! Some faults are staged over several events (a [`Plot`], watched after
+//! every event): the leader is cut off the moment it commits an entry its
+//! followers do not yet know committed, so its successor starts with a
+//! commit index that lags; and a leader is cut off with a configuration
+//! change only it holds while its successor is at once asked for another,
+//! so the two changes' majorities need not overlap.
 //!
 //! Owns: when and which faults happen, healing, the liveness deadlines.
 //! Must never: inject a fault outside the fault phase, nor crash a majority
 //! of the voters at once (a cluster without a majority cannot be judged
 //! for liveness, and safety is exercised as well with a minority down).
 
-use raft::{ConfChange, ConfChangeKind, ConfState, Message, MessageBody, NodeId, Term};
+use raft::{ConfChange, ConfChangeKind, ConfState, Message, MessageBody, NodeId, Role, Term};
 
 use super::member::Input;
 use super::network::PartitionKind;
@@ -26,6 +36,56 @@ use crate::trace::{describe_conf_change, Happening};
 
 /// The chance that a member is crashed right after it grants a vote.
 const FRESH_VOTER_CRASH_PROBABILITY: f64 = 0.25;
+
+/// The chance that a crash strikes the leader and restarts it at once.
+const LEADER_RESTART_PROBABILITY: f64 = 0.3;
+
+/// The longest the nemesis waits for a staged fault's next moment before
+/// it gives the plot up, in election timeouts.
+const PLOT_PATIENCE_ELECTION_TIMEOUTS: u64 = 10;
+
+/// How long the partition of a split configuration change lasts, in
+/// election timeouts: time for the cut-off leader to step down and win an
+/// election on its side.
+const SPLIT_PARTITION_ELECTION_TIMEOUTS: u64 = 5;
+
+/// A fault staged over several events.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Plot {
+    /// Hands leadership over with a commit index that lags: the moment
+    /// `leader`'s commit index passes every other member's, the messages
+    /// telling them are lost and leadership goes to a caught-up follower
+    /// (or, without transfers, the leader is cut off); then
+    /// [`Plot::SuccessorLosesFirstAppends`].
+    HandOverOnCommit {
+        leader: NodeId,
+        term: Term,
+        give_up_us: u64,
+    },
+    /// The first appends of the leader after `old_leader` (of `term`) are
+    /// lost, so the entry of its term commits a round trip or more later,
+    /// while the reads it takes meanwhile are confirmed at once.
+    SuccessorLosesFirstAppends {
+        old_leader: NodeId,
+        term: Term,
+        give_up_us: u64,
+    },
+    /// `old_leader`, cut off, holds a change adding `newcomer` that no one
+    /// else holds. Once another member leads, the old leader's side becomes
+    /// the old leader, the newcomer and one voter that took no entry from
+    /// the successor, and the successor is asked at once to remove the old
+    /// leader. With four voters, the two changes' majorities (old leader,
+    /// newcomer and that voter; the successor and the one left) do not
+    /// overlap: only the rule that a leader changes the configuration after
+    /// it committed an entry of its term keeps the two sides from both
+    /// committing.
+    SplitConfiguration {
+        old_leader: NodeId,
+        term: Term,
+        newcomer: NodeId,
+        give_up_us: u64,
+    },
+}
 
 /// Election timeouts of calm (see [`Calm`]) a run lasts at least: time for
 /// a leader to step down needlessly (CheckQuorum decides once per election
@@ -54,9 +114,16 @@ impl World {
         }
         let faults = self.config.faults;
         let crash_allowed = self.crash_allowed();
-        let partition_allowed = faults.partitions && !self.network.partitioned;
+        let partition_allowed =
+            faults.partitions && !self.network.partitioned && self.plot.is_none();
         if faults.membership && self.rng.chance(0.15) {
-            self.change_membership();
+            if !(partition_allowed && self.rng.chance(0.5) && self.split_configuration()) {
+                self.change_membership();
+            }
+        } else if partition_allowed && self.rng.chance(0.25) {
+            self.hand_over_on_commit();
+        } else if faults.unreliable_network && self.rng.chance(0.1) {
+            self.replay_old_message();
         } else if faults.transfers && self.rng.chance(0.15) {
             self.transfer_leadership();
         } else if faults.pauses && self.rng.chance(0.2) {
@@ -67,7 +134,12 @@ impl World {
             match (partition_allowed, crash_allowed) {
                 (true, true) if self.rng.chance(0.5) => self.inject_partition(),
                 (true, _) => self.inject_partition(),
-                (_, true) => self.inject_crash(),
+                (_, true) => match self.leader() {
+                    Some(leader) if self.rng.chance(LEADER_RESTART_PROBABILITY) => {
+                        self.restart_at_once(leader)
+                    }
+                    _ => self.inject_crash(),
+                },
                 _ => {}
             }
         }
@@ -123,6 +195,232 @@ impl World {
         self.stats.faults_injected += 1;
         let downtime = self.link_latency_us();
         self.schedule(downtime, Event::Restart { node });
+    }
+
+    /// Crashes the leader and restarts it within a network round trip: back
+    /// before its followers' election timers fire, it knows no leader and
+    /// grants the first pre-vote it is asked for, so the campaign that
+    /// follows hears from every member, some of them late.
+    fn restart_at_once(&mut self, leader: NodeId) {
+        self.record(0, Happening::Fault(format!("restart leader {leader}")));
+        self.crash_member(leader);
+        self.stats.faults_injected += 1;
+        let downtime = self.link_latency_us();
+        self.schedule(downtime, Event::Restart { node: leader });
+    }
+
+    /// Cuts every link between `side` and the other members, healing any
+    /// earlier partition first, for `duration_us`.
+    fn cut_off(&mut self, side: &[NodeId], duration_us: u64) {
+        self.network.heal();
+        let rest: Vec<NodeId> = self
+            .node_ids()
+            .into_iter()
+            .filter(|node| !side.contains(node))
+            .collect();
+        self.network.separate(side, &rest);
+        self.stats.partitions += 1;
+        self.stats.faults_injected += 1;
+        self.record(
+            0,
+            Happening::Fault(format!("partition {side:?} | {rest:?}")),
+        );
+        let epoch = self.network.epoch;
+        self.schedule(duration_us, Event::HealPartition { epoch });
+    }
+
+    fn plot_give_up_us(&self) -> u64 {
+        self.now_us + PLOT_PATIENCE_ELECTION_TIMEOUTS * self.config.election_timeout_us_max()
+    }
+
+    /// Stages [`Plot::HandOverOnCommit`] for the leader, if any.
+    fn hand_over_on_commit(&mut self) {
+        let Some(leader) = self.leader() else {
+            return;
+        };
+        self.plot = Some(Plot::HandOverOnCommit {
+            leader,
+            term: self.term(leader),
+            give_up_us: self.plot_give_up_us(),
+        });
+    }
+
+    /// Stages [`Plot::SplitConfiguration`] when the leader's configuration
+    /// has four voters (or asks it to remove a voter when it has five) and a
+    /// never-member spare is there to add. Returns whether it asked the
+    /// leader for anything.
+    fn split_configuration(&mut self) -> bool {
+        let Some(leader) = self.leader() else {
+            return false;
+        };
+        let Some(conf) = self.member(leader).conf_in_force().cloned() else {
+            return false;
+        };
+        if !conf.learners.is_empty() {
+            return false;
+        }
+        if conf.voters.len() == 5 {
+            let others: Vec<NodeId> = conf
+                .voters
+                .iter()
+                .copied()
+                .filter(|&voter| voter != leader)
+                .collect();
+            let victim = others[self.rng.index(others.len())];
+            return self.ask_conf_change(leader, ConfChangeKind::RemoveMember, victim);
+        }
+        let newcomers: Vec<NodeId> = self
+            .node_ids()
+            .into_iter()
+            .filter(|node| !self.ever_members.contains(node) && self.is_up(*node))
+            .collect();
+        if conf.voters.len() != 4 || newcomers.is_empty() {
+            return false;
+        }
+        let newcomer = newcomers[self.rng.index(newcomers.len())];
+        let duration = self.plot_give_up_us() - self.now_us;
+        self.cut_off(&[leader], duration);
+        self.ask_conf_change(leader, ConfChangeKind::AddVoter, newcomer);
+        self.plot = Some(Plot::SplitConfiguration {
+            old_leader: leader,
+            term: self.term(leader),
+            newcomer,
+            give_up_us: self.plot_give_up_us(),
+        });
+        true
+    }
+
+    fn ask_conf_change(&mut self, leader: NodeId, kind: ConfChangeKind, node_id: NodeId) -> bool {
+        let change = ConfChange { kind, node_id };
+        self.stats.conf_changes_asked += 1;
+        self.record(
+            0,
+            Happening::Fault(format!(
+                "ask leader {leader} to {}",
+                describe_conf_change(change)
+            )),
+        );
+        self.input(leader, Input::ConfChange(change));
+        true
+    }
+
+    /// Moves the staged fault on when its moment has come (called after
+    /// every event while a plot is under way).
+    pub(super) fn advance_plot(&mut self) {
+        let Some(plot) = self.plot else {
+            return;
+        };
+        let give_up_us = match plot {
+            Plot::HandOverOnCommit { give_up_us, .. }
+            | Plot::SuccessorLosesFirstAppends { give_up_us, .. }
+            | Plot::SplitConfiguration { give_up_us, .. } => give_up_us,
+        };
+        if self.phase != Phase::Faults || self.now_us > give_up_us {
+            self.plot = None;
+            return;
+        }
+        match plot {
+            Plot::HandOverOnCommit { leader, term, .. } => {
+                self.hand_over_if_committed(leader, term)
+            }
+            Plot::SuccessorLosesFirstAppends {
+                old_leader, term, ..
+            } => {
+                if let Some(successor) = self.successor(old_leader, term) {
+                    self.plot = None;
+                    self.lose_messages_in_flight_from(successor);
+                }
+            }
+            Plot::SplitConfiguration {
+                old_leader,
+                term,
+                newcomer,
+                ..
+            } => {
+                if let Some(successor) = self.successor(old_leader, term) {
+                    self.plot = None;
+                    self.split_from(old_leader, newcomer, successor);
+                }
+            }
+        }
+    }
+
+    /// The leader of a term above `term`, other than `old_leader`.
+    fn successor(&self, old_leader: NodeId, term: Term) -> Option<NodeId> {
+        self.leader()
+            .filter(|&node| node != old_leader && self.term(node) > term)
+    }
+
+    /// [`Plot::HandOverOnCommit`]'s moment: `leader`'s commit index just
+    /// passed every other member's.
+    fn hand_over_if_committed(&mut self, leader: NodeId, term: Term) {
+        if self.role(leader) != Some((Role::Leader, term)) {
+            self.plot = None;
+            return;
+        }
+        let commit = self.checker.commit_of(leader);
+        let others_commit = self
+            .node_ids()
+            .into_iter()
+            .filter(|&node| node != leader)
+            .map(|node| self.checker.commit_of(node))
+            .max()
+            .unwrap_or(0);
+        if commit <= others_commit {
+            return;
+        }
+        self.record(
+            0,
+            Happening::Fault(format!(
+                "leader {leader} commits index {commit}, the others know {others_commit}"
+            )),
+        );
+        self.plot = Some(Plot::SuccessorLosesFirstAppends {
+            old_leader: leader,
+            term,
+            give_up_us: self.plot_give_up_us(),
+        });
+        self.lose_messages_in_flight_from(leader);
+        let caught_up: Vec<NodeId> = self
+            .cluster_conf()
+            .voters
+            .into_iter()
+            .filter(|&node| {
+                node != leader && self.is_up(node) && self.durable_last_index(node) >= commit
+            })
+            .collect();
+        if self.config.faults.transfers && !caught_up.is_empty() {
+            let target = caught_up[self.rng.index(caught_up.len())];
+            self.stats.transfers += 1;
+            self.record(
+                0,
+                Happening::Fault(format!("ask leader {leader} to transfer to {target}")),
+            );
+            self.input(leader, Input::TransferLeader(target));
+        } else {
+            let duration = self.fault_duration_us();
+            self.cut_off(&[leader], duration);
+        }
+    }
+
+    /// [`Plot::SplitConfiguration`]'s second moment: `successor` leads.
+    fn split_from(&mut self, old_leader: NodeId, newcomer: NodeId, successor: NodeId) {
+        let Some(conf) = self.member(successor).conf_in_force().cloned() else {
+            return;
+        };
+        let bystanders: Vec<NodeId> = conf
+            .voters
+            .iter()
+            .copied()
+            .filter(|&voter| voter != old_leader && voter != successor)
+            .collect();
+        if bystanders.is_empty() {
+            return;
+        }
+        let turncoat = bystanders[self.rng.index(bystanders.len())];
+        let duration = SPLIT_PARTITION_ELECTION_TIMEOUTS * self.config.election_timeout_us_max();
+        self.cut_off(&[old_leader, turncoat, newcomer], duration);
+        self.ask_conf_change(successor, ConfChangeKind::RemoveMember, old_leader);
     }
 
     fn inject_partition(&mut self) {

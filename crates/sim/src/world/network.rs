@@ -1,11 +1,14 @@
 //! The simulated network between members: seeded latency (and so
 //! reordering), drops, duplicates, partitions of several shapes that the
 //! nemesis opens and heals, and slow members whose inbound messages take
-//! 100 ms to 2 s, so answers to old requests arrive after newer ones. Client links
-//! share the latency and drop model but are never partitioned.
+//! 100 ms to 2 s, so answers to old requests arrive after newer ones; and,
+//! now and then, a message delivered long ago arrives once more (a replay).
+//! Client links share the latency and drop model but are never partitioned.
 //!
 //! Owns: which directed links are cut or slow, and the fate of each message. Must
 //! never: look inside messages beyond sizing them for the statistics.
+
+use std::collections::VecDeque;
 
 use raft::{Message, NodeId};
 
@@ -41,6 +44,13 @@ impl PartitionKind {
 pub(super) const SLOW_DELAY_US_MIN: u64 = 100_000;
 pub(super) const SLOW_DELAY_US_MAX: u64 = 2_000_000;
 
+/// Delivered messages kept for a later replay, the oldest dropped first.
+const REPLAYABLE_MESSAGES_MAX: usize = 16;
+
+/// The chance that a delivered message is kept for a later replay: a
+/// sample, so the kept ones span seconds of the run, not its last instant.
+const REPLAYABLE_SAMPLE_PROBABILITY: f64 = 0.05;
+
 #[derive(Debug)]
 pub(super) struct Network {
     size: usize,
@@ -56,6 +66,9 @@ pub(super) struct Network {
     /// Bumped on every change of partition, so stale heal events do nothing.
     pub(super) epoch: u64,
     pub(super) partitioned: bool,
+    /// A sample of the messages delivered so far, which the network may
+    /// deliver again much later: a stale copy stuck in a queue somewhere.
+    replayable: VecDeque<Message>,
 }
 
 impl Network {
@@ -68,6 +81,7 @@ impl Network {
             config,
             epoch: 0,
             partitioned: false,
+            replayable: VecDeque::new(),
         }
     }
 
@@ -229,7 +243,57 @@ impl World {
                 term: message.term,
             },
         );
+        if self.network.config.duplicate_probability > 0.0
+            && !matches!(message.body, raft::MessageBody::ForwardProposal { .. })
+            && self.rng.chance(REPLAYABLE_SAMPLE_PROBABILITY)
+        {
+            if self.network.replayable.len() == REPLAYABLE_MESSAGES_MAX {
+                self.network.replayable.pop_front();
+            }
+            self.network.replayable.push_back(message.clone());
+        }
         self.input(to, super::member::Input::Message(message));
+    }
+
+    /// Loses every message `node` sent that is still on its way: a burst of
+    /// loss on its links, which leaves them working for what it sends next.
+    pub(super) fn lose_messages_in_flight_from(&mut self, node: NodeId) {
+        let before = self.queue.len();
+        self.queue.retain(|scheduled| {
+            !matches!(&scheduled.event, Event::Deliver { message } if message.from == node)
+        });
+        let lost = (before - self.queue.len()) as u64;
+        self.stats.messages_dropped += lost;
+        self.record(
+            0,
+            Happening::Fault(format!("{lost} messages from {node} in flight lost")),
+        );
+    }
+
+    /// Delivers a message delivered long ago once more, as a network that
+    /// duplicates may: the copy arrives after everything sent since. A
+    /// forwarded proposal is never kept (see [`World::send_message`]).
+    pub(super) fn replay_old_message(&mut self) {
+        if self.network.replayable.is_empty() {
+            return;
+        }
+        let index = self.rng.index(self.network.replayable.len());
+        let Some(message) = self.network.replayable.remove(index) else {
+            return;
+        };
+        self.stats.messages_replayed += 1;
+        self.record(
+            0,
+            Happening::Fault(format!(
+                "replay an old {} from {} to {} (term {})",
+                message_kind(&message),
+                message.from,
+                message.to,
+                message.term
+            )),
+        );
+        let delay = self.member_link_latency_us(message.from, message.to);
+        self.schedule(delay, Event::Deliver { message });
     }
 
     /// Makes `node` slow: messages from each other member reach it 100 ms
@@ -416,6 +480,58 @@ mod tests {
         }
         world.speed_up();
         assert!(delivery_time_us(&mut world, 1, 2) < SLOW_DELAY_US_MIN);
+    }
+
+    fn timeout_now(from: NodeId, to: NodeId) -> Message {
+        Message {
+            from,
+            to,
+            term: 1,
+            body: raft::MessageBody::TimeoutNow,
+        }
+    }
+
+    /// The senders of the messages on their way, in queue order.
+    fn senders_in_flight(world: &World) -> Vec<NodeId> {
+        let mut senders: Vec<NodeId> = world
+            .queue
+            .iter()
+            .filter_map(|scheduled| match &scheduled.event {
+                Event::Deliver { message } => Some(message.from),
+                _ => None,
+            })
+            .collect();
+        senders.sort_unstable();
+        senders
+    }
+
+    #[test]
+    fn a_burst_loss_takes_only_the_messages_in_flight_from_its_member() {
+        let mut world = world(3, 6);
+        world.queue.clear();
+        world.send_message(timeout_now(1, 2));
+        world.send_message(timeout_now(1, 3));
+        world.send_message(timeout_now(2, 1));
+        world.lose_messages_in_flight_from(1);
+        assert_eq!(senders_in_flight(&world), vec![2]);
+        world.send_message(timeout_now(1, 3));
+        assert_eq!(
+            senders_in_flight(&world),
+            vec![1, 2],
+            "the links still work"
+        );
+    }
+
+    #[test]
+    fn a_kept_message_is_replayed_once() {
+        let mut world = world(3, 7);
+        world.queue.clear();
+        world.network.replayable.push_back(timeout_now(3, 1));
+        world.replay_old_message();
+        assert_eq!(senders_in_flight(&world), vec![3]);
+        assert!(world.network.replayable.is_empty());
+        world.replay_old_message();
+        assert_eq!(senders_in_flight(&world), vec![3], "nothing left to replay");
     }
 
     #[test]
