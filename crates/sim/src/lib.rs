@@ -2,11 +2,12 @@
 //! checkers that hold the Raft core to its safety properties.
 //!
 //! A run is decided by its seed alone: the members run the product's node
-//! loop ([`node::Node`], over the real core) with the real `mvcc::Store` as
-//! their state machine, on a simulated disk ([`disk::SimDisk`]) that loses
-//! unsynced data and tears writes when the member crashes, over a log with
-//! fsync latency and crash loss (still the simulator's in-memory log; the
-//! real `wal` is tested on [`disk::SimDisk`] on its own); a simulated
+//! loop ([`node::Node`], over the real core) with the real log
+//! (`wal::Wal`) and the real `mvcc::Store` as their state machine, both on
+//! a simulated disk ([`disk::SimDisk`]) whose syncs complete after a seeded
+//! fsync latency, and which loses unsynced data and tears writes when the
+//! member crashes (the log is then recovered from it as a restarted server
+//! recovers it); a simulated
 //! network delays, drops, duplicates, reorders and partitions their
 //! messages; clients speak etcd's semantics through leader changes (Put,
 //! a linearizable or serializable Range, a compare-and-swap Txn, no
