@@ -991,7 +991,7 @@ impl World {
     }
 
     /// Reports a Ready's role, appends and commit to the safety checker and
-    /// the trace. The write it issued is the log's pending write.
+    /// the trace. The log already shows the write the Ready issued.
     fn observe_ready(&mut self, node: NodeId, ready: &ReadySummary) {
         self.record(
             node,
