@@ -1,12 +1,12 @@
-//! Read-only views of a member's log for the checkers: the real log
-//! (`wal::Wal`) read in place, without copying entries.
+//! Read-only views of a member's log for the checkers: the durable log in a
+//! [`MemStorage`], overlaid with a write still waiting for its fsync (the
+//! member's in-memory log), without copying either.
 //!
-//! Owns: [`LogView`] and entry fingerprints. Must never: modify a log.
+//! Owns: [`LogView`], [`NodeLog`], entry fingerprints. Must never: modify a log.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use raft::{ConfState, Entry, LogIndex, Term};
-use wal::Wal;
+use raft::{ConfState, Entry, LogIndex, MemStorage, SnapshotMeta, Storage, Term};
 
 /// A short, deterministic digest of an entry's kind and payload, so checkers
 /// can remember entries without keeping their bytes.
@@ -44,38 +44,99 @@ pub trait LogView {
     }
 }
 
-/// A member's log as the real log shows it: its snapshot and every entry
-/// after it, the write in flight included.
-impl LogView for Wal {
+/// A member's log: its durable storage, optionally overlaid with a snapshot
+/// and entries of a write whose fsync has not completed.
+#[derive(Clone, Copy, Debug)]
+pub struct NodeLog<'a> {
+    pub storage: &'a MemStorage,
+    pub pending_snapshot: Option<&'a SnapshotMeta>,
+    pub pending_entries: &'a [Entry],
+}
+
+impl<'a> NodeLog<'a> {
+    pub fn durable(storage: &'a MemStorage) -> Self {
+        Self {
+            storage,
+            pending_snapshot: None,
+            pending_entries: &[],
+        }
+    }
+
+    fn stored_entry(&self, index: LogIndex) -> Option<&'a Entry> {
+        let stored = self.storage.all_entries();
+        let first = self.storage.first_index().ok()?;
+        if index < first {
+            return None;
+        }
+        stored.get((index - first) as usize)
+    }
+
+    /// Whether the stored entries after a pending snapshot survive it (the
+    /// storage keeps them when it holds the snapshot's index and term).
+    fn stored_suffix_survives(&self, meta: &SnapshotMeta) -> bool {
+        self.storage
+            .term(meta.index)
+            .is_ok_and(|term| term == meta.term)
+    }
+}
+
+impl LogView for NodeLog<'_> {
     fn entry(&self, index: LogIndex) -> Option<&Entry> {
-        Wal::entry(self, index)
+        if let Some(first) = self.pending_entries.first() {
+            if index >= first.index {
+                return self.pending_entries.get((index - first.index) as usize);
+            }
+        }
+        if let Some(meta) = self.pending_snapshot {
+            if index <= meta.index || !self.stored_suffix_survives(meta) {
+                return None;
+            }
+        }
+        self.stored_entry(index)
     }
 
     fn snapshot_index(&self) -> LogIndex {
-        self.snapshot_meta().index
+        match self.pending_snapshot {
+            Some(meta) => meta.index,
+            None => self.storage.first_index().map_or(1, |first| first) - 1,
+        }
     }
 
     fn snapshot_term(&self) -> Term {
-        self.snapshot_meta().term
+        match self.pending_snapshot {
+            Some(meta) => meta.term,
+            None => self.storage.term(self.snapshot_index()).unwrap_or(0),
+        }
     }
 
     fn snapshot_conf_state(&self) -> ConfState {
-        self.snapshot_meta().conf_state.clone()
+        match self.pending_snapshot {
+            Some(meta) => meta.conf_state.clone(),
+            None => self
+                .storage
+                .initial_state()
+                .map(|initial| initial.conf_state)
+                .unwrap_or_default(),
+        }
     }
 
     fn last_index(&self) -> LogIndex {
-        Wal::last_index(self)
+        if let Some(last) = self.pending_entries.last() {
+            return last.index;
+        }
+        let stored_last = self.storage.last_index().unwrap_or(0);
+        match self.pending_snapshot {
+            Some(meta) if self.stored_suffix_survives(meta) => stored_last.max(meta.index),
+            Some(meta) => meta.index,
+            None => stored_last,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-    use std::sync::Arc;
-
     use super::*;
-    use crate::disk::SimDisk;
-    use raft::{EntryKind, Snapshot, SnapshotMeta};
+    use raft::{EntryKind, Snapshot};
 
     fn entry(index: LogIndex, term: Term) -> Entry {
         Entry {
@@ -86,22 +147,18 @@ mod tests {
         }
     }
 
-    fn log_on(disk: &SimDisk) -> Wal {
-        let options = wal::WalOptions {
-            segment_bytes: wal::MIN_SEGMENT_BYTES,
-            ..wal::WalOptions::new(1)
-        };
-        Wal::create_on(Arc::new(disk.mount()), Path::new("/wal"), &options, vec![1]).unwrap()
-    }
-
     #[test]
-    fn a_rewrite_replaces_the_suffix() {
-        let disk = SimDisk::new();
-        let mut log = log_on(&disk);
-        log.persist(None, &[entry(1, 1), entry(2, 1), entry(3, 1)])
+    fn pending_entries_replace_the_stored_suffix() {
+        let mut storage = MemStorage::default();
+        storage
+            .append(&[entry(1, 1), entry(2, 1), entry(3, 1)])
             .unwrap();
-        log.persist(None, &[entry(2, 2)]).unwrap();
-        let view: &dyn LogView = &log;
+        let pending = [entry(2, 2)];
+        let view = NodeLog {
+            storage: &storage,
+            pending_snapshot: None,
+            pending_entries: &pending,
+        };
         assert_eq!(view.last_index(), 2);
         assert_eq!(view.term(1), Some(1));
         assert_eq!(view.term(2), Some(2));
@@ -110,25 +167,30 @@ mod tests {
 
     #[test]
     fn snapshot_hides_what_it_covers() {
-        let disk = SimDisk::new();
-        let mut log = log_on(&disk);
-        log.persist(None, &[entry(1, 1), entry(2, 1), entry(3, 1)])
+        let mut storage = MemStorage::default();
+        storage
+            .append(&[entry(1, 1), entry(2, 1), entry(3, 1)])
             .unwrap();
-        let meta = SnapshotMeta {
-            index: 2,
-            term: 1,
-            conf_state: ConfState::with_voters(vec![1]),
-        };
-        log.compact(Snapshot {
-            meta,
-            data: Vec::new(),
-        })
-        .unwrap();
-        let view: &dyn LogView = &log;
+        let mut snapshot = Snapshot::default();
+        snapshot.meta.index = 2;
+        snapshot.meta.term = 1;
+        storage.compact(snapshot).unwrap();
+        let view = NodeLog::durable(&storage);
         assert_eq!(view.snapshot_index(), 2);
         assert_eq!(view.term(2), Some(1));
         assert!(view.entry(2).is_none());
         assert_eq!(view.entry(3).map(|entry| entry.term), Some(1));
-        assert_eq!(view.snapshot_conf_state().voters, vec![1]);
+        let meta = SnapshotMeta {
+            index: 5,
+            term: 4,
+            ..SnapshotMeta::default()
+        };
+        let installing = NodeLog {
+            storage: &storage,
+            pending_snapshot: Some(&meta),
+            pending_entries: &[],
+        };
+        assert_eq!(installing.last_index(), 5);
+        assert!(installing.entry(3).is_none());
     }
 }

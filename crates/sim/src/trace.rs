@@ -56,8 +56,7 @@ pub enum Happening {
     ConfApplied(ConfChange),
     Crashed {
         durable_last_index: LogIndex,
-        /// Writes of which the disk kept a torn prefix.
-        torn_writes: usize,
+        torn_records_kept: Option<usize>,
     },
     Restarted {
         term: Term,
@@ -155,11 +154,11 @@ impl fmt::Display for Happening {
             }
             Happening::Crashed {
                 durable_last_index,
-                torn_writes,
+                torn_records_kept,
             } => {
                 write!(formatter, "CRASH, durable log ends at {durable_last_index}")?;
-                if *torn_writes > 0 {
-                    write!(formatter, ", {torn_writes} torn writes kept in part")?;
+                if let Some(kept) = torn_records_kept {
+                    write!(formatter, ", torn write kept {kept} records")?;
                 }
                 Ok(())
             }

@@ -5,7 +5,7 @@
 //! Owns: the verbs a scenario uses. Must never: bypass the node or the
 //! checkers (every action goes through the same paths the nemesis uses).
 
-use raft::{LogIndex, NodeId};
+use raft::{LogIndex, NodeId, Storage};
 
 use super::member::Input;
 use super::World;
@@ -95,7 +95,11 @@ impl World {
 
     /// The index `node`'s durable snapshot covers (0 before any compaction).
     pub fn snapshot_index(&self, node: NodeId) -> LogIndex {
-        self.member(node).durable_snapshot_index()
+        self.member(node)
+            .durable_storage()
+            .first_index()
+            .unwrap_or(1)
+            - 1
     }
 
     /// Whether `node` is waiting on the fsync of a snapshot it received.

@@ -1,7 +1,6 @@
 //! What a simulated member runs the product's node loop ([`node::Node`])
-//! over: the real log (`wal::Wal`) and the real `mvcc::Store` as the state
-//! machine ([`StoreMachine`]), both on the member's simulated disk, and one
-//! queue per member ([`Effects`])
+//! over: the log on a simulated disk ([`SimLog`]), the real `mvcc::Store` on the
+//! member's simulated disk as the state machine ([`StoreMachine`]), and one queue per member ([`Effects`])
 //! where the node's outbox, its answers to clients and its observer put what
 //! they get. The world drains that queue after every call into the node and
 //! routes each item: messages through the network, answers to clients,
@@ -16,6 +15,7 @@ use std::rc::Rc;
 
 use raft::{Entry, LogIndex, Message, Ready, SnapshotMeta, SoftState};
 
+use super::sim_log::SimLog;
 use crate::linearizability::KvKey as Key;
 use crate::log_view::bytes_fingerprint;
 
@@ -26,7 +26,7 @@ pub(super) type SimNode = node::Node<SimHost>;
 pub(super) struct SimHost;
 
 impl node::Host for SimHost {
-    type Log = wal::Wal;
+    type Log = SimLog;
     type StateMachine = StoreMachine;
     type Outbox = SimOutbox;
     type CommandReply = WriteReply;

@@ -1,8 +1,6 @@
 //! The simulated world: virtual time, one event queue, the members running
-//! the product's node loop over the real log (`wal::Wal`) and store on
-//! simulated disks, the network between them, the clients and the nemesis.
-//! The world decides when a disk's syncs complete (a seeded fsync latency
-//! after a member's write) and when a member crashes. One seed decides every choice, so a run replays exactly.
+//! the product's node loop over simulated disks, the network between them, the clients
+//! and the nemesis. One seed decides every choice, so a run replays exactly.
 //!
 //! Owns: the clock, the queue, and dispatching events to the parts. Must
 //! never: read real time, spawn threads or draw randomness outside its
@@ -14,6 +12,7 @@ mod host;
 mod member;
 mod nemesis;
 mod network;
+mod sim_log;
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -51,10 +50,9 @@ pub struct Stats {
     pub messages_delayed: u64,
     pub faults_injected: u64,
     pub crashes: u64,
-    /// Crashes that struck a member in the middle of an fsync (its write
-    /// lost, or kept in part).
+    /// Crashes that struck a member in the middle of an fsync (its write lost).
     pub crashes_during_fsync: u64,
-    /// Writes of which a crashed disk kept a torn prefix.
+    /// Of those, the ones that kept a torn prefix of the write.
     pub torn_writes: u64,
     pub partitions: u64,
     /// Members made slow (their messages delayed) by the nemesis.
@@ -530,7 +528,11 @@ impl World {
 
     /// The last index of `node`'s durable log.
     pub fn durable_last_index(&self, node: NodeId) -> LogIndex {
-        self.member(node).durable_last_index()
+        use raft::Storage;
+        self.member(node)
+            .durable_storage()
+            .last_index()
+            .unwrap_or(0)
     }
 
     /// Operations still waiting for an answer.
