@@ -414,13 +414,13 @@ impl SafetyChecker {
         Ok(())
     }
 
-    /// A client saw its write of `key` = `value` acknowledged, made at
-    /// `revision` of the store that answered.
+    /// A client saw its write of `key` = `value` (its deletion for `None`)
+    /// acknowledged, made at `revision` of the store that answered.
     pub fn observe_acknowledged_write(
         &mut self,
         client_id: u64,
         key: KvKey,
-        value: KvValue,
+        value: Option<KvValue>,
         revision: i64,
     ) {
         let write = AcknowledgedWrite {
@@ -451,7 +451,7 @@ impl SafetyChecker {
                     vec![node],
                     time_us,
                     format!(
-                        "client {client_id}'s write of key {} = {} was acknowledged at revision \
+                        "client {client_id}'s write of key {} = {:?} was acknowledged at revision \
                          {}, but node {node}'s state machine does not hold it there ({held:?})",
                         write.key, write.value, write.revision
                     ),
@@ -466,7 +466,8 @@ impl SafetyChecker {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct AcknowledgedWrite {
     key: KvKey,
-    value: KvValue,
+    /// `None` for a delete.
+    value: Option<KvValue>,
     revision: i64,
 }
 
@@ -874,9 +875,7 @@ mod tests {
     fn store_with_puts(values: &[u64]) -> mvcc::Store {
         let store = mvcc::Store::in_memory().unwrap();
         for (position, &value) in values.iter().enumerate() {
-            let command =
-                etcd::write_command(&crate::linearizability::KvInput::Put { key: 0, value })
-                    .unwrap();
+            let command = mvcc::Command::Put(etcd::put_request(0, value));
             store.apply(position as u64 + 1, &command).unwrap();
         }
         store
@@ -900,13 +899,17 @@ mod tests {
         let mut checker = SafetyChecker::new();
         let store = store_with_puts(&[1]);
         // The first put is at revision 2 (an empty store is at revision 1).
-        checker.observe_acknowledged_write(1, 0, 1, 2);
+        checker.observe_acknowledged_write(1, 0, Some(1), 2);
         checker.check_acknowledged_writes(2, &store, 0).unwrap();
-        checker.observe_acknowledged_write(1, 0, 2, 3);
+        checker.observe_acknowledged_write(1, 0, Some(2), 3);
         let violation = checker.check_acknowledged_writes(2, &store, 9).unwrap_err();
         assert_eq!(violation.invariant, Invariant::AcknowledgedWriteLost);
         let mut overwritten = SafetyChecker::new();
-        overwritten.observe_acknowledged_write(1, 0, 9, 2);
+        overwritten.observe_acknowledged_write(1, 0, Some(9), 2);
         assert!(overwritten.check_acknowledged_writes(2, &store, 0).is_err());
+        let mut deleted = SafetyChecker::new();
+        deleted.observe_acknowledged_write(1, 0, None, 2);
+        let violation = deleted.check_acknowledged_writes(2, &store, 9).unwrap_err();
+        assert_eq!(violation.invariant, Invariant::AcknowledgedWriteLost);
     }
 }

@@ -1,4 +1,4 @@
-//! Clients: each issues one Put, Get or CAS at a time to the member it
+//! Clients: each issues one Put, Get, Delete or CAS at a time to the member it
 //! believes leads, follows "not leader" hints, tries elsewhere after a
 //! timeout, and records every operation for the linearizability checker.
 //! As with etcd, there are no sessions: a write that may have been proposed
@@ -128,8 +128,9 @@ impl World {
         let state = &mut self.clients[client];
         let value = (state.id << 32) | state.next_request_id;
         match self.rng.index(10) {
-            0..=3 => KvInput::Put { key, value },
-            4..=6 => KvInput::Get { key },
+            0..=2 => KvInput::Put { key, value },
+            3..=5 => KvInput::Get { key },
+            6 => KvInput::Delete { key },
             _ => {
                 let known = self.clients[client]
                     .known_values
@@ -310,6 +311,9 @@ impl World {
             (KvInput::Get { key }, KvOutput::Value(value)) => {
                 known.insert(key, value);
             }
+            (KvInput::Delete { key }, _) => {
+                known.insert(key, None);
+            }
             (KvInput::Cas { key, new, .. }, KvOutput::CasDone { succeeded: true }) => {
                 known.insert(key, Some(new));
             }
@@ -319,8 +323,9 @@ impl World {
             _ => {}
         }
         let written = match flight.input {
-            KvInput::Put { key, value } => Some((key, value)),
-            KvInput::Cas { key, new, .. } => Some((key, new)),
+            KvInput::Put { key, value } => Some((key, Some(value))),
+            KvInput::Cas { key, new, .. } => Some((key, Some(new))),
+            KvInput::Delete { key } => Some((key, None)),
             KvInput::Get { .. } => None,
         };
         if let (Some((key, value)), Some(revision)) = (written, revision) {

@@ -9,6 +9,7 @@
 mod client;
 mod control;
 mod host;
+mod kv_backend;
 mod member;
 mod nemesis;
 mod network;
@@ -192,6 +193,8 @@ pub struct World {
     ever_members: BTreeSet<NodeId>,
     /// Empty buffers for draining a member's effects (see `World::settle`).
     spare_effects: host::Effects,
+    /// The client requests members are serving through the KV path.
+    calls: kv_backend::Calls,
 }
 
 impl World {
@@ -242,6 +245,7 @@ impl World {
             applied_commands: BTreeMap::new(),
             ever_members: voters.iter().copied().collect(),
             spare_effects: host::Effects::default(),
+            calls: kv_backend::Calls::default(),
         };
         for id in pool {
             world.start_member(id);
