@@ -54,8 +54,9 @@ pub enum CallError {
     Unexpected(#[from] UnexpectedAnswer),
 }
 
-/// What a client learns of its call: the checker's output, and the revision
-/// of the change when a write changed the store.
+/// What a client learns of its call: the checker's output, and a revision:
+/// the one a read was served at, or the change's when a write changed the
+/// store (none for a write that changed nothing).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Answer {
     pub output: KvOutput,
@@ -99,7 +100,7 @@ pub async fn call<B: KvBackend>(
             };
             Ok(Answer {
                 output: KvOutput::Value(value),
-                revision: None,
+                revision: Some(answered.header_revision),
             })
         }
         KvInput::Put { key, value } => {
@@ -137,6 +138,33 @@ pub async fn call<B: KvBackend>(
     }
 }
 
+/// The key's entry in the store's history at `revision`.
+fn kv_at(
+    store: &mvcc::Store,
+    key: KvKey,
+    revision: i64,
+) -> Result<Option<mvcc::KeyValue>, UnexpectedAnswer> {
+    let request = mvcc::RangeRequest {
+        revision,
+        ..mvcc::RangeRequest::single(key_bytes(key))
+    };
+    store
+        .range(&request)
+        .map(|response| response.kvs.into_iter().next())
+        .map_err(|error| UnexpectedAnswer(error.to_string()))
+}
+
+/// The value `key` held at `revision` of the store's history.
+pub fn value_at(
+    store: &mvcc::Store,
+    key: KvKey,
+    revision: i64,
+) -> Result<Option<KvValue>, UnexpectedAnswer> {
+    kv_at(store, key, revision)?
+        .map(|kv| decode_value(&kv.value))
+        .transpose()
+}
+
 /// Whether the store's history holds the change of `key` made at
 /// `revision`: to `Some(value)`, or its deletion for `None`.
 pub fn holds_write(
@@ -145,20 +173,12 @@ pub fn holds_write(
     value: Option<KvValue>,
     revision: i64,
 ) -> Result<bool, UnexpectedAnswer> {
-    let at = |revision: i64| {
-        let request = mvcc::RangeRequest {
-            revision,
-            ..mvcc::RangeRequest::single(key_bytes(key))
-        };
-        store
-            .range(&request)
-            .map(|response| response.kvs.into_iter().next())
-            .map_err(|error| UnexpectedAnswer(error.to_string()))
-    };
     match value {
-        Some(value) => Ok(at(revision)?
+        Some(value) => Ok(kv_at(store, key, revision)?
             .is_some_and(|kv| kv.mod_revision == revision && kv.value == value_bytes(value))),
-        None => Ok(revision > 1 && at(revision)?.is_none() && at(revision - 1)?.is_some()),
+        None => Ok(revision > 1
+            && kv_at(store, key, revision)?.is_none()
+            && kv_at(store, key, revision - 1)?.is_some()),
     }
 }
 
@@ -249,6 +269,8 @@ mod tests {
             serve(&backend, KvInput::Get { key: 2 }).output,
             KvOutput::Value(None)
         );
+        let read = serve(&backend, KvInput::Get { key: 1 });
+        assert_eq!(read.revision, put.revision);
         let store = &backend.store;
         let revision = put.revision.unwrap();
         assert!(holds_write(store, 1, Some(7), revision).unwrap());
@@ -259,6 +281,8 @@ mod tests {
         let deleted_at = delete.revision.unwrap();
         assert!(holds_write(store, 1, None, deleted_at).unwrap());
         assert!(!holds_write(store, 1, None, revision).unwrap());
+        assert_eq!(value_at(store, 1, revision).unwrap(), Some(7));
+        assert_eq!(value_at(store, 1, deleted_at).unwrap(), None);
         assert_eq!(
             serve(&backend, KvInput::Get { key: 1 }).output,
             KvOutput::Value(None)

@@ -9,7 +9,7 @@
 //! the world or trust a member's own claim of correctness; every check
 //! compares what one member did against what the others did.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use raft::{Entry, EntryKind, LogIndex, NodeId, Term};
 
@@ -70,6 +70,7 @@ pub struct SafetyChecker {
     commit_durable: BTreeMap<NodeId, LogIndex>,
     leaders: BTreeMap<NodeId, LeaderWatch>,
     acknowledged_writes: BTreeMap<u64, AcknowledgedWrite>,
+    serializable_reads: BTreeSet<SerializableRead>,
     confs: ConfCache,
     conf_changes_committed: u64,
 }
@@ -434,9 +435,21 @@ impl SafetyChecker {
         }
     }
 
+    /// A client's serializable read of `key` answered `value` (`None`:
+    /// absent) at `revision` of the store that served it.
+    pub fn observe_serializable_read(&mut self, key: KvKey, value: Option<KvValue>, revision: i64) {
+        self.serializable_reads.insert(SerializableRead {
+            key,
+            value,
+            revision,
+        });
+    }
+
     /// At the end of a run, once `node` has caught up: its state machine must
     /// hold every client's newest acknowledged write in its history, at the
-    /// revision the client was told.
+    /// revision the client was told, and every serializable read's value at
+    /// the revision the read named (a serializable read may be stale, but
+    /// only by serving a state the history went through).
     pub fn check_acknowledged_writes(
         &self,
         node: NodeId,
@@ -458,8 +471,31 @@ impl SafetyChecker {
                 ));
             }
         }
+        for read in &self.serializable_reads {
+            let held = etcd::value_at(store, read.key, read.revision);
+            if held != Ok(read.value) {
+                return Err(Violation::new(
+                    Invariant::SerializableReadOffHistory,
+                    vec![node],
+                    time_us,
+                    format!(
+                        "a serializable read of key {} answered {:?} at revision {}, but node \
+                         {node}'s state machine holds {held:?} there",
+                        read.key, read.value, read.revision
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
+}
+
+/// A serializable read a client saw answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct SerializableRead {
+    key: KvKey,
+    value: Option<KvValue>,
+    revision: i64,
 }
 
 /// A write a client saw acknowledged.
@@ -907,6 +943,13 @@ mod tests {
         let mut overwritten = SafetyChecker::new();
         overwritten.observe_acknowledged_write(1, 0, Some(9), 2);
         assert!(overwritten.check_acknowledged_writes(2, &store, 0).is_err());
+        let mut read = SafetyChecker::new();
+        read.observe_serializable_read(0, Some(1), 2);
+        read.observe_serializable_read(0, None, 1);
+        read.check_acknowledged_writes(2, &store, 0).unwrap();
+        read.observe_serializable_read(0, Some(2), 2);
+        let violation = read.check_acknowledged_writes(2, &store, 9).unwrap_err();
+        assert_eq!(violation.invariant, Invariant::SerializableReadOffHistory);
         let mut deleted = SafetyChecker::new();
         deleted.observe_acknowledged_write(1, 0, None, 2);
         let violation = deleted.check_acknowledged_writes(2, &store, 9).unwrap_err();

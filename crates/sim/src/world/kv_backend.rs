@@ -34,7 +34,6 @@ use server::backend::{BackendError, KvBackend, RequestError};
 use super::client::{ClientReply, ClientRequest};
 use super::host::{ReadReply, WriteReply};
 use super::{simulator_fault, World};
-use crate::config::ReadMode;
 use crate::etcd::{self, CallError};
 
 /// Names a call in flight, so the node's reply finds it.
@@ -176,7 +175,7 @@ pub(super) struct Calls {
 impl World {
     /// Takes a client request at `node`: starts its call through the KV path
     /// and hands the node what the call asks. Runs while the node takes
-    /// input. Gets are serializable reads under [`ReadMode::LocalUnsafe`].
+    /// input.
     pub(super) fn start_call(&mut self, node: NodeId, request: ClientRequest) {
         let Some(running) = self.member(node).running() else {
             return;
@@ -187,8 +186,7 @@ impl World {
             #[cfg(feature = "mutations")]
             mutation: self.config.kv_mutation,
         });
-        let serializable = self.config.workload.read_mode == ReadMode::LocalUnsafe;
-        let input = request.input;
+        let (input, serializable) = (request.input, request.serializable);
         let served = Arc::clone(&backend);
         let future: CallFuture =
             Box::pin(async move { etcd::call(&*served, input, serializable).await });
