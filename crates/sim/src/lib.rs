@@ -45,9 +45,11 @@
 //!    watches two election timeouts of this calm before it ends.
 //! 3. Final checks: every client's newest acknowledged write is in the
 //!    store's history of every member of the configuration, at the revision
-//!    it was acknowledged with; members that applied the same index hold the
-//!    same store (by its checksum); and the client history is linearizable
-//!    (a write whose answer never came has an unknown outcome).
+//!    it was acknowledged with (a delete: the key absent from that revision
+//!    on), and every serializable read's value at the revision it was served
+//!    at; members that applied the same index hold the same store (by its
+//!    checksum); and the client history of linearizable operations is
+//!    linearizable (a write whose answer never came has an unknown outcome).
 //!
 //! # Clients through the server's KV path
 //!
