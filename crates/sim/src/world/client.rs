@@ -140,11 +140,16 @@ impl World {
         let state = &mut self.clients[client];
         let value = (state.id << 32) | state.next_request_id;
         let local_reads = self.config.workload.read_mode == ReadMode::LocalUnsafe;
+        // Every eighth call that would put deletes, and another eighth reads
+        // serializably: chosen by the request id rather than by a draw, so
+        // the linearizable reads and the rest of the seed's draws are the
+        // ones the mix had before Deletes and serializable reads joined it.
+        let put_slot = state.next_request_id % 8;
         match self.rng.index(10) {
-            0..=2 => (KvInput::Put { key, value }, false),
-            3..=4 => (KvInput::Get { key }, local_reads),
-            5 => (KvInput::Get { key }, true),
-            6 => (KvInput::Delete { key }, false),
+            0..=3 if put_slot == 0 => (KvInput::Delete { key }, false),
+            0..=3 if put_slot == 4 => (KvInput::Get { key }, true),
+            0..=3 => (KvInput::Put { key, value }, false),
+            4..=6 => (KvInput::Get { key }, local_reads),
             _ => {
                 let known = self.clients[client]
                     .known_values
