@@ -178,6 +178,7 @@ impl World {
         let client_id = state.id;
         let linearizable = !serializable || self.config.workload.read_mode == ReadMode::LocalUnsafe;
         let history_index = linearizable.then(|| self.open_call(client_id, input));
+        self.stats.serializable_reads += u64::from(!linearizable);
         self.clients[client].in_flight = Some(InFlight {
             request_id,
             input,

@@ -69,6 +69,9 @@ pub struct Stats {
     /// Writes whose outcome became unknown and that were asked for again as
     /// new operations (no sessions: a write is never sent twice).
     pub writes_reissued: u64,
+    /// Serializable reads, checked against the stores' history rather than
+    /// recorded in the linearizable one.
+    pub serializable_reads: u64,
 }
 
 /// Something scheduled to happen at a virtual time.
