@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use server::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use server::proto::etcdserverpb::request_op::Request;
-use server::proto::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
+use server::proto::etcdserverpb::{
+    Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
+};
 use sim::linearizability::{KvInput, KvKey, KvOperation, KvOutput, KvValue, Outcome, Violation};
 use sim::rng::SimRng;
 
@@ -93,6 +95,20 @@ impl RegisterClient {
                 let request = self.put_request(key, value);
                 self.connection.put(clock, request).await?;
                 Ok(KvOutput::PutDone)
+            }
+            KvInput::Delete { key } => {
+                let request = DeleteRangeRequest {
+                    key: self.etcd_key(key).into_bytes(),
+                    ..DeleteRangeRequest::default()
+                };
+                let response = self
+                    .kv
+                    .delete_range(request)
+                    .await
+                    .map_err(CallError::Status)?;
+                Ok(KvOutput::Deleted {
+                    existed: response.into_inner().deleted > 0,
+                })
             }
             KvInput::Cas { key, expected, new } => {
                 let request = TxnRequest {
@@ -264,7 +280,7 @@ pub fn describe_violation(
 fn writes(operation: &KvOperation, value: KvValue) -> bool {
     match operation.input {
         KvInput::Put { value: written, .. } | KvInput::Cas { new: written, .. } => written == value,
-        KvInput::Get { .. } => false,
+        KvInput::Get { .. } | KvInput::Delete { .. } => false,
     }
 }
 

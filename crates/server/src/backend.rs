@@ -2,6 +2,11 @@
 //! the services decode requests and encode answers; a [`Backend`] turns writes
 //! into committed, applied log entries and confirms linearizable reads. The
 //! real backend is the node driver; tests may use a single-process one.
+//!
+//! The KV path needs only the part in [`KvBackend`]; the deterministic
+//! simulator implements that part for its members, so its clients run the
+//! same request handling as the gRPC service ([`crate::api::kv_requests`])
+//! without a watch hub or a member list it could not honestly provide.
 
 use std::future::Future;
 
@@ -46,8 +51,9 @@ pub enum BackendError {
     Store(#[from] mvcc::StoreError),
 }
 
-/// A replicated key-value node as the API services see it.
-pub trait Backend: Send + Sync + 'static {
+/// What the KV path needs of a replicated node: writes through the log,
+/// the read barrier, and the local store.
+pub trait KvBackend: Send + Sync + 'static {
     /// Replicates a write, waits until it is committed and applied on this
     /// member, and returns the state machine's answer. Works on any member:
     /// followers pass the write to the leader.
@@ -65,6 +71,16 @@ pub trait Backend: Send + Sync + 'static {
     /// serializable reads without it.
     fn store(&self) -> &mvcc::Store;
 
+    /// The deliberate bug the KV path runs with, if any (test builds with
+    /// the `mutations` feature, to prove the simulator catches it).
+    #[cfg(feature = "mutations")]
+    fn kv_mutation(&self) -> Option<crate::api::kv_requests::Mutation> {
+        None
+    }
+}
+
+/// A replicated key-value node as the API services see it.
+pub trait Backend: KvBackend {
     /// The watchers of this member, fed by what it applies.
     fn watch_hub(&self) -> &crate::watch::Hub;
 

@@ -15,8 +15,9 @@ use std::str::FromStr;
 pub enum ReadMode {
     /// Through the ReadIndex barrier: linearizable.
     ReadIndex,
-    /// From whichever member the client asks, at once, without any barrier.
-    /// Not linearizable: a deliberate bug the checker must catch.
+    /// Serializable reads: from whichever member the client asks, at once,
+    /// without any barrier. Not linearizable: a deliberate bug the checker
+    /// must catch.
     LocalUnsafe,
 }
 
@@ -276,6 +277,10 @@ pub struct SimConfig {
     /// A deliberate bug in the store (test builds with the `mutations` feature).
     #[cfg(feature = "mutations")]
     pub store_mutation: Option<mvcc::Mutation>,
+    /// A deliberate bug in the server's KV path (test builds with the
+    /// `mutations` feature).
+    #[cfg(feature = "mutations")]
+    pub kv_mutation: Option<server::api::kv_requests::Mutation>,
     /// Events kept for a violation's story.
     pub trace_events_max: usize,
     /// Check the client history for linearizability at the end of the run.
@@ -340,6 +345,8 @@ impl SimConfig {
             node_mutation: None,
             #[cfg(feature = "mutations")]
             store_mutation: None,
+            #[cfg(feature = "mutations")]
+            kv_mutation: None,
             trace_events_max: 48,
             check_linearizability: true,
             vary_per_seed: false,

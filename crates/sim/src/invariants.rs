@@ -9,7 +9,7 @@
 //! the world or trust a member's own claim of correctness; every check
 //! compares what one member did against what the others did.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use raft::{Entry, EntryKind, LogIndex, NodeId, Term};
 
@@ -70,6 +70,7 @@ pub struct SafetyChecker {
     commit_durable: BTreeMap<NodeId, LogIndex>,
     leaders: BTreeMap<NodeId, LeaderWatch>,
     acknowledged_writes: BTreeMap<u64, AcknowledgedWrite>,
+    serializable_reads: BTreeSet<SerializableRead>,
     confs: ConfCache,
     conf_changes_committed: u64,
 }
@@ -414,13 +415,13 @@ impl SafetyChecker {
         Ok(())
     }
 
-    /// A client saw its write of `key` = `value` acknowledged, made at
-    /// `revision` of the store that answered.
+    /// A client saw its write of `key` = `value` (its deletion for `None`)
+    /// acknowledged, made at `revision` of the store that answered.
     pub fn observe_acknowledged_write(
         &mut self,
         client_id: u64,
         key: KvKey,
-        value: KvValue,
+        value: Option<KvValue>,
         revision: i64,
     ) {
         let write = AcknowledgedWrite {
@@ -434,9 +435,21 @@ impl SafetyChecker {
         }
     }
 
+    /// A client's serializable read of `key` answered `value` (`None`:
+    /// absent) at `revision` of the store that served it.
+    pub fn observe_serializable_read(&mut self, key: KvKey, value: Option<KvValue>, revision: i64) {
+        self.serializable_reads.insert(SerializableRead {
+            key,
+            value,
+            revision,
+        });
+    }
+
     /// At the end of a run, once `node` has caught up: its state machine must
     /// hold every client's newest acknowledged write in its history, at the
-    /// revision the client was told.
+    /// revision the client was told, and every serializable read's value at
+    /// the revision the read named (a serializable read may be stale, but
+    /// only by serving a state the history went through).
     pub fn check_acknowledged_writes(
         &self,
         node: NodeId,
@@ -451,9 +464,24 @@ impl SafetyChecker {
                     vec![node],
                     time_us,
                     format!(
-                        "client {client_id}'s write of key {} = {} was acknowledged at revision \
+                        "client {client_id}'s write of key {} = {:?} was acknowledged at revision \
                          {}, but node {node}'s state machine does not hold it there ({held:?})",
                         write.key, write.value, write.revision
+                    ),
+                ));
+            }
+        }
+        for read in &self.serializable_reads {
+            let held = etcd::value_at(store, read.key, read.revision);
+            if held != Ok(read.value) {
+                return Err(Violation::new(
+                    Invariant::SerializableReadOffHistory,
+                    vec![node],
+                    time_us,
+                    format!(
+                        "a serializable read of key {} answered {:?} at revision {}, but node \
+                         {node}'s state machine holds {held:?} there",
+                        read.key, read.value, read.revision
                     ),
                 ));
             }
@@ -462,11 +490,20 @@ impl SafetyChecker {
     }
 }
 
+/// A serializable read a client saw answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct SerializableRead {
+    key: KvKey,
+    value: Option<KvValue>,
+    revision: i64,
+}
+
 /// A write a client saw acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct AcknowledgedWrite {
     key: KvKey,
-    value: KvValue,
+    /// `None` for a delete.
+    value: Option<KvValue>,
     revision: i64,
 }
 
@@ -874,9 +911,7 @@ mod tests {
     fn store_with_puts(values: &[u64]) -> mvcc::Store {
         let store = mvcc::Store::in_memory().unwrap();
         for (position, &value) in values.iter().enumerate() {
-            let command =
-                etcd::write_command(&crate::linearizability::KvInput::Put { key: 0, value })
-                    .unwrap();
+            let command = mvcc::Command::Put(etcd::put_request(0, value));
             store.apply(position as u64 + 1, &command).unwrap();
         }
         store
@@ -900,13 +935,24 @@ mod tests {
         let mut checker = SafetyChecker::new();
         let store = store_with_puts(&[1]);
         // The first put is at revision 2 (an empty store is at revision 1).
-        checker.observe_acknowledged_write(1, 0, 1, 2);
+        checker.observe_acknowledged_write(1, 0, Some(1), 2);
         checker.check_acknowledged_writes(2, &store, 0).unwrap();
-        checker.observe_acknowledged_write(1, 0, 2, 3);
+        checker.observe_acknowledged_write(1, 0, Some(2), 3);
         let violation = checker.check_acknowledged_writes(2, &store, 9).unwrap_err();
         assert_eq!(violation.invariant, Invariant::AcknowledgedWriteLost);
         let mut overwritten = SafetyChecker::new();
-        overwritten.observe_acknowledged_write(1, 0, 9, 2);
+        overwritten.observe_acknowledged_write(1, 0, Some(9), 2);
         assert!(overwritten.check_acknowledged_writes(2, &store, 0).is_err());
+        let mut read = SafetyChecker::new();
+        read.observe_serializable_read(0, Some(1), 2);
+        read.observe_serializable_read(0, None, 1);
+        read.check_acknowledged_writes(2, &store, 0).unwrap();
+        read.observe_serializable_read(0, Some(2), 2);
+        let violation = read.check_acknowledged_writes(2, &store, 9).unwrap_err();
+        assert_eq!(violation.invariant, Invariant::SerializableReadOffHistory);
+        let mut deleted = SafetyChecker::new();
+        deleted.observe_acknowledged_write(1, 0, None, 2);
+        let violation = deleted.check_acknowledged_writes(2, &store, 9).unwrap_err();
+        assert_eq!(violation.invariant, Invariant::AcknowledgedWriteLost);
     }
 }

@@ -9,8 +9,9 @@
 //! real `wal` is tested on [`disk::SimDisk`] on its own); a simulated
 //! network delays, drops, duplicates, reorders and partitions their
 //! messages; clients speak etcd's semantics through leader changes (Put,
-//! a linearizable or serializable Range, a compare-and-swap Txn, no
-//! sessions: see [`etcd`]); and after every event the safety checkers
+//! DeleteRange, a linearizable or serializable Range, a compare-and-swap
+//! Txn, no sessions: see [`etcd`]), served by the server's own KV path; and
+//! after every event the safety checkers
 //! compare what each member did against the others. A failing seed replays bit for bit and
 //! reports a [`Violation`] with the story of the events that led to it.
 //!
@@ -22,7 +23,7 @@
 //! # What one run is
 //!
 //! 1. Fault phase ([`SimConfig::fault_phase_us`], 6 s by default): members
-//!    tick every 10 ms of virtual time; clients issue Put/Get/CAS; the
+//!    tick every 10 ms of virtual time; clients issue Put/Get/Delete/CAS; the
 //!    nemesis opens partitions (random halves, isolated leader, bridge,
 //!    one-way cuts) and crashes members (favouring the leader and members in
 //!    the middle of an fsync, sometimes tearing that write), and heals each
@@ -44,9 +45,30 @@
 //!    watches two election timeouts of this calm before it ends.
 //! 3. Final checks: every client's newest acknowledged write is in the
 //!    store's history of every member of the configuration, at the revision
-//!    it was acknowledged with; members that applied the same index hold the
-//!    same store (by its checksum); and the client history is linearizable
-//!    (a write whose answer never came has an unknown outcome).
+//!    it was acknowledged with (a delete: the key absent from that revision
+//!    on), and every serializable read's value at the revision it was served
+//!    at; members that applied the same index hold the same store (by its
+//!    checksum); and the client history of linearizable operations is
+//!    linearizable (a write whose answer never came has an unknown outcome).
+//!
+//! # Clients through the server's KV path
+//!
+//! What happens between a gRPC request and the node (whether a read waits
+//! for the read barrier, the revision it reads at, the header's revision,
+//! serializable against linearizable, how a Txn or a DeleteRange is served)
+//! is decided in one place, `server::api::kv_requests`, generic over the
+//! server's `KvBackend` trait: the KV service calls it, and so do the
+//! simulated members for their clients, over a backend whose `propose` and
+//! `read_barrier` hand the request to the member's node and resolve when the
+//! node answers (a shared slot the node's reply fills). Each call is a
+//! future the world polls with a no-op waker, when the member takes the
+//! request and each time its node answers: no runtime, no threads, no clock,
+//! so a seed still decides everything. The server's backend trait is split
+//! so the simulator implements only what the KV path needs (the watch hub,
+//! the member list and membership changes stay the server's `Backend`), and
+//! the simulator depends on the server crate rather than on a copy of the
+//! path: the wire decoding and encoding around it (protobuf to the store's
+//! types) stays untested here and is covered by the server's API tests.
 //!
 //! Safety invariants ([`invariants`]) are checked after every event, and the
 //! election rules ([`elections`]) on every message a member sends and every
@@ -62,7 +84,8 @@
 //!   `cargo run --release -p sim --example replay_seed -- SEED NODES FAULTS EVENTS`.
 //! - Settings the defaults hide: `cargo run --release -p sim --example config_matrix`.
 //! - Deliberate bugs: `tests/mutations.rs` has the unsafe read mode (run by
-//!   `cargo test`), the node loop's switches, and a one-line-per-switch table
+//!   `cargo test`), the switches of the node loop, the store and the
+//!   server's KV path, and a one-line-per-switch table
 //!   of the core's (`cargo test --release -p sim --features mutations --test mutations`).
 //!
 //! # Speed

@@ -34,6 +34,9 @@ pub enum Invariant {
     ConfChangeOneAtATime,
     /// A write acknowledged to a client is missing from a member's state.
     AcknowledgedWriteLost,
+    /// A serializable read answered a value the store's history does not
+    /// hold at the revision the answer named.
+    SerializableReadOffHistory,
     /// A member granted its vote to two candidates in one term.
     DoubleVote,
     /// A member acted as leader without the votes of a majority.
@@ -67,6 +70,7 @@ impl fmt::Display for Invariant {
             Invariant::AppliedBeforeDurable => "apply only what the own log holds durably",
             Invariant::ConfChangeOneAtATime => "one configuration change at a time",
             Invariant::AcknowledgedWriteLost => "no acknowledged write lost",
+            Invariant::SerializableReadOffHistory => "serializable reads are of the history",
             Invariant::DoubleVote => "one vote per term",
             Invariant::LeaderWithoutMajority => "a leader holds a majority of votes",
             Invariant::TermWithoutCampaign => "terms rise only by campaigns",

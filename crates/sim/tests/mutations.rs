@@ -398,3 +398,20 @@ mod rare_core {
         );
     }
 }
+
+/// The server's KV path, which simulated clients go through as gRPC clients
+/// do, serves a linearizable Range at the revision its member held before
+/// the read barrier: a member behind the leader answers with a stale value.
+#[cfg(feature = "mutations")]
+#[test]
+fn ranges_at_a_revision_taken_before_the_read_barrier_are_caught() {
+    let clean = SimConfig::new(5, FaultSet::all());
+    let mut mutated = clean.clone();
+    mutated.kv_mutation = Some(server::api::kv_requests::Mutation::RangeAtRevisionBeforeBarrier);
+    assert_caught_only_with(
+        "range at the revision before the barrier",
+        &mutated,
+        &clean,
+        &[Invariant::Linearizability],
+    );
+}

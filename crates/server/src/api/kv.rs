@@ -2,11 +2,12 @@
 //!
 //! Each call checks what etcd checks before the log (enum values, empty keys,
 //! the transaction budget and duplicate keys, then the request size), then
-//! either proposes the write and answers with what the state machine applied,
-//! or serves the read from the local store: after the read barrier for a
-//! linearizable read, straight away for a serializable one. A transaction with
-//! only ranges is a read, as in etcd. This module must never change the store
-//! except through [`Backend::propose`].
+//! hands the request to [`kv_requests`], which either proposes the write and
+//! answers with what the state machine applied, or serves the read from the
+//! local store: after the read barrier for a linearizable read, straight away
+//! for a serializable one. A transaction with only ranges is a read, as in
+//! etcd. This module only decodes, checks and encodes; it must never change
+//! the store except through [`kv_requests`].
 //! A put naming a lease is checked when applied, as in etcd: the state
 //! machine refuses a lease that is not granted with "requested lease not
 //! found" (in a transaction, only on the branch it takes).
@@ -15,8 +16,9 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::api::errors::{backend_error, propose, read_error, request_error};
+use crate::api::errors::{backend_error, read_error, request_error};
 use crate::api::header::header;
+use crate::api::kv_requests::{self, KvError};
 use crate::api::{convert, ApiLimits};
 use crate::backend::Backend;
 use crate::proto::etcdserverpb as pb;
@@ -37,46 +39,20 @@ impl<B: Backend> KvService<B> {
     fn header(&self, revision: i64) -> Option<pb::ResponseHeader> {
         header(&self.backend.status(), revision)
     }
-
-    /// Waits for the read barrier unless the client accepts a serializable read.
-    async fn read_barrier(&self, serializable: bool) -> Result<(), Status> {
-        if serializable {
-            return Ok(());
-        }
-        self.backend.read_barrier().await.map_err(backend_error)
-    }
-
-    /// Proposes a checked transaction; its answer, the revision after it and
-    /// the revision before it (one less when it changed anything).
-    async fn propose_txn(
-        &self,
-        txn: mvcc::TxnRequest,
-    ) -> Result<(mvcc::TxnResponse, i64, i64), Status> {
-        let applied = self
-            .backend
-            .propose(mvcc::Command::Txn(txn))
-            .await
-            .map_err(backend_error)?;
-        let begin_revision = applied.revision - i64::from(!applied.events.is_empty());
-        debug_assert!(begin_revision >= 1, "revisions start at 1: {applied:?}");
-        match applied.result {
-            Ok(mvcc::Response::Txn(response)) => Ok((response, applied.revision, begin_revision)),
-            Ok(other) => Err(mismatched("txn", &other)),
-            Err(refused) => Err(request_error(&refused).to_status()),
-        }
-    }
 }
 
 fn refused(error: mvcc::RequestError) -> Status {
     request_error(&error).to_status()
 }
 
-/// The state machine answered a command with the answer to another kind; a
-/// bug in the backend, reported rather than hidden.
-fn mismatched(expected: &str, response: &mvcc::Response) -> Status {
-    Status::internal(format!(
-        "raftkv: the backend answered a {expected} with {response:?}"
-    ))
+/// etcd's error for a request the KV path could not serve.
+fn kv_status(error: KvError) -> Status {
+    match error {
+        KvError::Backend(error) => backend_error(error),
+        KvError::Refused(error) => refused(error),
+        KvError::Read(error) => read_error(error),
+        KvError::Mismatched { .. } => Status::internal(format!("raftkv: {error}")),
+    }
 }
 
 #[tonic::async_trait]
@@ -87,10 +63,14 @@ impl<B: Backend> Kv for KvService<B> {
     ) -> Result<Response<pb::RangeResponse>, Status> {
         let (range, serializable) = convert::range_request(request.into_inner())?;
         range.validate().map_err(refused)?;
-        self.read_barrier(serializable).await?;
-        let response = self.backend.store().range(&range).map_err(read_error)?;
-        let header = self.header(response.revision);
-        Ok(Response::new(convert::range_response(response, header)))
+        let answered = kv_requests::range(&*self.backend, range, serializable)
+            .await
+            .map_err(kv_status)?;
+        let header = self.header(answered.header_revision);
+        Ok(Response::new(convert::range_response(
+            answered.response,
+            header,
+        )))
     }
 
     async fn put(
@@ -102,13 +82,14 @@ impl<B: Backend> Kv for KvService<B> {
         let put = convert::put_request(request);
         put.validate().map_err(refused)?;
         size?;
-        match propose(&*self.backend, mvcc::Command::Put(put)).await? {
-            (mvcc::Response::Put(response), revision) => Ok(Response::new(convert::put_response(
-                response,
-                self.header(revision),
-            ))),
-            (other, _) => Err(mismatched("put", &other)),
-        }
+        let answered = kv_requests::put(&*self.backend, put)
+            .await
+            .map_err(kv_status)?;
+        let header = self.header(answered.header_revision);
+        Ok(Response::new(convert::put_response(
+            answered.response,
+            header,
+        )))
     }
 
     async fn delete_range(
@@ -120,12 +101,14 @@ impl<B: Backend> Kv for KvService<B> {
         let delete = convert::delete_range_request(request);
         delete.validate().map_err(refused)?;
         size?;
-        match propose(&*self.backend, mvcc::Command::DeleteRange(delete)).await? {
-            (mvcc::Response::DeleteRange(response), revision) => Ok(Response::new(
-                convert::delete_range_response(response, self.header(revision)),
-            )),
-            (other, _) => Err(mismatched("delete", &other)),
-        }
+        let answered = kv_requests::delete_range(&*self.backend, delete)
+            .await
+            .map_err(kv_status)?;
+        let header = self.header(answered.header_revision);
+        Ok(Response::new(convert::delete_range_response(
+            answered.response,
+            header,
+        )))
     }
 
     async fn txn(
@@ -138,25 +121,16 @@ impl<B: Backend> Kv for KvService<B> {
         txn.check_operation_limit(self.limits.txn_ops_max)
             .map_err(refused)?;
         txn.validate().map_err(refused)?;
-        if txn.is_read_only() {
-            self.read_barrier(serializable).await?;
-            let store = self.backend.store();
-            let revision_before = store.current_revision();
-            let response = store.read_only_txn(&txn).map_err(read_error)?;
-            let revision = read_revision(&response).unwrap_or(revision_before);
-            debug_assert!(revision >= revision_before);
-            return Ok(Response::new(convert::txn_response(
-                response,
-                self.header(revision),
-                revision,
-            )));
+        if !txn.is_read_only() {
+            size?;
         }
-        size?;
-        let (response, revision, begin_revision) = self.propose_txn(txn).await?;
+        let answered = kv_requests::txn(&*self.backend, txn, serializable)
+            .await
+            .map_err(kv_status)?;
         Ok(Response::new(convert::txn_response(
-            response,
-            self.header(revision),
-            begin_revision,
+            answered.response,
+            self.header(answered.header_revision),
+            answered.begin_revision,
         )))
     }
 
@@ -167,19 +141,11 @@ impl<B: Backend> Kv for KvService<B> {
         let request = request.into_inner();
         self.limits.check_request_size(&request)?;
         let compaction = convert::compaction_request(request);
-        match propose(&*self.backend, mvcc::Command::Compact(compaction)).await? {
-            (mvcc::Response::Compact(_), revision) => Ok(Response::new(pb::CompactionResponse {
-                header: self.header(revision),
-            })),
-            (other, _) => Err(mismatched("compaction", &other)),
-        }
+        let answered = kv_requests::compact(&*self.backend, compaction)
+            .await
+            .map_err(kv_status)?;
+        Ok(Response::new(pb::CompactionResponse {
+            header: self.header(answered.header_revision),
+        }))
     }
-}
-
-/// The revision a read-only transaction's ranges were served at, if it had any.
-fn read_revision(response: &mvcc::TxnResponse) -> Option<i64> {
-    response.responses.iter().find_map(|op| match op {
-        mvcc::ResponseOp::Range(range) => Some(range.revision),
-        _ => None,
-    })
 }

@@ -12,7 +12,7 @@
 //! and arbitrarily elsewhere). This module must never change the store
 //! except through [`Backend::propose`].
 //!
-//! [`Backend::propose`]: crate::backend::Backend::propose
+//! [`Backend::propose`]: crate::backend::KvBackend::propose
 
 use std::sync::Arc;
 

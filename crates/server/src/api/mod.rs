@@ -12,6 +12,9 @@
 //! - [`limits`]: [`ApiLimits`], etcd's `--max-request-bytes` and `--max-txn-ops`.
 //! - [`convert`]: protobuf messages to and from the state machine's types.
 //! - [`errors`]: which etcd error answers which failure.
+//! - [`kv_requests`]: the KV requests in the store's terms over any
+//!   [`KvBackend`]: barrier or not, which store call, which header revision;
+//!   shared by the KV service and the simulator's clients.
 //! - [`kv`], [`watch`], [`lease`], [`maintenance`], [`cluster`]: the
 //!   services. Watch streams are served by the backend's watch hub
 //!   ([`crate::watch`]); lease deadlines are kept by the member's
@@ -31,14 +34,16 @@
 //!   `Unimplemented`; LeaseLeases lists leases by id (see [`lease`]).
 //!
 //! [`Backend`]: crate::backend::Backend
-//! [`Backend::propose`]: crate::backend::Backend::propose
-//! [`Backend::read_barrier`]: crate::backend::Backend::read_barrier
+//! [`KvBackend`]: crate::backend::KvBackend
+//! [`Backend::propose`]: crate::backend::KvBackend::propose
+//! [`Backend::read_barrier`]: crate::backend::KvBackend::read_barrier
 
 pub mod cluster;
 pub mod convert;
 pub mod errors;
 mod header;
 pub mod kv;
+pub mod kv_requests;
 pub mod lease;
 pub mod limits;
 pub mod maintenance;

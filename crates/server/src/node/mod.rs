@@ -27,7 +27,7 @@ use node::{MemberContext, MemberList, RequestError};
 use raft::{Message, NodeId, RawNode};
 use tokio::sync::{oneshot, Semaphore};
 
-use crate::backend::{Backend, BackendError, Member, MembershipChange, NodeStatus};
+use crate::backend::{Backend, BackendError, KvBackend, Member, MembershipChange, NodeStatus};
 use crate::config::ServeConfig;
 use crate::watch;
 use machine::StoreMachine;
@@ -406,7 +406,7 @@ impl NodeHandle {
     }
 }
 
-impl Backend for NodeHandle {
+impl KvBackend for NodeHandle {
     async fn propose(&self, command: mvcc::Command) -> Result<mvcc::Applied, BackendError> {
         let command = command.encode();
         let outcome = self
@@ -428,7 +428,9 @@ impl Backend for NodeHandle {
     fn store(&self) -> &mvcc::Store {
         &self.shared.store
     }
+}
 
+impl Backend for NodeHandle {
     fn watch_hub(&self) -> &watch::Hub {
         &self.shared.watch_hub
     }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use server::api::{ApiLimits, KvService};
-use server::backend::Backend;
+use server::backend::KvBackend;
 use server::backend::{BackendError, RequestError};
 use server::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use server::proto::etcdserverpb::kv_server::Kv;

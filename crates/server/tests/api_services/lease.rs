@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use server::api::{routes, ApiLimits};
-use server::backend::Backend;
+use server::backend::KvBackend;
 use server::lease::{LeaseOptions, Lessor, FORWARDED_METADATA};
 use server::proto::etcdserverpb::kv_client::KvClient;
 use server::proto::etcdserverpb::lease_client::LeaseClient;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use server::api::maintenance::ETCD_CLUSTER_VERSION;
 use server::api::{ApiLimits, KvService, MaintenanceService};
-use server::backend::Backend;
+use server::backend::KvBackend;
 use server::proto::etcdserverpb::alarm_request::AlarmAction;
 use server::proto::etcdserverpb::kv_server::Kv;
 use server::proto::etcdserverpb::maintenance_server::Maintenance;

@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use server::backend::{Backend, BackendError, Member, NodeStatus, RequestError};
+use server::backend::{Backend, BackendError, KvBackend, Member, NodeStatus, RequestError};
 
 pub const CLUSTER_ID: u64 = 0x5eed_c1a5_7e55_0001;
 pub const MEMBER_ID: u64 = 0x8e9e_05c5_2164_694d;
@@ -112,7 +112,7 @@ impl LocalBackend {
     }
 }
 
-impl Backend for LocalBackend {
+impl KvBackend for LocalBackend {
     async fn propose(&self, command: mvcc::Command) -> Result<mvcc::Applied, BackendError> {
         self.proposals.fetch_add(1, Ordering::SeqCst);
         self.take_failure()?;
@@ -127,7 +127,9 @@ impl Backend for LocalBackend {
     fn store(&self) -> &mvcc::Store {
         &self.store
     }
+}
 
+impl Backend for LocalBackend {
     fn watch_hub(&self) -> &server::watch::Hub {
         &self.watch_hub
     }

@@ -1,5 +1,6 @@
 //! The sequential specification of the simulator's key-value workload:
-//! Put, Get and compare-and-swap on a small key space holding u64 values.
+//! Put, Get, Delete and compare-and-swap on a small key space holding u64
+//! values.
 //!
 //! Owns: `KvModel` and its input and output types. Must never: know about
 //! the wire format; the workload maps these to etcd requests and back.
@@ -26,6 +27,8 @@ pub enum KvInput {
     Put { key: KvKey, value: KvValue },
     /// Read `key`.
     Get { key: KvKey },
+    /// Remove `key`; it is absent afterwards.
+    Delete { key: KvKey },
     /// Set `key` to `new` only if it currently holds `expected`, where
     /// `None` means the key is absent.
     Cas {
@@ -44,6 +47,8 @@ pub enum KvOutput {
     Value(Option<KvValue>),
     /// Whether the compare matched and the new value was written.
     CasDone { succeeded: bool },
+    /// Whether the key was present, and so removed.
+    Deleted { existed: bool },
 }
 
 /// One operation of a key-value history.
@@ -53,7 +58,10 @@ impl KvInput {
     /// The key the request touches.
     pub fn key(&self) -> KvKey {
         match *self {
-            KvInput::Put { key, .. } | KvInput::Get { key } | KvInput::Cas { key, .. } => key,
+            KvInput::Put { key, .. }
+            | KvInput::Get { key }
+            | KvInput::Delete { key }
+            | KvInput::Cas { key, .. } => key,
         }
     }
 }
@@ -77,6 +85,9 @@ impl Model for KvModel {
         match (*input, *output) {
             (KvInput::Put { value, .. }, KvOutput::PutDone) => Some(Some(value)),
             (KvInput::Get { .. }, KvOutput::Value(value)) => (value == *state).then_some(*state),
+            (KvInput::Delete { .. }, KvOutput::Deleted { existed }) => {
+                (existed == state.is_some()).then_some(None)
+            }
             (KvInput::Cas { expected, new, .. }, KvOutput::CasDone { succeeded }) => {
                 let matches = expected == *state;
                 (matches == succeeded).then_some(if succeeded { Some(new) } else { *state })
@@ -89,6 +100,7 @@ impl Model for KvModel {
         match *input {
             KvInput::Put { value, .. } => vec![Some(value)],
             KvInput::Get { .. } => vec![*state],
+            KvInput::Delete { .. } => vec![None],
             KvInput::Cas { expected, new, .. } => {
                 vec![if expected == *state {
                     Some(new)
@@ -108,6 +120,7 @@ impl Model for KvModel {
             (input, output),
             (KvInput::Put { .. }, KvOutput::PutDone)
                 | (KvInput::Get { .. }, KvOutput::Value(_))
+                | (KvInput::Delete { .. }, KvOutput::Deleted { .. })
                 | (KvInput::Cas { .. }, KvOutput::CasDone { .. })
         );
         (!fits).then(|| format!("{input:?} cannot be answered by {output:?}"))
@@ -150,6 +163,17 @@ mod tests {
         };
         assert_eq!(KvModel.step(&None, &create, &answer(true)), Some(Some(7)));
         assert_eq!(KvModel.step(&Some(7), &create, &answer(true)), None);
+    }
+
+    #[test]
+    fn delete_leaves_the_key_absent_and_reports_whether_it_was_there() {
+        let delete = KvInput::Delete { key: 1 };
+        let answer = |existed| KvOutput::Deleted { existed };
+        assert_eq!(KvModel.step(&Some(3), &delete, &answer(true)), Some(None));
+        assert_eq!(KvModel.step(&Some(3), &delete, &answer(false)), None);
+        assert_eq!(KvModel.step(&None, &delete, &answer(false)), Some(None));
+        assert_eq!(KvModel.step(&None, &delete, &answer(true)), None);
+        assert_eq!(KvModel.step_unobserved(&Some(3), &delete), vec![None]);
     }
 
     #[test]

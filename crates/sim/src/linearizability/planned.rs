@@ -103,6 +103,13 @@ fn apply(store: &mut BTreeMap<KvKey, KvValue>, input: KvInput, takes_effect: boo
             KvOutput::PutDone
         }
         KvInput::Get { key } => KvOutput::Value(current(store, key)),
+        KvInput::Delete { key } => {
+            let existed = current(store, key).is_some();
+            if takes_effect {
+                store.remove(&key);
+            }
+            KvOutput::Deleted { existed }
+        }
         KvInput::Cas { key, expected, new } => {
             let succeeded = current(store, key) == expected;
             if succeeded && takes_effect {

@@ -184,6 +184,7 @@ fn arbitrary_history() -> impl Strategy<Value = Vec<KvOperation>> {
     let input = prop_oneof![
         (key(), value.clone()).prop_map(|(key, value)| KvInput::Put { key, value }),
         key().prop_map(|key| KvInput::Get { key }),
+        key().prop_map(|key| KvInput::Delete { key }),
         (key(), proptest::option::of(value.clone()), value.clone())
             .prop_map(|(key, expected, new)| KvInput::Cas { key, expected, new }),
     ];
@@ -203,6 +204,7 @@ fn arbitrary_history() -> impl Strategy<Value = Vec<KvOperation>> {
                     KvInput::Put { .. } => KvOutput::PutDone,
                     KvInput::Get { .. } => KvOutput::Value(read),
                     KvInput::Cas { .. } => KvOutput::CasDone { succeeded },
+                    KvInput::Delete { .. } => KvOutput::Deleted { existed: succeeded },
                 };
                 let outcome = if returned {
                     Outcome::Returned {

@@ -1,6 +1,11 @@
-//! Clients: each issues one Put, Get or CAS at a time to the member it
+//! Clients: each issues one Put, Get, Delete or CAS at a time to the member it
 //! believes leads, follows "not leader" hints, tries elsewhere after a
 //! timeout, and records every operation for the linearizability checker.
+//! Some Gets are serializable reads, which may be stale: they stay out of
+//! the linearizable history, and the final checks hold the value each
+//! answered against the store's history at the revision it named. (Under
+//! [`ReadMode::LocalUnsafe`] every Get is serializable and recorded, a
+//! deliberate bug the checker must catch.)
 //! As with etcd, there are no sessions: a write that may have been proposed
 //! is never sent again (it would be applied twice). Its operation keeps an
 //! unknown outcome (it may still take effect later) and the client asks for
@@ -16,6 +21,7 @@ use raft::NodeId;
 
 use super::member::Input;
 use super::{Event, Phase, World};
+use crate::config::ReadMode;
 use crate::etcd::is_write;
 use crate::linearizability::{KvInput, KvOutput, KvValue as Value, Operation, Outcome};
 use crate::trace::Happening;
@@ -28,6 +34,8 @@ pub struct ClientRequest {
     /// Which send of this request it is (1 for the first).
     pub attempt: u32,
     pub input: KvInput,
+    /// A Get the client accepts as a serializable read.
+    pub serializable: bool,
 }
 
 /// A member's answer to a client.
@@ -55,10 +63,13 @@ pub enum ClientReply {
 pub(super) struct InFlight {
     request_id: u64,
     input: KvInput,
+    serializable: bool,
     /// Identifies the current send, so a timer of an earlier send is ignored.
     attempt: u32,
     timeouts: u32,
-    pub(super) history_index: usize,
+    /// Its place in the linearizable history; none for a serializable read
+    /// the history does not hold.
+    pub(super) history_index: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -121,15 +132,24 @@ impl World {
         self.schedule(delay, Event::ToClient { client, reply });
     }
 
-    fn next_input(&mut self, client: usize) -> KvInput {
+    /// The next operation, and whether it is a serializable read.
+    fn next_input(&mut self, client: usize) -> (KvInput, bool) {
         let key = self
             .rng
             .index(usize::from(self.config.workload.key_count.max(1))) as u8;
         let state = &mut self.clients[client];
         let value = (state.id << 32) | state.next_request_id;
+        let local_reads = self.config.workload.read_mode == ReadMode::LocalUnsafe;
+        // Every eighth call that would put deletes, and another eighth reads
+        // serializably: chosen by the request id rather than by a draw, so
+        // the linearizable reads and the rest of the seed's draws are the
+        // ones the mix had before Deletes and serializable reads joined it.
+        let put_slot = state.next_request_id % 8;
         match self.rng.index(10) {
-            0..=3 => KvInput::Put { key, value },
-            4..=6 => KvInput::Get { key },
+            0..=3 if put_slot == 0 => (KvInput::Delete { key }, false),
+            0..=3 if put_slot == 4 => (KvInput::Get { key }, true),
+            0..=3 => (KvInput::Put { key, value }, false),
+            4..=6 => (KvInput::Get { key }, local_reads),
             _ => {
                 let known = self.clients[client]
                     .known_values
@@ -137,11 +157,12 @@ impl World {
                     .copied()
                     .flatten();
                 let expected = if self.rng.chance(0.2) { None } else { known };
-                KvInput::Cas {
+                let cas = KvInput::Cas {
                     key,
                     expected,
                     new: value,
-                }
+                };
+                (cas, false)
             }
         }
     }
@@ -150,15 +171,18 @@ impl World {
         if self.phase != Phase::Faults || self.clients[client].in_flight.is_some() {
             return;
         }
-        let input = self.next_input(client);
+        let (input, serializable) = self.next_input(client);
         let state = &mut self.clients[client];
         let request_id = state.next_request_id;
         state.next_request_id += 1;
         let client_id = state.id;
-        let history_index = self.open_call(client_id, input);
+        let linearizable = !serializable || self.config.workload.read_mode == ReadMode::LocalUnsafe;
+        let history_index = linearizable.then(|| self.open_call(client_id, input));
+        self.stats.serializable_reads += u64::from(!linearizable);
         self.clients[client].in_flight = Some(InFlight {
             request_id,
             input,
+            serializable,
             attempt: 0,
             timeouts: 0,
             history_index,
@@ -188,6 +212,7 @@ impl World {
             request_id: flight.request_id,
             attempt: flight.attempt,
             input: flight.input,
+            serializable: flight.serializable,
         };
         let (node, attempt, request_id) = (state.leader_guess, flight.attempt, flight.request_id);
         if !self.rng.chance(drop_probability) {
@@ -268,7 +293,7 @@ impl World {
         let input = flight.input;
         let history_index = self.open_call(client_id, input);
         if let Some(flight) = self.clients[client].in_flight.as_mut() {
-            flight.history_index = history_index;
+            flight.history_index = Some(history_index);
         }
         self.stats.writes_reissued += 1;
         self.record(
@@ -293,15 +318,17 @@ impl World {
             return;
         };
         let client_id = self.clients[client].id;
-        let operation = &mut self.history[flight.history_index];
-        debug_assert!(
-            self.now_us > operation.call_time,
-            "a reply needs at least one link latency"
-        );
-        operation.outcome = Outcome::Returned {
-            output,
-            return_time: self.now_us,
-        };
+        if let Some(index) = flight.history_index {
+            let operation = &mut self.history[index];
+            debug_assert!(
+                self.now_us > operation.call_time,
+                "a reply needs at least one link latency"
+            );
+            operation.outcome = Outcome::Returned {
+                output,
+                return_time: self.now_us,
+            };
+        }
         let known = &mut self.clients[client].known_values;
         match (flight.input, output) {
             (KvInput::Put { key, value }, _) => {
@@ -309,6 +336,9 @@ impl World {
             }
             (KvInput::Get { key }, KvOutput::Value(value)) => {
                 known.insert(key, value);
+            }
+            (KvInput::Delete { key }, _) => {
+                known.insert(key, None);
             }
             (KvInput::Cas { key, new, .. }, KvOutput::CasDone { succeeded: true }) => {
                 known.insert(key, Some(new));
@@ -319,13 +349,19 @@ impl World {
             _ => {}
         }
         let written = match flight.input {
-            KvInput::Put { key, value } => Some((key, value)),
-            KvInput::Cas { key, new, .. } => Some((key, new)),
+            KvInput::Put { key, value } => Some((key, Some(value))),
+            KvInput::Cas { key, new, .. } => Some((key, Some(new))),
+            KvInput::Delete { key } => Some((key, None)),
             KvInput::Get { .. } => None,
         };
         if let (Some((key, value)), Some(revision)) = (written, revision) {
             self.checker
                 .observe_acknowledged_write(client_id, key, value, revision);
+        }
+        if let (true, KvInput::Get { key }, KvOutput::Value(value), Some(revision)) =
+            (flight.serializable, flight.input, output, revision)
+        {
+            self.checker.observe_serializable_read(key, value, revision);
         }
         self.stats.ops_completed += 1;
         self.record(

@@ -12,11 +12,12 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use raft::{Entry, LogIndex, Message, Ready, SnapshotMeta, SoftState};
 
+use super::kv_backend::{BarrierResult, CallId, ProposeResult, Slot};
 use super::sim_log::SimLog;
-use crate::linearizability::KvKey as Key;
 use crate::log_view::bytes_fingerprint;
 
 /// The node loop as the simulator runs it.
@@ -77,21 +78,10 @@ pub(super) struct ReadySummary {
     pub(super) committed: usize,
 }
 
-/// A node's answer to a client.
+/// A node answered a client's call: the world polls the call again.
 #[derive(Debug)]
-pub(super) enum Answer {
-    Write {
-        client_id: u64,
-        request_id: u64,
-        result: Result<mvcc::ApplyOutcome, node::RequestError>,
-    },
-    /// The read barrier of a Get: on `Ok`, the Get reads the store now.
-    Read {
-        client_id: u64,
-        request_id: u64,
-        key: Key,
-        result: Result<(), node::RequestError>,
-    },
+pub(super) struct Answer {
+    pub(super) call: CallId,
 }
 
 #[derive(Debug)]
@@ -142,21 +132,19 @@ impl node::Observer for SimObserver {
     }
 }
 
-/// Answers a proposed write to its client; a scripted proposal has none.
+/// Answers a proposed write to the client call that made it; a scripted
+/// proposal has none.
 #[derive(Debug)]
 pub(super) struct WriteReply {
-    pub(super) client: Option<(u64, u64)>,
+    pub(super) call: Option<(CallId, Slot<ProposeResult>)>,
     pub(super) effects: SharedEffects,
 }
 
-impl node::Reply<Result<mvcc::ApplyOutcome, node::RequestError>> for WriteReply {
-    fn send(self, result: Result<mvcc::ApplyOutcome, node::RequestError>) {
-        if let Some((client_id, request_id)) = self.client {
-            self.effects.borrow_mut().answers.push(Answer::Write {
-                client_id,
-                request_id,
-                result,
-            });
+impl node::Reply<ProposeResult> for WriteReply {
+    fn send(self, result: ProposeResult) {
+        if let Some((call, slot)) = self.call {
+            slot.fill(result);
+            self.effects.borrow_mut().answers.push(Answer { call });
         }
     }
 
@@ -165,22 +153,21 @@ impl node::Reply<Result<mvcc::ApplyOutcome, node::RequestError>> for WriteReply 
     }
 }
 
+/// Releases the read barrier of a client call.
 #[derive(Debug)]
 pub(super) struct ReadReply {
-    pub(super) client_id: u64,
-    pub(super) request_id: u64,
-    pub(super) key: Key,
+    pub(super) call: CallId,
+    pub(super) slot: Slot<BarrierResult>,
     pub(super) effects: SharedEffects,
 }
 
-impl node::Reply<Result<(), node::RequestError>> for ReadReply {
-    fn send(self, result: Result<(), node::RequestError>) {
-        self.effects.borrow_mut().answers.push(Answer::Read {
-            client_id: self.client_id,
-            request_id: self.request_id,
-            key: self.key,
-            result,
-        });
+impl node::Reply<BarrierResult> for ReadReply {
+    fn send(self, result: BarrierResult) {
+        self.slot.fill(result);
+        self.effects
+            .borrow_mut()
+            .answers
+            .push(Answer { call: self.call });
     }
 
     fn is_closed(&self) -> bool {
@@ -220,14 +207,15 @@ pub(super) enum MachineError {
 /// written at once.
 #[derive(Debug)]
 pub(super) struct StoreMachine {
-    pub(super) store: mvcc::Store,
+    /// Shared with the client calls the member serves, which read it.
+    pub(super) store: Arc<mvcc::Store>,
     finished_snapshot: Option<(LogIndex, Vec<u8>)>,
 }
 
 impl StoreMachine {
     pub(super) fn new(store: mvcc::Store) -> Self {
         Self {
-            store,
+            store: Arc::new(store),
             finished_snapshot: None,
         }
     }

@@ -10,8 +10,8 @@
 //! every input in the inbox while a write is in flight or the process is
 //! paused, so the core gets no input between `ready()` and `advance()`.
 //!
-//! Owns: crash and restart, pauses, fsync timing, serving clients through
-//! the node, and reporting each member's actions to the checkers and the
+//! Owns: crash and restart, pauses, fsync timing, handing client requests
+//! to the KV path ([`super::kv_backend`]), and reporting each member's actions to the checkers and the
 //! trace. Must never: decide what the node loop decides (when to apply,
 //! answer, read or snapshot), or let a write be durable before its fsync.
 
@@ -25,18 +25,15 @@ use raft::{
     NodeId, RaftError, RawNode, Role, Storage, Term, NO_NODE,
 };
 
-use super::client::{ClientReply, ClientRequest};
+use super::client::ClientRequest;
 use super::host::{
-    Answer, Effects, Observation, ReadReply, ReadySummary, SharedEffects, SimNode, SimObserver,
-    SimOutbox, StoreMachine, Unheeded, WriteReply,
+    Effects, Observation, ReadySummary, SharedEffects, SimNode, SimObserver, SimOutbox,
+    StoreMachine, Unheeded, WriteReply,
 };
 use super::sim_log::{keep_torn_prefix, SimLog};
 use super::{simulator_fault, Event, World};
-use crate::config::ReadMode;
 use crate::disk::{CrashOptions, SimDisk};
-use crate::etcd;
 use crate::invariants::DurableLogs;
-use crate::linearizability::KvInput;
 use crate::log_view::NodeLog;
 use crate::rng::SimRng;
 use crate::trace::Happening;
@@ -198,9 +195,23 @@ impl Member {
         self.node.as_ref().map(|node| node.raft().conf_state())
     }
 
+    /// The running node, `None` while crashed.
+    pub(super) fn running(&self) -> Option<&SimNode> {
+        self.node.as_ref()
+    }
+
+    pub(super) fn running_mut(&mut self) -> Option<&mut SimNode> {
+        self.node.as_mut()
+    }
+
+    /// The queue the running node's replies go to.
+    pub(super) fn effects(&self) -> SharedEffects {
+        Rc::clone(&self.effects)
+    }
+
     /// The running member's state machine.
     pub(super) fn store(&self) -> Option<&mvcc::Store> {
-        self.node.as_ref().map(|node| &node.state_machine().store)
+        self.node.as_ref().map(|node| &*node.state_machine().store)
     }
 
     /// What survives a crash of this member right now.
@@ -466,6 +477,7 @@ impl World {
         self.members[index]
             .disk
             .crash(&mut self.rng, &crash_options);
+        self.drop_calls_at(node);
         drop(running);
         let durable_last_index = durable.last_index().unwrap_or(0);
         let member = &mut self.members[index];
@@ -594,7 +606,7 @@ impl World {
     fn feed(&mut self, node: NodeId, input: Input) {
         self.acting_node = node;
         if let Input::Client(request) = input {
-            return self.serve_request(node, request);
+            return self.start_call(node, request);
         }
         let index = (node - 1) as usize;
         let effects = Rc::clone(&self.members[index].effects);
@@ -608,7 +620,7 @@ impl World {
                 running.propose(
                     &data,
                     WriteReply {
-                        client: None,
+                        call: None,
                         effects,
                     },
                 );
@@ -637,54 +649,6 @@ impl World {
         };
         if let Err(error) = result {
             self.fail(node_failure(node, self.now_us, &error));
-        }
-    }
-
-    /// Takes a client request at `node`: writes are proposed, Gets wait for
-    /// the node's read barrier (or, with the unsafe read mode, are answered
-    /// at once).
-    fn serve_request(&mut self, node: NodeId, request: ClientRequest) {
-        let read_mode = self.config.workload.read_mode;
-        let member = &mut self.members[(node - 1) as usize];
-        let effects = Rc::clone(&member.effects);
-        let Some(running) = member.node.as_mut() else {
-            return;
-        };
-        let (client_id, request_id) = (request.client_id, request.request_id);
-        match request.input {
-            KvInput::Get { key } if read_mode == ReadMode::LocalUnsafe => {
-                match etcd::read(&running.state_machine().store, key) {
-                    Ok(output) => {
-                        let reply = ClientReply::Done {
-                            request_id,
-                            output,
-                            revision: None,
-                            served_by: node,
-                        };
-                        self.reply(client_id, reply);
-                    }
-                    Err(error) => {
-                        let detail = format!("node {node}'s read failed: {error}");
-                        self.fail(simulator_fault(node, self.now_us, detail));
-                    }
-                }
-            }
-            KvInput::Get { key } => running.read(ReadReply {
-                client_id,
-                request_id,
-                key,
-                effects,
-            }),
-            input => {
-                let Some(command) = etcd::write_command(&input) else {
-                    return;
-                };
-                let reply = WriteReply {
-                    client: Some((client_id, request_id)),
-                    effects,
-                };
-                running.propose(&command.encode(), reply);
-            }
         }
     }
 
@@ -843,7 +807,7 @@ impl World {
             self.send_message(message);
         }
         for answer in effects.answers.drain(..) {
-            self.answer_client(node, answer);
+            self.resume_call(node, answer.call);
         }
         self.spare_effects = effects;
     }
@@ -996,67 +960,6 @@ impl World {
             }
             self.record(node, Happening::ConfApplied(change));
         }
-    }
-
-    /// Answers a client for the node: a write with what the store made of
-    /// it, a Get whose barrier was passed with the store's value now.
-    fn answer_client(&mut self, node: NodeId, answer: Answer) {
-        let (client_id, request_id, result) = match answer {
-            Answer::Write {
-                client_id,
-                request_id,
-                result,
-            } => {
-                let answer = result.map(|outcome| etcd::write_answer(&outcome));
-                (client_id, request_id, answer)
-            }
-            Answer::Read {
-                client_id,
-                request_id,
-                key,
-                result,
-            } => {
-                let answer = result.map(|()| {
-                    self.member(node)
-                        .store()
-                        .map(|store| etcd::read(store, key))
-                        .transpose()
-                        .map(|output| {
-                            output.map(|output| etcd::WriteAnswer {
-                                output,
-                                revision: None,
-                            })
-                        })
-                });
-                (client_id, request_id, answer)
-            }
-        };
-        let reply = match result {
-            Ok(Ok(Some(answer))) => ClientReply::Done {
-                request_id,
-                output: answer.output,
-                revision: answer.revision,
-                served_by: node,
-            },
-            Ok(Ok(None)) => return,
-            Ok(Err(error)) => {
-                let detail = format!("node {node} answered a client wrongly: {error}");
-                return self.fail(simulator_fault(node, self.now_us, detail));
-            }
-            Err(node::RequestError::NoLeader) => ClientReply::NotLeader {
-                request_id,
-                leader: None,
-                maybe_applied: false,
-            },
-            Err(node::RequestError::LeaderChanged) => ClientReply::NotLeader {
-                request_id,
-                leader: (self.member(node).leader != NO_NODE).then_some(self.member(node).leader),
-                maybe_applied: true,
-            },
-            // Timed out or refused: the client's own timer moves it on.
-            Err(_) => return,
-        };
-        self.reply(client_id, reply);
     }
 }
 

@@ -9,6 +9,7 @@
 mod client;
 mod control;
 mod host;
+mod kv_backend;
 mod member;
 mod nemesis;
 mod network;
@@ -70,6 +71,9 @@ pub struct Stats {
     /// Writes whose outcome became unknown and that were asked for again as
     /// new operations (no sessions: a write is never sent twice).
     pub writes_reissued: u64,
+    /// Serializable reads, checked against the stores' history rather than
+    /// recorded in the linearizable one.
+    pub serializable_reads: u64,
 }
 
 /// Something scheduled to happen at a virtual time.
@@ -196,6 +200,8 @@ pub struct World {
     spare_effects: host::Effects,
     /// A fault the nemesis stages over several events, if one is under way.
     plot: Option<nemesis::Plot>,
+    /// The client requests members are serving through the KV path.
+    calls: kv_backend::Calls,
 }
 
 impl World {
@@ -247,6 +253,7 @@ impl World {
             ever_members: voters.iter().copied().collect(),
             spare_effects: host::Effects::default(),
             plot: None,
+            calls: kv_backend::Calls::default(),
         };
         for id in pool {
             world.start_member(id);
