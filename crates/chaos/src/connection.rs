@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use server::proto::etcdserverpb::kv_client::KvClient;
 use server::proto::etcdserverpb::{
-    PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+    DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
+    ResponseHeader, TxnRequest, TxnResponse,
 };
 use tonic::transport::Channel;
 
@@ -119,6 +120,12 @@ impl Headed for PutResponse {
     }
 }
 
+impl Headed for DeleteRangeResponse {
+    fn header(&self) -> Option<&ResponseHeader> {
+        self.header.as_ref()
+    }
+}
+
 impl Headed for TxnResponse {
     fn header(&self) -> Option<&ResponseHeader> {
         self.header.as_ref()
@@ -197,6 +204,18 @@ impl Connection {
     ) -> Result<PutResponse, CallError> {
         self.call(clock, |mut kv| async move { kv.put(request).await })
             .await
+    }
+
+    pub async fn delete_range(
+        &mut self,
+        clock: &HistoryClock,
+        request: DeleteRangeRequest,
+    ) -> Result<DeleteRangeResponse, CallError> {
+        self.call(
+            clock,
+            |mut kv| async move { kv.delete_range(request).await },
+        )
+        .await
     }
 
     pub async fn txn(

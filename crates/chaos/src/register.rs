@@ -101,13 +101,9 @@ impl RegisterClient {
                     key: self.etcd_key(key).into_bytes(),
                     ..DeleteRangeRequest::default()
                 };
-                let response = self
-                    .kv
-                    .delete_range(request)
-                    .await
-                    .map_err(CallError::Status)?;
+                let response = self.connection.delete_range(clock, request).await?;
                 Ok(KvOutput::Deleted {
-                    existed: response.into_inner().deleted > 0,
+                    existed: response.deleted > 0,
                 })
             }
             KvInput::Cas { key, expected, new } => {
