@@ -31,7 +31,7 @@ use super::network::PartitionKind;
 use super::{Event, Phase, World};
 use crate::invariants;
 use crate::liveness::{self, Calm, CalmObservation, Deadlines, HealedProgress};
-use crate::log_view::{LogView, NodeLog};
+use crate::log_view::LogView;
 use crate::trace::{describe_conf_change, Happening};
 
 /// The chance that a member is crashed right after it grants a vote.
@@ -788,16 +788,10 @@ impl World {
             .filter_map(|member| Some((member.id, member.store()?)))
             .collect();
         let stores_result = invariants::check_stores_converged(&stores, now_us);
-        let logs: Vec<NodeLog<'_>> = self
-            .members
-            .iter()
-            .map(|member| NodeLog::durable(member.durable_storage()))
-            .collect();
         let views: Vec<(NodeId, &dyn LogView)> = self
             .members
             .iter()
-            .zip(&logs)
-            .map(|(member, log)| (member.id, log as &dyn LogView))
+            .filter_map(|member| Some((member.id, member.log()? as &dyn LogView)))
             .collect();
         let logs_result = invariants::check_logs_match(&views, now_us);
         self.check(acknowledged_result);
