@@ -35,8 +35,9 @@ pub struct NetworkConfig {
 pub struct DiskConfig {
     pub fsync_us_min: u64,
     pub fsync_us_max: u64,
-    /// Chance that a crash during an fsync keeps a prefix of the write's
-    /// records (snapshot, entries, hard state) instead of none of them.
+    /// Chance that a crash keeps a torn prefix of a file's first unsynced
+    /// write (the log's records, the store's pages), and a prefix of a
+    /// directory's unsynced changes, instead of none of them.
     pub torn_write_probability: f64,
 }
 

@@ -1,12 +1,12 @@
-//! Read-only views of a member's log for the checkers: the durable log in a
-//! [`MemStorage`], overlaid with a write still waiting for its fsync (the
-//! member's in-memory log), without copying either.
+//! Read-only views of a member's log for the checkers: the real log
+//! (`wal::Wal`) read in place, without copying entries.
 //!
-//! Owns: [`LogView`], [`NodeLog`], entry fingerprints. Must never: modify a log.
+//! Owns: [`LogView`] and entry fingerprints. Must never: modify a log.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use raft::{ConfState, Entry, LogIndex, MemStorage, SnapshotMeta, Storage, Term};
+use raft::{ConfState, Entry, LogIndex, Term};
+use wal::Wal;
 
 /// A short, deterministic digest of an entry's kind and payload, so checkers
 /// can remember entries without keeping their bytes.
@@ -44,99 +44,38 @@ pub trait LogView {
     }
 }
 
-/// A member's log: its durable storage, optionally overlaid with a snapshot
-/// and entries of a write whose fsync has not completed.
-#[derive(Clone, Copy, Debug)]
-pub struct NodeLog<'a> {
-    pub storage: &'a MemStorage,
-    pub pending_snapshot: Option<&'a SnapshotMeta>,
-    pub pending_entries: &'a [Entry],
-}
-
-impl<'a> NodeLog<'a> {
-    pub fn durable(storage: &'a MemStorage) -> Self {
-        Self {
-            storage,
-            pending_snapshot: None,
-            pending_entries: &[],
-        }
-    }
-
-    fn stored_entry(&self, index: LogIndex) -> Option<&'a Entry> {
-        let stored = self.storage.all_entries();
-        let first = self.storage.first_index().ok()?;
-        if index < first {
-            return None;
-        }
-        stored.get((index - first) as usize)
-    }
-
-    /// Whether the stored entries after a pending snapshot survive it (the
-    /// storage keeps them when it holds the snapshot's index and term).
-    fn stored_suffix_survives(&self, meta: &SnapshotMeta) -> bool {
-        self.storage
-            .term(meta.index)
-            .is_ok_and(|term| term == meta.term)
-    }
-}
-
-impl LogView for NodeLog<'_> {
+/// A member's log as the real log shows it: its snapshot and every entry
+/// after it, the write in flight included.
+impl LogView for Wal {
     fn entry(&self, index: LogIndex) -> Option<&Entry> {
-        if let Some(first) = self.pending_entries.first() {
-            if index >= first.index {
-                return self.pending_entries.get((index - first.index) as usize);
-            }
-        }
-        if let Some(meta) = self.pending_snapshot {
-            if index <= meta.index || !self.stored_suffix_survives(meta) {
-                return None;
-            }
-        }
-        self.stored_entry(index)
+        Wal::entry(self, index)
     }
 
     fn snapshot_index(&self) -> LogIndex {
-        match self.pending_snapshot {
-            Some(meta) => meta.index,
-            None => self.storage.first_index().map_or(1, |first| first) - 1,
-        }
+        self.snapshot_meta().index
     }
 
     fn snapshot_term(&self) -> Term {
-        match self.pending_snapshot {
-            Some(meta) => meta.term,
-            None => self.storage.term(self.snapshot_index()).unwrap_or(0),
-        }
+        self.snapshot_meta().term
     }
 
     fn snapshot_conf_state(&self) -> ConfState {
-        match self.pending_snapshot {
-            Some(meta) => meta.conf_state.clone(),
-            None => self
-                .storage
-                .initial_state()
-                .map(|initial| initial.conf_state)
-                .unwrap_or_default(),
-        }
+        self.snapshot_meta().conf_state.clone()
     }
 
     fn last_index(&self) -> LogIndex {
-        if let Some(last) = self.pending_entries.last() {
-            return last.index;
-        }
-        let stored_last = self.storage.last_index().unwrap_or(0);
-        match self.pending_snapshot {
-            Some(meta) if self.stored_suffix_survives(meta) => stored_last.max(meta.index),
-            Some(meta) => meta.index,
-            None => stored_last,
-        }
+        Wal::last_index(self)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
     use super::*;
-    use raft::{EntryKind, Snapshot};
+    use crate::disk::SimDisk;
+    use raft::{EntryKind, Snapshot, SnapshotMeta};
 
     fn entry(index: LogIndex, term: Term) -> Entry {
         Entry {
@@ -147,18 +86,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn pending_entries_replace_the_stored_suffix() {
-        let mut storage = MemStorage::default();
-        storage
-            .append(&[entry(1, 1), entry(2, 1), entry(3, 1)])
-            .unwrap();
-        let pending = [entry(2, 2)];
-        let view = NodeLog {
-            storage: &storage,
-            pending_snapshot: None,
-            pending_entries: &pending,
+    fn log_on(disk: &SimDisk) -> Wal {
+        let options = wal::WalOptions {
+            segment_bytes: wal::MIN_SEGMENT_BYTES,
+            ..wal::WalOptions::new(1)
         };
+        Wal::create_on(Arc::new(disk.mount()), Path::new("/wal"), &options, vec![1]).unwrap()
+    }
+
+    #[test]
+    fn a_rewrite_replaces_the_suffix() {
+        let disk = SimDisk::new();
+        let mut log = log_on(&disk);
+        log.persist(None, &[entry(1, 1), entry(2, 1), entry(3, 1)])
+            .unwrap();
+        log.persist(None, &[entry(2, 2)]).unwrap();
+        let view: &dyn LogView = &log;
         assert_eq!(view.last_index(), 2);
         assert_eq!(view.term(1), Some(1));
         assert_eq!(view.term(2), Some(2));
@@ -167,30 +110,25 @@ mod tests {
 
     #[test]
     fn snapshot_hides_what_it_covers() {
-        let mut storage = MemStorage::default();
-        storage
-            .append(&[entry(1, 1), entry(2, 1), entry(3, 1)])
+        let disk = SimDisk::new();
+        let mut log = log_on(&disk);
+        log.persist(None, &[entry(1, 1), entry(2, 1), entry(3, 1)])
             .unwrap();
-        let mut snapshot = Snapshot::default();
-        snapshot.meta.index = 2;
-        snapshot.meta.term = 1;
-        storage.compact(snapshot).unwrap();
-        let view = NodeLog::durable(&storage);
+        let meta = SnapshotMeta {
+            index: 2,
+            term: 1,
+            conf_state: ConfState::with_voters(vec![1]),
+        };
+        log.compact(Snapshot {
+            meta,
+            data: Vec::new(),
+        })
+        .unwrap();
+        let view: &dyn LogView = &log;
         assert_eq!(view.snapshot_index(), 2);
         assert_eq!(view.term(2), Some(1));
         assert!(view.entry(2).is_none());
         assert_eq!(view.entry(3).map(|entry| entry.term), Some(1));
-        let meta = SnapshotMeta {
-            index: 5,
-            term: 4,
-            ..SnapshotMeta::default()
-        };
-        let installing = NodeLog {
-            storage: &storage,
-            pending_snapshot: Some(&meta),
-            pending_entries: &[],
-        };
-        assert_eq!(installing.last_index(), 5);
-        assert!(installing.entry(3).is_none());
+        assert_eq!(view.snapshot_conf_state().voters, vec![1]);
     }
 }

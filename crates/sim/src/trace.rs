@@ -56,7 +56,8 @@ pub enum Happening {
     ConfApplied(ConfChange),
     Crashed {
         durable_last_index: LogIndex,
-        torn_records_kept: Option<usize>,
+        /// Writes of which the disk kept a torn prefix.
+        torn_writes: usize,
     },
     Restarted {
         term: Term,
@@ -154,11 +155,11 @@ impl fmt::Display for Happening {
             }
             Happening::Crashed {
                 durable_last_index,
-                torn_records_kept,
+                torn_writes,
             } => {
                 write!(formatter, "CRASH, durable log ends at {durable_last_index}")?;
-                if let Some(kept) = torn_records_kept {
-                    write!(formatter, ", torn write kept {kept} records")?;
+                if *torn_writes > 0 {
+                    write!(formatter, ", {torn_writes} torn writes kept in part")?;
                 }
                 Ok(())
             }

@@ -30,6 +30,9 @@ pub enum Invariant {
     CommitWithoutMajority,
     /// A member applied an entry its own log did not yet hold durably.
     AppliedBeforeDurable,
+    /// A crashed member's log refused to reopen: it lost or damaged what it
+    /// had made durable, or could not tell a torn tail from damage.
+    LogRecovery,
     /// A leader's log held two uncommitted configuration changes at once.
     ConfChangeOneAtATime,
     /// A write acknowledged to a client is missing from a member's state.
@@ -68,6 +71,7 @@ impl fmt::Display for Invariant {
             Invariant::CommitRegressed => "commit monotonicity",
             Invariant::CommitWithoutMajority => "commit needs a durable majority",
             Invariant::AppliedBeforeDurable => "apply only what the own log holds durably",
+            Invariant::LogRecovery => "the log reopens after a crash",
             Invariant::ConfChangeOneAtATime => "one configuration change at a time",
             Invariant::AcknowledgedWriteLost => "no acknowledged write lost",
             Invariant::SerializableReadOffHistory => "serializable reads are of the history",

@@ -339,9 +339,10 @@ mod rare_core {
         assert_caught_only_with(&format!("{mutation:?}"), &mutated, &clean, expected);
     }
 
-    /// Answers to heartbeats sent before a read arrived confirm it. A slow
-    /// leader asked to hand over leadership keeps serving reads until it
-    /// hears of its successor, while the answers to its old rounds trickle in.
+    /// Answers to heartbeats sent before a read arrived confirm it. The
+    /// nemesis backs a leader's inbound queue up and asks it to hand
+    /// leadership over: it keeps serving reads until it hears of its
+    /// successor, and the answers to its old rounds all arrive before that.
     #[test]
     fn a_read_confirmed_by_an_earlier_heartbeat_round_is_caught() {
         let faults = "delay,transfer".parse().expect("fault names");

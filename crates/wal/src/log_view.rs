@@ -60,6 +60,12 @@ impl LogView {
         debug_assert!(self.is_contiguous());
     }
 
+    /// The entry at `index`, if it follows the snapshot and is in the log.
+    pub(crate) fn entry(&self, index: LogIndex) -> Option<&Entry> {
+        let position = index.checked_sub(self.snapshot_index() + 1)?;
+        self.entries.get(usize::try_from(position).ok()?)
+    }
+
     pub(crate) fn term(&self, index: LogIndex) -> Result<Term, StorageError> {
         let snapshot_index = self.snapshot_index();
         if index == snapshot_index {
@@ -162,6 +168,11 @@ mod tests {
             .unwrap();
         for index in 0..6 {
             assert_eq!(view.term(index), model.term(index), "term({index})");
+            let modelled = model
+                .entries(index, index + 1, u64::MAX)
+                .ok()
+                .and_then(|entries| entries.into_iter().next());
+            assert_eq!(view.entry(index), modelled.as_ref(), "entry({index})");
         }
         for (low, high, max_bytes) in [
             (1, 3, u64::MAX),

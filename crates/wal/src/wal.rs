@@ -269,6 +269,14 @@ impl Wal {
         self.view.last_index()
     }
 
+    /// The entry at `index` without copying it, or `None` when it is
+    /// compacted or past the end: for readers that inspect many entries (the
+    /// simulator's checkers), where [`raft::Storage::entries`] would clone
+    /// each one.
+    pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
+        self.view.entry(index)
+    }
+
     /// The durable snapshot's index, term and voters.
     pub fn snapshot_meta(&self) -> &SnapshotMeta {
         &self.view.snapshot_meta

@@ -1,7 +1,8 @@
 //! Simulated disks: one [`SimDisk`] per simulated member holds that member's
 //! files (its log and its state machine's database), and decides, from the
 //! run's generator, what a crash keeps. The real `wal` runs on it through
-//! [`SimFileSystem`], the real `mvcc::Store` through [`SimStorageBackend`].
+//! [`SimFileSystem`], the real `mvcc::Store` through [`SimStorageBackend`]:
+//! every simulated member's Raft log is a `wal::Wal` on its disk.
 //!
 //! The model, made deterministic:
 //! - A file has durable content and current content; writes change the

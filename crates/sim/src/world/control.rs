@@ -5,7 +5,7 @@
 //! Owns: the verbs a scenario uses. Must never: bypass the node or the
 //! checkers (every action goes through the same paths the nemesis uses).
 
-use raft::{LogIndex, NodeId, Storage};
+use raft::{LogIndex, NodeId};
 
 use super::member::Input;
 use super::World;
@@ -95,11 +95,7 @@ impl World {
 
     /// The index `node`'s durable snapshot covers (0 before any compaction).
     pub fn snapshot_index(&self, node: NodeId) -> LogIndex {
-        self.member(node)
-            .durable_storage()
-            .first_index()
-            .unwrap_or(1)
-            - 1
+        self.member(node).durable_snapshot_index()
     }
 
     /// Whether `node` is waiting on the fsync of a snapshot it received.

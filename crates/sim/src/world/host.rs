@@ -1,6 +1,7 @@
 //! What a simulated member runs the product's node loop ([`node::Node`])
-//! over: the log on a simulated disk ([`SimLog`]), the real `mvcc::Store` on the
-//! member's simulated disk as the state machine ([`StoreMachine`]), and one queue per member ([`Effects`])
+//! over: the real log (`wal::Wal`) and the real `mvcc::Store` as the state
+//! machine ([`StoreMachine`]), both on the member's simulated disk, and one
+//! queue per member ([`Effects`])
 //! where the node's outbox, its answers to clients and its observer put what
 //! they get. The world drains that queue after every call into the node and
 //! routes each item: messages through the network, answers to clients,
@@ -17,7 +18,6 @@ use std::sync::Arc;
 use raft::{Entry, LogIndex, Message, Ready, SnapshotMeta, SoftState};
 
 use super::kv_backend::{BarrierResult, CallId, ProposeResult, Slot};
-use super::sim_log::SimLog;
 use crate::log_view::bytes_fingerprint;
 
 /// The node loop as the simulator runs it.
@@ -27,7 +27,7 @@ pub(super) type SimNode = node::Node<SimHost>;
 pub(super) struct SimHost;
 
 impl node::Host for SimHost {
-    type Log = SimLog;
+    type Log = wal::Wal;
     type StateMachine = StoreMachine;
     type Outbox = SimOutbox;
     type CommandReply = WriteReply;

@@ -1,40 +1,49 @@
-//! One simulated member: the product's node loop ([`node::Node`]) over a
-//! log with fsync latency and crash loss, and the real `mvcc::Store` on the
-//! member's simulated disk ([`SimDisk`]), fed by the world. The store's
-//! syncs complete with the log's fsync; a crash crashes the disk (unsynced
-//! applies lost, the last write perhaps torn) and a restart reopens the
-//! store from it, restored from the log's snapshot if a crash left it behind.
-//! Handles a `Ready` in two halves around a seeded fsync latency —
+//! One simulated member: the product's node loop ([`node::Node`]) over the
+//! real log (`wal::Wal`) and the real `mvcc::Store`, both on the member's
+//! simulated disk ([`SimDisk`]), fed by the world. The disk defers every
+//! sync; the world completes them after a seeded fsync latency. A crash
+//! crashes the disk (what was not synced lost, the last writes perhaps
+//! torn) and reopens the log from it, as the next life of the process
+//! will find it; a restart starts the node on that log and reopens the
+//! store, restored from the log's snapshot if a crash left it behind.
+//! Handles a `Ready` in two halves around the fsync —
 //! [`node::Node::persist_ready`] when the Ready is taken,
-//! [`node::Node::complete_ready`] once the write is durable — and holds
-//! every input in the inbox while a write is in flight or the process is
-//! paused, so the core gets no input between `ready()` and `advance()`.
+//! [`node::Node::complete_ready`] once the disk's syncs completed — and
+//! holds every input in the inbox while a write is in flight or the process
+//! is paused, so the core gets no input between `ready()` and `advance()`.
+//!
+//! The log shows a write to its readers as soon as it is issued (its sync
+//! returns at once on the simulated disk), so the member tracks what the
+//! last completed fsync made durable ([`LogMark`]) and where the write in
+//! flight begins ([`UnsyncedWrite`]), for the checkers.
 //!
 //! Owns: crash and restart, pauses, fsync timing, handing client requests
 //! to the KV path ([`super::kv_backend`]), and reporting each member's actions to the checkers and the
 //! trace. Must never: decide what the node loop decides (when to apply,
-//! answer, read or snapshot), or let a write be durable before its fsync.
+//! answer, read or snapshot), or let a write count as durable before its
+//! fsync completes.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::path::Path;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use raft::{
-    ConfChange, ConfChangeKind, ConfState, Config, Entry, EntryKind, LogIndex, MemStorage, Message,
+    ConfChange, ConfChangeKind, ConfState, Config, Entry, EntryKind, HardState, LogIndex, Message,
     NodeId, RaftError, RawNode, Role, Storage, Term, NO_NODE,
 };
+use wal::{Wal, WalOptions};
 
 use super::client::ClientRequest;
 use super::host::{
     Effects, Observation, ReadySummary, SharedEffects, SimNode, SimObserver, SimOutbox,
     StoreMachine, Unheeded, WriteReply,
 };
-use super::sim_log::{keep_torn_prefix, SimLog};
 use super::{simulator_fault, Event, World};
 use crate::disk::{CrashOptions, SimDisk};
 use crate::invariants::DurableLogs;
-use crate::log_view::NodeLog;
+use crate::log_view::LogView;
 use crate::rng::SimRng;
 use crate::trace::Happening;
 use crate::violation::{Invariant, Violation};
@@ -45,16 +54,40 @@ const INBOX_INPUTS_MAX: usize = 4096;
 /// The node's snapshot interval when the configuration asks for none: more
 /// entries than any run applies.
 const SNAPSHOT_ENTRIES_NEVER: u64 = u64::MAX / 4;
-/// Where a member keeps its state machine's database, as the server does.
+/// Where a member keeps its log and its state machine's database, as the
+/// server does.
+const WAL_DIR: &str = "/member/wal";
 const STORE_DIR: &str = "/member/snap";
 const STORE_PATH: &str = "/member/snap/db";
+/// How long a process whose disk failed stays down before it is restarted.
+const DISK_FAILURE_RESTART_US: u64 = 200_000;
+/// Written into the log's files; every simulated member is of one cluster.
+const CLUSTER_ID: u64 = 0x51;
 
-/// A new member's disk: an empty database file, durable; the store creates
-/// its database in it on the member's first start.
-fn disk_with_empty_store() -> SimDisk {
+/// The log's layout: the smallest segments the log allows, so that runs roll
+/// segments over and drop them on compaction (and a new segment's zero fill
+/// stays cheap).
+fn wal_options() -> WalOptions {
+    WalOptions {
+        segment_bytes: wal::MIN_SEGMENT_BYTES,
+        ..WalOptions::new(CLUSTER_ID)
+    }
+}
+
+/// A new member's disk: a new log of the founding `voters`, and an empty
+/// database file, durable; the store creates its database in it on the
+/// member's first start. Returns the disk and the log opened on it.
+fn new_disk(voters: Vec<NodeId>) -> (SimDisk, Option<Wal>) {
     use wal::fs::FileSystem;
     let disk = SimDisk::new();
     let fs = disk.mount();
+    let log = Wal::create_on(
+        Arc::new(fs.clone()),
+        Path::new(WAL_DIR),
+        &wal_options(),
+        voters,
+    );
+    debug_assert!(log.is_ok(), "a new simulated disk takes a log: {log:?}");
     let created = fs
         .create_dir_all(Path::new(STORE_DIR))
         .and_then(|()| fs.storage_backend(Path::new(STORE_PATH)).map(drop))
@@ -68,7 +101,17 @@ fn disk_with_empty_store() -> SimDisk {
         "a new simulated disk takes a file: {created:?}"
     );
     disk.complete_syncs();
-    disk
+    (disk, log.ok())
+}
+
+/// Opens the log on `disk` after a crash: recovery keeps what was durable
+/// and cuts a torn, never acknowledged tail; anything else is an error.
+/// Opening is part of starting the process, so its syncs complete before
+/// the process goes on.
+fn reopen_log(disk: &SimDisk) -> Result<Wal, wal::WalError> {
+    let log = Wal::open_on(Arc::new(disk.mount()), Path::new(WAL_DIR), &wal_options());
+    disk.complete_syncs();
+    log
 }
 
 /// Opens the store on `disk` as a new life of the process finds it.
@@ -98,18 +141,56 @@ pub(super) enum Input {
     ConfChange(ConfChange),
 }
 
+/// Where a member's log stands after a write: what the log showed when the
+/// write was issued, durable once the disk's syncs for it complete.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct LogMark {
+    last_index: LogIndex,
+    hard_state: HardState,
+    snapshot_index: LogIndex,
+}
+
+impl LogMark {
+    fn of(log: &Wal) -> Self {
+        Self {
+            last_index: log.last_index(),
+            hard_state: log.hard_state(),
+            snapshot_index: log.snapshot_meta().index,
+        }
+    }
+}
+
+/// A write of the log whose fsync has not completed. The log already shows
+/// it; a crash now keeps the durable log, perhaps with part of this write.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct UnsyncedWrite {
+    /// Where the log stands once the write is durable.
+    mark: LogMark,
+    /// The first index of the entries it writes: from here on the log shows
+    /// this write's entries, while the durable log may hold others.
+    entries_from: Option<LogIndex>,
+    /// The index of a snapshot received from the leader that it installs.
+    snapshot_index: Option<LogIndex>,
+}
+
 #[derive(Debug)]
 pub(super) struct Member {
     pub(super) id: NodeId,
-    /// The running node; `None` while crashed. Its log's durable part holds
-    /// exactly what is durable: writes reach it only when their fsync ends.
+    /// The running node; `None` while crashed.
     node: Option<SimNode>,
     /// Where the running node's outbox, replies and observer queue their
     /// output; new on every start, so nothing of a past life leaks.
     effects: SharedEffects,
-    /// The durable log while crashed.
-    stored_while_down: Option<MemStorage>,
-    /// The disk the state machine's database lives on; it outlives crashes.
+    /// While crashed: the log recovered from the disk, as the next life of
+    /// the process opens it (the disk does not change while it is down).
+    log_while_down: Option<Wal>,
+    /// What the last completed fsync made durable; its snapshot index also
+    /// moves with a local compaction, which covers only durable entries.
+    durable: LogMark,
+    /// The write whose fsync the member waits for, if any.
+    unsynced: Option<UnsyncedWrite>,
+    /// The disk the log and the state machine's database live on; it
+    /// outlives crashes.
     disk: SimDisk,
     /// Bumped on every crash, so events of a past life are ignored.
     pub(super) generation: u64,
@@ -140,15 +221,19 @@ pub(super) struct Member {
 }
 
 impl Member {
+    /// A new member, down, with a new, empty log on a new disk.
     pub(super) fn new(id: NodeId, voters: Vec<NodeId>, tick_us: u64) -> Self {
+        let (disk, log) = new_disk(voters.clone());
         Self {
             id,
             node: None,
             effects: SharedEffects::default(),
-            applied_conf: ConfState::with_voters(voters.clone()),
+            applied_conf: ConfState::with_voters(voters),
             removed_members: Vec::new(),
-            stored_while_down: Some(MemStorage::new_with_voters(voters)),
-            disk: disk_with_empty_store(),
+            log_while_down: log,
+            durable: LogMark::default(),
+            unsynced: None,
+            disk,
             generation: 0,
             tick_us,
             persisted: None,
@@ -179,15 +264,14 @@ impl Member {
 
     /// The index of a received snapshot whose write is still in flight.
     pub(super) fn pending_snapshot_index(&self) -> Option<LogIndex> {
-        let write = self.node.as_ref()?.log().pending()?;
-        write.snapshot.as_ref().map(|snapshot| snapshot.meta.index)
+        self.unsynced?.snapshot_index
     }
 
     /// The last index of the write in flight, if it appends entries.
     #[cfg(test)]
     fn pending_last_index(&self) -> Option<LogIndex> {
-        let write = self.node.as_ref()?.log().pending()?;
-        write.entries.last().map(|entry| entry.index)
+        let write = self.unsynced?;
+        write.entries_from.map(|_| write.mark.last_index)
     }
 
     /// The configuration in force in this member's core, if it runs.
@@ -214,13 +298,54 @@ impl Member {
         self.node.as_ref().map(|node| &*node.state_machine().store)
     }
 
-    /// What survives a crash of this member right now.
-    pub(super) fn durable_storage(&self) -> &MemStorage {
-        match (&self.node, &self.stored_while_down) {
-            (Some(node), _) => node.log().durable(),
-            (None, Some(storage)) => storage,
-            (None, None) => unreachable!("a member always has storage, running or not"),
+    /// The member's log: the running node's, with a write in flight shown,
+    /// or the one recovered after a crash. `None` only when a crashed
+    /// member's log did not reopen (the run stops at that violation).
+    pub(super) fn log(&self) -> Option<&Wal> {
+        match &self.node {
+            Some(running) => Some(running.log()),
+            None => self.log_while_down.as_ref(),
         }
+    }
+
+    /// The last index of the durable log: as of the last completed fsync, or
+    /// as recovered after a crash.
+    pub(super) fn durable_last_index(&self) -> LogIndex {
+        match (&self.node, &self.log_while_down) {
+            (None, Some(log)) => log.last_index(),
+            _ => self.durable.last_index,
+        }
+    }
+
+    /// The index the durable log's snapshot covers.
+    pub(super) fn durable_snapshot_index(&self) -> LogIndex {
+        match (&self.node, &self.log_while_down) {
+            (None, Some(log)) => log.snapshot_meta().index,
+            _ => self.durable.snapshot_index,
+        }
+    }
+
+    /// Whether the durable log holds `index` with `term`, as a log entry or
+    /// covered by its snapshot. The log shows the write in flight: entries
+    /// it adds are not durable yet, and those it replaces (which the durable
+    /// log may still hold) count as not held: they are about to go.
+    fn durably_holds(&self, index: LogIndex, term: Term) -> bool {
+        let Some(log) = self.log() else {
+            return false;
+        };
+        if index <= self.durable_snapshot_index() {
+            return true;
+        }
+        if self.node.is_some() {
+            let written_from = self
+                .unsynced
+                .and_then(|write| write.entries_from)
+                .unwrap_or(LogIndex::MAX);
+            if index >= written_from || index > self.durable.last_index {
+                return false;
+            }
+        }
+        log.entry(index).is_some_and(|entry| entry.term == term)
     }
 }
 
@@ -271,9 +396,7 @@ impl DurableLogs for DurableView<'_> {
     }
 
     fn durably_holds(&self, node: NodeId, index: LogIndex, term: Term) -> bool {
-        let storage = self.0[(node - 1) as usize].durable_storage();
-        let snapshot_index = storage.first_index().unwrap_or(1) - 1;
-        index <= snapshot_index || storage.term(index).is_ok_and(|held| held == term)
+        self.0[(node - 1) as usize].durably_holds(index, term)
     }
 }
 
@@ -364,12 +487,21 @@ impl World {
     /// entries after it.
     pub(super) fn start_member(&mut self, node: NodeId) {
         let index = (node - 1) as usize;
-        let Some(storage) = self.members[index].stored_while_down.take() else {
+        if self.members[index].is_up() {
             return;
+        }
+        let Some(log) = self.members[index].log_while_down.take() else {
+            let detail = format!("node {node} has no log to start from");
+            return self.fail(Violation::new(
+                Invariant::LogRecovery,
+                vec![node],
+                self.now_us,
+                detail,
+            ));
         };
-        let snapshot = storage.snapshot().unwrap_or_default();
+        let snapshot_meta = log.snapshot_meta().clone();
         let store = open_store(&self.members[index].disk).and_then(|store| {
-            catch_up_store(&store, &snapshot)?;
+            catch_up_store(&store, &log)?;
             Ok(store)
         });
         #[cfg(feature = "mutations")]
@@ -384,10 +516,11 @@ impl World {
                 return self.fail(simulator_fault(node, self.now_us, detail));
             }
         };
-        let hard_state = storage.hard_state();
-        let last_index = storage.last_index().unwrap_or(0);
-        let config = self.core_config(node, snapshot.meta.index);
-        let raft = match RawNode::new(&config, SimLog::new(storage)) {
+        let durable = LogMark::of(&log);
+        let hard_state = log.hard_state();
+        let last_index = log.last_index();
+        let config = self.core_config(node, snapshot_meta.index);
+        let raft = match RawNode::new(&config, log) {
             Ok(raft) => raft,
             Err(error) => {
                 return self.fail(core_failure(
@@ -401,8 +534,8 @@ impl World {
         let mut member_list = node::MemberList::initial(Vec::new());
         member_list.removed = self.members[index].removed_members.clone();
         member_list.restore(
-            snapshot.meta.index,
-            &snapshot.meta.conf_state,
+            snapshot_meta.index,
+            &snapshot_meta.conf_state,
             &options.configured_members,
         );
         let effects = Rc::new(RefCell::new(Effects::default()));
@@ -421,7 +554,9 @@ impl World {
         member.applied_conf = conf_of(running.members());
         member.node = Some(running);
         member.effects = effects;
-        member.applied = snapshot.meta.index;
+        member.durable = durable;
+        member.unsynced = None;
+        member.applied = snapshot_meta.index;
         member.role = Role::Follower;
         member.term = hard_state.term;
         member.leader = NO_NODE;
@@ -444,48 +579,47 @@ impl World {
         };
         self.settle(node);
         if let Err(error) = started {
-            return self.fail(node_failure(node, self.now_us, &error));
+            return self.node_stopped(node, &error);
         }
         self.drive(node);
     }
 
-    /// Crashes `node`: the node and everything not yet durable are lost; a
-    /// write in the middle of its fsync may be torn, keeping a prefix.
+    /// Crashes `node`: the node and everything not yet durable are lost; the
+    /// disk may keep part of the writes in flight (syncs that completed,
+    /// torn writes). The log is recovered from the disk at once.
     pub(super) fn crash_member(&mut self, node: NodeId) {
         let torn_probability = self.config.disk.torn_write_probability;
         let index = (node - 1) as usize;
         let Some(running) = self.members[index].node.take() else {
             return;
         };
-        let mut durable = running.log().durable().clone();
-        let mut torn_records_kept = None;
-        if let Some(write) = running.log().pending() {
+        if self.members[index].unsynced.is_some() {
             self.stats.crashes_during_fsync += 1;
-            if self.rng.chance(torn_probability) {
-                self.stats.torn_writes += 1;
-                let kept = self.rng.index(write.records().max(1));
-                keep_torn_prefix(&mut durable, write, kept);
-                torn_records_kept = Some(kept);
-            }
         }
         // The disk first: the dying process's store must not get to close
-        // its database cleanly.
+        // its database cleanly, nor its log write anything more.
         let crash_options = CrashOptions {
             torn_write_probability: torn_probability,
             unsynced_dir_change_kept_probability: torn_probability,
         };
-        self.members[index]
+        let report = self.members[index]
             .disk
             .crash(&mut self.rng, &crash_options);
         self.drop_calls_at(node);
         drop(running);
-        let durable_last_index = durable.last_index().unwrap_or(0);
+        let torn_writes = report.torn_writes.len();
+        self.stats.torn_writes += torn_writes as u64;
+        let reopened = reopen_log(&self.members[index].disk);
         let member = &mut self.members[index];
         debug_assert!(
-            member.stored_while_down.is_none(),
-            "a running member keeps no spare storage"
+            member.log_while_down.is_none(),
+            "a running member keeps no spare log"
         );
-        member.stored_while_down = Some(durable);
+        let durable_last_index = reopened.as_ref().map_or(0, Wal::last_index);
+        let recovered_commit = reopened.as_ref().map_or(0, |log| log.hard_state().commit);
+        let recovery_failure = reopened.as_ref().err().map(ToString::to_string);
+        member.log_while_down = reopened.ok();
+        member.unsynced = None;
         member.persisted = None;
         member.generation += 1;
         member.paused_until_us = None;
@@ -499,9 +633,23 @@ impl World {
             node,
             Happening::Crashed {
                 durable_last_index,
-                torn_records_kept,
+                torn_writes,
             },
         );
+        let Some(error) = recovery_failure else {
+            // What the last completed fsync made durable survived.
+            let result = self
+                .checker
+                .observe_durable_commit(node, recovered_commit, self.now_us);
+            return self.check(result);
+        };
+        let detail = format!("node {node}'s log does not reopen after a crash: {error}");
+        self.fail(Violation::new(
+            Invariant::LogRecovery,
+            vec![node],
+            self.now_us,
+            detail,
+        ));
     }
 
     /// Stops `node`'s process for `duration_us`: it keeps its state but
@@ -588,7 +736,7 @@ impl World {
                 };
                 self.settle(node);
                 if let Err(error) = submitted {
-                    return self.fail(node_failure(node, self.now_us, &error));
+                    return self.node_stopped(node, &error);
                 }
                 continue;
             }
@@ -648,7 +796,7 @@ impl World {
             Input::Client(_) => unreachable!("client requests are served above"),
         };
         if let Err(error) = result {
-            self.fail(node_failure(node, self.now_us, &error));
+            self.node_stopped(node, &error);
         }
     }
 
@@ -670,15 +818,11 @@ impl World {
         let persisted = match result {
             Ok(Some(persisted)) => persisted,
             Ok(None) => return,
-            Err(error) => return self.fail(node_failure(node, self.now_us, &error)),
+            Err(error) => return self.node_stopped(node, &error),
         };
-        // The store's syncs (a flush before compaction, a restored
-        // snapshot) wait for the same fsync as the log's write.
-        let writes = self.members[index]
-            .node
-            .as_ref()
-            .is_some_and(|running| running.log().pending().is_some())
-            || self.members[index].disk.pending_syncs() > 0;
+        // The log's syncs, and the store's (a flush before compaction, a
+        // restored snapshot), complete together after one latency.
+        let writes = self.members[index].disk.pending_syncs() > 0;
         if !writes {
             return self.finish_ready(node, persisted);
         }
@@ -720,26 +864,21 @@ impl World {
         self.acting_node = node;
         let now_us = self.now_us;
         let index = (node - 1) as usize;
-        self.members[index].disk.complete_syncs();
-        let Some(running) = self.members[index].node.as_mut() else {
-            return;
-        };
-        let finished = match running.log_mut().finish_write() {
-            Ok(finished) => finished,
-            Err(error) => {
-                let detail = format!("Ready entries do not fit the log: {error}");
-                return self.fail(core_failure(node, now_us, detail));
-            }
-        };
-        if let Some(finished) = finished {
-            if let Some(commit) = finished.commit {
-                let result = self.checker.observe_durable_commit(node, commit, now_us);
-                self.check(result);
-            }
+        let synced = self.members[index].disk.complete_syncs() > 0;
+        let member = &mut self.members[index];
+        if let Some(write) = member.unsynced.take() {
+            member.durable = write.mark;
+        }
+        if synced {
+            let durable = self.members[index].durable;
+            let result =
+                self.checker
+                    .observe_durable_commit(node, durable.hard_state.commit, now_us);
+            self.check(result);
             self.record(
                 node,
                 Happening::FsyncDone {
-                    last_index: finished.last_index,
+                    last_index: durable.last_index,
                 },
             );
         }
@@ -749,23 +888,26 @@ impl World {
         let completed = running.complete_ready(persisted);
         self.settle(node);
         if let Err(error) = completed {
-            return self.fail(node_failure(node, now_us, &error));
+            return self.node_stopped(node, &error);
         }
         let Some(running) = self.members[index].node.as_mut() else {
             return;
         };
-        let snapshot_before = running.log().durable().first_index().unwrap_or(1);
+        let snapshot_before = running.log().snapshot_meta().index;
         let ended = running.end_turn();
-        let snapshot_after = running.log().durable().first_index().unwrap_or(1);
+        let snapshot_after = running.log().snapshot_meta().index;
         self.settle(node);
         if let Err(error) = ended {
-            return self.fail(node_failure(node, now_us, &error));
+            return self.node_stopped(node, &error);
         }
         if snapshot_after > snapshot_before {
+            // Its syncs complete with the next fsync, but it covers only
+            // applied entries, durable already.
+            self.members[index].durable.snapshot_index = snapshot_after;
             self.record(
                 node,
                 Happening::Compacted {
-                    index: snapshot_after - 1,
+                    index: snapshot_after,
                 },
             );
         }
@@ -813,7 +955,7 @@ impl World {
     }
 
     /// Reports a Ready's role, appends and commit to the safety checker and
-    /// the trace. The write it issued is the log's pending write.
+    /// the trace. The log already shows the write the Ready issued.
     fn observe_ready(&mut self, node: NodeId, ready: &ReadySummary) {
         self.record(
             node,
@@ -852,32 +994,34 @@ impl World {
             );
         }
         let now_us = self.now_us;
+        let member = &mut self.members[index];
+        let Some(log) = member.node.as_ref().map(SimNode::log) else {
+            return;
+        };
+        // The log shows the Ready's write already: the appended entries, and
+        // before them what the log held (a write replaces only from its first
+        // entry on).
+        let written = ready.first_index..ready.first_index + ready.entries as u64;
+        let entries: Vec<Entry> = written
+            .clone()
+            .filter_map(|at| log.entry(at).cloned())
+            .collect();
+        member.unsynced = Some(UnsyncedWrite {
+            mark: LogMark::of(log),
+            entries_from: (ready.entries > 0).then_some(ready.first_index),
+            snapshot_index: ready.snapshot.as_ref().map(|meta| meta.index),
+        });
         let member = &self.members[index];
-        let entries: &[Entry] = member
-            .node
-            .as_ref()
-            .and_then(|running| running.log().pending())
-            .map_or(&[], |write| &write.entries);
-        debug_assert_eq!(
-            entries.len(),
-            ready.entries,
-            "the write holds the Ready's entries"
-        );
-        let before = NodeLog {
-            storage: member.durable_storage(),
-            pending_snapshot: ready.snapshot.as_ref(),
-            pending_entries: &[],
+        let Some(log) = member.log() else {
+            return;
         };
-        let after = NodeLog {
-            pending_entries: entries,
-            ..before
-        };
+        let after: &dyn LogView = log;
         let mut result = self
             .checker
-            .observe_append(node, term, &before, entries, now_us);
+            .observe_append(node, term, after, &entries, now_us);
         if result.is_ok() && ready.soft_state.is_some() {
             if member.role == Role::Leader {
-                result = self.checker.observe_leader(node, term, &after, now_us);
+                result = self.checker.observe_leader(node, term, after, now_us);
                 if let (Ok(()), Some(conf)) = (&result, member.conf_in_force()) {
                     result = self
                         .elections
@@ -897,7 +1041,7 @@ impl World {
                 node,
                 term,
                 hard_state.commit,
-                &after,
+                after,
                 leader_durable,
                 now_us,
             );
@@ -909,7 +1053,7 @@ impl World {
             let commit = self.checker.commit_of(node);
             result = self
                 .checker
-                .observe_leader_conf_change(node, commit, &after, now_us);
+                .observe_leader_conf_change(node, commit, after, now_us);
         }
         self.check(result);
     }
@@ -966,14 +1110,49 @@ impl World {
 /// A store a crash left behind the log's snapshot (its last applies were
 /// not durable when the log was cut behind them) starts from that snapshot;
 /// the log replays the rest.
-fn catch_up_store(store: &mvcc::Store, snapshot: &raft::Snapshot) -> Result<(), String> {
-    if store.applied_index() >= snapshot.meta.index {
+fn catch_up_store(store: &mvcc::Store, log: &Wal) -> Result<(), String> {
+    if store.applied_index() >= log.snapshot_meta().index {
         return Ok(());
     }
+    let snapshot = log
+        .snapshot()
+        .map_err(|error| format!("reading the log's snapshot: {error}"))?;
     store
         .restore(&snapshot.data)
         .and_then(|_| store.flush())
         .map_err(|error| format!("restoring the log's snapshot: {error}"))
+}
+
+impl World {
+    /// The node stopped with `error`. A log whose disk failed (an injected
+    /// fault: no space, an I/O error) stops the process, as it stops the
+    /// server's node loop: the member goes down, with what its disk kept,
+    /// and is restarted like a crashed process. Any other failure is a
+    /// violation.
+    fn node_stopped(&mut self, node: NodeId, error: &node::NodeError) {
+        let disk_failed = self.member(node).disk.stats().faults_injected > 0
+            && matches!(
+                error,
+                node::NodeError::Log(source) if source
+                    .downcast_ref::<wal::WalError>()
+                    .is_some_and(is_disk_failure)
+            );
+        if !disk_failed {
+            return self.fail(node_failure(node, self.now_us, error));
+        }
+        self.record(node, Happening::Fault(format!("process exits: {error}")));
+        self.crash_member(node);
+        self.schedule(DISK_FAILURE_RESTART_US, Event::Restart { node });
+    }
+}
+
+/// Whether the log failed because its disk did (rather than refusing a
+/// request or finding damage).
+fn is_disk_failure(error: &wal::WalError) -> bool {
+    matches!(
+        error,
+        wal::WalError::DiskFull { .. } | wal::WalError::Io { .. } | wal::WalError::Poisoned { .. }
+    )
 }
 
 fn core_failure(node: NodeId, time_us: u64, detail: String) -> Violation {
@@ -994,6 +1173,7 @@ fn node_failure(node: NodeId, time_us: u64, error: &node::NodeError) -> Violatio
 mod tests {
     use super::*;
     use crate::config::{FaultSet, SimConfig};
+    use crate::disk::DiskFault;
     use crate::trace::{Happening, TraceRecord};
 
     fn quiet_world(seed: u64, early_persisted_messages: bool) -> World {
@@ -1101,6 +1281,53 @@ mod tests {
             world.durable_last_index(leader) >= written_last,
             "resumed before the pause's planned end, the member learns its fsync is done"
         );
+    }
+
+    #[test]
+    fn a_failed_log_write_stops_the_process_before_it_answers() {
+        let mut world = quiet_world(7, false);
+        world.config.disk.torn_write_probability = 0.0;
+        let leader = world.leader().unwrap_or_else(|| unreachable!());
+        let follower = world
+            .node_ids()
+            .into_iter()
+            .find(|&node| node != leader)
+            .unwrap_or_else(|| unreachable!());
+        let crashes_before = world.stats.crashes;
+        let durable_before = world.durable_last_index(follower);
+        world.member(follower).disk.fail_next(DiskFault::SyncIo);
+        let proposed_at_us = world.now_us;
+        world.propose(leader, 91);
+        let stopped = world.run_until(100_000, |world| !world.member(follower).is_up());
+        assert!(stopped, "the follower's failed sync did not stop it");
+        assert!(world.violation().is_none(), "{:?}", world.violation());
+        assert_eq!(world.stats.crashes, crashes_before + 1);
+        assert_eq!(
+            world.durable_last_index(follower),
+            durable_before,
+            "a write whose sync failed is not durable"
+        );
+        let answered = world.trace.recent().iter().any(|record| {
+            record.time_us >= proposed_at_us
+                && record.node == follower
+                && matches!(
+                    record.happening,
+                    Happening::Sent {
+                        kind: "AppendAccepted",
+                        ..
+                    }
+                )
+        });
+        assert!(
+            !answered,
+            "the follower acknowledged a write whose sync failed"
+        );
+        let written = world.durable_last_index(leader);
+        let caught_up = world.run_until(2_000_000, |world| {
+            world.member(follower).is_up() && world.durable_last_index(follower) >= written
+        });
+        assert!(caught_up, "restarted, the follower never caught up");
+        assert!(world.violation().is_none(), "{:?}", world.violation());
     }
 
     /// Whether every vote or append answer a member sent was preceded by the

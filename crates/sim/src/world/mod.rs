@@ -1,6 +1,8 @@
 //! The simulated world: virtual time, one event queue, the members running
-//! the product's node loop over simulated disks, the network between them, the clients
-//! and the nemesis. One seed decides every choice, so a run replays exactly.
+//! the product's node loop over the real log (`wal::Wal`) and store on
+//! simulated disks, the network between them, the clients and the nemesis.
+//! The world decides when a disk's syncs complete (a seeded fsync latency
+//! after a member's write) and when a member crashes. One seed decides every choice, so a run replays exactly.
 //!
 //! Owns: the clock, the queue, and dispatching events to the parts. Must
 //! never: read real time, spawn threads or draw randomness outside its
@@ -13,7 +15,6 @@ mod kv_backend;
 mod member;
 mod nemesis;
 mod network;
-mod sim_log;
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -51,9 +52,10 @@ pub struct Stats {
     pub messages_delayed: u64,
     pub faults_injected: u64,
     pub crashes: u64,
-    /// Crashes that struck a member in the middle of an fsync (its write lost).
+    /// Crashes that struck a member in the middle of an fsync (its write
+    /// lost, or kept in part).
     pub crashes_during_fsync: u64,
-    /// Of those, the ones that kept a torn prefix of the write.
+    /// Writes of which a crashed disk kept a torn prefix.
     pub torn_writes: u64,
     pub partitions: u64,
     /// Members made slow (their messages delayed) by the nemesis.
@@ -535,11 +537,7 @@ impl World {
 
     /// The last index of `node`'s durable log.
     pub fn durable_last_index(&self, node: NodeId) -> LogIndex {
-        use raft::Storage;
-        self.member(node)
-            .durable_storage()
-            .last_index()
-            .unwrap_or(0)
+        self.member(node).durable_last_index()
     }
 
     /// Operations still waiting for an answer.

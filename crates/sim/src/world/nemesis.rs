@@ -17,7 +17,9 @@
 //! followers do not yet know committed, so its successor starts with a
 //! commit index that lags; and a leader is cut off with a configuration
 //! change only it holds while its successor is at once asked for another,
-//! so the two changes' majorities need not overlap.
+//! so the two changes' majorities need not overlap. A leader whose inbound
+//! queue is backed up is asked to hand leadership over, so it serves reads
+//! for a while after its successor took over.
 //!
 //! Owns: when and which faults happen, healing, the liveness deadlines.
 //! Must never: inject a fault outside the fault phase, nor crash a majority
@@ -31,7 +33,7 @@ use super::network::PartitionKind;
 use super::{Event, Phase, World};
 use crate::invariants;
 use crate::liveness::{self, Calm, CalmObservation, Deadlines, HealedProgress};
-use crate::log_view::{LogView, NodeLog};
+use crate::log_view::LogView;
 use crate::trace::{describe_conf_change, Happening};
 
 /// The chance that a member is crashed right after it grants a vote.
@@ -124,6 +126,12 @@ impl World {
             self.hand_over_on_commit();
         } else if faults.unreliable_network && self.rng.chance(0.1) {
             self.replay_old_message();
+        } else if faults.transfers
+            && faults.delays
+            && !self.network.any_slow()
+            && self.rng.chance(0.1)
+        {
+            self.hand_over_from_backed_up_leader();
         } else if faults.transfers && self.rng.chance(0.15) {
             self.transfer_leadership();
         } else if faults.pauses && self.rng.chance(0.2) {
@@ -550,6 +558,31 @@ impl World {
         self.schedule(duration, Event::EndSlowdown { epoch });
     }
 
+    /// Backs the leader's inbound queue up and asks it to hand leadership
+    /// over. Every message to it arrives the same while late, shorter than an
+    /// election timeout (so the transfer, which waits to hear the target is
+    /// caught up, completes) and longer than a few client round trips. For
+    /// that while the old leader still takes itself for the leader and its
+    /// clients' reads reach it, while the answers to the heartbeats it sent
+    /// before its successor took over arrive after those reads and before
+    /// any news of the new term: only a read confirmed by a round it started
+    /// itself stays linearizable.
+    fn hand_over_from_backed_up_leader(&mut self) {
+        let Some(leader) = self.leader() else {
+            return;
+        };
+        let election_timeout_us = u64::from(self.config.election_ticks) * self.config.tick_us;
+        let delay_us = self
+            .rng
+            .between(election_timeout_us / 2, election_timeout_us - 1);
+        self.back_up_inbound(leader, delay_us);
+        self.transfer_leadership();
+        self.stats.faults_injected += 1;
+        let epoch = self.network.slow_epoch;
+        let duration = self.fault_duration_us();
+        self.schedule(duration, Event::EndSlowdown { epoch });
+    }
+
     pub(super) fn on_end_slowdown(&mut self, epoch: u64) {
         if self.network.slow_epoch == epoch {
             self.speed_up();
@@ -788,16 +821,10 @@ impl World {
             .filter_map(|member| Some((member.id, member.store()?)))
             .collect();
         let stores_result = invariants::check_stores_converged(&stores, now_us);
-        let logs: Vec<NodeLog<'_>> = self
-            .members
-            .iter()
-            .map(|member| NodeLog::durable(member.durable_storage()))
-            .collect();
         let views: Vec<(NodeId, &dyn LogView)> = self
             .members
             .iter()
-            .zip(&logs)
-            .map(|(member, log)| (member.id, log as &dyn LogView))
+            .filter_map(|member| Some((member.id, member.log()? as &dyn LogView)))
             .collect();
         let logs_result = invariants::check_logs_match(&views, now_us);
         self.check(acknowledged_result);

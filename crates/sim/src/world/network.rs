@@ -299,9 +299,22 @@ impl World {
     /// Makes `node` slow: messages from each other member reach it 100 ms
     /// to 2 s late (drawn per link), until [`World::speed_up`].
     pub fn slow_down(&mut self, node: NodeId) {
+        self.slow_links_into(node, |world| {
+            world.rng.between(SLOW_DELAY_US_MIN, SLOW_DELAY_US_MAX)
+        });
+    }
+
+    /// Makes `node`'s inbound queue back up: messages from every other
+    /// member reach it `delay_us` late, so they arrive in the order they
+    /// were sent, until [`World::speed_up`].
+    pub fn back_up_inbound(&mut self, node: NodeId, delay_us: u64) {
+        self.slow_links_into(node, |_| delay_us);
+    }
+
+    fn slow_links_into(&mut self, node: NodeId, mut delay_of_link: impl FnMut(&mut Self) -> u64) {
         let mut delays = Vec::new();
         for from in self.node_ids().into_iter().filter(|&from| from != node) {
-            let delay_us = self.rng.between(SLOW_DELAY_US_MIN, SLOW_DELAY_US_MAX);
+            let delay_us = delay_of_link(self);
             self.network.slow_link(from, node, delay_us);
             delays.push((from, delay_us / 1000));
         }
