@@ -80,18 +80,30 @@ pub enum CallError {
 
 impl CallError {
     /// Whether the member looks unavailable, so that a client with other
-    /// members to ask should move on: no answer in time, or etcd's
-    /// Unavailable (no leader, leader changed, stopped, connection refused)
-    /// or DeadlineExceeded.
+    /// members to ask should move on: no answer in time, etcd's Unavailable
+    /// (no leader, leader changed, stopped, connection refused) or
+    /// DeadlineExceeded, or a connection that broke under the call (a killed
+    /// member's first answer: tonic reports it as Unknown, with the
+    /// transport's error as its source).
     pub fn means_unavailable(&self) -> bool {
         match self {
             CallError::TimedOut(_) => true,
-            CallError::Status(status) => matches!(
-                status.code(),
-                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
-            ),
+            CallError::Status(status) => {
+                matches!(
+                    status.code(),
+                    tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+                ) || broke_in_transport(status)
+            }
         }
     }
+}
+
+/// Whether `status` stands for a connection that failed under the call
+/// rather than an answer from the member.
+fn broke_in_transport(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unknown
+        && std::error::Error::source(status)
+            .is_some_and(|source| source.is::<tonic::transport::Error>())
 }
 
 impl std::fmt::Display for CallError {
@@ -325,6 +337,42 @@ mod tests {
         assert_eq!(connection.errors().failovers, 0);
     }
 
+    /// A member that takes one connection, waits for the client's first
+    /// bytes (the call is under way), and closes it without answering, as a
+    /// member killed under a call does.
+    fn member_closing_under_the_call() -> (String, std::thread::JoinHandle<()>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+        let closer = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().expect("the client connects");
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("read timeout");
+            let mut first_bytes = [0u8; 64];
+            let _ = std::io::Read::read(&mut stream, &mut first_bytes);
+        });
+        (endpoint, closer)
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_under_a_call_sends_the_next_call_elsewhere() {
+        let clock = HistoryClock::start();
+        let (closing, closer) = member_closing_under_the_call();
+        let endpoints = [closing, nowhere(1).remove(0)];
+        let mut connection = Connection::new(1, &endpoints, 0, Duration::from_secs(20));
+        let error = connection
+            .range(&clock, RangeRequest::default())
+            .await
+            .expect_err("the member closed the connection");
+        assert!(
+            matches!(&error, CallError::Status(status) if status.code() != tonic::Code::Unavailable),
+            "this case is about errors other than Unavailable, got {error}"
+        );
+        assert!(error.means_unavailable(), "{error}");
+        assert_eq!(connection.member(), 1);
+        closer.join().expect("closer thread");
+    }
+
     #[test]
     fn only_timeouts_and_unavailability_call_for_failover() {
         assert!(CallError::TimedOut(Duration::from_secs(1)).means_unavailable());
@@ -333,5 +381,8 @@ mod tests {
                 .means_unavailable()
         );
         assert!(!CallError::Status(tonic::Status::invalid_argument("bad key")).means_unavailable());
+        assert!(
+            !CallError::Status(tonic::Status::unknown("etcdserver: unknown")).means_unavailable()
+        );
     }
 }
