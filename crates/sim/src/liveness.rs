@@ -82,7 +82,8 @@ pub fn check(progress: &HealedProgress, deadlines: Deadlines) -> Result<bool, Vi
 /// first: for one election timeout after the heal a leader that missed its
 /// quorum during a partition may still step down, and a member whose timer
 /// was about to fire may still campaign (without CheckQuorum it wins its
-/// pre-vote), so the elections that follow are needed. The calm begins
+/// pre-vote), so the elections that follow are needed; so may a message
+/// delayed before the heal that arrives after it (a late TimeoutNow). The calm begins
 /// with the first stable leader seen once that has passed, and ends when a
 /// configuration change commits (a leader that removed itself makes way for
 /// a new one); the next stable leader begins a new one. During a calm no

@@ -165,7 +165,13 @@ pub enum Phase {
     /// Faults are injected and clients start new operations.
     Faults,
     /// Everything healed at `since_us`; clients finish what they started.
-    Healing { since_us: u64, leader_seen: bool },
+    /// What the faults left behind has settled by `settles_at_us` (see
+    /// [`World::end_fault_phase`]).
+    Healing {
+        since_us: u64,
+        settles_at_us: u64,
+        leader_seen: bool,
+    },
 }
 
 /// A cluster, its clients and its environment, advanced one event at a time.

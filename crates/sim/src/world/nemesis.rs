@@ -641,7 +641,22 @@ impl World {
 
     /// Ends the fault phase: links heal, messages stop getting lost, crashed
     /// members restart, and clients finish what they started.
+    ///
+    /// What the faults left behind settles by the later of one election
+    /// timeout from now (a member whose timer was about to fire may still
+    /// campaign) and the arrival of the last message already on its way: a
+    /// message delayed or replayed before the heal still arrives after it,
+    /// and may rightly start an election (a late TimeoutNow does).
     pub(super) fn end_fault_phase(&mut self) {
+        let settles_at_us = self
+            .queue
+            .iter()
+            .filter(|scheduled| matches!(scheduled.event, Event::Deliver { .. }))
+            .map(|scheduled| scheduled.time_us)
+            .fold(
+                self.now_us + self.config.election_timeout_us_max(),
+                u64::max,
+            );
         self.network.heal();
         self.speed_up();
         self.network.config.drop_probability = 0.0;
@@ -652,6 +667,7 @@ impl World {
         }
         self.phase = Phase::Healing {
             since_us: self.now_us,
+            settles_at_us,
             leader_seen: false,
         };
         self.record(0, Happening::Healed);
@@ -725,6 +741,7 @@ impl World {
     pub(super) fn check_liveness(&mut self) {
         let Phase::Healing {
             since_us,
+            settles_at_us,
             leader_seen,
         } = self.phase
         else {
@@ -764,9 +781,10 @@ impl World {
             Ok(leader_seen) => {
                 self.phase = Phase::Healing {
                     since_us,
+                    settles_at_us,
                     leader_seen,
                 };
-                self.check_calm(since_us, stable_leader.is_some(), highest_term);
+                self.check_calm(settles_at_us, stable_leader.is_some(), highest_term);
             }
             Err(violation) => self.fail(violation),
         }
@@ -778,13 +796,13 @@ impl World {
     /// known behaviour (the reason PreVote exists), not a bug.
     fn check_calm(
         &mut self,
-        healed_since_us: u64,
+        settles_at_us: u64,
         stable_leader: bool,
         highest_term: (Term, NodeId),
     ) {
         let observed = CalmObservation {
             now_us: self.now_us,
-            settled: self.now_us >= healed_since_us + self.config.election_timeout_us_max(),
+            settled: self.now_us >= settles_at_us,
             stable_leader,
             highest_term,
             conf_changes_committed: self.checker.conf_changes_committed(),
