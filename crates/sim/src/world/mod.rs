@@ -623,6 +623,33 @@ mod tests {
     }
 
     #[test]
+    fn the_healed_cluster_settles_only_once_the_messages_on_their_way_arrive() {
+        let mut config = SimConfig::new(3, FaultSet::none());
+        config.workload.client_count = 0;
+        let election_timeout_us = config.election_timeout_us_max();
+        let mut world = World::new(config, 5);
+        let late_by_us = 3 * election_timeout_us;
+        let late_handover = raft::Message {
+            from: 1,
+            to: 2,
+            term: 1,
+            body: raft::MessageBody::TimeoutNow,
+        };
+        world.schedule(
+            late_by_us,
+            Event::Deliver {
+                message: late_handover,
+            },
+        );
+        let healed_at_us = world.now_us();
+        world.end_fault_phase();
+        let Phase::Healing { settles_at_us, .. } = world.phase else {
+            panic!("the fault phase has ended");
+        };
+        assert_eq!(settles_at_us, healed_at_us + late_by_us);
+    }
+
+    #[test]
     fn a_single_member_elects_itself_and_time_only_moves_forward() {
         let mut config = SimConfig::new(1, FaultSet::none());
         config.workload.client_count = 0;
