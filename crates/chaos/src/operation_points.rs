@@ -23,9 +23,7 @@ use crate::watch_check::{SequenceFaults, WatchVerdict};
 /// The register history's points; a refused compare-and-swap is failed.
 pub fn register_points(history: &[KvOperation], verdict: &Verdict) -> Vec<OperationPoint> {
     let blamed: HashSet<usize> = match verdict {
-        Verdict::NotLinearizable(violation) => {
-            violation.next_candidates.iter().copied().collect()
-        }
+        Verdict::NotLinearizable(violation) => violation.next_candidates.iter().copied().collect(),
         Verdict::Linearizable | Verdict::Unknown { .. } => HashSet::new(),
     };
     history
@@ -150,8 +148,18 @@ mod tests {
         // Key 1 is written 1 and then read as 2, which no one wrote;
         // key 2's refused CAS and unanswered put are fine.
         let history = vec![
-            operation(1, KvInput::Put { key: 1, value: 1 }, 0, Some((KvOutput::PutDone, 10))),
-            operation(2, KvInput::Get { key: 1 }, 20, Some((KvOutput::Value(Some(2)), 30))),
+            operation(
+                1,
+                KvInput::Put { key: 1, value: 1 },
+                0,
+                Some((KvOutput::PutDone, 10)),
+            ),
+            operation(
+                2,
+                KvInput::Get { key: 1 },
+                20,
+                Some((KvOutput::Value(Some(2)), 30)),
+            ),
             operation(
                 3,
                 KvInput::Cas {
@@ -179,8 +187,8 @@ mod tests {
                 PointOutcome::Unknown
             ]
         );
-        let linearizable = check(&KvModel, &history[2..], &Limits::default())
-            .expect("a well-formed history");
+        let linearizable =
+            check(&KvModel, &history[2..], &Limits::default()).expect("a well-formed history");
         assert!(register_points(&history[2..], &linearizable)
             .iter()
             .all(|point| !point.invalid));

@@ -76,7 +76,10 @@ fn median_and_max(faults: &[Injected]) -> Option<(f64, f64)> {
         .filter_map(|fault| fault.recovered_after_ms)
         .collect();
     times.sort_by(f64::total_cmp);
-    Some((*times.get((times.len().checked_sub(1)?) / 2)?, *times.last()?))
+    Some((
+        *times.get((times.len().checked_sub(1)?) / 2)?,
+        *times.last()?,
+    ))
 }
 
 impl fmt::Display for Report {

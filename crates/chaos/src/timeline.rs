@@ -154,7 +154,8 @@ impl Layout {
         } else {
             (1.0, 1000.0)
         };
-        let unanswered_top_px = TITLE_HEIGHT_PX + rows.len() as f64 * FAULT_ROW_HEIGHT_PX + ROWS_GAP_PX;
+        let unanswered_top_px =
+            TITLE_HEIGHT_PX + rows.len() as f64 * FAULT_ROW_HEIGHT_PX + ROWS_GAP_PX;
         let plot_top_px = unanswered_top_px + UNANSWERED_STRIP_HEIGHT_PX;
         let plot_bottom_px = plot_top_px + PLOT_HEIGHT_PX;
         Layout {
@@ -170,7 +171,8 @@ impl Layout {
     }
 
     fn x(&self, ms: f64) -> f64 {
-        MARGIN_LEFT_PX + (ms / self.end_ms).clamp(0.0, 1.0) * (WIDTH_PX - MARGIN_LEFT_PX - MARGIN_RIGHT_PX)
+        MARGIN_LEFT_PX
+            + (ms / self.end_ms).clamp(0.0, 1.0) * (WIDTH_PX - MARGIN_LEFT_PX - MARGIN_RIGHT_PX)
     }
 
     fn y_of_latency(&self, latency_ms: f64) -> f64 {
@@ -292,10 +294,7 @@ fn draw_axes(svg: &mut String, layout: &Layout) {
     let _ = writeln!(
         svg,
         r#"<line class="axis" x1="{MARGIN_LEFT_PX}" y1="{:.1}" x2="{right}" y2="{:.1}"/><line class="axis" x1="{MARGIN_LEFT_PX}" y1="{:.1}" x2="{MARGIN_LEFT_PX}" y2="{:.1}"/>"#,
-        layout.plot_bottom_px,
-        layout.plot_bottom_px,
-        layout.plot_top_px,
-        layout.plot_bottom_px
+        layout.plot_bottom_px, layout.plot_bottom_px, layout.plot_top_px, layout.plot_bottom_px
     );
 }
 
