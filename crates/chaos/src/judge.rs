@@ -15,10 +15,12 @@ use sim::linearizability::{
 };
 
 use crate::connection::{CallErrors, Connection};
+use crate::operation_points::{register_points, set_points, watch_points};
 use crate::register::{count_returned, describe_violation, value_seen};
 use crate::revisions::RevisionSeen;
 use crate::set::{Add, AddOutcome, SetRead};
 use crate::set_check::{check_set, SetVerdict};
+use crate::timeline::OperationPoint;
 use crate::watch::{FinalValue, SeenEvent, WatcherRecord, Write};
 use crate::watch_check::{check_reference, check_sequence, WatchVerdict};
 use crate::workload::{Counts, Finished};
@@ -77,6 +79,8 @@ pub struct Judged {
     pub verdicts: Verdicts,
     /// The record, one line per operation, for a kept run.
     pub history_text: String,
+    /// Every operation as the timeline draws it.
+    pub points: Vec<OperationPoint>,
 }
 
 impl Finished {
@@ -123,6 +127,7 @@ fn judge_set(adds: &[Add], read: Option<&SetRead>, connections: Vec<Connection>)
     if let Some(read) = read {
         let _ = writeln!(history_text, "# final read: {:?}", read.elements);
     }
+    let verdict = check_set(adds, read);
     Judged {
         counts: Counts {
             ok: count(AddOutcome::Added),
@@ -136,7 +141,8 @@ fn judge_set(adds: &[Add], read: Option<&SetRead>, connections: Vec<Connection>)
             .collect(),
         revisions,
         client_errors,
-        verdicts: Verdicts::Set(check_set(adds, read)),
+        points: set_points(adds, &verdict),
+        verdicts: Verdicts::Set(verdict),
         history_text,
     }
 }
@@ -206,6 +212,7 @@ fn judge_watch(
             .collect(),
         revisions,
         client_errors,
+        points: watch_points(writes, &verdict),
         verdicts: Verdicts::Watch(verdict),
         history_text,
     }
@@ -249,6 +256,7 @@ fn judge_register(
         writes_acknowledged_ns,
         revisions,
         client_errors,
+        points: register_points(&history, &verdict),
         verdicts: Verdicts::Register { verdict, story },
         history_text: register_history_text(&history),
     })

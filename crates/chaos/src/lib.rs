@@ -12,8 +12,10 @@
 //! [`watch`], the last two checked by [`set_check`] and [`watch_check`]),
 //! [`convergence`] and [`revisions`] are the checks every workload gets
 //! after the faults heal, and [`run`] ties them into one run with a
-//! [`report`]. The `chaos` binary is the command line (`tests/chaos/run`
-//! builds and starts it).
+//! [`report`] and, for a kept run, a [`timeline`] drawn from each
+//! workload's [`operation_points`]. [`server_kind`] lets the same run
+//! compare etcd itself. The `chaos` binary is the command line
+//! (`tests/chaos/run` builds and starts it).
 
 pub mod connection;
 pub mod convergence;
@@ -21,12 +23,15 @@ pub mod faults;
 pub mod hosts;
 pub mod judge;
 pub mod members;
+pub mod operation_points;
 pub mod register;
 pub mod report;
 pub mod revisions;
 pub mod run;
+pub mod server_kind;
 pub mod set;
 pub mod set_check;
+pub mod timeline;
 pub mod watch;
 pub mod watch_check;
 pub mod workload;

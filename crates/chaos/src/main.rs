@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use chaos::faults::{FaultKinds, Pacing};
 use chaos::run::{run, RunOptions};
+use chaos::server_kind::ServerKind;
 use chaos::workload::Workload;
 use clap::Parser;
 
 #[derive(Debug, Parser)]
 #[command(
-    about = "Run raftkv members on hosts of their own under faults and check the clients' history"
+    about = "Run raftkv (or etcd) members on hosts of their own under faults and check the clients' history"
 )]
 struct Arguments {
     /// Members, each in its own network namespace.
@@ -48,9 +49,19 @@ struct Arguments {
     /// The raftkv binary (default: `raftkv` beside this binary).
     #[arg(long)]
     raftkv: Option<PathBuf>,
-    /// Keep the members' data, logs and the history in this directory.
+    /// Run etcd members from this binary (etcd 3.4 or later, such as
+    /// Debian's `/usr/bin/etcd`) instead of raftkv, under the same flags,
+    /// schedule and checks; `--raftkv` is then ignored.
+    #[arg(long)]
+    etcd: Option<PathBuf>,
+    /// Keep the members' data, logs and the history in this directory
+    /// (with the run drawn in `timeline.svg`).
     #[arg(long)]
     keep: Option<PathBuf>,
+    /// Draw the run's timeline (faults, every operation's latency and
+    /// outcome, the operations the checker blames) as SVG into this file.
+    #[arg(long)]
+    timeline: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -75,15 +86,23 @@ fn main() -> ExitCode {
         eprintln!("chaos: cannot make test hosts: {missing}");
         return ExitCode::from(2);
     }
-    let binary = match arguments.raftkv.clone().or_else(raftkv_beside_this_binary) {
+    let (server, binary) = match &arguments.etcd {
+        Some(etcd) => (ServerKind::Etcd, Some(etcd.clone())),
+        None => (
+            ServerKind::Raftkv,
+            arguments.raftkv.clone().or_else(raftkv_beside_this_binary),
+        ),
+    };
+    let binary = match binary {
         Some(binary) if binary.exists() => binary,
         other => {
-            eprintln!("chaos: no raftkv binary at {other:?}; pass --raftkv");
+            eprintln!("chaos: no {server} binary at {other:?}; pass --{server}");
             return ExitCode::from(2);
         }
     };
     let options = RunOptions {
         binary,
+        server,
         nodes: arguments.nodes,
         time: Duration::from_secs(arguments.time),
         faults: arguments.faults,
@@ -100,6 +119,7 @@ fn main() -> ExitCode {
         blind_appends: arguments.blind_appends,
         names: None,
         keep: arguments.keep,
+        timeline: arguments.timeline,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

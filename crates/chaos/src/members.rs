@@ -13,6 +13,7 @@ use std::process::{Child, Stdio};
 use rustix::process::{kill_process, Pid, Signal};
 
 use crate::hosts::Hosts;
+use crate::server_kind::ServerKind;
 
 pub const CLIENT_PORT: u16 = 2379;
 pub const PEER_PORT: u16 = 2380;
@@ -42,6 +43,7 @@ struct Process {
 #[derive(Debug)]
 pub struct Members {
     binary: PathBuf,
+    server: ServerKind,
     dir: PathBuf,
     names: Vec<String>,
     client_urls: Vec<String>,
@@ -56,6 +58,7 @@ impl Members {
         let count = hosts.count();
         Members {
             binary: binary.to_owned(),
+            server: ServerKind::Raftkv,
             dir: dir.to_owned(),
             names: (1..=count).map(|number| format!("m{number}")).collect(),
             client_urls: (0..count)
@@ -67,6 +70,13 @@ impl Members {
             extra_args: extra_args.to_vec(),
             processes: (0..count).map(|_| None).collect(),
         }
+    }
+
+    /// The members run `binary` as this kind of server (raftkv unless
+    /// told).
+    pub fn running(mut self, server: ServerKind) -> Members {
+        self.server = server;
+        self
     }
 
     pub fn count(&self) -> usize {
@@ -125,7 +135,7 @@ impl Members {
         let name = &self.names[index];
         let child = hosts
             .command(index, &self.binary)
-            .arg("serve")
+            .args(self.server.leading_args())
             .args(["--name", name])
             .arg("--data-dir")
             .arg(self.dir.join(name))

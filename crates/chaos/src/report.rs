@@ -51,6 +51,7 @@ pub struct Report {
     pub verdicts: Verdicts,
     pub client_errors: Vec<CallErrors>,
     pub history_file: Option<PathBuf>,
+    pub timeline_file: Option<PathBuf>,
 }
 
 impl Report {
@@ -64,6 +65,21 @@ impl Report {
             && self.revision_regressions.is_empty()
             && self.crashed_members.is_empty()
     }
+}
+
+/// The median (the lower middle one of an even count) and the largest of
+/// the times from each heal to the first write after it; `None` when no
+/// heal was followed by a write.
+fn median_and_max(faults: &[Injected]) -> Option<(f64, f64)> {
+    let mut times: Vec<f64> = faults
+        .iter()
+        .filter_map(|fault| fault.recovered_after_ms)
+        .collect();
+    times.sort_by(f64::total_cmp);
+    Some((
+        *times.get((times.len().checked_sub(1)?) / 2)?,
+        *times.last()?,
+    ))
 }
 
 impl fmt::Display for Report {
@@ -89,6 +105,17 @@ impl fmt::Display for Report {
                 f,
                 "  {:>9.0} ms .. {:>9.0} ms  {}  ({recovered})",
                 fault.started_ms, fault.healed_ms, fault.fault
+            )?;
+        }
+        if let Some((median, max)) = median_and_max(&self.faults) {
+            writeln!(
+                f,
+                "first write after a heal: median {median:.0} ms, max {max:.0} ms ({} of {} heals followed by one)",
+                self.faults
+                    .iter()
+                    .filter(|fault| fault.recovered_after_ms.is_some())
+                    .count(),
+                self.faults.len()
             )?;
         }
         match self.final_recovery {
@@ -138,11 +165,43 @@ impl fmt::Display for Report {
         if let Some(path) = &self.history_file {
             writeln!(f, "history: {}", path.display())?;
         }
+        if let Some(path) = &self.timeline_file {
+            writeln!(f, "timeline: {}", path.display())?;
+        }
         writeln!(f, "verdict: {}", self.verdicts)?;
         write!(
             f,
             "run: {}",
             if self.is_valid() { "valid" } else { "INVALID" }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn healed(recovered_after_ms: Option<f64>) -> Injected {
+        Injected {
+            fault: Fault::Kill { member: 0 },
+            started_ms: 0.0,
+            healed_ms: 1.0,
+            recovered_after_ms,
+        }
+    }
+
+    #[test]
+    fn the_median_is_the_lower_middle_and_heals_without_a_write_are_left_out() {
+        let faults = [
+            healed(Some(40.0)),
+            healed(None),
+            healed(Some(10.0)),
+            healed(Some(300.0)),
+            healed(Some(20.0)),
+        ];
+        assert_eq!(median_and_max(&faults), Some((20.0, 300.0)));
+        assert_eq!(median_and_max(&faults[..3]), Some((10.0, 40.0)));
+        assert_eq!(median_and_max(&[healed(None)]), None);
+        assert_eq!(median_and_max(&[]), None);
     }
 }

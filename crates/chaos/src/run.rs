@@ -19,9 +19,12 @@ use crate::connection::HistoryClock;
 use crate::convergence::hash_members;
 use crate::faults::{self, FaultError, FaultKinds, Pacing, Schedule};
 use crate::hosts::{Hosts, HostsError};
+use crate::judge::Judged;
 use crate::members::{MemberError, Members};
 use crate::report::{Injected, Report};
 use crate::revisions::regressions;
+use crate::server_kind::ServerKind;
+use crate::timeline::{self, FaultBand};
 use crate::workload::{self, Setup, Workload, CALL_TIMEOUT};
 
 /// How long a status or probe call may take.
@@ -35,8 +38,9 @@ pub const RECOVERY_MAX: Duration = Duration::from_secs(15);
 /// What a run does.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
-    /// The `raftkv` binary the members run.
+    /// The binary the members run: `raftkv`, or etcd's.
     pub binary: PathBuf,
+    pub server: ServerKind,
     pub nodes: usize,
     /// How long the clients run (faults stop a little before).
     pub time: Duration,
@@ -56,6 +60,9 @@ pub struct RunOptions {
     /// Where the members' data and logs and the history go; `None` uses a
     /// temporary directory removed at the end.
     pub keep: Option<PathBuf>,
+    /// Where the SVG timeline goes; `None` puts it in `keep` as
+    /// `timeline.svg` when the run is kept, and draws none otherwise.
+    pub timeline: Option<PathBuf>,
 }
 
 /// Why a run could not be carried out (as opposed to a verdict).
@@ -102,7 +109,7 @@ pub async fn run(options: &RunOptions) -> Result<Report, RunError> {
             temporary.path()
         }
     };
-    let mut members = Members::new(&options.binary, dir, &hosts, &[]);
+    let mut members = Members::new(&options.binary, dir, &hosts, &[]).running(options.server);
     for index in 0..members.count() {
         members.start(&hosts, index)?;
     }
@@ -184,6 +191,10 @@ pub async fn run(options: &RunOptions) -> Result<Report, RunError> {
         Some(dir) => Some(write_history(dir, &judged.history_text)?),
         None => None,
     };
+    let timeline_file = match timeline_path(options) {
+        Some(path) => Some(write_timeline(path, options, &judged, &injected)?),
+        None => None,
+    };
     Ok(Report {
         nodes: options.nodes,
         seed: options.seed,
@@ -197,6 +208,7 @@ pub async fn run(options: &RunOptions) -> Result<Report, RunError> {
         verdicts: judged.verdicts,
         client_errors: judged.client_errors,
         history_file,
+        timeline_file,
     })
 }
 
@@ -329,5 +341,36 @@ fn write_history(dir: &Path, text: &str) -> Result<PathBuf, RunError> {
             what: format!("cannot write {}", path.display()),
             source,
         })?;
+    Ok(path)
+}
+
+fn timeline_path(options: &RunOptions) -> Option<PathBuf> {
+    options
+        .timeline
+        .clone()
+        .or_else(|| Some(options.keep.as_ref()?.join("timeline.svg")))
+}
+
+/// Draws the run's timeline into `path`.
+fn write_timeline(
+    path: PathBuf,
+    options: &RunOptions,
+    judged: &Judged,
+    injected: &[Injected],
+) -> Result<PathBuf, RunError> {
+    let title = format!(
+        "{} workload, {} members, seed {}: {} operations, {} faults",
+        options.workload,
+        options.nodes,
+        options.seed,
+        judged.points.len(),
+        injected.len()
+    );
+    let bands: Vec<FaultBand> = injected.iter().map(FaultBand::of).collect();
+    let svg = timeline::render(&title, &judged.points, &bands);
+    std::fs::write(&path, svg).map_err(|source| RunError::Io {
+        what: format!("cannot write {}", path.display()),
+        source,
+    })?;
     Ok(path)
 }

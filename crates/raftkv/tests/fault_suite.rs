@@ -19,12 +19,14 @@ use std::time::Duration;
 use chaos::faults::Pacing;
 use chaos::judge::Verdicts;
 use chaos::run::{run, RunOptions};
+use chaos::server_kind::ServerKind;
 use chaos::workload::Workload;
 use sim::linearizability::Verdict;
 
 fn options(workload: Workload, nodes: usize, seconds: u64, faults: &str, seed: u64) -> RunOptions {
     RunOptions {
         binary: PathBuf::from(env!("CARGO_BIN_EXE_raftkv")),
+        server: ServerKind::Raftkv,
         nodes,
         time: Duration::from_secs(seconds),
         faults: faults.parse().unwrap_or_else(|error| panic!("{error}")),
@@ -41,6 +43,7 @@ fn options(workload: Workload, nodes: usize, seconds: u64, faults: &str, seed: u
         blind_appends: false,
         names: None,
         keep: None,
+        timeline: None,
     }
 }
 
