@@ -13,6 +13,7 @@ use crate::connection::CallErrors;
 use crate::convergence::HashCheck;
 use crate::faults::Fault;
 use crate::judge::Verdicts;
+use crate::replacement::Replacement;
 use crate::revisions::Regression;
 use crate::run::RECOVERY_MAX;
 use crate::workload::{Counts, Workload};
@@ -40,6 +41,8 @@ pub struct Report {
     pub faults: Vec<Injected>,
     /// Members that exited by themselves: name and exit status.
     pub crashed_members: Vec<(String, String)>,
+    /// Each wiped member: whether it refused to rejoin, and its replacement.
+    pub replacements: Vec<Replacement>,
     /// From the final heal to a write acknowledged and a linearizable read
     /// answered by every member; `None` if that took over `RECOVERY_MAX`.
     pub final_recovery: Option<Duration>,
@@ -56,13 +59,18 @@ pub struct Report {
 impl Report {
     /// Whether the run is valid: the workload's check passed, the cluster
     /// recovered in time, the members hold the same data, no client saw a
-    /// member's revision go backwards, and no member died of a fault.
+    /// member's revision go backwards, no member died of a fault, and
+    /// every wiped member refused to rejoin.
     pub fn is_valid(&self) -> bool {
         self.verdicts.is_valid()
             && self.final_recovery.is_some()
             && self.hashes.agrees()
             && self.revision_regressions.is_empty()
             && self.crashed_members.is_empty()
+            && self
+                .replacements
+                .iter()
+                .all(|replacement| replacement.refusal.refused())
     }
 }
 
@@ -97,6 +105,9 @@ impl fmt::Display for Report {
                 f,
                 "recovery after the last heal: NOT within {RECOVERY_MAX:?}"
             )?,
+        }
+        for replacement in &self.replacements {
+            writeln!(f, "{replacement}")?;
         }
         for (name, status) in &self.crashed_members {
             writeln!(f, "member {name} exited by itself: {status}")?;

@@ -88,9 +88,11 @@ pub async fn run(
     config: ServeConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    // Asked before binding: a peer asking this member in turn is refused at
+    // once rather than left waiting for an answer that comes only later.
+    let config = startup::prepare(config).await?;
     let peer_listeners = bind_all(config.listen_peer_urls()).await?;
     let client_listeners = bind_all(config.listen_client_urls()).await?;
-    let config = startup::prepare(config).await?;
     let peers: Vec<_> = config
         .initial_cluster()
         .iter()
