@@ -46,7 +46,7 @@ impl Refusal {
             status: status.map(|status| status.to_string()),
             message: log_since_start
                 .lines()
-                .find(|line| line.contains(REFUSAL_TEXT))
+                .find_map(refusal_sentence)
                 .map(str::to_owned),
             exited_with_failure: status.is_some_and(|status| !status.success()),
         }
@@ -56,6 +56,13 @@ impl Refusal {
     pub fn refused(&self) -> bool {
         self.exited_with_failure && self.message.is_some()
     }
+}
+
+/// "member <id> has already been bootstrapped", when `line` says it.
+fn refusal_sentence(line: &str) -> Option<&str> {
+    let end = line.find(REFUSAL_TEXT)? + REFUSAL_TEXT.len();
+    let start = line[..end].rfind("member ")?;
+    Some(&line[start..end])
 }
 
 /// One wiped member and its replacement.
@@ -233,13 +240,20 @@ mod tests {
 
     use super::*;
 
-    const SAID: &str = "Error: member 3 has already been bootstrapped: ...";
+    const SAID: &str =
+        "ERROR raftkv::serve: failed error=member 3 has already been bootstrapped: ...";
 
     #[test]
     fn a_failed_exit_that_says_why_is_a_refusal() {
-        let refusal = Refusal::judge(Some(ExitStatus::from_raw(1 << 8)), &format!("starting\n{SAID}\n"));
+        let refusal = Refusal::judge(
+            Some(ExitStatus::from_raw(1 << 8)),
+            &format!("starting\n{SAID}\n"),
+        );
         assert!(refusal.refused());
-        assert_eq!(refusal.message.as_deref(), Some(SAID));
+        assert_eq!(
+            refusal.message.as_deref(),
+            Some("member 3 has already been bootstrapped")
+        );
     }
 
     #[test]

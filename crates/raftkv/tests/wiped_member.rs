@@ -93,19 +93,20 @@ async fn a_wiped_member_refuses_to_rejoin_and_is_replaced_the_documented_way() {
     ] {
         assert!(log.contains(&expected), "{expected:?} in the log:\n{log}");
     }
-    assert!(
-        !common::range(&endpoints[leader], "k0", "", false)
-            .await
-            .expect("the others still serve")
-            .kvs
-            .is_empty()
-    );
+    assert!(!common::range(&endpoints[leader], "k0", "", false)
+        .await
+        .expect("the others still serve")
+        .kvs
+        .is_empty());
 
     if !common::etcdctl_present() {
         return;
     }
     let removed = through_leader(&cluster, &["member", "remove", &format!("{victim_id:x}")]).await;
-    assert!(removed.contains(&format!("{victim_id:x} removed")), "{removed}");
+    assert!(
+        removed.contains(&format!("{victim_id:x} removed")),
+        "{removed}"
+    );
     let name = format!("m{}", victim + 1);
     let peer_urls = format!("--peer-urls={}", cluster.peer_url(victim));
     let added = through_leader(&cluster, &["member", "add", &name, &peer_urls]).await;
@@ -125,9 +126,15 @@ async fn a_wiped_member_refuses_to_rejoin_and_is_replaced_the_documented_way() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    common::put_until_acked(&[victim_endpoint.clone()], "after", "replaced").await;
-    assert_eq!(common::get(&victim_endpoint, "after").await.as_deref(), Some("replaced"));
+    common::put_until_acked(std::slice::from_ref(&victim_endpoint), "after", "replaced").await;
+    assert_eq!(
+        common::get(&victim_endpoint, "after").await.as_deref(),
+        Some("replaced")
+    );
     let members = through_leader(&cluster, &["member", "list"]).await;
     assert_eq!(members.lines().count(), 3, "{members}");
-    assert!(members.contains(&victim_endpoint), "the replacement published its URL: {members}");
+    assert!(
+        members.contains(&victim_endpoint),
+        "the replacement published its URL: {members}"
+    );
 }

@@ -234,7 +234,10 @@ fn save_cluster_id(data_dir: &Path, cluster_id: u64) -> Result<(), StartupError>
     std::fs::File::open(data_dir)
         .and_then(|dir| dir.sync_all())
         .map_err(io("sync", data_dir))?;
-    tracing::info!(cluster = format_args!("{cluster_id:x}"), "joined the cluster its peers run");
+    tracing::info!(
+        cluster = format_args!("{cluster_id:x}"),
+        "joined the cluster its peers run"
+    );
     Ok(())
 }
 

@@ -4,8 +4,7 @@ use super::*;
 use crate::config::ServeArgs;
 use crate::proto::raftkvpb::PeerMember;
 
-const THREE_MEMBERS: &str =
-    "m1=http://127.0.0.1:1,m2=http://127.0.0.1:2,m3=http://127.0.0.1:3";
+const THREE_MEMBERS: &str = "m1=http://127.0.0.1:1,m2=http://127.0.0.1:2,m3=http://127.0.0.1:3";
 
 /// Member m3 of the three above, with its data in `data_dir`.
 fn member_three(data_dir: &Path, state: &str) -> ServeConfig {
@@ -105,7 +104,10 @@ fn the_stored_cluster_id_survives_and_a_damaged_one_is_named() {
 
     std::fs::write(dir.path().join(CLUSTER_ID_FILE), "not hex").unwrap();
     let message = stored_cluster_id(dir.path()).unwrap_err().to_string();
-    assert!(message.contains(CLUSTER_ID_FILE) && message.contains("not hex"), "{message}");
+    assert!(
+        message.contains(CLUSTER_ID_FILE) && message.contains("not hex"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -113,7 +115,10 @@ fn only_a_member_with_a_log_counts_as_having_data() {
     let dir = tempfile::tempdir().unwrap();
     assert!(!has_data(dir.path()));
     std::fs::create_dir_all(wal_dir(dir.path())).unwrap();
-    assert!(!has_data(dir.path()), "an empty log directory holds nothing");
+    assert!(
+        !has_data(dir.path()),
+        "an empty log directory holds nothing"
+    );
     std::fs::write(wal_dir(dir.path()).join("0000000000000001.wal"), b"x").unwrap();
     assert!(has_data(dir.path()));
 }

@@ -11,7 +11,7 @@ use super::{CLIENT_URLS_METADATA, CLUSTER_ID_METADATA, MEMBER_ID_METADATA};
 use crate::backend::Backend;
 use crate::node::NodeHandle;
 use crate::proto::raftkvpb::{
-    peer_server::Peer, MessageBatch, MembersRequest, MembersResponse, PeerMember,
+    peer_server::Peer, MembersRequest, MembersResponse, MessageBatch, PeerMember,
     SendMessagesResponse,
 };
 
