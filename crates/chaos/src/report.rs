@@ -157,3 +157,64 @@ impl fmt::Display for Report {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt as _;
+    use std::process::ExitStatus;
+
+    use sim::linearizability::Verdict;
+
+    use super::*;
+    use crate::convergence::MemberHash;
+    use crate::replacement::Refusal;
+
+    /// A report of a run where every check passed and `m1` was wiped,
+    /// restarted as `exit` and logging `logged`, then replaced.
+    fn report_after_a_wipe(exit: Option<ExitStatus>, logged: &str) -> Report {
+        Report {
+            nodes: 3,
+            seed: 1,
+            workload: Workload::Register,
+            counts: Counts::default(),
+            faults: Vec::new(),
+            crashed_members: Vec::new(),
+            replacements: vec![Replacement {
+                member: "m1".to_owned(),
+                refusal: Refusal::judge(exit, logged),
+                removed_id: 0x11,
+                added_id: 0x11,
+            }],
+            final_recovery: Some(Duration::from_millis(10)),
+            hashes: HashCheck {
+                revision: Some(2),
+                hashes: vec![MemberHash {
+                    member: "m1".to_owned(),
+                    hash: Ok(7),
+                }],
+            },
+            revision_regressions: Vec::new(),
+            verdicts: Verdicts::Register {
+                verdict: Verdict::Linearizable,
+                story: None,
+            },
+            client_errors: Vec::new(),
+            history_file: None,
+        }
+    }
+
+    #[test]
+    fn a_wiped_member_that_rejoined_makes_the_run_invalid() {
+        let refused = report_after_a_wipe(
+            Some(ExitStatus::from_raw(1 << 8)),
+            "error=member 11 has already been bootstrapped: ...",
+        );
+        assert!(refused.is_valid(), "{refused}");
+        let rejoined = report_after_a_wipe(None, "member started");
+        assert!(!rejoined.is_valid());
+        assert!(
+            rejoined.to_string().contains("m1 wiped: DID NOT REFUSE"),
+            "{rejoined}"
+        );
+    }
+}
