@@ -11,6 +11,9 @@
 //! - A lossy member drops a random share (10% to 40%) of the packets from
 //!   and to its peers, by its firewall's random match (this kernel has no
 //!   netem to add latency).
+//! - A wipe kills a member, empties its data directory and restarts it: it
+//!   must refuse; it is then replaced through the Cluster API
+//!   ([`crate::replacement`]).
 //!
 //! Owns: drawing faults and applying and healing them. Must never: leave a
 //! fault in place once healed; draw from anything but the run's seed.
@@ -26,6 +29,7 @@ use sim::rng::SimRng;
 
 use crate::hosts::{Hosts, HostsError};
 use crate::members::{MemberError, Members};
+use crate::replacement::{self, Replacement};
 
 /// The kinds of fault a run may inject.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -34,9 +38,10 @@ pub struct FaultKinds {
     pub kills: bool,
     pub pauses: bool,
     pub loss: bool,
+    pub wipes: bool,
 }
 
-/// `all`, or a comma list of `partition`, `kill`, `pause`, `loss`.
+/// `all`, or a comma list of `partition`, `kill`, `pause`, `loss`, `wipe`.
 impl FromStr for FaultKinds {
     type Err = String;
 
@@ -54,15 +59,17 @@ impl FromStr for FaultKinds {
                         kills: true,
                         pauses: true,
                         loss: true,
+                        wipes: true,
                     }
                 }
                 "partition" | "partitions" => kinds.partitions = true,
                 "kill" | "kills" => kinds.kills = true,
                 "pause" | "pauses" => kinds.pauses = true,
                 "loss" => kinds.loss = true,
+                "wipe" | "wipes" => kinds.wipes = true,
                 other => {
                     return Err(format!(
-                        "unknown fault {other:?}; the faults are partition, kill, pause, loss, all"
+                        "unknown fault {other:?}; the faults are partition, kill, pause, loss, wipe, all"
                     ))
                 }
             }
@@ -78,6 +85,7 @@ impl FaultKinds {
             (self.kills, Kind::Kill),
             (self.pauses, Kind::Pause),
             (self.loss, Kind::Loss),
+            (self.wipes, Kind::Wipe),
         ]
         .into_iter()
         .filter_map(|(on, kind)| on.then_some(kind))
@@ -91,6 +99,7 @@ enum Kind {
     Kill,
     Pause,
     Loss,
+    Wipe,
 }
 
 /// One fault, as drawn.
@@ -111,6 +120,11 @@ pub enum Fault {
     Loss {
         member: usize,
         percent: u64,
+    },
+    /// `member` killed, its data wiped and restarted (it must refuse), then
+    /// replaced.
+    Wipe {
+        member: usize,
     },
 }
 
@@ -133,6 +147,11 @@ impl fmt::Display for Fault {
             Fault::Loss { member, percent } => {
                 write!(f, "m{} drops {percent}% of its peer packets", member + 1)
             }
+            Fault::Wipe { member } => write!(
+                f,
+                "SIGKILL m{}, wipe its data, restart, then replace it",
+                member + 1
+            ),
         }
     }
 }
@@ -189,6 +208,7 @@ impl Schedule {
                 member: victim,
                 percent: self.rng.between(10, 40),
             },
+            Kind::Wipe => Fault::Wipe { member: victim },
         };
         let lasts = self.duration(self.pacing.fault_min, self.pacing.fault_max);
         Some((fault, lasts))
@@ -269,10 +289,21 @@ pub enum FaultError {
     Member(#[from] MemberError),
     #[error("cannot set the firewall of {namespace}: {detail}")]
     Firewall { namespace: String, detail: String },
+    #[error("cannot wipe {path}: {source}")]
+    Wipe {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{what} failed: {detail}")]
+    Membership { what: String, detail: String },
 }
 
-/// Applies `fault`.
-pub fn apply(fault: &Fault, hosts: &Hosts, members: &mut Members) -> Result<(), FaultError> {
+/// Applies `fault`; a wipe's replacement is its record.
+pub async fn apply(
+    fault: &Fault,
+    hosts: &Hosts,
+    members: &mut Members,
+) -> Result<Option<Replacement>, FaultError> {
     match fault {
         Fault::Partition { cut, .. } => {
             for member in 0..hosts.count() {
@@ -302,11 +333,17 @@ pub fn apply(fault: &Fault, hosts: &Hosts, members: &mut Members) -> Result<(), 
             }
             set_firewall(hosts, *member, &rules)?;
         }
+        Fault::Wipe { member } => {
+            return replacement::wipe_and_replace(hosts, members, *member)
+                .await
+                .map(Some)
+        }
     }
-    Ok(())
+    Ok(None)
 }
 
-/// Undoes `fault`: reconnects, restarts or resumes.
+/// Undoes `fault`: reconnects, restarts or resumes (a wiped member was
+/// replaced and started when the fault was applied).
 pub fn heal(fault: &Fault, hosts: &Hosts, members: &mut Members) -> Result<(), FaultError> {
     match fault {
         Fault::Partition { .. } => {
@@ -321,6 +358,7 @@ pub fn heal(fault: &Fault, hosts: &Hosts, members: &mut Members) -> Result<(), F
         }
         Fault::Pause { member } => members.resume(*member),
         Fault::Loss { member, .. } => set_firewall(hosts, *member, "")?,
+        Fault::Wipe { .. } => {}
     }
     Ok(())
 }
@@ -426,9 +464,11 @@ mod tests {
     #[test]
     fn fault_names_parse_and_unknown_ones_are_refused() {
         let kinds: FaultKinds = "partition,kill".parse().unwrap();
-        assert!(kinds.partitions && kinds.kills && !kinds.pauses && !kinds.loss);
+        assert!(kinds.partitions && kinds.kills && !kinds.pauses && !kinds.loss && !kinds.wipes);
+        let wipes: FaultKinds = "wipe".parse().unwrap();
+        assert!(wipes.wipes && !wipes.kills);
         let all: FaultKinds = "all".parse().unwrap();
-        assert!(all.partitions && all.kills && all.pauses && all.loss);
+        assert!(all.partitions && all.kills && all.pauses && all.loss && all.wipes);
         assert!("partition,flood"
             .parse::<FaultKinds>()
             .unwrap_err()

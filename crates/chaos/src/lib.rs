@@ -2,12 +2,12 @@
 //! this proves the binary users run: `raftkv serve` members as real
 //! processes, each on a host of its own (a network namespace with its own
 //! address), under network partitions, SIGKILL and restart, SIGSTOP
-//! pauses and lossy links, while clients record a history that is checked
+//! pauses, lossy links and wiped data directories, while clients record a history that is checked
 //! (the register workload by the simulator's linearizability checker).
 //!
 //! The parts: [`hosts`] makes and removes the namespaces, [`members`] runs
 //! the processes in them, [`faults`] draws a seeded schedule and breaks
-//! things, [`connection`] is a client's way to the members, [`workload`]
+//! things ([`replacement`] replaces a wiped member), [`connection`] is a client's way to the members, [`workload`]
 //! starts and finishes the workloads and [`judge`] judges them ([`register`], [`set`] and
 //! [`watch`], the last two checked by [`set_check`] and [`watch_check`]),
 //! [`convergence`] and [`revisions`] are the checks every workload gets
@@ -25,6 +25,7 @@ pub mod judge;
 pub mod members;
 pub mod operation_points;
 pub mod register;
+pub mod replacement;
 pub mod report;
 pub mod revisions;
 pub mod run;

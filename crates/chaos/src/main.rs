@@ -24,7 +24,7 @@ struct Arguments {
     /// Seconds the clients run.
     #[arg(long, default_value_t = 60)]
     time: u64,
-    /// Faults to inject: a comma list of partition, kill, pause, loss, or all.
+    /// Faults to inject: a comma list of partition, kill, pause, loss, wipe, or all.
     #[arg(long, default_value = "all")]
     faults: FaultKinds,
     /// The workload: `register` (linearizable reads, puts and CAS on a few

@@ -49,6 +49,9 @@ pub struct Members {
     client_urls: Vec<String>,
     peer_urls: Vec<String>,
     extra_args: Vec<String>,
+    /// Members started with `--initial-cluster-state existing`: those
+    /// replaced after a wipe, which join the running cluster.
+    joining: Vec<bool>,
     processes: Vec<Option<Process>>,
 }
 
@@ -68,6 +71,7 @@ impl Members {
                 .map(|index| format!("http://{}:{PEER_PORT}", hosts.address(index)))
                 .collect(),
             extra_args: extra_args.to_vec(),
+            joining: vec![false; count],
             processes: (0..count).map(|_| None).collect(),
         }
     }
@@ -93,6 +97,21 @@ impl Members {
 
     pub fn client_urls(&self) -> &[String] {
         &self.client_urls
+    }
+
+    pub fn peer_url(&self, index: usize) -> &str {
+        &self.peer_urls[index]
+    }
+
+    /// The member's `--data-dir`.
+    pub fn data_dir(&self, index: usize) -> PathBuf {
+        self.dir.join(&self.names[index])
+    }
+
+    /// Starts member `index` with `--initial-cluster-state existing` from
+    /// now on, as a member added to a running cluster is started.
+    pub fn set_joining(&mut self, index: usize) {
+        self.joining[index] = true;
     }
 
     pub fn log_path(&self, index: usize) -> PathBuf {
@@ -138,12 +157,17 @@ impl Members {
             .args(self.server.leading_args())
             .args(["--name", name])
             .arg("--data-dir")
-            .arg(self.dir.join(name))
+            .arg(self.data_dir(index))
             .args(["--listen-client-urls", &self.client_urls[index]])
             .args(["--advertise-client-urls", &self.client_urls[index]])
             .args(["--listen-peer-urls", &self.peer_urls[index]])
             .args(["--initial-advertise-peer-urls", &self.peer_urls[index]])
             .args(["--initial-cluster", &initial_cluster])
+            .args(if self.joining[index] {
+                &["--initial-cluster-state", "existing"][..]
+            } else {
+                &[]
+            })
             .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log)
@@ -185,6 +209,27 @@ impl Members {
                 signal(&process.child, Signal::CONT);
                 process.paused = false;
             }
+        }
+    }
+
+    /// Waits up to `within` for member `index` to exit by itself; its exit
+    /// status, or `None` if it still runs (or was not running).
+    pub async fn wait_for_exit(
+        &mut self,
+        index: usize,
+        within: std::time::Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let process = self.processes[index].as_mut()?;
+            if let Ok(Some(status)) = process.child.try_wait() {
+                self.processes[index] = None;
+                return Some(status);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
 

@@ -13,6 +13,7 @@ use crate::connection::CallErrors;
 use crate::convergence::HashCheck;
 use crate::faults::Fault;
 use crate::judge::Verdicts;
+use crate::replacement::Replacement;
 use crate::revisions::Regression;
 use crate::run::RECOVERY_MAX;
 use crate::workload::{Counts, Workload};
@@ -40,6 +41,8 @@ pub struct Report {
     pub faults: Vec<Injected>,
     /// Members that exited by themselves: name and exit status.
     pub crashed_members: Vec<(String, String)>,
+    /// Each wiped member: whether it refused to rejoin, and its replacement.
+    pub replacements: Vec<Replacement>,
     /// From the final heal to a write acknowledged and a linearizable read
     /// answered by every member; `None` if that took over `RECOVERY_MAX`.
     pub final_recovery: Option<Duration>,
@@ -57,13 +60,18 @@ pub struct Report {
 impl Report {
     /// Whether the run is valid: the workload's check passed, the cluster
     /// recovered in time, the members hold the same data, no client saw a
-    /// member's revision go backwards, and no member died of a fault.
+    /// member's revision go backwards, no member died of a fault, and
+    /// every wiped member refused to rejoin.
     pub fn is_valid(&self) -> bool {
         self.verdicts.is_valid()
             && self.final_recovery.is_some()
             && self.hashes.agrees()
             && self.revision_regressions.is_empty()
             && self.crashed_members.is_empty()
+            && self
+                .replacements
+                .iter()
+                .all(|replacement| replacement.refusal.refused())
     }
 }
 
@@ -125,6 +133,9 @@ impl fmt::Display for Report {
                 "recovery after the last heal: NOT within {RECOVERY_MAX:?}"
             )?,
         }
+        for replacement in &self.replacements {
+            writeln!(f, "{replacement}")?;
+        }
         for (name, status) in &self.crashed_members {
             writeln!(f, "member {name} exited by itself: {status}")?;
         }
@@ -179,7 +190,49 @@ impl fmt::Display for Report {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::process::ExitStatusExt as _;
+    use std::process::ExitStatus;
+
+    use sim::linearizability::Verdict;
+
     use super::*;
+    use crate::convergence::MemberHash;
+    use crate::replacement::Refusal;
+
+    /// A report of a run where every check passed and `m1` was wiped,
+    /// restarted as `exit` and logging `logged`, then replaced.
+    fn report_after_a_wipe(exit: Option<ExitStatus>, logged: &str) -> Report {
+        Report {
+            nodes: 3,
+            seed: 1,
+            workload: Workload::Register,
+            counts: Counts::default(),
+            faults: Vec::new(),
+            crashed_members: Vec::new(),
+            replacements: vec![Replacement {
+                member: "m1".to_owned(),
+                refusal: Refusal::judge(exit, logged),
+                removed_id: 0x11,
+                added_id: 0x11,
+            }],
+            final_recovery: Some(Duration::from_millis(10)),
+            hashes: HashCheck {
+                revision: Some(2),
+                hashes: vec![MemberHash {
+                    member: "m1".to_owned(),
+                    hash: Ok(7),
+                }],
+            },
+            revision_regressions: Vec::new(),
+            verdicts: Verdicts::Register {
+                verdict: Verdict::Linearizable,
+                story: None,
+            },
+            client_errors: Vec::new(),
+            history_file: None,
+            timeline_file: None,
+        }
+    }
 
     fn healed(recovered_after_ms: Option<f64>) -> Injected {
         Injected {
@@ -203,5 +256,20 @@ mod tests {
         assert_eq!(median_and_max(&faults[..3]), Some((10.0, 40.0)));
         assert_eq!(median_and_max(&[healed(None)]), None);
         assert_eq!(median_and_max(&[]), None);
+    }
+
+    #[test]
+    fn a_wiped_member_that_rejoined_makes_the_run_invalid() {
+        let refused = report_after_a_wipe(
+            Some(ExitStatus::from_raw(1 << 8)),
+            "error=member 11 has already been bootstrapped: ...",
+        );
+        assert!(refused.is_valid(), "{refused}");
+        let rejoined = report_after_a_wipe(None, "member started");
+        assert!(!rejoined.is_valid());
+        assert!(
+            rejoined.to_string().contains("m1 wiped: DID NOT REFUSE"),
+            "{rejoined}"
+        );
     }
 }

@@ -131,6 +131,7 @@ pub async fn run(options: &RunOptions) -> Result<Report, RunError> {
 
     let mut crashed_members = Vec::new();
     let mut injected = Vec::new();
+    let mut replacements = Vec::new();
     let mut schedule = Schedule::new(
         options.seed,
         options.faults,
@@ -147,7 +148,9 @@ pub async fn run(options: &RunOptions) -> Result<Report, RunError> {
             break;
         };
         let started_ms = clock.now_ns() as f64 / 1e6;
-        faults::apply(&fault, &hosts, &mut members)?;
+        if let Some(replacement) = faults::apply(&fault, &hosts, &mut members).await? {
+            replacements.push(replacement);
+        }
         tokio::time::sleep(lasts).await;
         note_exits(&mut members, &mut crashed_members);
         faults::heal(&fault, &hosts, &mut members)?;
@@ -202,6 +205,7 @@ pub async fn run(options: &RunOptions) -> Result<Report, RunError> {
         counts: judged.counts,
         faults: injected,
         crashed_members,
+        replacements,
         final_recovery,
         hashes,
         revision_regressions: regressions(&judged.revisions),

@@ -115,6 +115,7 @@ fn kind_of(fault: &Fault) -> &'static str {
         Fault::Kill { .. } => "kill",
         Fault::Pause { .. } => "pause",
         Fault::Loss { .. } => "loss",
+        Fault::Wipe { .. } => "wipe",
     }
 }
 

@@ -1,6 +1,7 @@
 //! The real-process fault suite in CI: `raftkv serve` members, each in its
 //! own network namespace, under a seeded schedule of partitions, SIGKILLs,
-//! SIGSTOP pauses and lossy links, while ten clients (failing over between
+//! SIGSTOP pauses, lossy links and wiped data directories (the wiped member
+//! must refuse to rejoin and is then replaced), while ten clients (failing over between
 //! members) run a workload (see the `chaos` crate; `tests/chaos/run` is the
 //! same run from the command line, of any length): a register history that
 //! the simulator's checker judges, a set built by compare-and-set adds, or
@@ -8,7 +9,8 @@
 //! run also requires, after the heal, equal HashKV on every member and no
 //! header revision going backwards on a member. The negative controls read
 //! without the read barrier under partitions, and append to the set without
-//! the compare; both runs must be called invalid. 10 s to 30 s each; needs
+//! the compare; both runs must be called invalid. A short run of wipes alone
+//! makes sure at least one replacement happens. 10 s to 30 s each; needs
 //! root, `ip` and `iptables` (under CI their absence fails the test instead
 //! of skipping it).
 
@@ -152,6 +154,22 @@ async fn three_watchers_see_every_event_once_in_order_under_every_fault() {
     assert!(
         matches!(&report.verdicts, Verdicts::Watch(verdict) if verdict.reference_events > 0),
         "no event to watch:\n{report}"
+    );
+    assert!(report.is_valid(), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_refuse_and_replace_wiped_members() {
+    if !hosts_possible() {
+        return;
+    }
+    let report = run(&options(Workload::Register, 3, 15, "wipe", 6))
+        .await
+        .unwrap_or_else(|error| panic!("the run could not be carried out: {error}"));
+    eprintln!("{report}");
+    assert!(
+        !report.replacements.is_empty(),
+        "no member was wiped:\n{report}"
     );
     assert!(report.is_valid(), "{report}");
 }

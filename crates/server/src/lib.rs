@@ -17,6 +17,8 @@
 //! - [`node`]: the node thread running the `node` crate's loop over the WAL,
 //!   mvcc and the transport; its handle is the [`backend::Backend`].
 //! - [`transport`]: Raft messages between members over gRPC streams.
+//! - [`startup`]: what a member without data asks its peers before it starts:
+//!   refuse a wiped member, adopt the id of the cluster it joins.
 //! - [`serve`]: a whole member: listeners, transport, node, clean shutdown.
 
 pub mod api;
@@ -28,5 +30,6 @@ pub mod node;
 pub mod peer_codec;
 pub mod proto;
 pub mod serve;
+pub mod startup;
 pub mod transport;
 pub mod watch;

@@ -1,6 +1,7 @@
 //! `raftkv serve` as a library call: binds the peer and client listeners,
 //! starts the transport and the node, serves the peer service and etcd's
-//! client API until told to stop, then stops in order: client listeners stop
+//! client API until told to stop (a member without data first asks its
+//! peers, see [`crate::startup`]), then stops in order: client listeners stop
 //! accepting while the node hands leadership over, finishes its turn and
 //! flushes the state machine; the peer listeners close last. It owns the
 //! process's sockets and their lifetime, never a Raft decision.
@@ -21,6 +22,7 @@ use crate::config::{Scheme, ServeConfig, Url};
 use crate::lease::{LeaseOptions, Lessor};
 use crate::node::{Node, NodeError, NodeOptions};
 use crate::proto::raftkvpb::peer_server::PeerServer;
+use crate::startup::{self, StartupError};
 use crate::transport::{
     AuthorityFix, PeerService, SenderIdentity, Transport, PEER_MESSAGE_BYTES_MAX,
 };
@@ -39,6 +41,8 @@ pub enum ServeError {
     Resolve { url: String, reason: String },
     #[error("cannot listen on {url}: {source}; is another process using the port?")]
     Listen { url: String, source: std::io::Error },
+    #[error(transparent)]
+    Startup(#[from] StartupError),
     #[error(transparent)]
     Node(#[from] NodeError),
     #[error("the node stopped by itself; see the log above")]
@@ -84,6 +88,9 @@ pub async fn run(
     config: ServeConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    // Asked before binding: a peer asking this member in turn is refused at
+    // once rather than left waiting for an answer that comes only later.
+    let config = startup::prepare(config).await?;
     let peer_listeners = bind_all(config.listen_peer_urls()).await?;
     let client_listeners = bind_all(config.listen_client_urls()).await?;
     let peers: Vec<_> = config

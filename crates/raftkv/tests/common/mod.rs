@@ -96,6 +96,38 @@ impl Cluster {
             .join(",")
     }
 
+    /// The member's `--data-dir`.
+    pub fn data_dir(&self, index: usize) -> PathBuf {
+        self.dir.path().join(&self.members[index].name)
+    }
+
+    pub fn peer_url(&self, index: usize) -> String {
+        format!("http://127.0.0.1:{}", self.members[index].peer_port)
+    }
+
+    /// Starts the member with `--initial-cluster-state existing` from now on,
+    /// as a replacement added by `member add` is started.
+    pub fn set_joining(&mut self, index: usize) {
+        self.members[index].joining = true;
+    }
+
+    /// Waits (up to `within`) for the member to exit by itself; its exit
+    /// status, or `None` while it still runs (it is then left running).
+    pub fn wait_for_exit(&mut self, index: usize, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            let child = self.members[index].child.as_mut().expect("member started");
+            if let Some(status) = child.try_wait().expect("wait for member") {
+                self.members[index].child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn log_path(&self, index: usize) -> PathBuf {
         self.dir
             .path()
@@ -121,7 +153,7 @@ impl Cluster {
             .arg("serve")
             .args(["--name", &member.name])
             .arg("--data-dir")
-            .arg(self.dir.path().join(&member.name))
+            .arg(self.data_dir(index))
             .args(["--listen-client-urls", &client_url])
             .args(["--advertise-client-urls", &client_url])
             .args(["--listen-peer-urls", &peer_url])

@@ -522,9 +522,18 @@ impl ServeConfig {
         self.member_id
     }
 
-    /// The cluster's id, derived from the initial members' ids.
+    /// The cluster's id: derived from the initial members' ids, unless the
+    /// member joined a cluster whose id its peers told it
+    /// ([`ServeConfig::with_cluster_id`]).
     pub fn cluster_id(&self) -> u64 {
         self.cluster_id
+    }
+
+    /// The same configuration in the cluster `cluster_id`: a member joining
+    /// a running cluster takes the id that cluster already has, which its
+    /// flags cannot derive once the founding members changed.
+    pub fn with_cluster_id(self, cluster_id: u64) -> Self {
+        Self { cluster_id, ..self }
     }
 
     /// The core's configuration for this member: one tick per heartbeat

@@ -12,7 +12,7 @@
 //! snapshots) is the `node` crate's, the same code the simulator runs; this
 //! module only gives it threads, queues, real time and its storage.
 
-mod disk;
+pub(crate) mod disk;
 mod machine;
 mod members_file;
 mod thread;

@@ -1,14 +1,19 @@
 //! Receiving: the `raftkvpb.Peer` service. Each member's stream delivers
 //! batches; every message is decoded and handed to the node, or dropped when
 //! the node's inbox is full. A stream from another cluster, or with bytes
-//! that are not our messages, is refused with an error naming why.
+//! that are not our messages, is refused with an error naming why. Also
+//! answers a starting member's question about the cluster (`Members`).
 
 use raft::Message;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{CLIENT_URLS_METADATA, CLUSTER_ID_METADATA, MEMBER_ID_METADATA};
+use crate::backend::Backend;
 use crate::node::NodeHandle;
-use crate::proto::raftkvpb::{peer_server::Peer, MessageBatch, SendMessagesResponse};
+use crate::proto::raftkvpb::{
+    peer_server::Peer, MembersRequest, MembersResponse, MessageBatch, PeerMember,
+    SendMessagesResponse,
+};
 
 /// The peer service of one member.
 #[derive(Debug)]
@@ -95,5 +100,28 @@ impl Peer for PeerService {
             }
         }
         Ok(Response::new(SendMessagesResponse { batches_received }))
+    }
+
+    async fn members(
+        &self,
+        _: Request<MembersRequest>,
+    ) -> Result<Response<MembersResponse>, Status> {
+        let members = self
+            .node
+            .members()
+            .into_iter()
+            .map(|member| PeerMember {
+                id: member.id,
+                name: member.name,
+                peer_urls: member.peer_urls,
+                client_urls: member.client_urls,
+                is_learner: member.is_learner,
+            })
+            .collect();
+        Ok(Response::new(MembersResponse {
+            cluster_id: self.cluster_id,
+            member_id: self.node.member_id(),
+            members,
+        }))
     }
 }

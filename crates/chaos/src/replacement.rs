@@ -1,0 +1,268 @@
+//! The wipe fault: a member is killed, its data directory wiped and the
+//! member restarted as it was. Having forgotten its votes and its log, it
+//! must refuse to rejoin as the same member (etcd's "has already been
+//! bootstrapped"); the run records the refusal, then replaces the member the
+//! documented way: `member remove`, `member add` with the same peer URL, and
+//! a start with an empty data directory and `--initial-cluster-state
+//! existing`.
+//!
+//! Owns: the wipe, the refusal's record and the replacement. Must never:
+//! wait without a bound, or call a member that kept running "refused".
+
+use std::fmt;
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use server::proto::etcdserverpb::cluster_client::ClusterClient;
+use server::proto::etcdserverpb::{MemberAddRequest, MemberListRequest, MemberRemoveRequest};
+
+use crate::faults::FaultError;
+use crate::hosts::Hosts;
+use crate::members::Members;
+
+/// How long a wiped member may take to refuse and exit.
+const REFUSAL_MAX: Duration = Duration::from_secs(15);
+/// How long the replacement's membership changes may take, retries included.
+const MEMBERSHIP_CHANGE_MAX: Duration = Duration::from_secs(30);
+/// How long one membership call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// What the refusal says, as etcd says it.
+const REFUSAL_TEXT: &str = "has already been bootstrapped";
+
+/// How the wiped member's restart ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// Its exit status, `None` if it kept running (it was then killed).
+    pub status: Option<String>,
+    /// The line of its log that says it refused, if one does.
+    pub message: Option<String>,
+    exited_with_failure: bool,
+}
+
+impl Refusal {
+    /// Judges the restart from its exit status and what it logged.
+    pub fn judge(status: Option<ExitStatus>, log_since_start: &str) -> Refusal {
+        Refusal {
+            status: status.map(|status| status.to_string()),
+            message: log_since_start
+                .lines()
+                .find_map(refusal_sentence)
+                .map(str::to_owned),
+            exited_with_failure: status.is_some_and(|status| !status.success()),
+        }
+    }
+
+    /// Whether the member refused: it exited with a failure and said why.
+    pub fn refused(&self) -> bool {
+        self.exited_with_failure && self.message.is_some()
+    }
+}
+
+/// "member <id> has already been bootstrapped", when `line` says it.
+fn refusal_sentence(line: &str) -> Option<&str> {
+    let end = line.find(REFUSAL_TEXT)? + REFUSAL_TEXT.len();
+    let start = line[..end].rfind("member ")?;
+    Some(&line[start..end])
+}
+
+/// One wiped member and its replacement.
+#[derive(Clone, Debug)]
+pub struct Replacement {
+    pub member: String,
+    pub refusal: Refusal,
+    /// The id `member remove` removed and the id `member add` gave the
+    /// replacement (raftkv derives ids from peer URLs, so they are equal).
+    pub removed_id: u64,
+    pub added_id: u64,
+}
+
+impl fmt::Display for Replacement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let how = if self.refusal.refused() {
+            "refused to rejoin"
+        } else {
+            "DID NOT REFUSE to rejoin"
+        };
+        write!(
+            f,
+            "{} wiped: {how} (exit: {}; said: {}); removed {:x}, added {:x}, started existing",
+            self.member,
+            self.refusal.status.as_deref().unwrap_or("still running"),
+            self.refusal.message.as_deref().unwrap_or("nothing"),
+            self.removed_id,
+            self.added_id
+        )
+    }
+}
+
+/// Kills member `index`, wipes its data, restarts it, records how that
+/// ended, then replaces it and starts the replacement.
+pub async fn wipe_and_replace(
+    hosts: &Hosts,
+    members: &mut Members,
+    index: usize,
+) -> Result<Replacement, FaultError> {
+    members.kill(index);
+    let data_dir = members.data_dir(index);
+    std::fs::remove_dir_all(&data_dir).or_else(|error| match error.kind() {
+        std::io::ErrorKind::NotFound => Ok(()),
+        _ => Err(FaultError::Wipe {
+            path: data_dir.clone(),
+            source: error,
+        }),
+    })?;
+    let log_path = members.log_path(index);
+    let logged_before = std::fs::metadata(&log_path).map_or(0, |meta| meta.len());
+    members.start(hosts, index)?;
+    let status = members.wait_for_exit(index, REFUSAL_MAX).await;
+    if status.is_none() {
+        members.kill(index);
+    }
+    let log = std::fs::read(&log_path).unwrap_or_default();
+    let since_start = log.get(logged_before as usize..).unwrap_or_default();
+    let refusal = Refusal::judge(status, &String::from_utf8_lossy(since_start));
+
+    let peer_url = members.peer_url(index).to_owned();
+    let others: Vec<String> = (0..members.count())
+        .filter(|&other| other != index)
+        .map(|other| members.client_url(other).to_owned())
+        .collect();
+    let removed_id = remove_member_with_peer_url(&others, &peer_url).await?;
+    let added_id = add_member(&others, &peer_url).await?;
+    // A member that did not refuse wrote data; the replacement starts empty.
+    let _ = std::fs::remove_dir_all(&data_dir);
+    members.set_joining(index);
+    members.start(hosts, index)?;
+    Ok(Replacement {
+        member: members.name(index).to_owned(),
+        refusal,
+        removed_id,
+        added_id,
+    })
+}
+
+async fn cluster_client(endpoint: &str) -> Option<ClusterClient<tonic::transport::Channel>> {
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
+        .ok()?
+        .connect_timeout(CALL_TIMEOUT)
+        .timeout(CALL_TIMEOUT)
+        .connect()
+        .await
+        .ok()?;
+    Some(ClusterClient::new(channel))
+}
+
+/// Calls `call` on each endpoint in turn (followers refuse membership
+/// changes, an election may be under way) until one answers or
+/// [`MEMBERSHIP_CHANGE_MAX`] has passed.
+async fn on_some_member<T, F, Fut>(
+    endpoints: &[String],
+    what: &str,
+    mut call: F,
+) -> Result<T, FaultError>
+where
+    F: FnMut(ClusterClient<tonic::transport::Channel>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let deadline = Instant::now() + MEMBERSHIP_CHANGE_MAX;
+    let mut last_error = String::from("no member reachable");
+    for endpoint in endpoints.iter().cycle() {
+        if Instant::now() >= deadline {
+            break;
+        }
+        if let Some(client) = cluster_client(endpoint).await {
+            match tokio::time::timeout(CALL_TIMEOUT, call(client)).await {
+                Ok(Ok(answer)) => return Ok(answer),
+                Ok(Err(status)) => last_error = format!("{endpoint}: {}", status.message()),
+                Err(_) => last_error = format!("{endpoint}: no answer within {CALL_TIMEOUT:?}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(FaultError::Membership {
+        what: what.to_owned(),
+        detail: last_error,
+    })
+}
+
+/// Removes the member whose peer URL is `peer_url`; its id.
+async fn remove_member_with_peer_url(
+    endpoints: &[String],
+    peer_url: &str,
+) -> Result<u64, FaultError> {
+    let listed = on_some_member(endpoints, "member list", |mut client| async move {
+        Ok(client
+            .member_list(MemberListRequest {})
+            .await?
+            .into_inner()
+            .members)
+    })
+    .await?;
+    let id = listed
+        .iter()
+        .find(|member| member.peer_ur_ls.iter().any(|url| url == peer_url))
+        .map(|member| member.id)
+        .ok_or_else(|| FaultError::Membership {
+            what: "member list".to_owned(),
+            detail: format!("no member has the peer URL {peer_url}"),
+        })?;
+    on_some_member(endpoints, "member remove", |mut client| async move {
+        client.member_remove(MemberRemoveRequest { id }).await
+    })
+    .await?;
+    Ok(id)
+}
+
+/// Adds a voter with the peer URL `peer_url`; the id it was given.
+async fn add_member(endpoints: &[String], peer_url: &str) -> Result<u64, FaultError> {
+    let added = on_some_member(endpoints, "member add", |mut client| async move {
+        client
+            .member_add(MemberAddRequest {
+                peer_ur_ls: vec![peer_url.to_owned()],
+                is_learner: false,
+            })
+            .await
+    })
+    .await?;
+    added
+        .into_inner()
+        .member
+        .map(|member| member.id)
+        .ok_or_else(|| FaultError::Membership {
+            what: "member add".to_owned(),
+            detail: "the answer names no member".to_owned(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt as _;
+
+    use super::*;
+
+    const SAID: &str =
+        "ERROR raftkv::serve: failed error=member 3 has already been bootstrapped: ...";
+
+    #[test]
+    fn a_failed_exit_that_says_why_is_a_refusal() {
+        let refusal = Refusal::judge(
+            Some(ExitStatus::from_raw(1 << 8)),
+            &format!("starting\n{SAID}\n"),
+        );
+        assert!(refusal.refused());
+        assert_eq!(
+            refusal.message.as_deref(),
+            Some("member 3 has already been bootstrapped")
+        );
+    }
+
+    #[test]
+    fn running_exiting_cleanly_or_failing_for_another_reason_is_not() {
+        let kept_running = Refusal::judge(None, SAID);
+        let exited_cleanly = Refusal::judge(Some(ExitStatus::from_raw(0)), SAID);
+        let failed_otherwise = Refusal::judge(Some(ExitStatus::from_raw(1 << 8)), "cannot listen");
+        for refusal in [kept_running, exited_cleanly, failed_otherwise] {
+            assert!(!refusal.refused(), "{refusal:?}");
+        }
+    }
+}
