@@ -26,6 +26,7 @@ mod log_store;
 mod log_view;
 mod record;
 mod recovery;
+mod sector;
 mod segment;
 mod snapshot_file;
 mod wal;
