@@ -299,7 +299,8 @@ fn read_batch(
         after_run += 1;
     }
     let stream_offset = |position: usize| {
-        Sectors::offset(first + position / SECTOR_DATA_BYTES) + (position % SECTOR_DATA_BYTES) as u64
+        Sectors::offset(first + position / SECTOR_DATA_BYTES)
+            + (position % SECTOR_DATA_BYTES) as u64
     };
     let mut records = Vec::new();
     let mut position = 0;
@@ -574,7 +575,10 @@ mod tests {
                     end_offset: ((last.first_sector + persisted) * SECTOR_BYTES) as u64,
                 })
             );
-            assert_eq!(scanned.next_write_number, 3, "the cut write's number is reused");
+            assert_eq!(
+                scanned.next_write_number, 3,
+                "the cut write's number is reused"
+            );
         }
     }
 
@@ -628,7 +632,10 @@ mod tests {
             matches!(error, WalError::Corrupt { offset: at, .. } if at == (last.first_sector * SECTOR_BYTES) as u64),
             "{error}"
         );
-        assert!(error.to_string().contains("may have been acknowledged"), "{error}");
+        assert!(
+            error.to_string().contains("may have been acknowledged"),
+            "{error}"
+        );
     }
 
     #[test]

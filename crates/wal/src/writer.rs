@@ -273,7 +273,11 @@ impl SegmentWriter {
             return Ok(());
         }
         self.framed.clear();
-        sector::frame_batch(&self.pending, self.active.next_write_number, &mut self.framed);
+        sector::frame_batch(
+            &self.pending,
+            self.active.next_write_number,
+            &mut self.framed,
+        );
         debug_assert!(
             self.active.written_offset + self.framed.len() as u64 <= self.config.segment_bytes
         );
