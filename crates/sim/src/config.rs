@@ -35,7 +35,7 @@ pub struct NetworkConfig {
 pub struct DiskConfig {
     pub fsync_us_min: u64,
     pub fsync_us_max: u64,
-    /// Chance that a crash keeps a torn prefix of a file's first unsynced
+    /// Chance that a crash keeps some sectors of a file's first unsynced
     /// write (the log's records, the store's pages), and a prefix of a
     /// directory's unsynced changes, instead of none of them.
     pub torn_write_probability: f64,

@@ -136,8 +136,10 @@ fn after(log: &LogState, (hard_state, entries): &(HardState, Vec<Entry>)) -> Log
 }
 
 /// A log the crash may have left: the acknowledged one, or the in-flight
-/// batch (whose entries start at `first_written`) applied whole or in part:
-/// a prefix of its records, entries first and the hard state last.
+/// batch (whose entries start at `first_written`) applied whole or in part.
+/// In part only when the batch spanned a segment rollover: the records in the
+/// segment it sealed were synced then, and those in the new segment, torn or
+/// lost, are cut whole. Entries come first and the hard state last.
 fn is_allowed_outcome(
     recovered: &LogState,
     acknowledged: &LogState,

@@ -1,7 +1,18 @@
-//! The durable Raft log of one member: segmented, checksummed, append-only
-//! files with group commit, atomic snapshots, and recovery that cuts a torn
-//! last write but refuses to start on anything that could be lost or damaged
-//! acknowledged data.
+//! The durable Raft log of one member: segmented, append-only files with
+//! group commit, atomic snapshots, and recovery that cuts a torn last write
+//! but refuses to start on anything that could be lost or damaged data that
+//! may have been acknowledged.
+//!
+//! Every write batch is framed in 512-byte sectors, each with its own
+//! checksum and the batch's write number, so recovery can tell the two apart
+//! from what it reads: a crash leaves each sector of the unsynced write whole
+//! or all zeros, while corruption leaves a sector that fails its checksum.
+//! Only a batch with some sectors unwritten and none damaged, and nothing
+//! later after it, is cut: its sync cannot have returned. A flipped byte, even
+//! in the last record, refuses the open with the file and offset. A lost write
+//! of the very last batch is indistinguishable from a torn one and is cut;
+//! replication covers it. The failure model is spelled out in `sector`, the
+//! rules in `segment`.
 //!
 //! It owns the bytes on disk and their format. It never interprets commands
 //! and knows nothing of the network.
@@ -26,6 +37,7 @@ mod log_store;
 mod log_view;
 mod record;
 mod recovery;
+mod sector;
 mod segment;
 mod snapshot_file;
 mod wal;

@@ -9,13 +9,14 @@
 //! ```text
 //! 0..4    crc32c over bytes 4..16 of the header and the payload
 //! 4..8    payload length in bytes (u32, little endian)
-//! 8..12   batch start: segment offset of the first record of the write batch
-//!         this record was written in (lets recovery tell a torn last batch
-//!         from damage to an earlier, acknowledged one)
+//! 8..12   reserved, zero
 //! 12      kind (1 entries, 2 hard state, 3 snapshot marker; 0 is never valid,
 //!         so preallocated zeros never parse as a record)
 //! 13..16  reserved, zero
 //! ```
+//!
+//! Records live in the byte stream the sectors carry (see `sector`): a record
+//! may span sectors, and the stream of one write batch ends with zero bytes.
 
 use raft::{ConfChange, ConfChangeKind, Entry, EntryKind, HardState, LogIndex, NodeId, Term};
 
@@ -97,7 +98,6 @@ impl std::fmt::Display for FrameDefect {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Frame<'a> {
     pub(crate) kind: u8,
-    pub(crate) batch_start: u32,
     pub(crate) payload: &'a [u8],
     /// Offset just past this record and its padding.
     pub(crate) next_offset: usize,
@@ -185,11 +185,11 @@ pub(crate) fn snapshot_marker_record_bytes() -> usize {
 }
 
 /// Appends a framed entries record to `out`. `entries` must be non-empty and contiguous.
-pub(crate) fn encode_entries(out: &mut Vec<u8>, batch_start: u32, entries: &[Entry]) {
+pub(crate) fn encode_entries(out: &mut Vec<u8>, entries: &[Entry]) {
     debug_assert!(!entries.is_empty());
     debug_assert!(entries.windows(2).all(|w| w[1].index == w[0].index + 1));
     let count = u32::try_from(entries.len()).expect("entries per record fit in u32");
-    encode_frame(out, KIND_ENTRIES, batch_start, |payload| {
+    encode_frame(out, KIND_ENTRIES, |payload| {
         payload.extend_from_slice(&entries[0].index.to_le_bytes());
         payload.extend_from_slice(&count.to_le_bytes());
         for entry in entries {
@@ -207,16 +207,16 @@ pub(crate) fn encode_entries(out: &mut Vec<u8>, batch_start: u32, entries: &[Ent
     });
 }
 
-pub(crate) fn encode_hard_state(out: &mut Vec<u8>, batch_start: u32, hard_state: &HardState) {
-    encode_frame(out, KIND_HARD_STATE, batch_start, |payload| {
+pub(crate) fn encode_hard_state(out: &mut Vec<u8>, hard_state: &HardState) {
+    encode_frame(out, KIND_HARD_STATE, |payload| {
         payload.extend_from_slice(&hard_state.term.to_le_bytes());
         payload.extend_from_slice(&hard_state.vote.to_le_bytes());
         payload.extend_from_slice(&hard_state.commit.to_le_bytes());
     });
 }
 
-pub(crate) fn encode_snapshot_marker(out: &mut Vec<u8>, batch_start: u32, marker: &SnapshotMarker) {
-    encode_frame(out, KIND_SNAPSHOT_MARKER, batch_start, |payload| {
+pub(crate) fn encode_snapshot_marker(out: &mut Vec<u8>, marker: &SnapshotMarker) {
+    encode_frame(out, KIND_SNAPSHOT_MARKER, |payload| {
         payload.extend_from_slice(&marker.index.to_le_bytes());
         payload.extend_from_slice(&marker.term.to_le_bytes());
         payload.push(u8::from(marker.entries_kept));
@@ -224,19 +224,13 @@ pub(crate) fn encode_snapshot_marker(out: &mut Vec<u8>, batch_start: u32, marker
 }
 
 /// Writes header, payload (via `write_payload`) and padding; fills in length and checksum last.
-fn encode_frame(
-    out: &mut Vec<u8>,
-    kind: u8,
-    batch_start: u32,
-    write_payload: impl FnOnce(&mut Vec<u8>),
-) {
+fn encode_frame(out: &mut Vec<u8>, kind: u8, write_payload: impl FnOnce(&mut Vec<u8>)) {
     let start = out.len();
     out.resize(start + RECORD_HEADER_BYTES, 0);
     write_payload(out);
     let payload_bytes = out.len() - start - RECORD_HEADER_BYTES;
     let length = u32::try_from(payload_bytes).expect("record payload fits in u32");
     out[start + 4..start + 8].copy_from_slice(&length.to_le_bytes());
-    out[start + 8..start + 12].copy_from_slice(&batch_start.to_le_bytes());
     out[start + 12] = kind;
     let crc = crc32c::crc32c(&out[start + 4..]);
     out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
@@ -257,7 +251,7 @@ pub(crate) fn read_frame(segment: &[u8], offset: usize) -> Result<Frame<'_>, Fra
     if !matches!(kind, KIND_ENTRIES | KIND_HARD_STATE | KIND_SNAPSHOT_MARKER) {
         return Err(FrameDefect::UnknownKind(kind));
     }
-    if header[13..16] != [0, 0, 0] {
+    if header[8..12] != [0, 0, 0, 0] || header[13..16] != [0, 0, 0] {
         return Err(FrameDefect::ReservedBytesSet);
     }
     let length = u32_at(header, 4);
@@ -276,7 +270,6 @@ pub(crate) fn read_frame(segment: &[u8], offset: usize) -> Result<Frame<'_>, Fra
     }
     Ok(Frame {
         kind,
-        batch_start: u32_at(header, 8),
         payload: &segment[payload_start..payload_end],
         next_offset: (offset + framed_bytes(length as usize)).min(segment.len()),
     })
@@ -449,9 +442,9 @@ mod tests {
 
     fn encode(out: &mut Vec<u8>, record: &Record) {
         match record {
-            Record::Entries(entries) => encode_entries(out, 7, entries),
-            Record::HardState(hard_state) => encode_hard_state(out, 7, hard_state),
-            Record::SnapshotMarker(marker) => encode_snapshot_marker(out, 7, marker),
+            Record::Entries(entries) => encode_entries(out, entries),
+            Record::HardState(hard_state) => encode_hard_state(out, hard_state),
+            Record::SnapshotMarker(marker) => encode_snapshot_marker(out, marker),
         }
     }
 
@@ -493,7 +486,7 @@ mod tests {
             data: stored.to_vec(),
         };
         let mut bytes = Vec::new();
-        encode_entries(&mut bytes, 0, &[entry]);
+        encode_entries(&mut bytes, &[entry]);
         let kind_offset = RECORD_HEADER_BYTES + ENTRIES_PAYLOAD_HEADER_BYTES + 8;
         bytes[kind_offset] = kind_byte;
         let payload_end = RECORD_HEADER_BYTES + u32_at(&bytes, 4) as usize;
@@ -530,7 +523,7 @@ mod tests {
     #[test]
     fn length_past_the_segment_is_a_defect_not_a_panic() {
         let mut bytes = Vec::new();
-        encode_hard_state(&mut bytes, 0, &HardState::default());
+        encode_hard_state(&mut bytes, &HardState::default());
         bytes[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(
             read_frame(&bytes, 0),

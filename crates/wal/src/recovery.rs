@@ -99,6 +99,7 @@ pub(crate) fn recover(
         sequence,
         path,
         end_offset: scanned.end_offset,
+        next_write_number: scanned.next_write_number,
         max_entry_index,
         sealed,
         head: HeadState { marker, hard_state },
@@ -196,14 +197,16 @@ fn check_commit_within_log(
     Ok(())
 }
 
-/// Zeroes the bytes a torn write left, so a later append that ends at a
-/// record boundary inside them can never make stale bytes parse as records.
+/// Zeroes the sectors a torn last write left, so that every sector the next
+/// write does not fill reads as unwritten again (the failure model relies on
+/// no sector being written twice with data). A crash during this leaves a
+/// subset of the same sectors: the same torn write, cut again on the next open.
 fn cut_torn_tail(fs: &dyn FileSystem, path: &Path, torn: TornTail) -> Result<(), WalError> {
     tracing::warn!(
         path = %path.display(),
         offset = torn.offset,
         bytes = torn.end_offset - torn.offset,
-        "cutting a torn write at the tail of the log (it was never acknowledged)"
+        "cutting a torn last write at the tail of the log (some of its sectors never reached the disk, so its sync never returned and it was never acknowledged)"
     );
     let file = fs
         .open(path)
@@ -291,7 +294,7 @@ impl Replay {
         let Some(marker) = self.marker else {
             return Err(WalError::corrupt(
                 &self.first_segment,
-                segment::SEGMENT_HEADER_BYTES as u64,
+                segment::FIRST_BATCH_OFFSET,
                 "no snapshot marker in any segment (every segment starts with one)",
             ));
         };

@@ -35,7 +35,7 @@ use crate::writer::{HeadState, SegmentConfig, SegmentWriter};
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 /// The smallest segment allowed (tests use small ones to exercise rollover).
 pub const MIN_SEGMENT_BYTES: u64 = 16 << 10;
-/// Segment offsets are stored in 32 bits.
+/// Recovery reads a segment back whole, so its size bounds recovery's memory.
 pub const MAX_SEGMENT_BYTES: u64 = 1 << 31;
 /// A power of two, so alignment is a mask test.
 const SEGMENT_BYTES_ALIGN: u64 = 4096;

@@ -1,6 +1,8 @@
 //! The write side of the segment files: encodes records into one in-memory
-//! batch, writes the batch with one `pwrite` and makes it durable with one
-//! `fdatasync`, and rolls over to a new segment when the active one is full.
+//! batch, frames it in sectors (see `sector`), writes it with one `pwrite` and
+//! makes it durable with one `fdatasync`, and rolls over to a new segment when
+//! the active one is full. Framing pads every batch to whole sectors: that
+//! costs bytes, never an extra write or sync.
 //!
 //! Invariants it keeps:
 //! - every segment but the last is fully durable and ends in zeros (a segment is
@@ -31,8 +33,11 @@ use crate::error::WalError;
 use crate::fs::{FileHandle, FileSystem};
 use crate::fs_util;
 use crate::record::{self, SnapshotMarker};
-use crate::segment::{self, SegmentHeader, SEGMENT_HEADER_BYTES};
+use crate::sector::{self, SECTOR_BYTES};
+use crate::segment::{self, SegmentHeader, FIRST_BATCH_OFFSET};
 
+/// The write number of a segment's first batch (its head records).
+const FIRST_WRITE_NUMBER: u32 = 1;
 /// Zero-fill writes are issued in chunks of this size.
 const ZERO_FILL_CHUNK_BYTES: usize = 1 << 20;
 
@@ -58,6 +63,7 @@ pub(crate) struct ResumePoint {
     pub(crate) sequence: u64,
     pub(crate) path: PathBuf,
     pub(crate) end_offset: u64,
+    pub(crate) next_write_number: u32,
     pub(crate) max_entry_index: LogIndex,
     pub(crate) sealed: VecDeque<SealedSegment>,
     pub(crate) head: HeadState,
@@ -69,8 +75,10 @@ struct ActiveSegment {
     sequence: u64,
     path: PathBuf,
     file: Box<dyn FileHandle>,
-    /// Bytes of the segment already written (header and records).
+    /// Bytes of the segment already written (header and batches): a sector boundary.
     written_offset: u64,
+    /// The write number of the next batch written to this segment.
+    next_write_number: u32,
     max_entry_index: LogIndex,
 }
 
@@ -88,10 +96,10 @@ pub(crate) struct SegmentWriter {
     config: SegmentConfig,
     active: ActiveSegment,
     sealed: VecDeque<SealedSegment>,
-    /// Encoded records not yet written; they go at `active.written_offset`.
+    /// Encoded records not yet written; framed, they go at `active.written_offset`.
     pending: Vec<u8>,
-    /// Segment offset of the first byte of the batch being encoded.
-    batch_start: u32,
+    /// The sectors of the batch being written (kept to reuse its allocation).
+    framed: Vec<u8>,
     head: HeadState,
     last_index_encoded: LogIndex,
     preparer: SegmentPreparer,
@@ -133,6 +141,7 @@ impl SegmentWriter {
             path: resume.path,
             file,
             written_offset: resume.end_offset,
+            next_write_number: resume.next_write_number,
             max_entry_index: resume.max_entry_index,
         };
         let mut preparer = SegmentPreparer::new(&config);
@@ -155,13 +164,12 @@ impl SegmentWriter {
         last_index_encoded: LogIndex,
         preparer: SegmentPreparer,
     ) -> Self {
-        let batch_start = u32::try_from(active.written_offset).expect("segment offsets fit in u32");
         SegmentWriter {
             config,
             active,
             sealed,
             pending: Vec::new(),
-            batch_start,
+            framed: Vec::new(),
             head,
             last_index_encoded,
             preparer,
@@ -173,13 +181,19 @@ impl SegmentWriter {
         self.config.segment_bytes
     }
 
-    /// Bytes of records a fresh segment can hold after its header and head records.
+    /// Bytes of records one batch in a fresh segment can hold after its
+    /// header and head records.
     pub(crate) fn segment_capacity_bytes(segment_bytes: u64) -> u64 {
-        segment_bytes - (SEGMENT_HEADER_BYTES + head_records_bytes()) as u64
+        let head_sectors = sector::batch_sectors(head_records_bytes()) as u64;
+        let sectors = segment_bytes.saturating_sub(FIRST_BATCH_OFFSET) / SECTOR_BYTES as u64;
+        sector::batch_capacity_bytes(sectors.saturating_sub(head_sectors))
     }
 
+    /// Bytes of records the batch being encoded can still take in the active segment.
     fn space_left_bytes(&self) -> u64 {
-        self.config.segment_bytes - self.active.written_offset - self.pending.len() as u64
+        let sectors_left =
+            (self.config.segment_bytes - self.active.written_offset) / SECTOR_BYTES as u64;
+        sector::batch_capacity_bytes(sectors_left).saturating_sub(self.pending.len() as u64)
     }
 
     fn ensure_space(&mut self, record_bytes: usize) -> Result<(), WalError> {
@@ -209,7 +223,7 @@ impl SegmentWriter {
             }
             debug_assert!(count >= 1);
             let (chunk, remaining) = rest.split_at(count);
-            record::encode_entries(&mut self.pending, self.batch_start, chunk);
+            record::encode_entries(&mut self.pending, chunk);
             let last = chunk.last().expect("chunk is not empty").index;
             self.active.max_entry_index = self.active.max_entry_index.max(last);
             self.last_index_encoded = last;
@@ -220,7 +234,7 @@ impl SegmentWriter {
 
     pub(crate) fn encode_hard_state(&mut self, hard_state: HardState) -> Result<(), WalError> {
         self.ensure_space(record::hard_state_record_bytes())?;
-        record::encode_hard_state(&mut self.pending, self.batch_start, &hard_state);
+        record::encode_hard_state(&mut self.pending, &hard_state);
         self.head.hard_state = hard_state;
         Ok(())
     }
@@ -230,7 +244,7 @@ impl SegmentWriter {
         marker: SnapshotMarker,
     ) -> Result<(), WalError> {
         self.ensure_space(record::snapshot_marker_record_bytes())?;
-        record::encode_snapshot_marker(&mut self.pending, self.batch_start, &marker);
+        record::encode_snapshot_marker(&mut self.pending, &marker);
         self.head.marker = marker;
         debug_assert!(!marker.entries_kept || marker.index <= self.last_index_encoded);
         if !marker.entries_kept {
@@ -250,29 +264,34 @@ impl SegmentWriter {
             .file
             .sync_data()
             .map_err(|source| WalError::io("syncing segment", &self.active.path, source))?;
-        self.batch_start =
-            u32::try_from(self.active.written_offset).expect("segment offsets fit in u32");
         Ok(true)
     }
 
+    /// Frames the pending records as the next batch and writes it (one write).
     fn write_pending(&mut self) -> Result<(), WalError> {
-        debug_assert!(
-            self.active.written_offset + self.pending.len() as u64 <= self.config.segment_bytes
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.framed.clear();
+        sector::frame_batch(
+            &self.pending,
+            self.active.next_write_number,
+            &mut self.framed,
         );
-        self.write_at_active(self.active.written_offset)?;
-        self.active.written_offset += self.pending.len() as u64;
-        self.pending.clear();
-        Ok(())
-    }
-
-    fn write_at_active(&mut self, offset: u64) -> Result<(), WalError> {
+        debug_assert!(
+            self.active.written_offset + self.framed.len() as u64 <= self.config.segment_bytes
+        );
         write_all_at_within_budget(
             self.active.file.as_ref(),
-            &self.pending,
-            offset,
+            &self.framed,
+            self.active.written_offset,
             &self.disk_budget,
         )
-        .map_err(|source| WalError::io("writing segment", &self.active.path, source))
+        .map_err(|source| WalError::io("writing segment", &self.active.path, source))?;
+        self.active.written_offset += self.framed.len() as u64;
+        self.active.next_write_number += 1;
+        self.pending.clear();
+        Ok(())
     }
 
     /// Test hook: batch writes from now on, or the zero-filling of segments
@@ -316,8 +335,6 @@ impl SegmentWriter {
             path: previous.path,
             max_entry_index: previous.max_entry_index,
         });
-        self.batch_start =
-            u32::try_from(self.active.written_offset).expect("segment offsets fit in u32");
         Ok(())
     }
 
@@ -349,8 +366,9 @@ fn head_records_bytes() -> usize {
     record::snapshot_marker_record_bytes() + record::hard_state_record_bytes()
 }
 
-/// Turns a zero-filled file into segment `header.sequence`: header and head
-/// records written and synced, then renamed into place and the directory synced.
+/// Turns a zero-filled file into segment `header.sequence`: header sector and
+/// head records (the segment's first batch, write number 1) written and
+/// synced, then renamed into place and the directory synced.
 fn start_segment(
     config: &SegmentConfig,
     preparer: &mut SegmentPreparer,
@@ -359,10 +377,12 @@ fn start_segment(
 ) -> Result<ActiveSegment, WalError> {
     let (temp_path, file) = preparer.take(header.sequence)?;
     let mut bytes = header.encode().to_vec();
-    let batch_start = SEGMENT_HEADER_BYTES as u32;
-    record::encode_snapshot_marker(&mut bytes, batch_start, &head.marker);
-    record::encode_hard_state(&mut bytes, batch_start, &head.hard_state);
-    debug_assert_eq!(bytes.len(), SEGMENT_HEADER_BYTES + head_records_bytes());
+    bytes.resize(FIRST_BATCH_OFFSET as usize, 0);
+    let mut head_records = Vec::new();
+    record::encode_snapshot_marker(&mut head_records, &head.marker);
+    record::encode_hard_state(&mut head_records, &head.hard_state);
+    debug_assert_eq!(head_records.len(), head_records_bytes());
+    sector::frame_batch(&head_records, FIRST_WRITE_NUMBER, &mut bytes);
     file.write_all_at(&bytes, 0)
         .map_err(|source| WalError::io("writing segment header", &temp_path, source))?;
     file.sync_data()
@@ -378,6 +398,7 @@ fn start_segment(
         path,
         file,
         written_offset: bytes.len() as u64,
+        next_write_number: FIRST_WRITE_NUMBER + 1,
         max_entry_index: 0,
     })
 }
@@ -533,14 +554,15 @@ impl DiskBudget {
         }
     }
 
-    /// Grants up to `wanted` bytes.
+    /// Grants up to `wanted` bytes, in whole sectors: a full disk refuses
+    /// whole blocks, it never leaves a sector half written.
     fn take(&self, wanted: usize) -> usize {
         let Some(bytes_left) = &self.bytes_left else {
             return wanted;
         };
         let mut granted = 0;
         let _ = bytes_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
-            granted = left.min(wanted as u64);
+            granted = left.min(wanted as u64) / SECTOR_BYTES as u64 * SECTOR_BYTES as u64;
             Some(left - granted)
         });
         granted as usize

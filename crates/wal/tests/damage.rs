@@ -1,6 +1,7 @@
-//! Crafted damage, one case each: recovery must cut a torn tail and keep
-//! everything acknowledged, and must refuse to start, naming the file and
-//! offset, on damage to acknowledged data. (Disk full, while appending and
+//! Crafted damage, one case each: recovery must cut a torn last write (some of
+//! its 512-byte sectors persisted, the others still zeros) and keep everything
+//! before it, and must refuse to start, naming the file and offset, on any
+//! damage to data that may have been acknowledged, the last batch included. (Disk full, while appending and
 //! while preallocating a segment, is tested in `src/wal.rs`: it needs the
 //! test-only disk budget.)
 
@@ -32,7 +33,15 @@ fn batch(first: LogIndex) -> Vec<Entry> {
         .collect()
 }
 
-/// A log of `batches` synced batches; returns where each batch's records end
+const SECTOR_BYTES: u64 = 512;
+/// Offset of the first batch in a segment: the header has sector 0.
+const FIRST_BATCH_OFFSET: u64 = SECTOR_BYTES;
+/// Bytes of a sector that carry records (the rest is its checksum and write number).
+const SECTOR_DATA_BYTES: u64 = 504;
+/// In a segment's first batch: the snapshot marker record, then the hard state.
+const HEAD_HARD_STATE_OFFSET: u64 = FIRST_BATCH_OFFSET + 40;
+
+/// A log of `batches` synced batches; returns where each batch's sectors end
 /// in the last segment they reached (segment path, end offset).
 fn write_log(dir: &Path, batches: u64) -> Vec<(PathBuf, u64)> {
     let mut wal = Wal::create(dir, &options(), vec![1, 2, 3]).unwrap();
@@ -70,13 +79,15 @@ fn temp_files(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// One past the last non-zero byte.
+/// One past the last sector that is not all zeros.
 fn data_end(path: &Path) -> u64 {
     let bytes = fs::read(path).unwrap();
     bytes
         .iter()
         .rposition(|&byte| byte != 0)
-        .map_or(0, |position| position as u64 + 1)
+        .map_or(0, |position| {
+            (position as u64 + 1).next_multiple_of(SECTOR_BYTES)
+        })
 }
 
 fn overwrite(path: &Path, offset: u64, bytes: &[u8]) {
@@ -111,17 +122,22 @@ fn assert_actionable(error: &WalError, path: &Path) {
     );
 }
 
-#[test]
-fn torn_tail_is_cut_and_everything_acknowledged_survives() {
-    let dir = tempfile::tempdir().unwrap();
-    let ends = write_log(dir.path(), 5);
+/// The sectors of the last of five batches: (segment, first sector offset, end offset).
+fn last_batch_sectors(ends: &[(PathBuf, u64)]) -> (PathBuf, u64, u64) {
     let (path, last_end) = ends[4].clone();
     let (previous_path, previous_end) = ends[3].clone();
     assert_eq!(path, previous_path, "the last two batches share a segment");
-    // The last write reached the disk only halfway: its second half is still zeros.
-    let middle = previous_end + (last_end - previous_end) / 2;
-    overwrite(&path, middle, &vec![0u8; (last_end - middle) as usize]);
-    let mut wal = Wal::open(dir.path(), &options()).unwrap();
+    assert_eq!(previous_end % SECTOR_BYTES, 0);
+    assert!(
+        last_end - previous_end >= 3 * SECTOR_BYTES,
+        "the last batch spans several sectors"
+    );
+    (path, previous_end, last_end)
+}
+
+/// Asserts the log lost exactly its last (torn) batch and goes on cleanly after the cut.
+fn assert_only_last_batch_cut(dir: &Path) {
+    let mut wal = Wal::open(dir, &options()).unwrap();
     assert_eq!(
         wal.last_index(),
         4 * ENTRIES_PER_BATCH,
@@ -131,23 +147,73 @@ fn torn_tail_is_cut_and_everything_acknowledged_survives() {
     // The log goes on after the cut, and the cut stays clean across reopens.
     wal.persist(None, &batch(41)).unwrap();
     drop(wal);
-    let wal = Wal::open(dir.path(), &options()).unwrap();
+    let wal = Wal::open(dir, &options()).unwrap();
     assert_eq!(wal.last_index(), 5 * ENTRIES_PER_BATCH);
 }
 
 #[test]
-fn garbage_after_the_last_record_is_a_torn_tail() {
+fn torn_last_write_with_only_its_first_sectors_persisted_is_cut() {
     let dir = tempfile::tempdir().unwrap();
-    let ends = write_log(dir.path(), 3);
-    let (path, end) = ends[2].clone();
-    // A write that died after its first bytes: a header-like fragment.
+    let ends = write_log(dir.path(), 5);
+    let (path, start, end) = last_batch_sectors(&ends);
+    // The last write reached the disk only in its first sector: the rest is still zeros.
     overwrite(
         &path,
-        end.next_multiple_of(8),
-        &[0x13, 0x37, 0, 0, 200, 1, 0, 0],
+        start + SECTOR_BYTES,
+        &vec![0u8; (end - start - SECTOR_BYTES) as usize],
     );
-    let wal = Wal::open(dir.path(), &options()).unwrap();
-    assert_eq!(wal.last_index(), 3 * ENTRIES_PER_BATCH);
+    assert_only_last_batch_cut(dir.path());
+}
+
+#[test]
+fn torn_last_write_missing_a_middle_sector_is_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let ends = write_log(dir.path(), 5);
+    let (path, start, end) = last_batch_sectors(&ends);
+    // Sectors reached the disk out of order: a later one is there, an earlier one is not.
+    overwrite(&path, start + SECTOR_BYTES, &[0u8; SECTOR_BYTES as usize]);
+    assert!(
+        data_end(&path) == end,
+        "the batch's last sector is still there"
+    );
+    assert_only_last_batch_cut(dir.path());
+}
+
+/// Flips one byte at `offset` and checks that opening names the file and the
+/// offset of the sector it is in.
+fn assert_flip_refused(dir: &Path, path: &Path, offset: u64) {
+    flip_bit(path, offset);
+    let error = open_error(dir);
+    let sector_offset = offset / SECTOR_BYTES * SECTOR_BYTES;
+    assert!(
+        matches!(&error, WalError::Corrupt { offset: at, .. } if *at == sector_offset),
+        "expected corruption at byte {sector_offset}: {error}"
+    );
+    assert!(
+        error.to_string().contains(&format!("byte {sector_offset}")),
+        "{error}"
+    );
+    assert_actionable(&error, path);
+}
+
+#[test]
+fn flipped_byte_in_the_last_record_of_the_last_batch_is_refused() {
+    // The last batch was synced, so it may have been acknowledged: a single
+    // flipped byte in it must never be mistaken for a torn write and cut.
+    let dir = tempfile::tempdir().unwrap();
+    let ends = write_log(dir.path(), 5);
+    let (path, _, end) = last_batch_sectors(&ends);
+    let last_sector =
+        fs::read(&path).unwrap()[(end - SECTOR_BYTES) as usize..end as usize].to_vec();
+    let last_record_byte = last_sector[..SECTOR_DATA_BYTES as usize]
+        .iter()
+        .rposition(|&byte| byte != 0)
+        .expect("the last sector holds the end of the last record");
+    assert_flip_refused(
+        dir.path(),
+        &path,
+        end - SECTOR_BYTES + last_record_byte as u64,
+    );
 }
 
 #[test]
@@ -157,10 +223,64 @@ fn bit_flip_in_the_middle_is_refused() {
     let (path, _) = ends[4].clone();
     let (first_batch_path, first_batch_end) = ends[0].clone();
     assert_eq!(path, first_batch_path);
-    flip_bit(&path, first_batch_end - 40);
+    assert_flip_refused(dir.path(), &path, first_batch_end - 40);
+}
+
+#[test]
+fn flipped_byte_in_a_hard_state_record_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ends = write_log(dir.path(), 2);
+    let (path, _) = ends[1].clone();
+    // The vote field of the hard state every segment starts with.
+    assert_flip_refused(dir.path(), &path, HEAD_HARD_STATE_OFFSET + 16 + 8);
+}
+
+#[test]
+fn garbage_after_the_last_batch_is_refused() {
+    // A torn write leaves whole sectors or zeros, never a fragment: bytes
+    // that fail their sector's checksum are damage.
+    let dir = tempfile::tempdir().unwrap();
+    let ends = write_log(dir.path(), 3);
+    let (path, end) = ends[2].clone();
+    overwrite(&path, end, &[0x13, 0x37, 0, 0, 200, 1, 0, 0]);
     let error = open_error(dir.path());
-    assert!(matches!(error, WalError::Corrupt { .. }), "{error}");
+    assert!(
+        matches!(error, WalError::Corrupt { offset, .. } if offset == end),
+        "{error}"
+    );
     assert_actionable(&error, &path);
+}
+
+#[test]
+fn damaged_segment_header_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 2);
+    let path = segments(dir.path()).remove(0);
+    flip_bit(&path, 33);
+    let error = open_error(dir.path());
+    assert!(error.to_string().contains("header checksum"), "{error}");
+    assert_actionable(&error, &path);
+}
+
+#[test]
+fn segment_of_the_previous_format_is_refused_with_its_version() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 2);
+    let path = segments(dir.path()).remove(0);
+    let mut header = fs::read(&path).unwrap()[..64].to_vec();
+    header[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let crc = crc32c::crc32c(&header[..56]);
+    header[56..60].copy_from_slice(&crc.to_le_bytes());
+    overwrite(&path, 0, &header);
+    let error = open_error(dir.path());
+    assert!(
+        matches!(error, WalError::UnsupportedVersion { found: 1, .. }),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains(&path.display().to_string()),
+        "{error}"
+    );
 }
 
 #[test]
@@ -182,19 +302,22 @@ fn bit_flip_in_a_sealed_segment_is_refused() {
 
 #[test]
 fn zeroed_sector_mid_log_is_refused() {
+    // The second batch's last sector reads as never written, yet the third
+    // batch was written after that batch's sync returned: a synced write was lost.
     let dir = tempfile::tempdir().unwrap();
     let ends = write_log(dir.path(), 5);
     let (path, _) = ends[4].clone();
-    let sector_offset = (ends[1].1 / 512) * 512;
-    overwrite(&path, sector_offset, &[0u8; 512]);
+    overwrite(
+        &path,
+        ends[1].1 - SECTOR_BYTES,
+        &[0u8; SECTOR_BYTES as usize],
+    );
     let error = open_error(dir.path());
-    match &error {
-        WalError::Corrupt { offset, .. } => assert!(
-            *offset >= sector_offset.saturating_sub(2048) && *offset < sector_offset + 512,
-            "offset {offset}"
-        ),
-        other => panic!("expected corruption, got {other}"),
-    }
+    assert!(
+        matches!(&error, WalError::Corrupt { offset, .. } if *offset == ends[1].1),
+        "expected corruption where the next write starts, byte {}: {error}",
+        ends[1].1
+    );
     assert_actionable(&error, &path);
 }
 

@@ -7,8 +7,12 @@
 //! Of what happened before it, beyond the durable state:
 //! - a directory may keep a prefix of its unsynced creates, renames and
 //!   removes (a file system journals them in order);
-//! - a file's first unsynced write may have reached the disk in part: a torn
-//!   prefix of it, at byte granularity.
+//! - a file's first unsynced write may have reached the disk in part: each
+//!   512-byte sector it covers (aligned at a file offset multiple of 512) is
+//!   kept whole or not at all, independently, so any subset of its sectors
+//!   survives, in no particular order. This is the failure model the log's
+//!   recovery relies on (see the wal crate's `sector` module): a disk persists
+//!   a sector atomically but orders nothing within one write.
 //!
 //! Owns: that choice and its report. Must never: keep anything else that was
 //! not made durable, or draw from anything but the generator handed in.
@@ -17,7 +21,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use super::state::{DiskState, FileChange, Node, ROOT};
-use super::{CrashOptions, CrashReport, TornWrite};
+use super::{CrashOptions, CrashReport, TornWrite, SECTOR_BYTES};
 use crate::rng::SimRng;
 
 impl DiskState {
@@ -96,8 +100,8 @@ impl DiskState {
         reachable
     }
 
-    /// Rolls every file back to its durable content, perhaps with a torn
-    /// prefix of its first unsynced write.
+    /// Rolls every file back to its durable content, perhaps with some of the
+    /// sectors of its first unsynced write.
     fn crash_files(
         &mut self,
         rng: &mut SimRng,
@@ -108,29 +112,54 @@ impl DiskState {
         for (id, file) in &mut self.files {
             if let Some((sequence, FileChange::Write { offset, bytes })) = file.unsynced.front() {
                 if *sequence < cutoff
-                    && bytes.len() >= 2
+                    && !bytes.is_empty()
                     && rng.chance(options.torn_write_probability)
                 {
-                    let bytes_kept = rng.between(1, bytes.len() as u64 - 1) as usize;
-                    FileChange::Write {
-                        offset: *offset,
-                        bytes: bytes[..bytes_kept].to_vec(),
+                    let sectors_kept = keep_some_sectors(rng, *offset, bytes, &mut file.durable);
+                    if !sectors_kept.is_empty() {
+                        torn.push((*id, *offset, sectors_kept, bytes.len()));
                     }
-                    .apply(&mut file.durable);
-                    torn.push((*id, *offset, bytes_kept, bytes.len()));
                 }
             }
             file.roll_back_to_durable();
         }
         torn.into_iter()
-            .map(|(id, offset, bytes_kept, bytes_written)| TornWrite {
+            .map(|(id, offset, sectors_kept, bytes_written)| TornWrite {
                 path: self
                     .durable_path_of(id)
                     .unwrap_or_else(|| PathBuf::from("<unnamed>")),
                 offset,
-                bytes_kept,
+                sectors_kept,
                 bytes_written,
             })
             .collect()
     }
+}
+
+/// Applies each sector-aligned piece of the write of `bytes` at `offset` to
+/// `content` with even odds; returns the file offsets of the pieces kept.
+fn keep_some_sectors(
+    rng: &mut SimRng,
+    offset: u64,
+    bytes: &[u8],
+    content: &mut Vec<u8>,
+) -> Vec<u64> {
+    let end = offset + bytes.len() as u64;
+    let mut kept = Vec::new();
+    let mut piece_start = offset;
+    while piece_start < end {
+        let piece_end = ((piece_start / SECTOR_BYTES + 1) * SECTOR_BYTES).min(end);
+        if rng.chance(0.5) {
+            let from = (piece_start - offset) as usize;
+            let to = (piece_end - offset) as usize;
+            FileChange::Write {
+                offset: piece_start,
+                bytes: bytes[from..to].to_vec(),
+            }
+            .apply(content);
+            kept.push(piece_start);
+        }
+        piece_start = piece_end;
+    }
+    kept
 }

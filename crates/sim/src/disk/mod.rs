@@ -124,7 +124,8 @@ pub struct SyncMark(u64);
 /// What a crash may keep beyond the durable state.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CrashOptions {
-    /// Chance that a file's first unsynced write survives as a torn prefix.
+    /// Chance that a file's first unsynced write survives in part: each of
+    /// its sectors kept or not with even odds.
     pub torn_write_probability: f64,
     /// Chance that a directory keeps a prefix of its unsynced creates,
     /// renames and removals.
@@ -151,12 +152,18 @@ pub struct CrashReport {
     pub torn_writes: Vec<TornWrite>,
 }
 
-/// A write of which only a prefix survived a crash.
+/// The unit a disk persists atomically: a crash keeps each sector of an
+/// unsynced write whole or not at all.
+pub const SECTOR_BYTES: u64 = 512;
+
+/// A write of which some sectors survived a crash.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TornWrite {
     pub path: PathBuf,
     pub offset: u64,
-    pub bytes_kept: usize,
+    /// File offsets of the kept pieces: each the part of the write inside one
+    /// sector, so a multiple of [`SECTOR_BYTES`] except perhaps the first.
+    pub sectors_kept: Vec<u64>,
     pub bytes_written: usize,
 }
 

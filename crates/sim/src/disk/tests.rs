@@ -166,32 +166,59 @@ fn a_crash_may_keep_a_prefix_of_unsynced_directory_changes() {
 }
 
 #[test]
-fn a_torn_write_keeps_a_strict_prefix_of_the_first_unsynced_write_only() {
+fn a_torn_write_keeps_any_subset_of_the_sectors_of_the_first_unsynced_write_only() {
     let options = CrashOptions {
         torn_write_probability: 1.0,
         ..CrashOptions::DURABLE_ONLY
     };
-    let mut kept_lengths = std::collections::BTreeSet::new();
+    let sector = SECTOR_BYTES as usize;
+    let mut subsets = std::collections::BTreeSet::new();
     for seed in 0..64 {
-        let (disk, fs) = disk_with_file("a", &[b'o'; 16]);
+        let (disk, fs) = disk_with_file("a", &vec![b'o'; 5 * sector]);
         let file = fs.open(&path("a")).unwrap();
-        file.write_all_at(&[b'n'; 8], 4).unwrap();
-        file.write_all_at(&[b'x'; 16], 0).unwrap();
+        // Unaligned: a partial first piece, two whole sectors, a partial last piece.
+        let written_from = sector + 100;
+        file.write_all_at(&vec![b'n'; 3 * sector], written_from as u64)
+            .unwrap();
+        file.write_all_at(&vec![b'x'; 5 * sector], 0).unwrap();
         let report = disk.crash(&mut SimRng::new(seed), &options);
-        let [torn] = report.torn_writes.as_slice() else {
-            panic!("seed {seed}: {report:?}");
+        let content = disk.mount().read(&path("a")).unwrap();
+        let kept: Vec<u64> = match report.torn_writes.as_slice() {
+            [] => Vec::new(),
+            [torn] => {
+                assert_eq!(
+                    (torn.path.as_path(), torn.offset),
+                    (path("a").as_path(), written_from as u64)
+                );
+                assert_eq!(torn.bytes_written, 3 * sector);
+                torn.sectors_kept.clone()
+            }
+            more => panic!("seed {seed}: {more:?}"),
         };
-        assert_eq!((torn.path.as_path(), torn.offset), (path("a").as_path(), 4));
-        assert_eq!(torn.bytes_written, 8);
-        assert!((1..8).contains(&torn.bytes_kept), "{torn:?}");
-        let mut expected = vec![b'o'; 16];
-        expected[4..4 + torn.bytes_kept].fill(b'n');
-        assert_eq!(disk.mount().read(&path("a")).unwrap(), expected);
-        kept_lengths.insert(torn.bytes_kept);
+        let mut expected = vec![b'o'; 5 * sector];
+        for (index, byte) in expected.iter_mut().enumerate() {
+            let in_write = (written_from..written_from + 3 * sector).contains(&index);
+            let sector_start = if index / sector == written_from / sector {
+                written_from
+            } else {
+                index / sector * sector
+            };
+            if in_write && kept.contains(&(sector_start as u64)) {
+                *byte = b'n';
+            }
+        }
+        assert_eq!(content, expected, "seed {seed}: kept {kept:?}");
+        subsets.insert(kept);
     }
     assert!(
-        kept_lengths.len() > 3,
-        "tears at many points: {kept_lengths:?}"
+        subsets.len() > 8,
+        "many subsets of the 4 pieces happen: {subsets:?}"
+    );
+    assert!(
+        subsets
+            .iter()
+            .any(|kept| kept.len() == 1 && kept[0] > (2 * sector) as u64),
+        "a later sector survives without the earlier ones: {subsets:?}"
     );
     assert_eq!(SimDisk::new().stats().torn_writes, 0);
 }
