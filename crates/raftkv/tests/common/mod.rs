@@ -173,28 +173,6 @@ impl Cluster {
         self.members[index].child = Some(child);
     }
 
-    /// The member's `--data-dir`.
-    pub fn data_dir(&self, index: usize) -> PathBuf {
-        self.dir.path().join(&self.members[index].name)
-    }
-
-    /// Waits (bounded by `timeout`) for a member that is expected to exit by
-    /// itself; returns its exit status, or `None` if it is still running.
-    pub fn wait_for_exit(&mut self, index: usize, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        let child = self.members[index].child.as_mut().expect("member runs");
-        loop {
-            if let Some(status) = child.try_wait().expect("wait for member") {
-                self.members[index].child = None;
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
     /// SIGKILL: the member dies mid-work, as in a crash.
     pub fn kill(&mut self, index: usize) {
         if let Some(mut child) = self.members[index].child.take() {
