@@ -252,9 +252,14 @@ fn only_a_member_with_a_log_counts_as_having_data() {
 }
 
 #[tokio::test]
-async fn with_no_peer_answering_a_member_starts_with_its_derived_cluster_id() {
+async fn with_no_peer_answering_a_new_member_starts_with_its_derived_ids_and_a_joining_one_refuses()
+{
     let dir = tempfile::tempdir().unwrap();
-    let config = member_three(dir.path(), "existing");
+    let config = member_three(dir.path(), "new");
     let prepared = prepare(config.clone()).await.unwrap();
     assert_eq!(prepared, config);
+
+    let joining = member_three(dir.path(), "existing");
+    let message = prepare(joining).await.unwrap_err().to_string();
+    assert!(message.contains("cannot join: no peer"), "{message}");
 }
