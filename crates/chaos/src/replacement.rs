@@ -71,9 +71,17 @@ pub struct Replacement {
     pub member: String,
     pub refusal: Refusal,
     /// The id `member remove` removed and the id `member add` gave the
-    /// replacement (raftkv derives ids from peer URLs, so they are equal).
+    /// replacement: they must differ, as under its old id the replacement
+    /// could vote twice in the term it forgot.
     pub removed_id: u64,
     pub added_id: u64,
+}
+
+impl Replacement {
+    /// Whether the replacement got an id other than the one removed.
+    pub fn has_fresh_id(&self) -> bool {
+        self.added_id != self.removed_id
+    }
 }
 
 impl fmt::Display for Replacement {
@@ -83,9 +91,14 @@ impl fmt::Display for Replacement {
         } else {
             "DID NOT REFUSE to rejoin"
         };
+        let id = if self.has_fresh_id() {
+            "a fresh id"
+        } else {
+            "THE OLD ID AGAIN"
+        };
         write!(
             f,
-            "{} wiped: {how} (exit: {}; said: {}); removed {:x}, added {:x}, started existing",
+            "{} wiped: {how} (exit: {}; said: {}); removed {:x}, added {:x} ({id}), started existing",
             self.member,
             self.refusal.status.as_deref().unwrap_or("still running"),
             self.refusal.message.as_deref().unwrap_or("nothing"),

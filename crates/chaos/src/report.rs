@@ -61,7 +61,7 @@ impl Report {
     /// Whether the run is valid: the workload's check passed, the cluster
     /// recovered in time, the members hold the same data, no client saw a
     /// member's revision go backwards, no member died of a fault, and
-    /// every wiped member refused to rejoin.
+    /// every wiped member refused to rejoin and was replaced under a fresh id.
     pub fn is_valid(&self) -> bool {
         self.verdicts.is_valid()
             && self.final_recovery.is_some()
@@ -71,7 +71,7 @@ impl Report {
             && self
                 .replacements
                 .iter()
-                .all(|replacement| replacement.refusal.refused())
+                .all(|replacement| replacement.refusal.refused() && replacement.has_fresh_id())
     }
 }
 
@@ -200,8 +200,9 @@ mod tests {
     use crate::replacement::Refusal;
 
     /// A report of a run where every check passed and `m1` was wiped,
-    /// restarted as `exit` and logging `logged`, then replaced.
-    fn report_after_a_wipe(exit: Option<ExitStatus>, logged: &str) -> Report {
+    /// restarted as `exit` and logging `logged`, then replaced under the
+    /// id `added_id` (it had 0x11).
+    fn report_after_a_wipe(exit: Option<ExitStatus>, logged: &str, added_id: u64) -> Report {
         Report {
             nodes: 3,
             seed: 1,
@@ -213,7 +214,7 @@ mod tests {
                 member: "m1".to_owned(),
                 refusal: Refusal::judge(exit, logged),
                 removed_id: 0x11,
-                added_id: 0x11,
+                added_id,
             }],
             final_recovery: Some(Duration::from_millis(10)),
             hashes: HashCheck {
@@ -263,13 +264,28 @@ mod tests {
         let refused = report_after_a_wipe(
             Some(ExitStatus::from_raw(1 << 8)),
             "error=member 11 has already been bootstrapped: ...",
+            0x22,
         );
         assert!(refused.is_valid(), "{refused}");
-        let rejoined = report_after_a_wipe(None, "member started");
+        let rejoined = report_after_a_wipe(None, "member started", 0x22);
         assert!(!rejoined.is_valid());
         assert!(
             rejoined.to_string().contains("m1 wiped: DID NOT REFUSE"),
             "{rejoined}"
+        );
+    }
+
+    #[test]
+    fn a_replacement_under_the_old_id_makes_the_run_invalid() {
+        let same_id = report_after_a_wipe(
+            Some(ExitStatus::from_raw(1 << 8)),
+            "error=member 11 has already been bootstrapped: ...",
+            0x11,
+        );
+        assert!(!same_id.is_valid());
+        assert!(
+            same_id.to_string().contains("added 11 (THE OLD ID AGAIN)"),
+            "{same_id}"
         );
     }
 }

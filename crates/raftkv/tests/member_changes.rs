@@ -2,7 +2,8 @@
 //! through the leader appears in every member's list (and in a restarted
 //! member's), a follower refuses the change with etcd's "not leader", etcd's
 //! errors for clashing or impossible changes (re-adding a member's peer URLs
-//! answers "member ID already exist", as etcd 3.4 does), and a removed voter leaves a
+//! answers "Peer URLs already exists": `member add` gives a fresh id, as etcd
+//! 3.4 does, so only the URLs clash), and a removed voter leaves a
 //! cluster that still takes writes. The added member never starts, as with
 //! etcd before its process is launched. Takes 3–10 s.
 
@@ -127,7 +128,7 @@ async fn learner_added_promote_refused_and_voter_removed_on_every_member() {
     assert_refused(
         leader_client().await.member_add(add).await,
         Code::FailedPrecondition,
-        "etcdserver: member ID already exist",
+        "etcdserver: Peer URLs already exists",
     );
     assert_refused(
         leader_client()

@@ -2,7 +2,9 @@
 //! start (exit status and message naming it and the way to replace it), as
 //! etcd 3.4 does; then the documented replacement with etcdctl (`member
 //! remove`, `member add`, start with an empty directory and
-//! `--initial-cluster-state existing`) brings it back with every write.
+//! `--initial-cluster-state existing`) brings it back with every write,
+//! under the fresh id `member add` gave it: under its old id it could vote
+//! twice in the term it forgot.
 //! Takes 5–15 s.
 
 mod common;
@@ -136,5 +138,22 @@ async fn a_wiped_member_refuses_to_rejoin_and_is_replaced_the_documented_way() {
     assert!(
         members.contains(&victim_endpoint),
         "the replacement published its URL: {members}"
+    );
+
+    let replacement_id = common::status(&victim_endpoint)
+        .await
+        .expect("replacement status")
+        .header
+        .expect("header")
+        .member_id;
+    assert_ne!(replacement_id, victim_id, "the replacement kept its old id");
+    assert!(
+        added.contains(&format!("{replacement_id:x}")),
+        "the replacement took the id member add gave: {added}"
+    );
+    assert!(
+        members.contains(&format!("{replacement_id:x}"))
+            && !members.contains(&format!("{victim_id:x}")),
+        "the list names the new id, not the old: {members}"
     );
 }

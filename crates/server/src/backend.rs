@@ -86,9 +86,10 @@ pub trait Backend: KvBackend {
 
     fn status(&self) -> NodeStatus;
 
-    /// The id a new member with `peer_urls` gets: the same id the member
-    /// derives for itself from its flags when it joins.
-    fn new_member_id(&self, peer_urls: &[crate::config::Url]) -> NodeId;
+    /// A fresh id for a new member with `peer_urls`, none of `taken` (see
+    /// [`crate::config::fresh_member_id`]); the joining member learns it from
+    /// its peers' member list.
+    fn new_member_id(&self, peer_urls: &[crate::config::Url], taken: &[NodeId]) -> NodeId;
 
     /// The members as this member last applied them.
     fn members(&self) -> Vec<Member>;

@@ -8,13 +8,16 @@
 //!   counterpart of etcd's `isMemberBootstrapped`), the member refuses to
 //!   start and names the way to replace it.
 //! - A member joining a running cluster (`--initial-cluster-state existing`)
-//!   takes the cluster id its peers answer with, and keeps it in the data
-//!   directory: after members were replaced, its flags no longer derive it.
+//!   finds itself in its peers' member list by its peer URLs and takes the
+//!   fresh id `member add` gave it, the cluster id and the members, as etcd
+//!   does; it keeps both ids in the data directory: its flags derive neither.
+//!   A member no peer lists was not added, and must not start.
 //!
 //! When no peer answers within [`ASK_PEERS_TIMEOUT`] (the first start of a
-//! cluster, peers not up yet), the member starts as it would without asking.
-//! Owns: these start-up questions and the stored cluster id. Must never:
-//! decide anything once the node runs.
+//! cluster, peers not up yet), a member of a new cluster starts as it would
+//! without asking; a joining member cannot learn its id and refuses to start.
+//! Owns: these start-up questions and the stored ids. Must never: decide
+//! anything once the node runs.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -23,10 +26,10 @@ use std::time::Duration;
 use raft::NodeId;
 use tokio::task::JoinSet;
 
-use crate::config::{ServeConfig, Url};
+use crate::config::{ClusterState, InitialMember, ServeConfig, Url};
 use crate::node::disk::wal_dir;
 use crate::proto::raftkvpb::peer_client::PeerClient;
-use crate::proto::raftkvpb::{MembersRequest, MembersResponse};
+use crate::proto::raftkvpb::{MembersRequest, MembersResponse, PeerMember};
 
 /// How long a starting member waits for its peers' answers.
 pub const ASK_PEERS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -34,6 +37,10 @@ pub const ASK_PEERS_TIMEOUT: Duration = Duration::from_secs(2);
 /// The file in the data directory holding the cluster id a joining member
 /// took from its peers, in hex.
 const CLUSTER_ID_FILE: &str = "cluster-id";
+
+/// The file in the data directory holding the member id a joining member
+/// took from its peers, in hex.
+const MEMBER_ID_FILE: &str = "member-id";
 
 /// Why a member must not start.
 #[derive(Debug, thiserror::Error)]
@@ -52,14 +59,36 @@ pub enum StartupError {
         cluster: u64,
         data_dir: PathBuf,
     },
-    #[error("cannot {action} the cluster id file {path}: {source}; check the --data-dir permissions and free space")]
-    ClusterIdIo {
+    #[error(
+        "member with peer URLs {peer_urls} has not been added to the cluster: no member in the lists of the peers that answered ({peers}) has these peer URLs. \
+         Run `etcdctl member add {name} --peer-urls={peer_urls}` first, then start it with an empty data directory and --initial-cluster-state existing"
+    )]
+    NotAdded {
+        name: String,
+        peer_urls: String,
+        peers: String,
+    },
+    #[error(
+        "member with peer URLs {peer_urls} cannot join: no peer of --initial-cluster ({asked}) answered within {ASK_PEERS_TIMEOUT:?}, \
+         so it cannot learn the id `etcdctl member add` gave it; start it once the cluster's members are reachable"
+    )]
+    NoPeerAnswered { peer_urls: String, asked: String },
+    #[error(
+        "the peer at {peer} lists member {member:x} with the peer URL {url:?}, which is not a URL"
+    )]
+    UnreadablePeerUrl {
+        peer: String,
+        member: NodeId,
+        url: String,
+    },
+    #[error("cannot {action} the id file {path}: {source}; check the --data-dir permissions and free space")]
+    IdFileIo {
         action: &'static str,
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("the cluster id file {path} holds {text:?}, not a hexadecimal cluster id; restore the data directory from a backup")]
-    ClusterIdUnreadable { path: PathBuf, text: String },
+    #[error("the id file {path} holds {text:?}, not a hexadecimal id; restore the data directory from a backup")]
+    IdFileUnreadable { path: PathBuf, text: String },
 }
 
 /// One peer's answer: what it knows of its cluster.
@@ -77,23 +106,158 @@ pub fn has_data(data_dir: &Path) -> bool {
 }
 
 /// Asks the members of `config`'s `--initial-cluster` when this member has
-/// no data, then refuses a bootstrapped member or adopts the cluster id of
-/// the cluster it joins; otherwise (and for a member with data) returns
-/// `config` with the cluster id stored in its data directory, if any.
+/// no data, then refuses a bootstrapped member, or, joining, finds itself in
+/// the cluster that added it; otherwise (and for a member with data) returns
+/// `config` with the ids stored in its data directory, if any.
 pub async fn prepare(config: ServeConfig) -> Result<ServeConfig, StartupError> {
     let data_dir = config.data_dir().to_path_buf();
+    let mut config = config;
     if !has_data(&data_dir) {
-        let answers = ask_peers(&peer_urls(&config), ASK_PEERS_TIMEOUT).await;
-        refuse_if_bootstrapped(&config, &answers)?;
-        if config.initial_cluster_state() == crate::config::ClusterState::Existing {
-            if let Some(cluster_id) = joined_cluster_id(config.member_id(), &answers) {
-                save_cluster_id(&data_dir, cluster_id)?;
-            }
+        let asked = peer_urls(&config);
+        let answers = ask_peers(&asked, ASK_PEERS_TIMEOUT).await;
+        if config.initial_cluster_state() == ClusterState::Existing {
+            let joined = find_self(&config, &asked, &answers)?;
+            save_id(&data_dir, MEMBER_ID_FILE, joined.member_id)?;
+            save_id(&data_dir, CLUSTER_ID_FILE, joined.cluster_id)?;
+            tracing::info!(
+                member = format_args!("{:x}", joined.member_id),
+                cluster = format_args!("{:x}", joined.cluster_id),
+                "joined the cluster its peers run"
+            );
+            config = config.with_initial_cluster(joined.members);
+        } else {
+            refuse_if_bootstrapped(&config, &answers)?;
         }
     }
-    Ok(match stored_cluster_id(&data_dir)? {
+    if let Some(member_id) = stored_id(&data_dir, MEMBER_ID_FILE)? {
+        config = config.with_member_id(member_id);
+    }
+    Ok(match stored_id(&data_dir, CLUSTER_ID_FILE)? {
         Some(cluster_id) => config.with_cluster_id(cluster_id),
         None => config,
+    })
+}
+
+/// What a joining member learned of the cluster that added it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Joined {
+    pub member_id: NodeId,
+    pub cluster_id: u64,
+    /// The cluster's members as the peer listed them (learners other than
+    /// this member left out: they are no voters to start from).
+    pub members: Vec<InitialMember>,
+}
+
+/// Finds this member in its peers' lists by exactly its
+/// `--initial-advertise-peer-urls`, as etcd matches a joining member, and
+/// takes a listing that has no client URLs: the member added and not started
+/// yet (a peer that has not applied the latest `member remove` and `member
+/// add` may still list the member replaced). Refused when every listing has
+/// client URLs (it started before, so this empty data directory was wiped),
+/// and when no peer answered or none lists it.
+pub fn find_self(
+    config: &ServeConfig,
+    asked: &[String],
+    answers: &[PeerAnswer],
+) -> Result<Joined, StartupError> {
+    let own_urls = sorted_urls(
+        config
+            .initial_advertise_peer_urls()
+            .iter()
+            .map(Url::to_string),
+    );
+    let peer_urls_text = own_urls.join(",");
+    if answers.is_empty() {
+        return Err(StartupError::NoPeerAnswered {
+            peer_urls: peer_urls_text,
+            asked: asked.join(","),
+        });
+    }
+    let listings: Vec<(&PeerAnswer, &PeerMember)> = answers
+        .iter()
+        .flat_map(|answer| {
+            answer
+                .members
+                .members
+                .iter()
+                .filter(|member| sorted_urls(member.peer_urls.iter().cloned()) == own_urls)
+                .map(move |member| (answer, member))
+        })
+        .collect();
+    let not_started = listings
+        .iter()
+        .find(|(_, member)| member.client_urls.is_empty());
+    let (answer, me) = match (not_started, listings.first()) {
+        (Some(&listing), _) => listing,
+        (None, Some(&(answer, started))) => {
+            return Err(StartupError::AlreadyBootstrapped {
+                member: started.id,
+                name: config.name().to_owned(),
+                peer_urls: peer_urls_text,
+                peer: answer.peer_url.clone(),
+                cluster: answer.members.cluster_id,
+                data_dir: config.data_dir().to_path_buf(),
+            })
+        }
+        (None, None) => {
+            return Err(StartupError::NotAdded {
+                name: config.name().to_owned(),
+                peer_urls: peer_urls_text,
+                peers: answers
+                    .iter()
+                    .map(|answer| answer.peer_url.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            })
+        }
+    };
+    let members = answer
+        .members
+        .members
+        .iter()
+        .filter(|member| member.id == me.id || !member.is_learner)
+        .map(|member| initial_member(config, &answer.peer_url, member, me.id))
+        .collect::<Result<_, _>>()?;
+    Ok(Joined {
+        member_id: me.id,
+        cluster_id: answer.members.cluster_id,
+        members,
+    })
+}
+
+fn sorted_urls(urls: impl Iterator<Item = String>) -> Vec<String> {
+    let mut urls: Vec<String> = urls.collect();
+    urls.sort();
+    urls
+}
+
+/// `member` of a peer's list as a member to start from; this member keeps
+/// its own name (a member not started yet is listed without one).
+fn initial_member(
+    config: &ServeConfig,
+    peer: &str,
+    member: &PeerMember,
+    own_id: NodeId,
+) -> Result<InitialMember, StartupError> {
+    let peer_urls = member
+        .peer_urls
+        .iter()
+        .map(|url| {
+            Url::parse(url).map_err(|_| StartupError::UnreadablePeerUrl {
+                peer: peer.to_owned(),
+                member: member.id,
+                url: url.clone(),
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(InitialMember {
+        name: if member.id == own_id {
+            config.name().to_owned()
+        } else {
+            member.name.clone()
+        },
+        peer_urls,
+        id: member.id,
     })
 }
 
@@ -176,29 +340,14 @@ pub fn refuse_if_bootstrapped(
     })
 }
 
-/// The cluster id of the first answer that lists `member_id` as a member:
-/// the cluster that added it.
-pub fn joined_cluster_id(member_id: NodeId, answers: &[PeerAnswer]) -> Option<u64> {
-    answers
-        .iter()
-        .find(|answer| {
-            answer
-                .members
-                .members
-                .iter()
-                .any(|member| member.id == member_id)
-        })
-        .map(|answer| answer.members.cluster_id)
-}
-
-/// The cluster id saved by [`save_cluster_id`], if any.
-fn stored_cluster_id(data_dir: &Path) -> Result<Option<u64>, StartupError> {
-    let path = data_dir.join(CLUSTER_ID_FILE);
+/// The id saved by [`save_id`] in `file`, if any.
+fn stored_id(data_dir: &Path, file_name: &str) -> Result<Option<u64>, StartupError> {
+    let path = data_dir.join(file_name);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => {
-            return Err(StartupError::ClusterIdIo {
+            return Err(StartupError::IdFileIo {
                 action: "read",
                 path,
                 source,
@@ -207,17 +356,17 @@ fn stored_cluster_id(data_dir: &Path) -> Result<Option<u64>, StartupError> {
     };
     u64::from_str_radix(text.trim(), 16)
         .map(Some)
-        .map_err(|_| StartupError::ClusterIdUnreadable { path, text })
+        .map_err(|_| StartupError::IdFileUnreadable { path, text })
 }
 
-/// Writes the cluster id durably: a synced temporary file renamed over the
+/// Writes `id` durably to `file_name`: a synced temporary file renamed over the
 /// old one, then the directory synced.
-fn save_cluster_id(data_dir: &Path, cluster_id: u64) -> Result<(), StartupError> {
-    let path = data_dir.join(CLUSTER_ID_FILE);
-    let temporary = data_dir.join(format!("{CLUSTER_ID_FILE}.tmp"));
+fn save_id(data_dir: &Path, file_name: &str, id: u64) -> Result<(), StartupError> {
+    let path = data_dir.join(file_name);
+    let temporary = data_dir.join(format!("{file_name}.tmp"));
     let io = |action: &'static str, path: &Path| {
         let path = path.to_path_buf();
-        move |source| StartupError::ClusterIdIo {
+        move |source| StartupError::IdFileIo {
             action,
             path,
             source,
@@ -226,7 +375,7 @@ fn save_cluster_id(data_dir: &Path, cluster_id: u64) -> Result<(), StartupError>
     std::fs::create_dir_all(data_dir).map_err(io("create", data_dir))?;
     {
         let mut file = std::fs::File::create(&temporary).map_err(io("create", &temporary))?;
-        file.write_all(format!("{cluster_id:x}\n").as_bytes())
+        file.write_all(format!("{id:x}\n").as_bytes())
             .map_err(io("write", &temporary))?;
         file.sync_all().map_err(io("sync", &temporary))?;
     }
@@ -234,10 +383,6 @@ fn save_cluster_id(data_dir: &Path, cluster_id: u64) -> Result<(), StartupError>
     std::fs::File::open(data_dir)
         .and_then(|dir| dir.sync_all())
         .map_err(io("sync", data_dir))?;
-    tracing::info!(
-        cluster = format_args!("{cluster_id:x}"),
-        "joined the cluster its peers run"
-    );
     Ok(())
 }
 

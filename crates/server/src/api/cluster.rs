@@ -106,13 +106,7 @@ impl<B: Backend> Cluster for ClusterService<B> {
         let request = request.into_inner();
         let peer_urls = parse_peer_urls(&request.peer_ur_ls)?;
         let peer_texts: Vec<String> = peer_urls.iter().map(Url::to_string).collect();
-        let id = self.backend.new_member_id(&peer_urls);
         let members = self.backend.members();
-        // The id first, as etcd 3.4 checks: re-adding a member's peer URLs
-        // answers "member ID already exist" there too.
-        if members.iter().any(|member| member.id == id) {
-            return Err(EtcdError::MemberExist.to_status());
-        }
         let taken = members
             .iter()
             .flat_map(|member| &member.peer_urls)
@@ -120,6 +114,10 @@ impl<B: Backend> Cluster for ClusterService<B> {
         if taken {
             return Err(EtcdError::PeerUrlExist.to_status());
         }
+        // A fresh id, as etcd's: a member replaced on the same peer URLs must
+        // not come back under the id it voted with before its data was wiped.
+        let member_ids: Vec<NodeId> = members.iter().map(|member| member.id).collect();
+        let id = self.backend.new_member_id(&peer_urls, &member_ids);
         let kind = if request.is_learner {
             ConfChangeKind::AddLearner
         } else {

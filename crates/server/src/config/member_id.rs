@@ -8,6 +8,11 @@
 //! etcd cluster is not a promise: etcd writes URLs in its own canonical form,
 //! which may differ from [`Url`]'s for unusual input. This module only hashes;
 //! it never decides membership.
+//!
+//! A member added to a running cluster gets a fresh id instead
+//! ([`fresh_member_id`]), as etcd's `member add` does: a member replaced on
+//! the same peer URLs after its data was wiped forgot the vote it cast in the
+//! current term, and under its old id it could vote twice in that term.
 
 use raft::NodeId;
 use sha1::{Digest, Sha1};
@@ -26,6 +31,37 @@ pub fn derive_member_id(peer_urls: &[Url], cluster_token: &str) -> NodeId {
     }
     hasher.update(cluster_token.as_bytes());
     non_zero(first_u64(&hasher.finalize()))
+}
+
+/// The id of a member added with `peer_urls` to a running cluster: a hash of
+/// the URLs, the cluster token and `salt` (the caller's clock, as etcd mixes
+/// in the time), rehashed with the next salt until it is none of `taken` (the
+/// current members), not the id the URLs alone derive (which the member may
+/// have had before), and not [`raft::NO_NODE`]. The caller decides it once and
+/// carries it in the configuration change, so every member applies the same id.
+pub fn fresh_member_id(
+    peer_urls: &[Url],
+    cluster_token: &str,
+    salt: u64,
+    taken: &[NodeId],
+) -> NodeId {
+    let derived = derive_member_id(peer_urls, cluster_token);
+    let mut sorted: Vec<String> = peer_urls.iter().map(Url::to_string).collect();
+    sorted.sort();
+    let mut salt = salt;
+    loop {
+        let mut hasher = Sha1::new();
+        for url in &sorted {
+            hasher.update(url.as_bytes());
+        }
+        hasher.update(cluster_token.as_bytes());
+        hasher.update(salt.to_be_bytes());
+        let id = first_u64(&hasher.finalize());
+        if id != raft::NO_NODE && id != derived && !taken.contains(&id) {
+            return id;
+        }
+        salt = salt.wrapping_add(1);
+    }
 }
 
 /// The id of the cluster made of `member_ids`, in any order.
@@ -54,7 +90,7 @@ fn non_zero(id: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{derive_cluster_id, derive_member_id};
+    use super::{derive_cluster_id, derive_member_id, fresh_member_id};
     use crate::config::url::Url;
 
     fn urls(texts: &[&str]) -> Vec<Url> {
@@ -84,5 +120,28 @@ mod tests {
     fn cluster_id_ignores_member_order() {
         assert_eq!(derive_cluster_id(&[1, 2, 3]), derive_cluster_id(&[3, 1, 2]));
         assert_ne!(derive_cluster_id(&[1, 2, 3]), derive_cluster_id(&[1, 2]));
+    }
+
+    #[test]
+    fn fresh_member_id_is_not_the_derived_id_and_changes_with_the_salt() {
+        let peer_urls = urls(&["http://a:1"]);
+        let derived = derive_member_id(&peer_urls, "t");
+        let first = fresh_member_id(&peer_urls, "t", 7, &[]);
+        let second = fresh_member_id(&peer_urls, "t", 8, &[]);
+        assert_ne!(first, derived);
+        assert_ne!(first, second);
+        assert_ne!(first, raft::NO_NODE);
+        assert_eq!(first, fresh_member_id(&peer_urls, "t", 7, &[]));
+    }
+
+    #[test]
+    fn fresh_member_id_skips_taken_ids() {
+        let peer_urls = urls(&["http://a:1"]);
+        let first = fresh_member_id(&peer_urls, "t", 7, &[]);
+        let next = fresh_member_id(&peer_urls, "t", 8, &[]);
+        assert_eq!(fresh_member_id(&peer_urls, "t", 7, &[first]), next);
+        let skipped_both = fresh_member_id(&peer_urls, "t", 7, &[first, next]);
+        assert_ne!(skipped_both, first);
+        assert_ne!(skipped_both, next);
     }
 }

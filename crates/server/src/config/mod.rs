@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use raft::NodeId;
 
-pub use member_id::{derive_cluster_id, derive_member_id};
+pub use member_id::{derive_cluster_id, derive_member_id, fresh_member_id};
 pub use url::{Scheme, Url, UrlError};
 
 /// The member name when `--name` is not given.
@@ -534,6 +534,29 @@ impl ServeConfig {
     /// flags cannot derive once the founding members changed.
     pub fn with_cluster_id(self, cluster_id: u64) -> Self {
         Self { cluster_id, ..self }
+    }
+
+    /// The same configuration as member `member_id`: a member added to a
+    /// running cluster gets a fresh id there, which its flags cannot derive.
+    /// Its own entry in the initial cluster takes the id too.
+    pub fn with_member_id(mut self, member_id: NodeId) -> Self {
+        let derived = self.member_id;
+        for member in &mut self.initial_cluster {
+            if member.id == derived {
+                member.id = member_id;
+            }
+        }
+        Self { member_id, ..self }
+    }
+
+    /// The same configuration with the members a peer of the running cluster
+    /// listed in place of `--initial-cluster`, whose ids the flags derive
+    /// wrongly for every member added since the cluster started.
+    pub fn with_initial_cluster(self, initial_cluster: Vec<InitialMember>) -> Self {
+        Self {
+            initial_cluster,
+            ..self
+        }
     }
 
     /// The core's configuration for this member: one tick per heartbeat

@@ -246,6 +246,14 @@ fn boot_id() -> u64 {
     (nanos as u64) ^ u64::from(std::process::id()).rotate_left(48)
 }
 
+/// The clock in nanoseconds, mixed into a new member's id as etcd mixes in
+/// the time, so that re-adding the same peer URLs gives another id.
+fn clock_salt() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos() as u64)
+}
+
 impl Node {
     /// Opens the data directory (creating a new member's log when there is
     /// none), restarts the core from it and starts the node thread.
@@ -447,8 +455,8 @@ impl Backend for NodeHandle {
             .clone()
     }
 
-    fn new_member_id(&self, peer_urls: &[crate::config::Url]) -> NodeId {
-        crate::config::derive_member_id(peer_urls, &self.shared.cluster_token)
+    fn new_member_id(&self, peer_urls: &[crate::config::Url], taken: &[NodeId]) -> NodeId {
+        crate::config::fresh_member_id(peer_urls, &self.shared.cluster_token, clock_salt(), taken)
     }
 
     async fn change_membership(&self, change: MembershipChange) -> Result<(), BackendError> {

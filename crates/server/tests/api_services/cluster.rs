@@ -63,7 +63,7 @@ fn membership_changes_are_checked_against_the_list_with_etcds_errors() {
     assert_status(
         add(&["http://localhost:2380"]),
         Code::FailedPrecondition,
-        "etcdserver: member ID already exist",
+        "etcdserver: Peer URLs already exists",
     );
     assert_status(
         add(&["http://localhost:2380", "http://localhost:2381"]),

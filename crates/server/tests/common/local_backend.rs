@@ -142,8 +142,12 @@ impl Backend for LocalBackend {
         self.members.clone()
     }
 
-    fn new_member_id(&self, peer_urls: &[server::config::Url]) -> raft::NodeId {
-        server::config::derive_member_id(peer_urls, "etcd-cluster")
+    fn new_member_id(
+        &self,
+        peer_urls: &[server::config::Url],
+        taken: &[raft::NodeId],
+    ) -> raft::NodeId {
+        server::config::fresh_member_id(peer_urls, "etcd-cluster", 0, taken)
     }
 
     /// A single process has no peers to reconfigure: refused as a follower
