@@ -19,6 +19,8 @@
 //! - [`transport`]: Raft messages between members over gRPC streams.
 //! - [`startup`]: what a member without data asks its peers before it starts:
 //!   refuse a wiped member, adopt the id of the cluster it joins.
+//! - [`to_leader`]: requests only the leader answers (lease renewals,
+//!   membership changes), passed on to it by a follower.
 //! - [`serve`]: a whole member: listeners, transport, node, clean shutdown.
 
 pub mod api;
@@ -31,5 +33,6 @@ pub mod peer_codec;
 pub mod proto;
 pub mod serve;
 pub mod startup;
+pub mod to_leader;
 pub mod transport;
 pub mod watch;

@@ -24,9 +24,10 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::api::errors::{propose, request_error, store_error};
 use crate::api::header::{current_header, header};
 use crate::backend::Backend;
-use crate::lease::{Lessor, FORWARDED_METADATA};
+use crate::lease::Lessor;
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::lease_server::Lease;
+use crate::to_leader::is_forwarded;
 
 /// Keepalive answers queued for a slow client at most; the stream waits
 /// for room before renewing again.
@@ -47,10 +48,6 @@ impl<B: Backend> LeaseService<B> {
     fn current_header(&self) -> Option<pb::ResponseHeader> {
         current_header(&*self.backend)
     }
-}
-
-fn is_forwarded<T>(request: &Request<T>) -> bool {
-    request.metadata().contains_key(FORWARDED_METADATA)
 }
 
 fn mismatched(expected: &str, response: &mvcc::Response) -> Status {

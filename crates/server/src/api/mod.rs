@@ -80,11 +80,12 @@ pub fn routes<B: Backend>(backend: Arc<B>, lessor: Arc<Lessor>, limits: ApiLimit
     let decoding_bytes_max = limits.decoding_bytes_max();
     let kv = KvServer::new(KvService::new(Arc::clone(&backend), limits))
         .max_decoding_message_size(decoding_bytes_max);
+    let request_timeout = lessor.options().request_timeout;
     let lease = LeaseServer::new(LeaseService::new(Arc::clone(&backend), lessor))
         .max_decoding_message_size(decoding_bytes_max);
     let maintenance = MaintenanceServer::new(MaintenanceService::new(Arc::clone(&backend)))
         .max_decoding_message_size(decoding_bytes_max);
-    let cluster = ClusterServer::new(ClusterService::new(Arc::clone(&backend)))
+    let cluster = ClusterServer::new(ClusterService::new(Arc::clone(&backend), request_timeout))
         .max_decoding_message_size(decoding_bytes_max);
     let watch = WatchServer::new(WatchService::new(backend, limits))
         .max_decoding_message_size(decoding_bytes_max);

@@ -1,58 +1,29 @@
-//! KeepAlive and TimeToLive passed from a follower to the leader over the
-//! leader's etcd client URL, with one lazily connected channel per URL. Each
-//! request is marked with [`FORWARDED_METADATA`], so a member that receives
-//! one while not leading refuses it instead of passing it on again. Owns the
-//! calls only; whether to forward and how often to retry is the lessor's.
+//! KeepAlive and TimeToLive as calls on the leader's Lease service, over
+//! [`crate::to_leader`]'s channels and marker. Owns the calls only; whether
+//! to forward and how often to retry is the lessor's.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
-
-use tonic::transport::{Channel, Endpoint};
 use tonic::Status;
 
 use super::TimeToLive;
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
+use crate::to_leader::{forwarded_request, LeaderChannels};
 
-/// Metadata key marking a lease request one member passed to another.
-pub const FORWARDED_METADATA: &str = "raftkv-lease-forwarded";
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Channels to the client URLs of leaders seen so far.
+/// Lease calls on the leaders seen so far.
 #[derive(Debug, Default)]
 pub(crate) struct Forwarder {
-    channels: Mutex<HashMap<String, Channel>>,
-}
-
-fn forwarded<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(
-        FORWARDED_METADATA,
-        tonic::metadata::MetadataValue::from_static("1"),
-    );
-    request
+    leaders: LeaderChannels,
 }
 
 impl Forwarder {
-    fn client(&self, url: &str) -> Result<LeaseClient<Channel>, Status> {
-        let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(channel) = channels.get(url) {
-            return Ok(LeaseClient::new(channel.clone()));
-        }
-        let channel = Endpoint::from_shared(url.to_owned())
-            .map_err(|error| Status::internal(format!("raftkv: leader URL {url}: {error}")))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            .connect_lazy();
-        channels.insert(url.to_owned(), channel.clone());
-        Ok(LeaseClient::new(channel))
+    fn client(&self, url: &str) -> Result<LeaseClient<tonic::transport::Channel>, Status> {
+        Ok(LeaseClient::new(self.leaders.channel(url)?))
     }
 
     /// One renewal on the leader: the TTL it answered (0: no such lease).
     pub(crate) async fn keep_alive(&self, url: &str, id: i64) -> Result<i64, Status> {
         let mut client = self.client(url)?;
-        let request = forwarded(tokio_stream::once(pb::LeaseKeepAliveRequest { id }));
+        let request = forwarded_request(tokio_stream::once(pb::LeaseKeepAliveRequest { id }));
         let mut responses = client.lease_keep_alive(request).await?.into_inner();
         match responses.message().await? {
             Some(response) => Ok(response.ttl),
@@ -70,7 +41,7 @@ impl Forwarder {
         with_keys: bool,
     ) -> Result<Option<TimeToLive>, Status> {
         let mut client = self.client(url)?;
-        let request = forwarded(pb::LeaseTimeToLiveRequest {
+        let request = forwarded_request(pb::LeaseTimeToLiveRequest {
             id,
             keys: with_keys,
         });

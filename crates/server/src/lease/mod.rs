@@ -6,17 +6,15 @@
 //! checks them every `check_interval` and proposes a revoke for each expired
 //! lease (at most [`REVOKES_PER_CHECK_MAX`] per check). KeepAlive and
 //! TimeToLive need those deadlines, so on a follower they are forwarded to
-//! the leader's client URL ([`forward`]), as etcd forwards them to its
-//! leader; a forwarded request that reaches a member that no longer leads is
-//! refused, and the follower retries until the request timeout. Lease ids
-//! for grants that ask for any id come from [`ids`]. This module never
-//! changes replicated state except by proposing through the [`Backend`].
+//! the leader's client URL ([`forward`], through [`crate::to_leader`]), as
+//! etcd forwards them to its leader. Lease ids for grants that ask for any
+//! id come from [`ids`]. This module never changes replicated state except
+//! by proposing through the [`Backend`].
 
 mod clock;
 mod forward;
 mod ids;
 
-use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -25,18 +23,14 @@ use tonic::Status;
 use crate::api::errors::{backend_error, store_error};
 use crate::backend::Backend;
 use crate::config::ServeConfig;
-use crate::etcd_error::EtcdError;
+use crate::to_leader::{on_leader, Local};
 use clock::{LeaseClock, Renewal};
 use forward::Forwarder;
 use ids::LeaseIds;
 
-pub use forward::FORWARDED_METADATA;
-
 /// Expired leases revoked per check at most; etcd revokes at most 1000 a
 /// second, which this matches at the default 100 ms check interval.
 pub const REVOKES_PER_CHECK_MAX: usize = 100;
-/// How long a follower waits between attempts to reach the leader.
-const FORWARD_RETRY_INTERVAL: Duration = Duration::from_millis(50);
 
 /// The lessor's settings, derived from the member's timing as etcd does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,13 +84,6 @@ pub struct TimeToLive {
     pub granted_ttl_seconds: i64,
     /// The attached keys, when asked for.
     pub keys: Vec<Vec<u8>>,
-}
-
-/// An answer this member could give itself, or the news that only the
-/// leader can.
-enum Local<T> {
-    Answered(T),
-    NotLeader,
 }
 
 /// One member's lessor; shared by the Lease service and the expiry task.
@@ -227,9 +214,10 @@ impl Lessor {
         id: i64,
         forwarded: bool,
     ) -> Result<i64, Status> {
-        self.on_leader(
+        on_leader(
             backend,
             forwarded,
+            self.options.request_timeout,
             || self.renew_here(backend, id),
             |url| async move { self.forwarder.keep_alive(&url, id).await },
         )
@@ -245,71 +233,15 @@ impl Lessor {
         with_keys: bool,
         forwarded: bool,
     ) -> Result<Option<TimeToLive>, Status> {
-        self.on_leader(
+        on_leader(
             backend,
             forwarded,
+            self.options.request_timeout,
             || self.time_to_live_here(backend, id, with_keys),
             |url| async move { self.forwarder.time_to_live(&url, id, with_keys).await },
         )
         .await
     }
-
-    /// Answers here when this member leads; otherwise asks the leader, again
-    /// and again until the request timeout (leadership may be moving).
-    async fn on_leader<B, T, Here, HereFuture, There, ThereFuture>(
-        &self,
-        backend: &B,
-        forwarded: bool,
-        here: Here,
-        there: There,
-    ) -> Result<T, Status>
-    where
-        B: Backend,
-        Here: Fn() -> HereFuture,
-        HereFuture: Future<Output = Result<Local<T>, Status>>,
-        There: Fn(String) -> ThereFuture,
-        ThereFuture: Future<Output = Result<T, Status>>,
-    {
-        let deadline = Instant::now() + self.options.request_timeout;
-        loop {
-            match here().await? {
-                Local::Answered(answer) => return Ok(answer),
-                Local::NotLeader if forwarded => return Err(EtcdError::NotLeader.to_status()),
-                Local::NotLeader => {}
-            }
-            let leader_url = leader_client_url(backend);
-            if let Some(url) = leader_url.clone() {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match tokio::time::timeout(left, there(url.clone())).await {
-                    Ok(Ok(answer)) => return Ok(answer),
-                    Ok(Err(status)) => {
-                        tracing::debug!(%url, %status, "lease request not answered by the leader")
-                    }
-                    Err(_) => {}
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(match leader_url {
-                    Some(_) => EtcdError::Timeout.to_status(),
-                    None => EtcdError::NoLeader.to_status(),
-                });
-            }
-            tokio::time::sleep(FORWARD_RETRY_INTERVAL).await;
-        }
-    }
-}
-
-/// The first client URL of the member this one believes leads, once known.
-fn leader_client_url<B: Backend>(backend: &B) -> Option<String> {
-    let status = backend.status();
-    let leader = status.leader.filter(|&leader| leader != status.member_id)?;
-    backend
-        .members()
-        .into_iter()
-        .find(|member| member.id == leader)?
-        .client_urls
-        .into_iter()
-        .next()
 }
 
 /// The expiry task: every check interval, while the lessor lives, follow the

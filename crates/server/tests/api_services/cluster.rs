@@ -2,6 +2,7 @@
 //! etcd's errors before they reach the backend.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use server::api::cluster::MEMBER_UPDATE_UNSUPPORTED;
 use server::api::ClusterService;
@@ -15,10 +16,13 @@ use tonic::{Code, Request};
 use crate::common::local_backend::{LocalBackend, CLUSTER_ID, MEMBER_ID, RAFT_TERM};
 use crate::{assert_status, run};
 
+/// How long a change may take; these backends answer at once.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[test]
 fn member_list_reports_the_backends_members_under_a_full_header() {
     let backend = LocalBackend::in_memory();
-    let service = ClusterService::new(Arc::clone(&backend));
+    let service = ClusterService::new(Arc::clone(&backend), REQUEST_TIMEOUT);
     let response = run(service.member_list(Request::new(MemberListRequest {})))
         .unwrap()
         .into_inner();
@@ -43,7 +47,7 @@ fn member_list_reports_the_backends_members_under_a_full_header() {
 
 #[test]
 fn membership_changes_are_checked_against_the_list_with_etcds_errors() {
-    let service = ClusterService::new(LocalBackend::in_memory());
+    let service = ClusterService::new(LocalBackend::in_memory(), REQUEST_TIMEOUT);
     let add = |urls: &[&str]| {
         run(service.member_add(Request::new(MemberAddRequest {
             peer_ur_ls: urls.iter().map(|url| url.to_string()).collect(),
@@ -94,7 +98,7 @@ fn membership_changes_are_checked_against_the_list_with_etcds_errors() {
 
 #[test]
 fn a_change_that_passes_the_checks_goes_to_the_backend() {
-    let service = ClusterService::new(LocalBackend::in_memory());
+    let service = ClusterService::new(LocalBackend::in_memory(), REQUEST_TIMEOUT);
     // The single-process backend refuses every change as a member with no
     // leader would; the refusal reaches the client as etcd's error.
     assert_status(

@@ -8,13 +8,14 @@ use std::time::{Duration, Instant};
 
 use server::api::{routes, ApiLimits};
 use server::backend::KvBackend;
-use server::lease::{LeaseOptions, Lessor, FORWARDED_METADATA};
+use server::lease::{LeaseOptions, Lessor};
 use server::proto::etcdserverpb::kv_client::KvClient;
 use server::proto::etcdserverpb::lease_client::LeaseClient;
 use server::proto::etcdserverpb::{
     LeaseGrantRequest, LeaseKeepAliveRequest, LeaseLeasesRequest, LeaseRevokeRequest,
     LeaseTimeToLiveRequest, PutRequest, RangeRequest,
 };
+use server::to_leader::FORWARDED_METADATA;
 use tonic::codegen::tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Channel;
 use tonic::Code;
