@@ -194,7 +194,7 @@ impl Cluster {
 
     /// Every member's client endpoint.
     pub fn endpoints(&self) -> Vec<String> {
-        (0..self.size()).map(|index| self.endpoint(index)).collect()
+        Members::endpoints(self)
     }
 
     pub fn endpoint(&self, index: usize) -> String {
