@@ -77,6 +77,11 @@ pub enum StoreError {
         path: PathBuf,
         source: Box<redb::DatabaseError>,
     },
+    /// The file is there but its contents are not a sound database. The
+    /// database only ever holds what the Raft log and its snapshot hold too,
+    /// so moving it away is the repair.
+    #[error("the state machine database {path} is damaged: {reason}; move it away and restart the member, which rebuilds it from its Raft log and snapshot")]
+    Damaged { path: PathBuf, reason: String },
     #[error("state machine database failed while {context}: {source}")]
     Database {
         context: &'static str,

@@ -165,14 +165,47 @@ impl Drop for Store {
     }
 }
 
+/// Opens (or creates) the redb file at `path`. A damaged file is reported
+/// as [`StoreError::Damaged`], naming it: redb reports some damage as
+/// corruption and asserts against other damage (a file cut shorter than its
+/// header records trips an assertion), so a panic inside the open is caught
+/// and reported the same way. Nothing of the half-opened database outlives
+/// the panic: it is dropped during the unwind.
+fn open_file(path: &Path) -> Result<Database, StoreError> {
+    let damaged = |reason: String| StoreError::Damaged {
+        path: path.to_path_buf(),
+        reason,
+    };
+    match std::panic::catch_unwind(|| Database::create(path)) {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(reason)))) => {
+            Err(damaged(reason))
+        }
+        Ok(Err(source)) => Err(StoreError::Open {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        }),
+        Err(panic) => Err(damaged(format!(
+            "the database library gave up reading it ({})",
+            panic_message(panic.as_ref())
+        ))),
+    }
+}
+
+/// The text a panic was raised with, when it was raised with text.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
+}
+
 impl Store {
     /// Opens the database at `path`, creating it when absent.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
-        let db = Database::create(&path).map_err(|source| StoreError::Open {
-            path: path.clone(),
-            source: Box::new(source),
-        })?;
+        let db = open_file(&path)?;
         Self::init(db, Location::File(path))
     }
 

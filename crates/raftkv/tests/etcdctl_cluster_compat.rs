@@ -31,118 +31,19 @@
 mod common;
 
 use std::io::Write;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
-use common::Cluster;
+use common::etcd::{etcd_present, EtcdCluster};
+use common::{Cluster, Members};
 use regex::Regex;
 
 const REQUEST_BYTES_MAX: usize = 10_000;
 const TXN_OPS_MAX: usize = 3;
 
-/// How long etcd may take to start answering.
-const ETCD_START_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Whether `etcd` and `etcdctl` run. Missing locally: a message and `false`;
-/// missing under CI: a panic, so CI never skips the comparison silently.
+/// Whether `etcd` and `etcdctl` both run (see [`common::binary_present`]).
 fn tools_present() -> bool {
-    let runs = |binary: &str, argument: &str| {
-        Command::new(binary)
-            .arg(argument)
-            .output()
-            .is_ok_and(|output| output.status.success())
-    };
-    if runs("etcd", "--version") && runs("etcdctl", "version") {
-        return true;
-    }
-    let under_ci = std::env::var("CI").is_ok_and(|value| value == "true");
-    assert!(
-        !under_ci,
-        "etcd or etcdctl is not on PATH under CI=true: install them with \
-         `apt-get install -y etcd-server etcd-client`; this test must not be skipped in CI"
-    );
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED: etcd or etcdctl is not on PATH; install them with \
-         `apt-get install -y etcd-server etcd-client` to run this test"
-    );
-    false
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
-
-/// A real single-member etcd on loopback, killed (by its own handle) on drop.
-struct Etcd {
-    child: Child,
-    endpoint: String,
-    data: tempfile::TempDir,
-}
-
-impl Etcd {
-    fn start() -> Etcd {
-        let data = tempfile::tempdir().expect("a temporary directory");
-        let endpoint = format!("127.0.0.1:{}", free_port());
-        let peer_url = format!("http://127.0.0.1:{}", free_port());
-        let log = std::fs::File::create(data.path().join("etcd.log")).expect("etcd log file");
-        let child = Command::new("etcd")
-            .arg("--name=m1")
-            .arg(format!("--data-dir={}", data.path().join("data").display()))
-            .arg(format!("--listen-client-urls=http://{endpoint}"))
-            .arg(format!("--advertise-client-urls=http://{endpoint}"))
-            .arg(format!("--listen-peer-urls={peer_url}"))
-            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=m1={peer_url}"))
-            .arg(format!("--max-request-bytes={REQUEST_BYTES_MAX}"))
-            .arg(format!("--max-txn-ops={TXN_OPS_MAX}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("etcd starts");
-        let mut etcd = Etcd {
-            child,
-            endpoint,
-            data,
-        };
-        etcd.wait_until_serving();
-        etcd
-    }
-
-    fn wait_until_serving(&mut self) {
-        let deadline = Instant::now() + ETCD_START_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("etcd's status") {
-                panic!("etcd exited with {status}: {}", self.log());
-            }
-            if etcdctl(&self.endpoint, &["get", "probe"], None).success {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "etcd did not serve within {ETCD_START_TIMEOUT:?}: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.data.path().join("etcd.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    etcd_present() && common::etcdctl_present()
 }
 
 /// What etcdctl did: exit status, stdout, stderr.
@@ -345,7 +246,9 @@ struct LeaseIds {
 
 /// etcd and a three-member raftkv cluster, side by side.
 struct Pair {
-    etcd: Etcd,
+    _etcd: EtcdCluster,
+    /// etcd's one member's `host:port`, for etcdctl.
+    etcd: String,
     /// Kept so its members run as long as the pair does.
     _cluster: Cluster,
     /// All three members' `host:port`, comma-separated, for etcdctl.
@@ -365,7 +268,14 @@ impl Pair {
                 &format!("--max-txn-ops={TXN_OPS_MAX}"),
             ],
         );
-        let etcd = Etcd::start();
+        let etcd = EtcdCluster::start(
+            1,
+            &[
+                &format!("--max-request-bytes={REQUEST_BYTES_MAX}"),
+                &format!("--max-txn-ops={TXN_OPS_MAX}"),
+            ],
+        )
+        .await;
         cluster.wait_for_leader(None).await;
         let ours = cluster
             .endpoints()
@@ -378,7 +288,8 @@ impl Pair {
             common::current_revision(&[endpoint]).await;
         }
         Some(Pair {
-            etcd,
+            etcd: etcd.endpoint(0).trim_start_matches("http://").to_owned(),
+            _etcd: etcd,
             _cluster: cluster,
             ours,
         })
@@ -387,7 +298,7 @@ impl Pair {
     /// Runs etcdctl against both; asserts the masked outcomes match and
     /// returns both raw outcomes (etcd's first).
     fn same_with(&self, args: &[&str], stdin: Option<&[u8]>, table: Table) -> (Outcome, Outcome) {
-        let etcd = etcdctl(&self.etcd.endpoint, args, stdin);
+        let etcd = etcdctl(&self.etcd, args, stdin);
         let ours = etcdctl(&self.ours, args, stdin);
         assert_eq!(
             masked(&ours, table),
@@ -427,7 +338,7 @@ impl Pair {
             id.unwrap_or_else(|| panic!("etcdctl lease grant: {outcome:?}"))
         };
         LeaseIds {
-            etcd: granted_id(&self.etcd.endpoint),
+            etcd: granted_id(&self.etcd),
             ours: granted_id(&self.ours),
         }
     }
@@ -455,7 +366,7 @@ impl Pair {
                 stderr: hide(&outcome.stderr),
             }
         };
-        let etcd = masked(&run(&self.etcd.endpoint, &ids.etcd), Table::None);
+        let etcd = masked(&run(&self.etcd, &ids.etcd), Table::None);
         let ours = masked(&run(&self.ours, &ids.ours), Table::None);
         assert_eq!(
             ours, etcd,
@@ -563,7 +474,7 @@ async fn key_value_commands_match_etcd() {
     pair.ok(&["get", "", "--prefix", "-w", "json"]);
 
     // The comparison itself can fail: a key only etcd has makes `get` differ.
-    let put = etcdctl(&pair.etcd.endpoint, &["put", "only-in-etcd", "1"], None);
+    let put = etcdctl(&pair.etcd, &["put", "only-in-etcd", "1"], None);
     assert!(put.success, "{put:?}");
     let compared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         pair.same_with(&["get", "only-in-etcd"], None, Table::None)

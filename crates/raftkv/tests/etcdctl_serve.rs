@@ -93,11 +93,16 @@ async fn etcdctl_write_on_one_member_is_read_on_another() {
 
 #[test]
 fn a_missing_binary_skips_locally() {
-    assert!(!common::binary_present("raftkv-test-no-such-binary", false));
+    assert!(!common::binary_present(
+        "raftkv-test-no-such-binary",
+        "version",
+        "none",
+        false
+    ));
 }
 
 #[test]
 #[should_panic(expected = "not on PATH under CI=true")]
 fn a_missing_binary_fails_under_ci() {
-    common::binary_present("raftkv-test-no-such-binary", true);
+    common::binary_present("raftkv-test-no-such-binary", "version", "none", true);
 }

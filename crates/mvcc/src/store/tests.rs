@@ -362,6 +362,27 @@ fn a_file_that_is_not_a_database_is_an_open_error_naming_it() {
 }
 
 #[test]
+fn a_database_cut_short_is_refused_as_damaged_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    {
+        let store = Store::open(&path).unwrap();
+        store.apply(1, &put("key", &"v".repeat(1 << 16))).unwrap();
+        store.flush().unwrap();
+    }
+    let length = std::fs::metadata(&path).unwrap().len();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(length / 2)
+        .unwrap();
+    let error = Store::open(&path).unwrap_err();
+    assert!(matches!(error, StoreError::Damaged { .. }), "{error}");
+    assert!(error.to_string().contains("state.redb"), "{error}");
+}
+
+#[test]
 fn an_unknown_format_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.redb");

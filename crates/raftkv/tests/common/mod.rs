@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod etcd;
+
 use std::fs::File;
 use std::io::Write;
 use std::net::TcpListener;
@@ -114,18 +116,7 @@ impl Cluster {
     /// Waits (up to `within`) for the member to exit by itself; its exit
     /// status, or `None` while it still runs (it is then left running).
     pub fn wait_for_exit(&mut self, index: usize, within: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + within;
-        loop {
-            let child = self.members[index].child.as_mut().expect("member started");
-            if let Some(status) = child.try_wait().expect("wait for member") {
-                self.members[index].child = None;
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_child_exit(&mut self.members[index].child, within)
     }
 
     pub fn log_path(&self, index: usize) -> PathBuf {
@@ -203,7 +194,7 @@ impl Cluster {
 
     /// Every member's client endpoint.
     pub fn endpoints(&self) -> Vec<String> {
-        (0..self.size()).map(|index| self.endpoint(index)).collect()
+        Members::endpoints(self)
     }
 
     pub fn endpoint(&self, index: usize) -> String {
@@ -228,6 +219,102 @@ impl Cluster {
             assert!(Instant::now() < deadline, "no leader within 30 s");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// What the tests that compare raftkv with etcd need of a cluster of real
+/// member processes, whichever server they run.
+pub trait Members {
+    fn size(&self) -> usize;
+    /// The member's client URL.
+    fn endpoint(&self, index: usize) -> String;
+    /// The member's `--data-dir`.
+    fn data_dir(&self, index: usize) -> PathBuf;
+    /// Starts the member (again) without waiting for it.
+    fn start_member(&mut self, index: usize);
+    /// SIGKILL: the member dies mid-work, as in a crash.
+    fn kill(&mut self, index: usize);
+    /// Waits (up to `within`) for the member to exit by itself; its exit
+    /// status, or `None` while it still runs.
+    fn wait_for_exit(&mut self, index: usize, within: Duration) -> Option<ExitStatus>;
+    /// Everything the member wrote to stdout and stderr.
+    fn log(&self, index: usize) -> String;
+
+    fn endpoints(&self) -> Vec<String> {
+        (0..self.size()).map(|index| self.endpoint(index)).collect()
+    }
+}
+
+impl Members for Cluster {
+    fn size(&self) -> usize {
+        Cluster::size(self)
+    }
+
+    fn endpoint(&self, index: usize) -> String {
+        Cluster::endpoint(self, index)
+    }
+
+    fn data_dir(&self, index: usize) -> PathBuf {
+        Cluster::data_dir(self, index)
+    }
+
+    fn start_member(&mut self, index: usize) {
+        Cluster::start_member(self, index);
+    }
+
+    fn kill(&mut self, index: usize) {
+        Cluster::kill(self, index);
+    }
+
+    fn wait_for_exit(&mut self, index: usize, within: Duration) -> Option<ExitStatus> {
+        Cluster::wait_for_exit(self, index, within)
+    }
+
+    fn log(&self, index: usize) -> String {
+        Cluster::log(self, index)
+    }
+}
+
+/// Waits (up to `within`) for a started child to exit; its status (and the
+/// child is forgotten), or `None` while it still runs.
+fn wait_for_child_exit(child: &mut Option<Child>, within: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        let running = child.as_mut().expect("process started");
+        if let Some(status) = running.try_wait().expect("wait for process") {
+            *child = None;
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits (up to `within`) until the member answers a status request (`Ok`)
+/// or exits (`Err` with its exit status); panics, with its log, when it does
+/// neither.
+pub async fn wait_until_serving(
+    members: &mut impl Members,
+    index: usize,
+    within: Duration,
+) -> Result<(), ExitStatus> {
+    let deadline = Instant::now() + within;
+    let endpoint = members.endpoint(index);
+    loop {
+        if let Some(status) = members.wait_for_exit(index, Duration::ZERO) {
+            return Err(status);
+        }
+        if status(&endpoint).await.is_ok() {
+            return Ok(());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "member {index} neither served nor exited within {within:?}:\n{}",
+            members.log(index)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -356,16 +443,21 @@ pub async fn current_revision(endpoints: &[String]) -> i64 {
 
 /// Whether `etcdctl` runs, under the rule of [`binary_present`].
 pub fn etcdctl_present() -> bool {
-    let under_ci = std::env::var("CI").is_ok_and(|value| value == "true");
-    binary_present("etcdctl", under_ci)
+    binary_present("etcdctl", "version", "etcd-client", under_ci())
 }
 
-/// Whether `binary version` runs. Missing locally: a message and `false`, so
-/// the test passes having checked nothing (and says so). Missing under CI: a
-/// panic, so CI can never skip a test that needs the binary silently.
-pub fn binary_present(binary: &str, under_ci: bool) -> bool {
+/// Whether the tests run under CI (`CI=true`).
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| value == "true")
+}
+
+/// Whether `binary version_arg` runs. Missing locally: a message and `false`,
+/// so the test passes having checked nothing (and says so). Missing under CI:
+/// a panic, so CI can never skip a test that needs the binary silently. The
+/// message names the Debian `package` that installs it.
+pub fn binary_present(binary: &str, version_arg: &str, package: &str, under_ci: bool) -> bool {
     let runs = Command::new(binary)
-        .arg("version")
+        .arg(version_arg)
         .output()
         .is_ok_and(|output| output.status.success());
     if runs {
@@ -374,14 +466,14 @@ pub fn binary_present(binary: &str, under_ci: bool) -> bool {
     assert!(
         !under_ci,
         "{binary} is not on PATH under CI=true: install it with \
-         `apt-get install -y etcd-client`; tests that need it must not be skipped in CI"
+         `apt-get install -y {package}`; tests that need it must not be skipped in CI"
     );
     // Straight to stderr, past the harness's capture, so a local run shows
     // that nothing was checked.
     let _ = writeln!(
         std::io::stderr(),
         "SKIPPED: {binary} is not on PATH; install it with \
-         `apt-get install -y etcd-client` to run this test"
+         `apt-get install -y {package}` to run this test"
     );
     false
 }
