@@ -604,6 +604,64 @@ async fn cluster_commands_over_every_endpoint_match_etcd() {
     assert_eq!(pair.ok(&["alarm", "list"]), "");
 }
 
+/// etcdctl's `member add` answer with the new member's and the cluster's
+/// ids masked, and without its `ETCD_INITIAL_CLUSTER` line, which lists the
+/// other members (three of ours, etcd's one).
+fn member_added(outcome: &Outcome) -> Outcome {
+    static IDS: OnceLock<Regex> = OnceLock::new();
+    let ids = IDS.get_or_init(|| {
+        Regex::new(r"^Member +[0-9a-f]+ added to cluster +[0-9a-f]+$").expect("a valid pattern")
+    });
+    let mut masked = masked(outcome, Table::None);
+    masked.stdout = masked
+        .stdout
+        .lines()
+        .filter(|line| !line.starts_with("ETCD_INITIAL_CLUSTER="))
+        .map(|line| ids.replace(line, "Member <id> added to cluster <id>"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    masked
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_add_and_remove_through_any_member_match_etcd() {
+    let Some(pair) = Pair::start().await else {
+        return;
+    };
+    let add = |endpoint: &str, port: usize| {
+        let url = format!("--peer-urls=http://127.0.0.1:{port}");
+        etcdctl(
+            endpoint,
+            &["member", "add", "joining", "--learner", &url],
+            None,
+        )
+    };
+    let etcd = add(&pair.etcd, 1);
+    assert!(etcd.success, "etcd: {etcd:?}");
+    // Each raftkv member alone: two of the three are followers, which pass
+    // the change on to the leader as etcd's followers do.
+    for (index, endpoint) in pair.ours.split(',').enumerate() {
+        let ours = add(endpoint, 1 + index);
+        assert_eq!(
+            member_added(&ours),
+            member_added(&etcd),
+            "etcdctl member add through {endpoint} differs (left: raftkv, right: etcd)\n\
+             raw raftkv: {ours:?}\nraw etcd: {etcd:?}"
+        );
+        let id = ours
+            .stdout
+            .strip_prefix("Member ")
+            .and_then(|rest| rest.split_once(' '))
+            .map(|(id, _)| id.to_owned())
+            .unwrap_or_else(|| panic!("no member id in {ours:?}"));
+        let removed = etcdctl(endpoint, &["member", "remove", &id], None);
+        assert!(
+            removed.success && removed.stdout.starts_with(&format!("Member {id} removed")),
+            "etcdctl member remove {id} through {endpoint}: {removed:?}"
+        );
+    }
+}
+
 #[test]
 fn masking_hides_only_volatile_fields() {
     assert_eq!(
