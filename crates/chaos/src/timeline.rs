@@ -116,6 +116,7 @@ fn kind_of(fault: &Fault) -> &'static str {
         Fault::Pause { .. } => "pause",
         Fault::Loss { .. } => "loss",
         Fault::Wipe { .. } => "wipe",
+        Fault::Membership { .. } => "membership",
     }
 }
 
