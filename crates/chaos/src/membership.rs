@@ -66,8 +66,11 @@ pub async fn promote_and_remove(
     let voters = members.client_urls_of_cluster_but(learner);
     let learner_id = member_id_with_peer_url(&voters, members.peer_url(learner)).await?;
     let not_ready_answers = promote_member(&voters, learner_id).await?;
-    let others = members.client_urls_of_cluster_but(removed);
-    let removed_id = remove_member_with_peer_url(&others, members.peer_url(removed)).await?;
+    // Asked last of all, `removed` itself: only the leader takes the
+    // change, and it may be the leader.
+    let mut asked = members.client_urls_of_cluster_but(removed);
+    asked.push(members.client_url(removed).to_owned());
+    let removed_id = remove_member_with_peer_url(&asked, members.peer_url(removed)).await?;
     members.leave(removed)?;
     Ok(MembershipChange {
         learner: members.name(learner).to_owned(),
