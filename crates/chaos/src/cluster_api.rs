@@ -22,6 +22,12 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// What a member answers to the promotion of a learner still catching up,
 /// as etcd says it.
 const LEARNER_NOT_READY: &str = "can only promote a learner member which is in sync with leader";
+/// What a member answers to the promotion of a voter: a promotion asked
+/// again after its answer was lost had taken effect.
+const NOT_A_LEARNER: &str = "can only promote a learner member";
+/// What a member answers to the addition of a peer URL a member has: an
+/// addition asked again after its answer was lost had taken effect.
+const PEER_URL_EXISTS: &str = "Peer URLs already exists";
 
 async fn cluster_client(endpoint: &str) -> Option<ClusterClient<tonic::transport::Channel>> {
     let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
@@ -36,12 +42,14 @@ async fn cluster_client(endpoint: &str) -> Option<ClusterClient<tonic::transport
 
 /// Calls `call` on each endpoint in turn (followers may refuse membership
 /// changes, an election may be under way, a learner may still be catching
-/// up) until one answers or [`MEMBERSHIP_CHANGE_MAX`] has passed; `refused`
-/// is told of every refusal.
+/// up) until one answers or [`MEMBERSHIP_CHANGE_MAX`] has passed. Every
+/// refusal goes to `settled`, which returns the answer when the refusal
+/// says an earlier call whose answer was lost took effect (this suite is
+/// the only one changing the membership, so only it can have).
 async fn on_some_member<T, F, Fut>(
     endpoints: &[String],
     what: &str,
-    mut refused: impl FnMut(&tonic::Status),
+    mut settled: impl FnMut(&tonic::Status) -> Option<T>,
     mut call: F,
 ) -> Result<T, FaultError>
 where
@@ -49,26 +57,35 @@ where
     Fut: std::future::Future<Output = Result<T, tonic::Status>>,
 {
     let deadline = Instant::now() + MEMBERSHIP_CHANGE_MAX;
-    let mut last_error = String::from("no member reachable");
-    for endpoint in endpoints.iter().cycle() {
+    let mut last_errors = vec![String::from("not reached"); endpoints.len()];
+    for (endpoint, last_error) in endpoints.iter().zip(0..).cycle() {
         if Instant::now() >= deadline {
             break;
         }
-        if let Some(client) = cluster_client(endpoint).await {
-            match tokio::time::timeout(CALL_TIMEOUT, call(client)).await {
+        match cluster_client(endpoint).await {
+            None => last_errors[last_error] = format!("{endpoint}: cannot connect"),
+            Some(client) => match tokio::time::timeout(CALL_TIMEOUT, call(client)).await {
                 Ok(Ok(answer)) => return Ok(answer),
                 Ok(Err(status)) => {
-                    refused(&status);
-                    last_error = format!("{endpoint}: {}", status.message());
+                    if let Some(answer) = settled(&status) {
+                        return Ok(answer);
+                    }
+                    last_errors[last_error] = format!("{endpoint}: {}", status.message());
                 }
-                Err(_) => last_error = format!("{endpoint}: no answer within {CALL_TIMEOUT:?}"),
-            }
+                Err(_) => {
+                    last_errors[last_error] =
+                        format!("{endpoint}: no answer within {CALL_TIMEOUT:?}")
+                }
+            },
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Err(FaultError::Membership {
         what: what.to_owned(),
-        detail: last_error,
+        detail: format!(
+            "no member took it within {MEMBERSHIP_CHANGE_MAX:?}; last answers: {}",
+            last_errors.join("; ")
+        ),
     })
 }
 
@@ -80,7 +97,7 @@ pub async fn member_id_with_peer_url(
     let listed: Vec<Member> = on_some_member(
         endpoints,
         "member list",
-        |_| {},
+        |_| None,
         |mut client| async move {
             Ok(client
                 .member_list(MemberListRequest {})
@@ -109,8 +126,11 @@ pub async fn remove_member_with_peer_url(
     on_some_member(
         endpoints,
         "member remove",
-        |_| {},
-        |mut client| async move { client.member_remove(MemberRemoveRequest { id }).await },
+        |status| (status.code() == tonic::Code::NotFound).then_some(()),
+        |mut client| async move {
+            client.member_remove(MemberRemoveRequest { id }).await?;
+            Ok(())
+        },
     )
     .await?;
     Ok(id)
@@ -126,25 +146,26 @@ pub async fn add_member(
     let added = on_some_member(
         endpoints,
         "member add",
-        |_| {},
+        |status| status.message().ends_with(PEER_URL_EXISTS).then_some(None),
         |mut client| async move {
-            client
+            let answer = client
                 .member_add(MemberAddRequest {
                     peer_ur_ls: vec![peer_url.to_owned()],
                     is_learner,
                 })
-                .await
+                .await?;
+            Ok(Some(answer.into_inner().member))
         },
     )
     .await?;
-    added
-        .into_inner()
-        .member
-        .map(|member| member.id)
-        .ok_or_else(|| FaultError::Membership {
+    match added {
+        Some(Some(member)) => Ok(member.id),
+        Some(None) => Err(FaultError::Membership {
             what: "member add".to_owned(),
             detail: "the answer names no member".to_owned(),
-        })
+        }),
+        None => member_id_with_peer_url(endpoints, peer_url).await,
+    }
 }
 
 /// Promotes learner `id` to a voter, asking again while the members say it
@@ -155,11 +176,15 @@ pub async fn promote_member(endpoints: &[String], id: u64) -> Result<u32, FaultE
         endpoints,
         "member promote",
         |status| {
-            if status.message().contains(LEARNER_NOT_READY) {
+            if status.message().ends_with(LEARNER_NOT_READY) {
                 not_ready += 1;
             }
+            status.message().ends_with(NOT_A_LEARNER).then_some(())
         },
-        |mut client| async move { client.member_promote(MemberPromoteRequest { id }).await },
+        |mut client| async move {
+            client.member_promote(MemberPromoteRequest { id }).await?;
+            Ok(())
+        },
     )
     .await?;
     Ok(not_ready)
