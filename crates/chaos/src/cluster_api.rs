@@ -126,7 +126,7 @@ pub async fn remove_member_with_peer_url(
     on_some_member(
         endpoints,
         "member remove",
-        |status| (status.code() == tonic::Code::NotFound).then_some(()),
+        |status| removal_took_effect(status).then_some(()),
         |mut client| async move {
             client.member_remove(MemberRemoveRequest { id }).await?;
             Ok(())
@@ -146,7 +146,7 @@ pub async fn add_member(
     let added = on_some_member(
         endpoints,
         "member add",
-        |status| status.message().ends_with(PEER_URL_EXISTS).then_some(None),
+        |status| addition_took_effect(status).then_some(None),
         |mut client| async move {
             let answer = client
                 .member_add(MemberAddRequest {
@@ -176,10 +176,10 @@ pub async fn promote_member(endpoints: &[String], id: u64) -> Result<u32, FaultE
         endpoints,
         "member promote",
         |status| {
-            if status.message().ends_with(LEARNER_NOT_READY) {
+            if learner_not_ready(status) {
                 not_ready += 1;
             }
-            status.message().ends_with(NOT_A_LEARNER).then_some(())
+            promotion_took_effect(status).then_some(())
         },
         |mut client| async move {
             client.member_promote(MemberPromoteRequest { id }).await?;
@@ -188,4 +188,59 @@ pub async fn promote_member(endpoints: &[String], id: u64) -> Result<u32, FaultE
     )
     .await?;
     Ok(not_ready)
+}
+
+/// Whether a removal was refused as the member is gone.
+fn removal_took_effect(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::NotFound
+}
+
+/// Whether an addition was refused as a member has its peer URL.
+fn addition_took_effect(status: &tonic::Status) -> bool {
+    status.message().ends_with(PEER_URL_EXISTS)
+}
+
+/// Whether a promotion was refused as the member is a voter.
+fn promotion_took_effect(status: &tonic::Status) -> bool {
+    status.message().ends_with(NOT_A_LEARNER)
+}
+
+/// Whether a promotion was refused as the learner is still catching up.
+fn learner_not_ready(status: &tonic::Status) -> bool {
+    status.message().ends_with(LEARNER_NOT_READY)
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::{Code, Status};
+
+    use super::*;
+
+    #[test]
+    fn only_the_refusals_of_a_change_made_count_as_made() {
+        let not_ready = Status::failed_precondition(
+            "etcdserver: can only promote a learner member which is in sync with leader",
+        );
+        let voter = Status::failed_precondition("etcdserver: can only promote a learner member");
+        assert!(learner_not_ready(&not_ready) && !promotion_took_effect(&not_ready));
+        assert!(promotion_took_effect(&voter) && !learner_not_ready(&voter));
+        assert!(removal_took_effect(&Status::new(
+            Code::NotFound,
+            "etcdserver: member not found"
+        )));
+        assert!(addition_took_effect(&Status::failed_precondition(
+            "etcdserver: Peer URLs already exists"
+        )));
+        let no_leader = Status::unavailable("etcdserver: no leader");
+        let not_leader = Status::failed_precondition("etcdserver: not leader");
+        for refusal in [no_leader, not_leader] {
+            assert!(
+                !removal_took_effect(&refusal)
+                    && !addition_took_effect(&refusal)
+                    && !promotion_took_effect(&refusal)
+                    && !learner_not_ready(&refusal),
+                "{refusal:?}"
+            );
+        }
+    }
 }
