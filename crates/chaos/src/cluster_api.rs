@@ -89,32 +89,33 @@ where
     })
 }
 
-/// The id of the member whose peer URL is `peer_url`.
+/// The id of the member whose peer URL is `peer_url`. A member that has
+/// not yet applied the member's addition does not list it; the next is
+/// asked then.
 pub async fn member_id_with_peer_url(
     endpoints: &[String],
     peer_url: &str,
 ) -> Result<u64, FaultError> {
-    let listed: Vec<Member> = on_some_member(
+    on_some_member(
         endpoints,
         "member list",
         |_| None,
         |mut client| async move {
-            Ok(client
+            let listed: Vec<Member> = client
                 .member_list(MemberListRequest {})
                 .await?
                 .into_inner()
-                .members)
+                .members;
+            listed
+                .iter()
+                .find(|member| member.peer_ur_ls.iter().any(|url| url == peer_url))
+                .map(|member| member.id)
+                .ok_or_else(|| {
+                    tonic::Status::not_found(format!("no member has the peer URL {peer_url}"))
+                })
         },
     )
-    .await?;
-    listed
-        .iter()
-        .find(|member| member.peer_ur_ls.iter().any(|url| url == peer_url))
-        .map(|member| member.id)
-        .ok_or_else(|| FaultError::Membership {
-            what: "member list".to_owned(),
-            detail: format!("no member has the peer URL {peer_url}"),
-        })
+    .await
 }
 
 /// Removes the member whose peer URL is `peer_url`; its id.
