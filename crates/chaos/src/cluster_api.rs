@@ -23,11 +23,11 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// as etcd says it.
 const LEARNER_NOT_READY: &str = "can only promote a learner member which is in sync with leader";
 /// What a member answers to the promotion of a voter: a promotion asked
-/// again after its answer was lost had taken effect.
+/// again after its answer was lost had taken effect (a member lists a voter
+/// only once the promotion is committed). A removal or an addition has no
+/// such answer: "member not found" or "peer URL exists" may come from a
+/// member that has not applied the member's addition or removal yet.
 const NOT_A_LEARNER: &str = "can only promote a learner member";
-/// What a member answers to the addition of a peer URL a member has: an
-/// addition asked again after its answer was lost had taken effect.
-const PEER_URL_EXISTS: &str = "Peer URLs already exists";
 
 async fn cluster_client(endpoint: &str) -> Option<ClusterClient<tonic::transport::Channel>> {
     let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
@@ -127,7 +127,7 @@ pub async fn remove_member_with_peer_url(
     on_some_member(
         endpoints,
         "member remove",
-        |status| removal_took_effect(status).then_some(()),
+        |_| None,
         |mut client| async move {
             client.member_remove(MemberRemoveRequest { id }).await?;
             Ok(())
@@ -147,26 +147,25 @@ pub async fn add_member(
     let added = on_some_member(
         endpoints,
         "member add",
-        |status| addition_took_effect(status).then_some(None),
+        |_| None,
         |mut client| async move {
-            let answer = client
+            client
                 .member_add(MemberAddRequest {
                     peer_ur_ls: vec![peer_url.to_owned()],
                     is_learner,
                 })
-                .await?;
-            Ok(Some(answer.into_inner().member))
+                .await
         },
     )
     .await?;
-    match added {
-        Some(Some(member)) => Ok(member.id),
-        Some(None) => Err(FaultError::Membership {
+    added
+        .into_inner()
+        .member
+        .map(|member| member.id)
+        .ok_or_else(|| FaultError::Membership {
             what: "member add".to_owned(),
             detail: "the answer names no member".to_owned(),
-        }),
-        None => member_id_with_peer_url(endpoints, peer_url).await,
-    }
+        })
 }
 
 /// Promotes learner `id` to a voter, asking again while the members say it
@@ -191,16 +190,6 @@ pub async fn promote_member(endpoints: &[String], id: u64) -> Result<u32, FaultE
     Ok(not_ready)
 }
 
-/// Whether a removal was refused as the member is gone.
-fn removal_took_effect(status: &tonic::Status) -> bool {
-    status.code() == tonic::Code::NotFound
-}
-
-/// Whether an addition was refused as a member has its peer URL.
-fn addition_took_effect(status: &tonic::Status) -> bool {
-    status.message().ends_with(PEER_URL_EXISTS)
-}
-
 /// Whether a promotion was refused as the member is a voter.
 fn promotion_took_effect(status: &tonic::Status) -> bool {
     status.message().ends_with(NOT_A_LEARNER)
@@ -218,28 +207,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_refusals_of_a_change_made_count_as_made() {
+    fn only_a_promotion_refused_as_done_counts_as_made() {
         let not_ready = Status::failed_precondition(
             "etcdserver: can only promote a learner member which is in sync with leader",
         );
         let voter = Status::failed_precondition("etcdserver: can only promote a learner member");
         assert!(learner_not_ready(&not_ready) && !promotion_took_effect(&not_ready));
         assert!(promotion_took_effect(&voter) && !learner_not_ready(&voter));
-        assert!(removal_took_effect(&Status::new(
-            Code::NotFound,
-            "etcdserver: member not found"
-        )));
-        assert!(addition_took_effect(&Status::failed_precondition(
-            "etcdserver: Peer URLs already exists"
-        )));
         let no_leader = Status::unavailable("etcdserver: no leader");
         let not_leader = Status::failed_precondition("etcdserver: not leader");
-        for refusal in [no_leader, not_leader] {
+        let not_found = Status::new(Code::NotFound, "etcdserver: member not found");
+        for refusal in [no_leader, not_leader, not_found] {
             assert!(
-                !removal_took_effect(&refusal)
-                    && !addition_took_effect(&refusal)
-                    && !promotion_took_effect(&refusal)
-                    && !learner_not_ready(&refusal),
+                !promotion_took_effect(&refusal) && !learner_not_ready(&refusal),
                 "{refusal:?}"
             );
         }
