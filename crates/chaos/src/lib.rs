@@ -2,12 +2,16 @@
 //! this proves the binary users run: `raftkv serve` members as real
 //! processes, each on a host of its own (a network namespace with its own
 //! address), under network partitions, SIGKILL and restart, SIGSTOP
-//! pauses, lossy links and wiped data directories, while clients record a history that is checked
-//! (the register workload by the simulator's linearizability checker).
+//! pauses, lossy links, wiped data directories and membership changes
+//! (a learner added, promoted, a member removed), one fault at a time or
+//! two overlapping, while clients record a history that is checked (the
+//! register workload by the simulator's linearizability checker).
 //!
 //! The parts: [`hosts`] makes and removes the namespaces, [`members`] runs
 //! the processes in them, [`faults`] draws a seeded schedule and breaks
-//! things ([`replacement`] replaces a wiped member), [`connection`] is a client's way to the members, [`workload`]
+//! things ([`firewall`] keeps the network faults in force, [`replacement`]
+//! replaces a wiped member, [`membership`] adds, promotes and removes
+//! members, both through [`cluster_api`]), [`connection`] is a client's way to the members, [`workload`]
 //! starts and finishes the workloads and [`judge`] judges them ([`register`], [`set`] and
 //! [`watch`], the last two checked by [`set_check`] and [`watch_check`]),
 //! [`convergence`] and [`revisions`] are the checks every workload gets
@@ -17,12 +21,15 @@
 //! compare etcd itself. The `chaos` binary is the command line
 //! (`tests/chaos/run` builds and starts it).
 
+pub mod cluster_api;
 pub mod connection;
 pub mod convergence;
 pub mod faults;
+pub mod firewall;
 pub mod hosts;
 pub mod judge;
 pub mod members;
+pub mod membership;
 pub mod operation_points;
 pub mod register;
 pub mod replacement;

@@ -24,7 +24,9 @@ struct Arguments {
     /// Seconds the clients run.
     #[arg(long, default_value_t = 60)]
     time: u64,
-    /// Faults to inject: a comma list of partition, kill, pause, loss, wipe, or all.
+    /// Faults to inject: a comma list of partition, kill, pause, loss, wipe,
+    /// membership, or all. Partitions, kills, pauses and loss sometimes
+    /// overlap, two at a time.
     #[arg(long, default_value = "all")]
     faults: FaultKinds,
     /// The workload: `register` (linearizable reads, puts and CAS on a few

@@ -26,6 +26,11 @@ pub enum MemberError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot wipe {path}: {source}")]
+    Wipe {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot start member {name}: {source}")]
     Spawn {
         name: String,
@@ -50,8 +55,18 @@ pub struct Members {
     peer_urls: Vec<String>,
     extra_args: Vec<String>,
     /// Members started with `--initial-cluster-state existing`: those
-    /// replaced after a wipe, which join the running cluster.
+    /// replaced after a wipe or added by a membership change, which join the
+    /// running cluster.
     joining: Vec<bool>,
+    /// Which hosts' members belong to the cluster now; the others are
+    /// spares, for a membership change to add.
+    in_cluster: Vec<bool>,
+    /// The `--initial-cluster` each member was first started with on its
+    /// data directory, which its restarts keep, as an unchanged service
+    /// definition would: after membership changes a raftkv member refuses
+    /// a list other than the one it was bootstrapped with (etcd ignores
+    /// the flag once it has data).
+    bootstrapped_with: Vec<Option<String>>,
     processes: Vec<Option<Process>>,
 }
 
@@ -72,6 +87,8 @@ impl Members {
                 .collect(),
             extra_args: extra_args.to_vec(),
             joining: vec![false; count],
+            in_cluster: vec![true; count],
+            bootstrapped_with: vec![None; count],
             processes: (0..count).map(|_| None).collect(),
         }
     }
@@ -83,8 +100,71 @@ impl Members {
         self
     }
 
+    /// Leaves the last `spares` hosts out of the initial cluster: spare
+    /// hosts a membership change may add a member on.
+    pub fn with_spare_hosts(mut self, spares: usize) -> Members {
+        let count = self.count();
+        for in_cluster in &mut self.in_cluster[count.saturating_sub(spares)..] {
+            *in_cluster = false;
+        }
+        self
+    }
+
+    /// How many hosts there are, spares included.
     pub fn count(&self) -> usize {
         self.names.len()
+    }
+
+    /// The hosts whose members belong to the cluster now.
+    pub fn cluster(&self) -> Vec<usize> {
+        (0..self.count())
+            .filter(|&index| self.in_cluster[index])
+            .collect()
+    }
+
+    /// The hosts outside the cluster.
+    pub fn spares(&self) -> Vec<usize> {
+        (0..self.count())
+            .filter(|&index| !self.in_cluster[index])
+            .collect()
+    }
+
+    /// The client URLs of the cluster's members other than `index`: where
+    /// to ask for a change to `index`.
+    pub fn client_urls_of_cluster_but(&self, index: usize) -> Vec<String> {
+        self.cluster()
+            .into_iter()
+            .filter(|&other| other != index)
+            .map(|other| self.client_urls[other].clone())
+            .collect()
+    }
+
+    /// Counts spare `index` in the cluster, added through the Cluster API:
+    /// it is started with `--initial-cluster-state existing` and an empty
+    /// data directory.
+    pub fn join(&mut self, index: usize) -> Result<(), MemberError> {
+        self.in_cluster[index] = true;
+        self.joining[index] = true;
+        self.wipe(index)
+    }
+
+    /// Stops member `index`, removed through the Cluster API, and empties
+    /// its data directory: its host is a spare again.
+    pub fn leave(&mut self, index: usize) -> Result<(), MemberError> {
+        self.kill(index);
+        self.in_cluster[index] = false;
+        self.wipe(index)
+    }
+
+    /// Empties member `index`'s data directory; its next start
+    /// bootstraps it anew.
+    pub fn wipe(&mut self, index: usize) -> Result<(), MemberError> {
+        self.bootstrapped_with[index] = None;
+        let path = self.data_dir(index);
+        std::fs::remove_dir_all(&path).or_else(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => Ok(()),
+            _ => Err(MemberError::Wipe { path, source }),
+        })
     }
 
     pub fn name(&self, index: usize) -> &str {
@@ -131,13 +211,15 @@ impl Members {
     /// Starts member `index` in its host (a restart keeps its data).
     pub fn start(&mut self, hosts: &Hosts, index: usize) -> Result<(), MemberError> {
         assert!(!self.is_running(index), "member {index} runs already");
-        let initial_cluster = self
-            .names
-            .iter()
-            .zip(&self.peer_urls)
-            .map(|(name, url)| format!("{name}={url}"))
+        let current_cluster = self
+            .cluster()
+            .into_iter()
+            .map(|member| format!("{}={}", self.names[member], self.peer_urls[member]))
             .collect::<Vec<_>>()
             .join(",");
+        let initial_cluster = self.bootstrapped_with[index]
+            .get_or_insert(current_cluster)
+            .clone();
         let log_path = self.log_path(index);
         let log = File::options()
             .create(true)

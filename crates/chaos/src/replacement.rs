@@ -11,21 +11,15 @@
 
 use std::fmt;
 use std::process::ExitStatus;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use server::proto::etcdserverpb::cluster_client::ClusterClient;
-use server::proto::etcdserverpb::{MemberAddRequest, MemberListRequest, MemberRemoveRequest};
-
+use crate::cluster_api::{add_member, remove_member_with_peer_url};
 use crate::faults::FaultError;
 use crate::hosts::Hosts;
 use crate::members::Members;
 
 /// How long a wiped member may take to refuse and exit.
 const REFUSAL_MAX: Duration = Duration::from_secs(15);
-/// How long the replacement's membership changes may take, retries included.
-const MEMBERSHIP_CHANGE_MAX: Duration = Duration::from_secs(30);
-/// How long one membership call may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// What the refusal says, as etcd says it.
 const REFUSAL_TEXT: &str = "has already been bootstrapped";
 
@@ -116,14 +110,7 @@ pub async fn wipe_and_replace(
     index: usize,
 ) -> Result<Replacement, FaultError> {
     members.kill(index);
-    let data_dir = members.data_dir(index);
-    std::fs::remove_dir_all(&data_dir).or_else(|error| match error.kind() {
-        std::io::ErrorKind::NotFound => Ok(()),
-        _ => Err(FaultError::Wipe {
-            path: data_dir.clone(),
-            source: error,
-        }),
-    })?;
+    members.wipe(index)?;
     let log_path = members.log_path(index);
     let logged_before = std::fs::metadata(&log_path).map_or(0, |meta| meta.len());
     members.start(hosts, index)?;
@@ -136,14 +123,11 @@ pub async fn wipe_and_replace(
     let refusal = Refusal::judge(status, &String::from_utf8_lossy(since_start));
 
     let peer_url = members.peer_url(index).to_owned();
-    let others: Vec<String> = (0..members.count())
-        .filter(|&other| other != index)
-        .map(|other| members.client_url(other).to_owned())
-        .collect();
+    let others = members.client_urls_of_cluster_but(index);
     let removed_id = remove_member_with_peer_url(&others, &peer_url).await?;
-    let added_id = add_member(&others, &peer_url).await?;
+    let added_id = add_member(&others, &peer_url, false).await?;
     // A member that did not refuse wrote data; the replacement starts empty.
-    let _ = std::fs::remove_dir_all(&data_dir);
+    members.wipe(index)?;
     members.set_joining(index);
     members.start(hosts, index)?;
     Ok(Replacement {
@@ -152,99 +136,6 @@ pub async fn wipe_and_replace(
         removed_id,
         added_id,
     })
-}
-
-async fn cluster_client(endpoint: &str) -> Option<ClusterClient<tonic::transport::Channel>> {
-    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
-        .ok()?
-        .connect_timeout(CALL_TIMEOUT)
-        .timeout(CALL_TIMEOUT)
-        .connect()
-        .await
-        .ok()?;
-    Some(ClusterClient::new(channel))
-}
-
-/// Calls `call` on each endpoint in turn (followers refuse membership
-/// changes, an election may be under way) until one answers or
-/// [`MEMBERSHIP_CHANGE_MAX`] has passed.
-async fn on_some_member<T, F, Fut>(
-    endpoints: &[String],
-    what: &str,
-    mut call: F,
-) -> Result<T, FaultError>
-where
-    F: FnMut(ClusterClient<tonic::transport::Channel>) -> Fut,
-    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
-{
-    let deadline = Instant::now() + MEMBERSHIP_CHANGE_MAX;
-    let mut last_error = String::from("no member reachable");
-    for endpoint in endpoints.iter().cycle() {
-        if Instant::now() >= deadline {
-            break;
-        }
-        if let Some(client) = cluster_client(endpoint).await {
-            match tokio::time::timeout(CALL_TIMEOUT, call(client)).await {
-                Ok(Ok(answer)) => return Ok(answer),
-                Ok(Err(status)) => last_error = format!("{endpoint}: {}", status.message()),
-                Err(_) => last_error = format!("{endpoint}: no answer within {CALL_TIMEOUT:?}"),
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Err(FaultError::Membership {
-        what: what.to_owned(),
-        detail: last_error,
-    })
-}
-
-/// Removes the member whose peer URL is `peer_url`; its id.
-async fn remove_member_with_peer_url(
-    endpoints: &[String],
-    peer_url: &str,
-) -> Result<u64, FaultError> {
-    let listed = on_some_member(endpoints, "member list", |mut client| async move {
-        Ok(client
-            .member_list(MemberListRequest {})
-            .await?
-            .into_inner()
-            .members)
-    })
-    .await?;
-    let id = listed
-        .iter()
-        .find(|member| member.peer_ur_ls.iter().any(|url| url == peer_url))
-        .map(|member| member.id)
-        .ok_or_else(|| FaultError::Membership {
-            what: "member list".to_owned(),
-            detail: format!("no member has the peer URL {peer_url}"),
-        })?;
-    on_some_member(endpoints, "member remove", |mut client| async move {
-        client.member_remove(MemberRemoveRequest { id }).await
-    })
-    .await?;
-    Ok(id)
-}
-
-/// Adds a voter with the peer URL `peer_url`; the id it was given.
-async fn add_member(endpoints: &[String], peer_url: &str) -> Result<u64, FaultError> {
-    let added = on_some_member(endpoints, "member add", |mut client| async move {
-        client
-            .member_add(MemberAddRequest {
-                peer_ur_ls: vec![peer_url.to_owned()],
-                is_learner: false,
-            })
-            .await
-    })
-    .await?;
-    added
-        .into_inner()
-        .member
-        .map(|member| member.id)
-        .ok_or_else(|| FaultError::Membership {
-            what: "member add".to_owned(),
-            detail: "the answer names no member".to_owned(),
-        })
 }
 
 #[cfg(test)]

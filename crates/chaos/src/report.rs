@@ -13,6 +13,7 @@ use crate::connection::CallErrors;
 use crate::convergence::HashCheck;
 use crate::faults::Fault;
 use crate::judge::Verdicts;
+use crate::membership::MembershipChange;
 use crate::replacement::Replacement;
 use crate::revisions::Regression;
 use crate::run::RECOVERY_MAX;
@@ -43,6 +44,9 @@ pub struct Report {
     pub crashed_members: Vec<(String, String)>,
     /// Each wiped member: whether it refused to rejoin, and its replacement.
     pub replacements: Vec<Replacement>,
+    /// Each membership fault's learner added and promoted, and member
+    /// removed.
+    pub membership_changes: Vec<MembershipChange>,
     /// From the final heal to a write acknowledged and a linearizable read
     /// answered by every member; `None` if that took over `RECOVERY_MAX`.
     pub final_recovery: Option<Duration>,
@@ -136,6 +140,9 @@ impl fmt::Display for Report {
         for replacement in &self.replacements {
             writeln!(f, "{replacement}")?;
         }
+        for change in &self.membership_changes {
+            writeln!(f, "membership: {change}")?;
+        }
         for (name, status) in &self.crashed_members {
             writeln!(f, "member {name} exited by itself: {status}")?;
         }
@@ -216,6 +223,7 @@ mod tests {
                 removed_id: 0x11,
                 added_id,
             }],
+            membership_changes: Vec::new(),
             final_recovery: Some(Duration::from_millis(10)),
             hashes: HashCheck {
                 revision: Some(2),

@@ -17,7 +17,8 @@ use server::proto::etcdserverpb::{PutRequest, RangeRequest, StatusRequest};
 
 use crate::connection::HistoryClock;
 use crate::convergence::hash_members;
-use crate::faults::{self, FaultError, FaultKinds, Pacing, Schedule};
+use crate::faults::{self, Change, FaultError, FaultKinds, Pacing, Planned, Schedule};
+use crate::firewall::Firewalls;
 use crate::hosts::{Hosts, HostsError};
 use crate::judge::Judged;
 use crate::members::{MemberError, Members};
@@ -91,7 +92,8 @@ pub async fn run(options: &RunOptions) -> Result<Report, RunError> {
         Some(names) => names.clone(),
         None => crate::hosts::free_names()?,
     };
-    let hosts = Hosts::create(&prefix, subnet, options.nodes)?;
+    let spares = options.faults.spare_hosts();
+    let hosts = Hosts::create(&prefix, subnet, options.nodes + spares)?;
     let temporary;
     let dir: &Path = match &options.keep {
         Some(dir) => {
@@ -109,8 +111,10 @@ pub async fn run(options: &RunOptions) -> Result<Report, RunError> {
             temporary.path()
         }
     };
-    let mut members = Members::new(&options.binary, dir, &hosts, &[]).running(options.server);
-    for index in 0..members.count() {
+    let mut members = Members::new(&options.binary, dir, &hosts, &[])
+        .running(options.server)
+        .with_spare_hosts(spares);
+    for index in members.cluster() {
         members.start(&hosts, index)?;
     }
     if wait_for_leader(&members, FIRST_LEADER_MAX).await.is_none() {
@@ -118,6 +122,8 @@ pub async fn run(options: &RunOptions) -> Result<Report, RunError> {
     }
 
     let clock = HistoryClock::start();
+    // Every host's endpoint, spares too: as members join and leave, the
+    // clients fail over to whichever answer.
     let setup = Setup {
         workload: options.workload,
         endpoints: members.client_urls().to_vec(),
@@ -132,42 +138,63 @@ pub async fn run(options: &RunOptions) -> Result<Report, RunError> {
     let mut crashed_members = Vec::new();
     let mut injected = Vec::new();
     let mut replacements = Vec::new();
-    let mut schedule = Schedule::new(
-        options.seed,
-        options.faults,
-        members.count(),
-        options.pacing,
-    );
+    let mut membership_changes = Vec::new();
+    let mut firewalls = Firewalls::default();
+    let mut schedule = Schedule::new(options.seed, options.faults, options.pacing);
     let faults_end = options.time.saturating_sub(options.pacing.fault_max);
     let mut last_heal = clock_duration(&clock);
     while clock_duration(&clock) + options.pacing.quiet_max < faults_end {
         tokio::time::sleep(schedule.quiet()).await;
         note_exits(&mut members, &mut crashed_members);
         let leader = wait_for_leader(&members, PROBE_TIMEOUT).await;
-        let Some((fault, lasts)) = schedule.next(leader) else {
+        let step = schedule.next(leader, &members.cluster(), &members.spares());
+        if step.is_empty() {
             break;
-        };
-        let started_ms = clock.now_ns() as f64 / 1e6;
-        if let Some(replacement) = faults::apply(&fault, &hosts, &mut members).await? {
-            replacements.push(replacement);
         }
-        tokio::time::sleep(lasts).await;
-        note_exits(&mut members, &mut crashed_members);
-        faults::heal(&fault, &hosts, &mut members)?;
-        last_heal = clock_duration(&clock);
-        injected.push(Injected {
-            fault,
-            started_ms,
-            healed_ms: last_heal.as_secs_f64() * 1e3,
-            recovered_after_ms: None,
-        });
+        let step_start = tokio::time::Instant::now();
+        let mut started_ms = vec![0.0; step.len()];
+        for (at, index, healing) in step_events(&step) {
+            tokio::time::sleep_until(step_start + at).await;
+            note_exits(&mut members, &mut crashed_members);
+            let fault = &step[index].fault;
+            let change = if healing {
+                faults::heal(fault, &hosts, &mut members, &mut firewalls).await?
+            } else {
+                started_ms[index] = clock.now_ns() as f64 / 1e6;
+                faults::apply(fault, &hosts, &mut members, &mut firewalls).await?
+            };
+            match change {
+                Some(Change::Replaced(replacement)) => replacements.push(replacement),
+                Some(Change::Membership(change)) => membership_changes.push(change),
+                None => {}
+            }
+            if healing {
+                last_heal = clock_duration(&clock);
+                injected.push(Injected {
+                    fault: fault.clone(),
+                    started_ms: started_ms[index],
+                    healed_ms: last_heal.as_secs_f64() * 1e3,
+                    recovered_after_ms: None,
+                });
+            }
+        }
     }
+    injected.sort_by(|a, b| a.started_ms.total_cmp(&b.started_ms));
 
     // Timed from the last heal while the clients still run, as a user
     // would see it.
-    let final_recovery = time_recovery(&members, last_heal, &clock).await;
+    // The checks ask the members in the cluster now: a removed member no
+    // longer converges, an added one must.
+    let cluster_urls: Vec<String> = members
+        .cluster()
+        .into_iter()
+        .map(|index| members.client_url(index).to_owned())
+        .collect();
+    let final_recovery = time_recovery(&cluster_urls, last_heal, &clock).await;
     let finished = running.finish(clock).await;
-    let named_urls: Vec<(String, String)> = (0..members.count())
+    let named_urls: Vec<(String, String)> = members
+        .cluster()
+        .into_iter()
         .map(|index| {
             (
                 members.name(index).to_owned(),
@@ -206,6 +233,7 @@ pub async fn run(options: &RunOptions) -> Result<Report, RunError> {
         faults: injected,
         crashed_members,
         replacements,
+        membership_changes,
         final_recovery,
         hashes,
         revision_regressions: regressions(&judged.revisions),
@@ -214,6 +242,24 @@ pub async fn run(options: &RunOptions) -> Result<Report, RunError> {
         history_file,
         timeline_file,
     })
+}
+
+/// A step's applies and heals in the order they happen: when (from the
+/// step's start), which fault, and whether it is the heal.
+fn step_events(step: &[Planned]) -> Vec<(Duration, usize, bool)> {
+    let mut events: Vec<(Duration, usize, bool)> = step
+        .iter()
+        .enumerate()
+        .flat_map(|(index, planned)| {
+            [
+                (planned.starts_after, index, false),
+                (planned.ends_after(), index, true),
+            ]
+        })
+        .collect();
+    // Stable: a fault's apply stays before its heal at the same instant.
+    events.sort_by_key(|&(at, _, _)| at);
+    events
 }
 
 fn clock_duration(clock: &HistoryClock) -> Duration {
@@ -268,18 +314,18 @@ async fn is_leader(endpoint: &str) -> bool {
 }
 
 /// How long after `healed` the cluster took a write through some member
-/// and answered a linearizable read through every member; `None` past
-/// `RECOVERY_MAX`.
+/// and answered a linearizable read through every member (at `endpoints`);
+/// `None` past `RECOVERY_MAX`.
 async fn time_recovery(
-    members: &Members,
+    endpoints: &[String],
     healed: Duration,
     clock: &HistoryClock,
 ) -> Option<Duration> {
     let deadline = healed + RECOVERY_MAX;
     let mut wrote = false;
-    let mut read_by = vec![false; members.count()];
+    let mut read_by = vec![false; endpoints.len()];
     while clock_duration(clock) < deadline {
-        for (endpoint, read) in members.client_urls().iter().zip(&mut read_by) {
+        for (endpoint, read) in endpoints.iter().zip(&mut read_by) {
             if !wrote {
                 wrote = probe_put(endpoint).await;
             }

@@ -1,6 +1,7 @@
 //! The run drawn as one picture, an SVG timeline: time runs left to right;
 //! each fault is a shaded band in the row of its kind (and a faint shade
-//! over the plot, to line latencies up with it); each client operation is
+//! over the plot, to line latencies up with it; two overlapping faults are
+//! of two kinds, so their bands lie in two rows and their shades add up); each client operation is
 //! a point at its call time with its latency on a log scale, coloured by
 //! outcome, unanswered ones in a strip above; operations the checker
 //! blames are crossed. Seeing a latency wall or a burst of unknowns under
@@ -116,6 +117,7 @@ fn kind_of(fault: &Fault) -> &'static str {
         Fault::Pause { .. } => "pause",
         Fault::Loss { .. } => "loss",
         Fault::Wipe { .. } => "wipe",
+        Fault::Membership { .. } => "membership",
     }
 }
 
@@ -480,6 +482,26 @@ mod tests {
         let tops: Vec<f64> = bands.iter().map(|band| number(band, "y")).collect();
         assert_eq!(tops[0], tops[2]);
         assert_ne!(tops[0], tops[1]);
+    }
+
+    #[test]
+    fn overlapping_faults_are_drawn_over_the_same_time_in_rows_of_their_own() {
+        let faults = vec![
+            band("partition", 800.0, 2_500.0),
+            band("pause", 1_200.0, 3_000.0),
+        ];
+        let svg = render("run", &[point(100, Some(2), PointOutcome::Ok)], &faults);
+        let document = roxmltree::Document::parse(&svg).expect("the timeline parses as XML");
+        let bands = elements_of_class(&document, "fault");
+        assert_eq!(bands.len(), 2);
+        let (partition, pause) = (&bands[0], &bands[1]);
+        assert!(number(partition, "y") + number(partition, "height") <= number(pause, "y"));
+        let overlap_start = number(pause, "x");
+        let partition_end = number(partition, "x") + number(partition, "width");
+        assert!(
+            overlap_start < partition_end,
+            "the pause starts within the partition"
+        );
     }
 
     #[test]

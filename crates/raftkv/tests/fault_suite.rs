@@ -1,7 +1,9 @@
 //! The real-process fault suite in CI: `raftkv serve` members, each in its
 //! own network namespace, under a seeded schedule of partitions, SIGKILLs,
-//! SIGSTOP pauses, lossy links and wiped data directories (the wiped member
-//! must refuse to rejoin and is then replaced), while ten clients (failing over between
+//! SIGSTOP pauses, lossy links, wiped data directories (the wiped member
+//! must refuse to rejoin and is then replaced) and membership changes (a
+//! learner added on a spare host, promoted, a member removed), some faults
+//! overlapping, while ten clients (failing over between
 //! members) run a workload (see the `chaos` crate; `tests/chaos/run` is the
 //! same run from the command line, of any length): a register history that
 //! the simulator's checker judges, a set built by compare-and-set adds, or
@@ -9,8 +11,9 @@
 //! run also requires, after the heal, equal HashKV on every member and no
 //! header revision going backwards on a member. The negative controls read
 //! without the read barrier under partitions, and append to the set without
-//! the compare; both runs must be called invalid. A short run of wipes alone
-//! makes sure at least one replacement happens. 10 s to 30 s each; needs
+//! the compare; both runs must be called invalid. Short runs of wipes alone
+//! and of membership changes alone make sure at least one replacement and
+//! one membership change happen. 10 s to 30 s each; needs
 //! root, `ip` and `iptables` (under CI their absence fails the test instead
 //! of skipping it).
 
@@ -170,6 +173,26 @@ async fn three_members_refuse_and_replace_wiped_members() {
     assert!(
         !report.replacements.is_empty(),
         "no member was wiped:\n{report}"
+    );
+    assert!(report.is_valid(), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_add_promote_and_remove_members_while_clients_work() {
+    if !hosts_possible() {
+        return;
+    }
+    let report = run(&options(Workload::Register, 3, 20, "membership", 7))
+        .await
+        .unwrap_or_else(|error| panic!("the run could not be carried out: {error}"));
+    eprintln!("{report}");
+    assert!(
+        !report.membership_changes.is_empty(),
+        "no membership change was made:\n{report}"
+    );
+    assert!(
+        report.hashes.hashes.len() == 3,
+        "the after-heal checks ask the three members in the cluster:\n{report}"
     );
     assert!(report.is_valid(), "{report}");
 }
