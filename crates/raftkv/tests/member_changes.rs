@@ -272,3 +272,27 @@ async fn a_member_joins_as_learner_is_promoted_and_an_original_member_leaves() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// etcd reads `--initial-cluster` only on a member's first start; a member
+/// restarted on its data with another list (here one naming a member that
+/// was never added) stays in its cluster and keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_restarted_with_another_initial_cluster_stays_in_its_cluster() {
+    let mut cluster = Cluster::start(3, &[]);
+    let endpoints = cluster.endpoints();
+    common::put_until_acked(&endpoints, "before", "1").await;
+    assert!(cluster.terminate(0).success());
+    cluster.add_joining_member();
+    cluster.start_member(0);
+    let restarted = [cluster.endpoint(0)];
+    common::put_until_acked(&restarted, "after", "2").await;
+    for key in ["before", "after"] {
+        let value = common::range(&restarted[0], key, "", false)
+            .await
+            .expect("a linearizable read through the restarted member")
+            .kvs
+            .first()
+            .map(|kv| kv.value.clone());
+        assert!(value.is_some(), "{key} is missing on the restarted member");
+    }
+}

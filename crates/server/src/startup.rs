@@ -34,12 +34,15 @@ use crate::proto::raftkvpb::{MembersRequest, MembersResponse, PeerMember};
 /// How long a starting member waits for its peers' answers.
 pub const ASK_PEERS_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The file in the data directory holding the cluster id a joining member
-/// took from its peers, in hex.
+/// The file in the data directory holding the member's cluster id, in hex:
+/// derived from the flags when it founded the cluster, taken from its peers
+/// when it joined. Kept because the flags only describe the first start: a
+/// member restarted on its data with another `--initial-cluster` (say, the
+/// membership of today) stays in its cluster, as an etcd member does.
 const CLUSTER_ID_FILE: &str = "cluster-id";
 
-/// The file in the data directory holding the member id a joining member
-/// took from its peers, in hex.
+/// The file in the data directory holding the member's own id, in hex, kept
+/// for the same reason.
 const MEMBER_ID_FILE: &str = "member-id";
 
 /// Why a member must not start.
@@ -107,8 +110,9 @@ pub fn has_data(data_dir: &Path) -> bool {
 
 /// Asks the members of `config`'s `--initial-cluster` when this member has
 /// no data, then refuses a bootstrapped member, or, joining, finds itself in
-/// the cluster that added it; otherwise (and for a member with data) returns
-/// `config` with the ids stored in its data directory, if any.
+/// the cluster that added it, and keeps the ids it starts with in its data
+/// directory; returns `config` with the ids stored there (a data directory
+/// from before they were kept has none: its ids come from the flags).
 pub async fn prepare(config: ServeConfig) -> Result<ServeConfig, StartupError> {
     let data_dir = config.data_dir().to_path_buf();
     let mut config = config;
@@ -127,6 +131,8 @@ pub async fn prepare(config: ServeConfig) -> Result<ServeConfig, StartupError> {
             config = config.with_initial_cluster(joined.members);
         } else {
             refuse_if_bootstrapped(&config, &answers)?;
+            save_id(&data_dir, MEMBER_ID_FILE, config.member_id())?;
+            save_id(&data_dir, CLUSTER_ID_FILE, config.cluster_id())?;
         }
     }
     if let Some(member_id) = stored_id(&data_dir, MEMBER_ID_FILE)? {
