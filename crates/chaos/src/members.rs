@@ -61,12 +61,6 @@ pub struct Members {
     /// Which hosts' members belong to the cluster now; the others are
     /// spares, for a membership change to add.
     in_cluster: Vec<bool>,
-    /// The `--initial-cluster` each member was first started with on its
-    /// data directory, which its restarts keep, as an unchanged service
-    /// definition would: after membership changes a raftkv member refuses
-    /// a list other than the one it was bootstrapped with (etcd ignores
-    /// the flag once it has data).
-    bootstrapped_with: Vec<Option<String>>,
     processes: Vec<Option<Process>>,
 }
 
@@ -88,7 +82,6 @@ impl Members {
             extra_args: extra_args.to_vec(),
             joining: vec![false; count],
             in_cluster: vec![true; count],
-            bootstrapped_with: vec![None; count],
             processes: (0..count).map(|_| None).collect(),
         }
     }
@@ -159,7 +152,6 @@ impl Members {
     /// Empties member `index`'s data directory; its next start
     /// bootstraps it anew.
     pub fn wipe(&mut self, index: usize) -> Result<(), MemberError> {
-        self.bootstrapped_with[index] = None;
         let path = self.data_dir(index);
         std::fs::remove_dir_all(&path).or_else(|source| match source.kind() {
             std::io::ErrorKind::NotFound => Ok(()),
@@ -211,15 +203,15 @@ impl Members {
     /// Starts member `index` in its host (a restart keeps its data).
     pub fn start(&mut self, hosts: &Hosts, index: usize) -> Result<(), MemberError> {
         assert!(!self.is_running(index), "member {index} runs already");
-        let current_cluster = self
+        // The membership of now, as an operator who keeps the service
+        // definition current would pass it: a member restarted on its data
+        // must ignore it, as etcd's does.
+        let initial_cluster = self
             .cluster()
             .into_iter()
             .map(|member| format!("{}={}", self.names[member], self.peer_urls[member]))
             .collect::<Vec<_>>()
             .join(",");
-        let initial_cluster = self.bootstrapped_with[index]
-            .get_or_insert(current_cluster)
-            .clone();
         let log_path = self.log_path(index);
         let log = File::options()
             .create(true)
