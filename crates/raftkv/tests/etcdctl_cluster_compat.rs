@@ -648,15 +648,21 @@ async fn member_add_and_remove_through_any_member_match_etcd() {
             "etcdctl member add through {endpoint} differs (left: raftkv, right: etcd)\n\
              raw raftkv: {ours:?}\nraw etcd: {etcd:?}"
         );
+        // etcdctl pads the id to 16 places with spaces.
         let id = ours
             .stdout
             .strip_prefix("Member ")
-            .and_then(|rest| rest.split_once(' '))
-            .map(|(id, _)| id.to_owned())
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_owned)
             .unwrap_or_else(|| panic!("no member id in {ours:?}"));
         let removed = etcdctl(endpoint, &["member", "remove", &id], None);
         assert!(
-            removed.success && removed.stdout.starts_with(&format!("Member {id} removed")),
+            removed.success
+                && removed
+                    .stdout
+                    .split_whitespace()
+                    .take(3)
+                    .eq(["Member", &id, "removed"]),
             "etcdctl member remove {id} through {endpoint}: {removed:?}"
         );
     }

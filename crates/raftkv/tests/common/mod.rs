@@ -42,9 +42,25 @@ pub struct Cluster {
     extra_args: Vec<String>,
 }
 
+/// Ports for members, drawn below the kernel's ephemeral range (32768 and
+/// up): a port the kernel handed out and took back could go to a client's
+/// outgoing connection before the member binds it, and the member would
+/// fail to start. Each test process starts at its own place (by pid) and
+/// skips any port it cannot bind now.
+const MEMBER_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
 fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = u32::from(MEMBER_PORTS.end - MEMBER_PORTS.start);
+    let start = std::process::id().wrapping_mul(7_919);
+    loop {
+        let offset = start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = MEMBER_PORTS.start + u16::try_from(offset).expect("below the span");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 impl Cluster {

@@ -121,6 +121,42 @@ impl<B: Backend> ClusterService<B> {
         Ok(answer)
     }
 
+    /// Makes `change` (of a member already listed) here when this member
+    /// leads, or else has the leader take `request` through `call`;
+    /// answered as `response` makes it once this member's list `shows` it.
+    async fn change_member<Req, T, Call, CallFuture>(
+        &self,
+        forwarded: bool,
+        (kind, id): (ConfChangeKind, NodeId),
+        request: Req,
+        response: fn(Option<pb::ResponseHeader>, Vec<pb::Member>) -> T,
+        call: Call,
+        shows: impl Fn(&[Member]) -> bool,
+    ) -> Result<Response<T>, Status>
+    where
+        Req: Copy,
+        T: ChangeAnswer,
+        Call: Fn(ClusterClient<Channel>, Request<Req>) -> CallFuture,
+        CallFuture: std::future::Future<Output = Result<Response<T>, Status>>,
+    {
+        self.on_leader(
+            forwarded,
+            || async {
+                let change = self.change(kind, id, Vec::new()).await?;
+                Ok(self.answer(change, response))
+            },
+            |url| {
+                let leader = self.leader(&url);
+                let request = forwarded_request(request);
+                let call = &call;
+                async move { Ok(call(leader?, request).await?.into_inner()) }
+            },
+            |_, members| shows(members),
+        )
+        .await
+        .map(Response::new)
+    }
+
     /// Adds a member with `peer_urls` under a fresh id, when this member
     /// leads.
     async fn add_here(
@@ -263,33 +299,15 @@ impl<B: Backend> Cluster for ClusterService<B> {
         let forwarded = is_forwarded(&request);
         let request = request.into_inner();
         self.existing(request.id)?;
-        self.on_leader(
+        self.change_member(
             forwarded,
-            || async {
-                let change = self
-                    .change(ConfChangeKind::RemoveMember, request.id, Vec::new())
-                    .await?;
-                Ok(
-                    self.answer(change, |header, members| pb::MemberRemoveResponse {
-                        header,
-                        members,
-                    }),
-                )
-            },
-            |url| {
-                let request = forwarded_request(request);
-                async move {
-                    Ok(self
-                        .leader(&url)?
-                        .member_remove(request)
-                        .await?
-                        .into_inner())
-                }
-            },
-            |_, members| members.iter().all(|member| member.id != request.id),
+            (ConfChangeKind::RemoveMember, request.id),
+            request,
+            |header, members| pb::MemberRemoveResponse { header, members },
+            |mut leader, request| async move { leader.member_remove(request).await },
+            |members| members.iter().all(|member| member.id != request.id),
         )
         .await
-        .map(Response::new)
     }
 
     async fn member_update(
@@ -318,36 +336,18 @@ impl<B: Backend> Cluster for ClusterService<B> {
         if !self.existing(request.id)?.is_learner {
             return Err(EtcdError::MemberNotLearner.to_status());
         }
-        self.on_leader(
+        self.change_member(
             forwarded,
-            || async {
-                let change = self
-                    .change(ConfChangeKind::PromoteLearner, request.id, Vec::new())
-                    .await?;
-                Ok(
-                    self.answer(change, |header, members| pb::MemberPromoteResponse {
-                        header,
-                        members,
-                    }),
-                )
-            },
-            |url| {
-                let request = forwarded_request(request);
-                async move {
-                    Ok(self
-                        .leader(&url)?
-                        .member_promote(request)
-                        .await?
-                        .into_inner())
-                }
-            },
-            |_, members| {
+            (ConfChangeKind::PromoteLearner, request.id),
+            request,
+            |header, members| pb::MemberPromoteResponse { header, members },
+            |mut leader, request| async move { leader.member_promote(request).await },
+            |members| {
                 members
                     .iter()
                     .any(|member| member.id == request.id && !member.is_learner)
             },
         )
         .await
-        .map(Response::new)
     }
 }
