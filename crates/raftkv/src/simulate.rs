@@ -141,6 +141,7 @@ fn describe_faults(faults: &FaultSet) -> String {
         (faults.pauses, "pause"),
         (faults.membership, "membership"),
         (faults.delays, "delay"),
+        (faults.disk_full, "disk-full"),
     ]
     .into_iter()
     .filter_map(|(on, name)| on.then_some(name))

@@ -24,8 +24,8 @@ use crate::backend::Backend;
 use crate::etcd_error::EtcdError;
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::alarm_request::AlarmAction;
-use crate::proto::etcdserverpb::AlarmType;
 use crate::proto::etcdserverpb::maintenance_server::Maintenance;
+use crate::proto::etcdserverpb::AlarmType;
 
 /// The version Status reports: the etcd cluster version whose API raftkv
 /// speaks (etcd reports its cluster version as `major.minor.0`), so clients

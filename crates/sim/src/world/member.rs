@@ -173,6 +173,14 @@ pub(super) struct UnsyncedWrite {
     snapshot_index: Option<LogIndex>,
 }
 
+/// What observing a Ready's write needs, kept while the write waits for disk space.
+#[derive(Debug)]
+struct StalledWrite {
+    ready: ReadySummary,
+    term: Term,
+    was_leader: bool,
+}
+
 #[derive(Debug)]
 pub(super) struct Member {
     pub(super) id: NodeId,
@@ -198,6 +206,9 @@ pub(super) struct Member {
     pub(super) tick_us: u64,
     /// A Ready whose write waits for its fsync.
     persisted: Option<node::PersistedReady>,
+    /// A Ready whose write found the disk full: the node holds it and
+    /// retries; what its write shows is observed once a retry issues it.
+    stalled_write: Option<StalledWrite>,
     /// The process is stopped (a long GC pause, SIGSTOP) until this virtual
     /// time: it neither ticks nor handles input, but keeps its state.
     pub(super) paused_until_us: Option<u64>,
@@ -237,6 +248,7 @@ impl Member {
             generation: 0,
             tick_us,
             persisted: None,
+            stalled_write: None,
             paused_until_us: None,
             fsync_deferred: false,
             inbox: VecDeque::new(),
@@ -245,6 +257,10 @@ impl Member {
             term: 0,
             leader: NO_NODE,
         }
+    }
+
+    pub(super) fn disk_is_full(&self) -> bool {
+        self.disk.is_full()
     }
 
     pub(super) fn is_up(&self) -> bool {
@@ -605,6 +621,9 @@ impl World {
         let report = self.members[index]
             .disk
             .crash(&mut self.rng, &crash_options);
+        // Its operator frees the space before the process runs again; the
+        // disk keeps what the full-disk period left, half batches included.
+        self.free_disk_space(node);
         self.drop_calls_at(node);
         drop(running);
         let torn_writes = report.torn_writes.len();
@@ -621,6 +640,7 @@ impl World {
         member.log_while_down = reopened.ok();
         member.unsynced = None;
         member.persisted = None;
+        member.stalled_write = None;
         member.generation += 1;
         member.paused_until_us = None;
         member.fsync_deferred = false;
@@ -820,6 +840,10 @@ impl World {
             Ok(None) => return,
             Err(error) => return self.node_stopped(node, &error),
         };
+        if let Some(stalled) = self.members[index].stalled_write.take() {
+            // A retry issued the write the disk had no room for.
+            self.observe_write(node, &stalled);
+        }
         // The log's syncs, and the store's (a flush before compaction, a
         // restored snapshot), complete together after one latency.
         let writes = self.members[index].disk.pending_syncs() > 0;
@@ -928,7 +952,7 @@ impl World {
             match observation {
                 Observation::Ready(summary) => {
                     members_moved |= summary.snapshot.is_some();
-                    self.observe_ready(node, &summary);
+                    self.observe_ready(node, summary);
                 }
                 Observation::Applying { entry, command } => {
                     members_moved |= matches!(entry.kind, EntryKind::ConfChange(_));
@@ -955,8 +979,9 @@ impl World {
     }
 
     /// Reports a Ready's role, appends and commit to the safety checker and
-    /// the trace. The log already shows the write the Ready issued.
-    fn observe_ready(&mut self, node: NodeId, ready: &ReadySummary) {
+    /// the trace: its write at once if the log shows it, or once a retry
+    /// issues it if the disk had no room for it.
+    fn observe_ready(&mut self, node: NodeId, ready: ReadySummary) {
         self.record(
             node,
             Happening::Ready {
@@ -993,6 +1018,32 @@ impl World {
                 },
             );
         }
+        let stalled = StalledWrite {
+            ready,
+            term,
+            was_leader,
+        };
+        let member = &mut self.members[index];
+        if member
+            .node
+            .as_ref()
+            .is_some_and(|running| running.disk_full().is_some())
+        {
+            member.stalled_write = Some(stalled);
+            return;
+        }
+        self.observe_write(node, &stalled);
+    }
+
+    /// Reports what a Ready's write shows in the log, once it is issued.
+    fn observe_write(&mut self, node: NodeId, write: &StalledWrite) {
+        let StalledWrite {
+            ready,
+            term,
+            was_leader,
+        } = write;
+        let (term, was_leader) = (*term, *was_leader);
+        let index = (node - 1) as usize;
         let now_us = self.now_us;
         let member = &mut self.members[index];
         let Some(log) = member.node.as_ref().map(SimNode::log) else {
@@ -1124,6 +1175,24 @@ fn catch_up_store(store: &mvcc::Store, log: &Wal) -> Result<(), String> {
 }
 
 impl World {
+    /// Fills `node`'s log disk: its log writes fail for want of space.
+    pub(super) fn fill_disk(&mut self, node: NodeId) {
+        self.member(node).disk.fill_up(Path::new(WAL_DIR));
+        self.record(node, Happening::Fault(format!("log disk of {node} full")));
+    }
+
+    /// Frees the space of `node`'s log disk, if it was full.
+    pub(super) fn free_disk_space(&mut self, node: NodeId) {
+        if !self.member(node).disk_is_full() {
+            return;
+        }
+        self.member(node).disk.free_space();
+        self.record(
+            node,
+            Happening::Fault(format!("log disk of {node} has space again")),
+        );
+    }
+
     /// The node stopped with `error`. A log whose disk failed (an injected
     /// fault: no space, an I/O error) stops the process, as it stops the
     /// server's node loop: the member goes down, with what its disk kept,
