@@ -1399,6 +1399,96 @@ mod tests {
         assert!(world.violation().is_none(), "{:?}", world.violation());
     }
 
+    fn follower_of(world: &World, leader: NodeId) -> NodeId {
+        world
+            .node_ids()
+            .into_iter()
+            .find(|&node| node != leader)
+            .unwrap_or_else(|| unreachable!())
+    }
+
+    fn write_held(world: &World, node: NodeId) -> bool {
+        world
+            .member(node)
+            .running()
+            .is_some_and(|running| running.disk_full().is_some())
+    }
+
+    fn accepted_appends_since(world: &World, node: NodeId, since_us: u64) -> bool {
+        world.trace.recent().iter().any(|record| {
+            record.time_us >= since_us
+                && record.node == node
+                && matches!(
+                    record.happening,
+                    Happening::Sent {
+                        kind: "AppendAccepted",
+                        ..
+                    }
+                )
+        })
+    }
+
+    #[test]
+    fn a_full_log_disk_holds_the_write_promises_nothing_and_resumes_once_freed() {
+        let mut world = quiet_world(7, false);
+        let leader = world.leader().unwrap_or_else(|| unreachable!());
+        let follower = follower_of(&world, leader);
+        let crashes_before = world.stats.crashes;
+        let durable_before = world.durable_last_index(follower);
+        world.fill_disk(follower);
+        let proposed_at_us = world.now_us;
+        world.propose(leader, 91);
+        assert!(
+            world.run_until(100_000, |world| write_held(world, follower)),
+            "the follower's write never found the disk full"
+        );
+        let written = world.durable_last_index(leader);
+        world.run_until(world.now_us + 1_000_000, |_| false);
+        assert!(world.violation().is_none(), "{:?}", world.violation());
+        assert!(
+            world.member(follower).is_up(),
+            "a full disk stopped the member"
+        );
+        assert!(write_held(&world, follower), "the disk is still full");
+        assert_eq!(world.stats.crashes, crashes_before);
+        assert_eq!(world.durable_last_index(follower), durable_before);
+        assert!(
+            !accepted_appends_since(&world, follower, proposed_at_us),
+            "the follower acknowledged entries its full disk did not hold"
+        );
+        assert!(
+            world.checker.commit_of(leader) >= written,
+            "the other two members commit without the full one"
+        );
+        world.free_disk_space(follower);
+        let caught_up = world.run_until(world.now_us + 2_000_000, |world| {
+            !write_held(world, follower) && world.durable_last_index(follower) >= written
+        });
+        assert!(caught_up, "the member did not resume once space was freed");
+        assert!(world.violation().is_none(), "{:?}", world.violation());
+        assert_eq!(world.stats.crashes, crashes_before, "it never restarted");
+    }
+
+    #[test]
+    fn a_crash_while_a_write_waits_for_disk_space_recovers_the_log_and_catches_up() {
+        let mut world = quiet_world(11, false);
+        world.config.disk.torn_write_probability = 1.0;
+        let leader = world.leader().unwrap_or_else(|| unreachable!());
+        let follower = follower_of(&world, leader);
+        world.fill_disk(follower);
+        world.propose(leader, 92);
+        assert!(world.run_until(100_000, |world| write_held(world, follower)));
+        world.crash_member(follower);
+        assert!(world.violation().is_none(), "{:?}", world.violation());
+        world.start_member(follower);
+        let written = world.durable_last_index(leader);
+        let caught_up = world.run_until(world.now_us + 2_000_000, |world| {
+            world.durable_last_index(follower) >= written
+        });
+        assert!(caught_up, "restarted, the follower never caught up");
+        assert!(world.violation().is_none(), "{:?}", world.violation());
+    }
+
     /// Whether every vote or append answer a member sent was preceded by the
     /// fsync of the Ready that produced it (when that Ready wrote anything).
     fn answers_wait_for_fsync(trace: &[TraceRecord]) -> bool {
