@@ -463,7 +463,15 @@ impl Wal {
         hard_state: Option<HardState>,
         entries: &[Entry],
     ) -> Result<LogIndex, WalError> {
-        self.append_entries(entries)?;
+        self.finish_stalled_write()?;
+        if let Err(error) = self.append_entries(entries) {
+            // Entries that found no room are held; the hard state joins them
+            // behind, so the retried batch holds this whole call.
+            if let (true, Some(hard_state)) = (self.stalled, hard_state) {
+                self.pending.push(PendingChange::HardState(hard_state));
+            }
+            return Err(error);
+        }
         if let Some(hard_state) = hard_state {
             self.set_hard_state(hard_state)?;
         }

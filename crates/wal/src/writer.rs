@@ -326,6 +326,7 @@ impl SegmentWriter {
         self.pending.clear();
         let point = self.durable.clone();
         if self.active.sequence != point.sequence {
+            self.remove_segments_after(point.sequence, self.active.sequence)?;
             let file = self
                 .config
                 .fs
@@ -418,6 +419,24 @@ impl SegmentWriter {
             max_entry_index: previous.max_entry_index,
         });
         Ok(())
+    }
+
+    /// Deletes the segments a rewound batch started (`after + 1 ..= through`),
+    /// so a crash before the batch is rewritten finds the log ending where
+    /// its last durable batch did, not in segments whose start no longer
+    /// matches what comes before them.
+    fn remove_segments_after(&mut self, after: u64, through: u64) -> Result<(), WalError> {
+        for sequence in after + 1..=through {
+            let path = segment::segment_path(&self.config.dir, sequence);
+            match self.config.fs.remove_file(&path) {
+                Ok(()) => {}
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(WalError::io("removing a rewound segment", &path, source))
+                }
+            }
+        }
+        fs_util::sync_dir(self.config.fs.as_ref(), &self.config.dir)
     }
 
     /// Deletes the oldest sealed segments whose entries are all at or before

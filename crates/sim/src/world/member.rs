@@ -173,7 +173,7 @@ pub(super) struct UnsyncedWrite {
     snapshot_index: Option<LogIndex>,
 }
 
-/// What observing a Ready's write needs, kept while the write waits for disk space.
+/// What observing a Ready's write needs, kept until the write is issued.
 #[derive(Debug)]
 struct StalledWrite {
     ready: ReadySummary,
@@ -206,8 +206,9 @@ pub(super) struct Member {
     pub(super) tick_us: u64,
     /// A Ready whose write waits for its fsync.
     persisted: Option<node::PersistedReady>,
-    /// A Ready whose write found the disk full: the node holds it and
-    /// retries; what its write shows is observed once a retry issues it.
+    /// A Ready taken whose write is not issued yet: the node is handling it,
+    /// or holds it while its disk is full; what the write shows is observed
+    /// once it is issued.
     stalled_write: Option<StalledWrite>,
     /// The process is stopped (a long GC pause, SIGSTOP) until this virtual
     /// time: it neither ticks nor handles input, but keeps its state.
@@ -837,12 +838,15 @@ impl World {
         self.settle(node);
         let persisted = match result {
             Ok(Some(persisted)) => persisted,
+            // The write waits for disk space: observed once a retry issues it.
             Ok(None) => return,
-            Err(error) => return self.node_stopped(node, &error),
+            Err(error) => {
+                self.members[index].stalled_write = None;
+                return self.node_stopped(node, &error);
+            }
         };
-        if let Some(stalled) = self.members[index].stalled_write.take() {
-            // A retry issued the write the disk had no room for.
-            self.observe_write(node, &stalled);
+        if let Some(issued) = self.members[index].stalled_write.take() {
+            self.observe_write(node, &issued);
         }
         // The log's syncs, and the store's (a flush before compaction, a
         // restored snapshot), complete together after one latency.
@@ -1018,21 +1022,13 @@ impl World {
                 },
             );
         }
-        let stalled = StalledWrite {
+        // What the write shows is observed once `begin_ready` knows the
+        // write was issued (at once, or by a retry once the disk has room).
+        self.members[index].stalled_write = Some(StalledWrite {
             ready,
             term,
             was_leader,
-        };
-        let member = &mut self.members[index];
-        if member
-            .node
-            .as_ref()
-            .is_some_and(|running| running.disk_full().is_some())
-        {
-            member.stalled_write = Some(stalled);
-            return;
-        }
-        self.observe_write(node, &stalled);
+        });
     }
 
     /// Reports what a Ready's write shows in the log, once it is issued.
@@ -1194,10 +1190,10 @@ impl World {
     }
 
     /// The node stopped with `error`. A log whose disk failed (an injected
-    /// fault: no space, an I/O error) stops the process, as it stops the
-    /// server's node loop: the member goes down, with what its disk kept,
-    /// and is restarted like a crashed process. Any other failure is a
-    /// violation.
+    /// fault: an I/O error, or no space for a leader's snapshot, which the
+    /// node does not wait out) stops the process, as it stops the server's
+    /// node loop: the member goes down, with what its disk kept, and is
+    /// restarted like a crashed process. Any other failure is a violation.
     fn node_stopped(&mut self, node: NodeId, error: &node::NodeError) {
         let disk_failed = self.member(node).disk.stats().faults_injected > 0
             && matches!(
