@@ -944,10 +944,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut wal = Wal::create(dir.path(), &options(), vec![1]).unwrap();
         wal.inject_disk_full_after(4096, true);
+        let hard_state = |commit| HardState {
+            term: 1,
+            vote: 1,
+            commit,
+        };
         let mut acknowledged = 0;
         let failed_last = loop {
             let first = acknowledged + 1;
-            match wal.persist(None, &entries(first, first + 9, 1)) {
+            match wal.persist(Some(hard_state(first)), &entries(first, first + 9, 1)) {
                 Ok(last) => acknowledged = last,
                 Err(error) => {
                     assert!(matches!(error, WalError::DiskFull { .. }), "{error}");
@@ -958,6 +963,11 @@ mod tests {
         };
         wal.inject_disk_full_after(u64::MAX, true);
         assert_eq!(wal.sync().unwrap(), failed_last);
+        assert_eq!(
+            wal.hard_state(),
+            hard_state(acknowledged + 1),
+            "the retry wrote the failed call's hard state with its entries"
+        );
         wal.persist(None, &entries(failed_last + 1, failed_last + 1, 1))
             .unwrap();
         drop(wal);
