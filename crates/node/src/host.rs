@@ -33,6 +33,9 @@ pub enum RequestError {
     Stopped,
     #[error("storage failure: {0}")]
     Storage(String),
+    /// This member's disk is full: it takes no writes until space is freed.
+    #[error("this member's disk is full")]
+    NoSpace,
     /// The core refused a configuration change (not the leader, another
     /// change pending, or a change that does not fit the configuration).
     #[error("configuration change refused: {0}")]

@@ -8,6 +8,16 @@
 //! durable, sends what needed it, applies the rest and releases reads. The
 //! server calls the two back to back; the simulator lets virtual time pass
 //! between them, as an fsync takes time.
+//!
+//! A log write that fails for want of space does not stop the node: it holds
+//! that Ready (its promising messages unsent, its entries unapplied) and
+//! retries the write with a doubling wait counted in ticks
+//! ([`DISK_FULL_RETRY_TICKS_FIRST`] up to [`DISK_FULL_RETRY_TICKS_MAX`]).
+//! Meanwhile the core takes no input at all (a Ready is out and not
+//! advanced): peer messages are dropped as a lossy network would, new
+//! writes are refused at once with [`RequestError::NoSpace`], and reads
+//! wait. Once a retry succeeds, the Ready is completed as if the write had
+//! only been slow.
 
 use raft::{
     Entry, EntryKind, LogIndex, LogStore, Message, MessageBody, NodeId, RaftError, RawNode, Ready,
@@ -15,13 +25,20 @@ use raft::{
 };
 
 use crate::envelope::{self, ProposalId};
-use crate::host::{Committed, Host, Member, Observer, Outbox, RequestError, StateMachine};
+use crate::host::{Committed, Host, Member, Observer, Outbox, Reply, RequestError, StateMachine};
 use crate::members::{MemberContext, MemberList};
 use crate::snapshots::SnapshotSchedule;
 use crate::waiters::{Proposals, Reads};
 
 /// Committed entries applied in one state machine call at most.
 const APPLY_BATCH_ENTRIES_MAX: usize = 4096;
+/// Ticks before the first retry of a log write the disk had no room for
+/// (one heartbeat interval, 100 ms by default): space freed by an operator
+/// is noticed at once.
+pub const DISK_FULL_RETRY_TICKS_FIRST: u64 = 1;
+/// The longest wait between retries (about a second by default): a disk
+/// that stays full costs a write attempt per second, no more.
+pub const DISK_FULL_RETRY_TICKS_MAX: u64 = 10;
 
 /// Why the node had to stop: its log or state machine failed.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +110,19 @@ pub struct PersistedReady {
     ready: Ready,
 }
 
+/// A log write that failed for want of space, waiting to be retried.
+#[derive(Debug)]
+struct DiskFullStall {
+    /// The Ready whose write failed; `None` when the write was the log's own
+    /// (a sync before a compaction).
+    ready: Option<Ready>,
+    /// The failure as the log reported it: it names the file.
+    error: String,
+    retry_tick: u64,
+    wait_ticks: u64,
+    retries: u64,
+}
+
 /// The node loop of one member over the host's log, state machine and outbox.
 pub struct Node<H: Host> {
     raft: RawNode<H::Log>,
@@ -118,6 +148,8 @@ pub struct Node<H: Host> {
     /// The tick after which a stop proceeds even if the handover has not happened.
     stop_deadline_tick: u64,
     stopped: bool,
+    /// The log's disk is full: the write held here waits for a retry.
+    disk_full: Option<DiskFullStall>,
     #[cfg(feature = "mutations")]
     mutation: Option<Mutation>,
 }
@@ -176,6 +208,7 @@ impl<H: Host> Node<H> {
             stop_requested: false,
             stop_deadline_tick: 0,
             stopped: false,
+            disk_full: None,
             #[cfg(feature = "mutations")]
             mutation: None,
         }
@@ -239,6 +272,12 @@ impl<H: Host> Node<H> {
         self.stopped
     }
 
+    /// While a log write waits for disk space: why, as the log said (naming
+    /// the file). Writes are refused and peers get no answers until it ends.
+    pub fn disk_full(&self) -> Option<&str> {
+        self.disk_full.as_ref().map(|stall| stall.error.as_str())
+    }
+
     fn next_proposal_id(&mut self) -> (u64, ProposalId) {
         let number = self.next_request;
         self.next_request += 1;
@@ -256,6 +295,10 @@ impl<H: Host> Node<H> {
     /// Takes a client's command; `reply` gets the state machine's answer once
     /// the entry is applied here, or why it never will be.
     pub fn propose(&mut self, command: &[u8], reply: H::CommandReply) {
+        if self.disk_full.is_some() {
+            reply.send(Err(RequestError::NoSpace));
+            return;
+        }
         let (number, id) = self.next_proposal_id();
         self.proposals.insert(number, reply, self.deadline_tick());
         self.gathered.push((number, envelope::encode(id, command)));
@@ -276,6 +319,10 @@ impl<H: Host> Node<H> {
         context: &[u8],
         reply: H::MembershipReply,
     ) -> Result<(), NodeError> {
+        if self.disk_full.is_some() {
+            reply.send(Err(RequestError::NoSpace));
+            return Ok(());
+        }
         let (number, id) = self.next_proposal_id();
         self.proposals
             .insert_membership(number, reply, self.deadline_tick());
@@ -299,8 +346,12 @@ impl<H: Host> Node<H> {
     }
 
     /// Asks the core to hand leadership to `target`; refused unless this
-    /// member leads and knows `target`.
+    /// member leads and knows `target`, and while its disk is full (the core
+    /// takes no input then; its peers elect a leader without it).
     pub fn transfer_leader(&mut self, target: NodeId) -> Result<(), RaftError> {
+        if self.disk_full.is_some() {
+            return Err(RaftError::NotLeader { leader: None });
+        }
         self.raft.transfer_leader(target)
     }
 
@@ -315,6 +366,13 @@ impl<H: Host> Node<H> {
     /// stops the node.
     pub fn step(&mut self, message: Message) -> Result<(), NodeError> {
         let from = message.from;
+        if self.disk_full.is_some() {
+            tracing::trace!(
+                from = format_args!("{from:x}"),
+                "dropped a peer message while the log waits for disk space"
+            );
+            return Ok(());
+        }
         let campaigns = matches!(message.body, MessageBody::RequestVote { .. });
         if campaigns && self.member_list.was_removed(from) {
             tracing::debug!(
@@ -336,7 +394,9 @@ impl<H: Host> Node<H> {
     /// One heartbeat interval passed: ticks the core, times out waiters past
     /// their deadline, and asks again reads whose confirmation is overdue.
     pub fn tick(&mut self) -> Result<(), NodeError> {
-        self.raft.tick()?;
+        if self.disk_full.is_none() {
+            self.raft.tick()?;
+        }
         self.ticks += 1;
         self.proposals.expire(self.ticks);
         self.reads.expire(self.ticks);
@@ -349,8 +409,21 @@ impl<H: Host> Node<H> {
     /// Hands the core everything taken since the last call: all proposals as
     /// one batch, and one read index for all queued reads.
     pub fn submit(&mut self) -> Result<(), NodeError> {
+        if self.disk_full.is_some() {
+            self.refuse_gathered();
+            return Ok(());
+        }
         self.propose_gathered()?;
         self.issue_reads()
+    }
+
+    /// Proposals taken before the disk filled and not yet handed to the core.
+    fn refuse_gathered(&mut self) {
+        let mut refused = std::mem::take(&mut self.awaiting_leader);
+        refused.append(&mut self.gathered);
+        for (request, _) in refused {
+            self.proposals.fail(request, RequestError::NoSpace);
+        }
     }
 
     fn propose_gathered(&mut self) -> Result<(), NodeError> {
@@ -413,8 +486,13 @@ impl<H: Host> Node<H> {
         Ok(())
     }
 
+    /// Whether [`Node::persist_ready`] has work: a Ready from the core, or a
+    /// retry due of a write the disk had no room for.
     pub fn has_ready(&self) -> bool {
-        self.raft.has_ready()
+        match &self.disk_full {
+            Some(stall) => self.ticks >= stall.retry_tick,
+            None => self.raft.has_ready(),
+        }
     }
 
     /// The first half of handling a `Ready`, in the contract's order: sends
@@ -423,6 +501,9 @@ impl<H: Host> Node<H> {
     /// entries and hard state (syncing when the core says it must). `None`
     /// when the core has nothing to do.
     pub fn persist_ready(&mut self) -> Result<Option<PersistedReady>, NodeError> {
+        if self.disk_full.is_some() {
+            return self.retry_disk_full_write();
+        }
         if !self.raft.has_ready() {
             return Ok(None);
         }
@@ -454,14 +535,69 @@ impl<H: Host> Node<H> {
             self.apply(&not_durable)?;
         }
         let log = self.raft.storage_mut();
-        if ready.must_sync {
+        let written = if ready.must_sync {
             log.persist(ready.hard_state, &ready.entries)
-                .map_err(NodeError::log)?;
         } else if let Some(hard_state) = ready.hard_state {
             log.set_hard_state_unsynced(hard_state)
-                .map_err(NodeError::log)?;
+        } else {
+            Ok(())
+        };
+        match written {
+            Ok(()) => Ok(Some(PersistedReady { ready })),
+            Err(error) if <H::Log as LogStore>::is_disk_full(&error) => {
+                self.stall_on_disk_full(Some(ready), &error);
+                Ok(None)
+            }
+            Err(error) => Err(NodeError::log(error)),
         }
-        Ok(Some(PersistedReady { ready }))
+    }
+
+    /// The log had no room for a write: hold it (and the Ready it belongs
+    /// to), refuse writes, and retry after [`DISK_FULL_RETRY_TICKS_FIRST`].
+    fn stall_on_disk_full(&mut self, ready: Option<Ready>, error: &dyn std::error::Error) {
+        tracing::error!(
+            member = format_args!("{:x}", self.member_id()),
+            %error,
+            "the log's disk is full: writes are refused and the write is retried until space is freed"
+        );
+        self.disk_full = Some(DiskFullStall {
+            ready,
+            error: error.to_string(),
+            retry_tick: self.ticks + DISK_FULL_RETRY_TICKS_FIRST,
+            wait_ticks: DISK_FULL_RETRY_TICKS_FIRST,
+            retries: 0,
+        });
+        self.refuse_gathered();
+    }
+
+    /// Retries the write held for want of space, when its wait is over. Once
+    /// it succeeds, its Ready is handed back to be completed like any other.
+    fn retry_disk_full_write(&mut self) -> Result<Option<PersistedReady>, NodeError> {
+        let Some(stall) = &mut self.disk_full else {
+            return Ok(None);
+        };
+        if self.ticks < stall.retry_tick {
+            return Ok(None);
+        }
+        match self.raft.storage_mut().sync() {
+            Ok(()) => {}
+            Err(error) if <H::Log as LogStore>::is_disk_full(&error) => {
+                stall.retries += 1;
+                stall.wait_ticks = (stall.wait_ticks * 2).min(DISK_FULL_RETRY_TICKS_MAX);
+                stall.retry_tick = self.ticks + stall.wait_ticks;
+                tracing::debug!(%error, retries = stall.retries, wait_ticks = stall.wait_ticks, "the log's disk is still full");
+                return Ok(None);
+            }
+            Err(error) => return Err(NodeError::log(error)),
+        }
+        let stall = self.disk_full.take().expect("checked above");
+        tracing::warn!(
+            member = format_args!("{:x}", self.member_id()),
+            was = %stall.error,
+            retries = stall.retries,
+            "the log's disk has room again: the held write is durable and the member resumes"
+        );
+        Ok(stall.ready.map(|ready| PersistedReady { ready }))
     }
 
     /// The second half, once the write of [`Node::persist_ready`] is durable:
@@ -531,7 +667,9 @@ impl<H: Host> Node<H> {
     /// was handed over.
     pub fn end_turn(&mut self) -> Result<(), NodeError> {
         self.release_reads();
-        self.maybe_snapshot()?;
+        if self.disk_full.is_none() {
+            self.maybe_snapshot()?;
+        }
         let handed_over = self.leader != self.member_id();
         if self.stop_requested && (handed_over || self.ticks >= self.stop_deadline_tick) {
             self.stopped = true;
@@ -551,7 +689,7 @@ impl<H: Host> Node<H> {
         self.stop_deadline_tick = self.ticks + u64::from(self.options.election_ticks);
         self.stopped = true;
         let status = self.raft.status();
-        if self.leader != status.id {
+        if self.leader != status.id || self.disk_full.is_some() {
             return;
         }
         let target = status
@@ -577,7 +715,14 @@ impl<H: Host> Node<H> {
     /// before the state machine is flushed, so a restart finds the log's
     /// commit at least as new; every waiter is answered with `error`.
     pub fn shut_down(&mut self, error: RequestError) -> Result<(), NodeError> {
-        let synced = self.raft.storage_mut().sync().map_err(NodeError::log);
+        let synced = match self.raft.storage_mut().sync() {
+            // A write still waiting for space was never promised to anyone.
+            Err(error) if <H::Log as LogStore>::is_disk_full(&error) => {
+                tracing::warn!(%error, "stopping with a log write that found no disk space");
+                Ok(())
+            }
+            synced => synced.map_err(NodeError::log),
+        };
         let flushed = self.state_machine.flush().map_err(NodeError::state_machine);
         self.proposals.fail_all(&error);
         self.reads.fail_all(&error);
@@ -777,10 +922,17 @@ impl<H: Host> Node<H> {
             },
             data,
         };
-        self.raft
-            .storage_mut()
-            .compact(snapshot)
-            .map_err(NodeError::log)?;
+        match self.raft.storage_mut().compact(snapshot) {
+            Ok(()) => {}
+            // The compaction is optional (the next snapshot compacts), but a
+            // write the log buffered before it may be what found no room:
+            // it is retried like any other before the log is written again.
+            Err(error) if <H::Log as LogStore>::is_disk_full(&error) => {
+                self.stall_on_disk_full(None, &error);
+                return Ok(());
+            }
+            Err(error) => return Err(NodeError::log(error)),
+        }
         tracing::info!(index, term, "compacted the log behind a snapshot");
         Ok(())
     }

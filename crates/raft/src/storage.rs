@@ -49,7 +49,10 @@ pub trait LogStore: Storage {
     fn snapshot_meta(&self) -> &SnapshotMeta;
 
     /// Appends `entries` (replacing any suffix from the first one's index on)
-    /// and records `hard_state`, durable together with one sync.
+    /// and records `hard_state`, durable together with one sync. When it
+    /// fails for want of space ([`LogStore::is_disk_full`]), what it was given
+    /// stays recorded and [`LogStore::sync`] retries the write; until that
+    /// succeeds, no other write may be made.
     fn persist(
         &mut self,
         hard_state: Option<HardState>,
@@ -61,8 +64,16 @@ pub trait LogStore: Storage {
     /// a leader cannot tell again.
     fn set_hard_state_unsynced(&mut self, hard_state: HardState) -> Result<(), Self::Error>;
 
-    /// Makes everything recorded durable.
+    /// Makes everything recorded durable; after a disk-full failure, retries
+    /// the failed write.
     fn sync(&mut self) -> Result<(), Self::Error>;
+
+    /// Whether `error` says the disk is full (ENOSPC, EDQUOT): a failure an
+    /// embedder can wait out by retrying [`LogStore::sync`] once space is
+    /// freed. Every other failure is final.
+    fn is_disk_full(_error: &Self::Error) -> bool {
+        false
+    }
 
     /// Installs the leader's snapshot durably and moves the log past it.
     fn apply_snapshot(&mut self, snapshot: Snapshot) -> Result<(), Self::Error>;

@@ -22,7 +22,7 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 5, value_parser = parse_nodes)]
     nodes: usize,
     /// Faults to inject: "all", "none" or a comma list of network, partition,
-    /// crash, transfer, pause, membership, delay.
+    /// crash, transfer, pause, membership, delay, disk-full.
     #[arg(long, default_value = "all")]
     faults: FaultSet,
     /// Let each seed also draw the core's switches (PreVote, CheckQuorum,
@@ -141,6 +141,7 @@ fn describe_faults(faults: &FaultSet) -> String {
         (faults.pauses, "pause"),
         (faults.membership, "membership"),
         (faults.delays, "delay"),
+        (faults.disk_full, "disk-full"),
     ]
     .into_iter()
     .filter_map(|(on, name)| on.then_some(name))

@@ -37,6 +37,9 @@ pub struct NodeStatus {
     pub raft_applied_index: u64,
     /// The index of the snapshot the member's log is compacted behind.
     pub snapshot_index: u64,
+    /// Set while this member's disk is full: the log's error, naming the
+    /// file. Writes are refused and a NOSPACE alarm is listed meanwhile.
+    pub disk_full: Option<String>,
 }
 
 /// Why a backend could not serve a request; the services map these to etcd's

@@ -73,6 +73,10 @@ pub struct FaultSet {
     /// sends or receives takes 100 ms to 2 s, so answers to old requests
     /// arrive after newer ones, and old appends after newer ones.
     pub delays: bool,
+    /// A member's log disk fills up for a while: every log write fails with
+    /// "no space left on device" until the space is freed, and the member
+    /// must hold its writes, refuse new ones and resume by itself.
+    pub disk_full: bool,
 }
 
 impl FaultSet {
@@ -89,6 +93,7 @@ impl FaultSet {
             pauses: true,
             membership: true,
             delays: true,
+            disk_full: true,
         }
     }
 
@@ -99,7 +104,7 @@ impl FaultSet {
 
 /// A `--faults` value that names no known fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown fault {name:?} in {input:?}; use \"all\", \"none\" or a comma list of network, partition, crash, transfer, pause, membership, delay")]
+#[error("unknown fault {name:?} in {input:?}; use \"all\", \"none\" or a comma list of network, partition, crash, transfer, pause, membership, delay, disk-full")]
 pub struct FaultSetParseError {
     pub name: String,
     pub input: String,
@@ -109,7 +114,7 @@ impl FromStr for FaultSet {
     type Err = FaultSetParseError;
 
     /// `all`, `none`, or a comma list of `network`, `partition`, `crash`,
-    /// `transfer`, `pause`, `membership`, `delay`.
+    /// `transfer`, `pause`, `membership`, `delay`, `disk-full`.
     fn from_str(input: &str) -> Result<Self, Self::Err> {
         let mut faults = FaultSet::none();
         for name in input
@@ -127,6 +132,7 @@ impl FromStr for FaultSet {
                 "pause" | "pauses" => faults.pauses = true,
                 "membership" => faults.membership = true,
                 "delay" | "delays" => faults.delays = true,
+                "disk-full" | "diskfull" => faults.disk_full = true,
                 other => {
                     return Err(FaultSetParseError {
                         name: other.to_string(),
@@ -555,6 +561,6 @@ mod tests {
         assert_eq!(error.name, "flood");
         assert!(error
             .to_string()
-            .contains("network, partition, crash, transfer, pause, membership, delay"));
+            .contains("network, partition, crash, transfer, pause, membership, delay, disk-full"));
     }
 }

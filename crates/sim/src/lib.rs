@@ -30,7 +30,10 @@
 //!    the middle of an fsync, sometimes tearing that write), and heals each
 //!    after a seeded while (a member that has just voted is now and then
 //!    crashed and back within a round trip); it pauses processes (a stopped
-//!    member keeps its state and resumes with a stale view) and now and then
+//!    member keeps its state and resumes with a stale view), fills a
+//!    member's log disk for a while (its log writes fail with ENOSPC; the
+//!    node must hold its write, promise nothing and resume once space is
+//!    freed) and now and then
 //!    asks the leader to hand over leadership; it asks the leader for membership changes
 //!    (add a learner and promote it, add a voter, remove a voter or the
 //!    leader itself, re-add a removed member) among the founding members

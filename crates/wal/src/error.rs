@@ -26,9 +26,9 @@ pub enum WalError {
     #[error("data directory {dir} already holds a log: open it instead of creating a new one")]
     AlreadyInitialized { dir: PathBuf },
 
-    /// The file system is full. Nothing acknowledged is lost; the log refuses
-    /// further writes until it is reopened.
-    #[error("disk full while {operation} {path}: free space, then restart this member")]
+    /// The file system is full. Nothing acknowledged is lost; the failed
+    /// write stays buffered and the next sync retries it.
+    #[error("disk full while {operation} {path}: free space; the write is retried")]
     DiskFull {
         operation: &'static str,
         path: PathBuf,

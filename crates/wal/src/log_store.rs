@@ -31,6 +31,10 @@ impl LogStore for Wal {
         Wal::sync(self).map(drop)
     }
 
+    fn is_disk_full(error: &WalError) -> bool {
+        matches!(error, WalError::DiskFull { .. })
+    }
+
     fn apply_snapshot(&mut self, snapshot: Snapshot) -> Result<(), WalError> {
         Wal::apply_snapshot(self, snapshot)
     }

@@ -5,9 +5,15 @@
 //! Writes are buffered until [`Wal::sync`], which issues one write and one
 //! fdatasync for everything buffered, however many entries that is. The view
 //! the core reads changes only after that sync succeeds, so it never shows
-//! anything that is not durable. After any write or sync failure the log
-//! refuses further writes ([`WalError::Poisoned`]): what reached the disk is
-//! unknown, and only recovery on the next open can tell.
+//! anything that is not durable. After a write or sync failure other than a
+//! full disk the log refuses further writes ([`WalError::Poisoned`]): what
+//! reached the disk is unknown, and only recovery on the next open can tell.
+//!
+//! A full disk ([`WalError::DiskFull`]) is waited out instead: the failed
+//! batch stays buffered, the writer goes back to the end of the last durable
+//! batch, and the next [`Wal::sync`] rewrites the whole batch from its start
+//! (see `writer`). Nothing of the failed batch is shown to readers until that
+//! sync succeeds, and nothing durable is touched.
 //!
 //! Every file operation goes through a [`FileSystem`]: the real one
 //! ([`StdFileSystem`]) unless the log is opened with `*_on`, as the simulator
@@ -115,6 +121,9 @@ pub struct Wal {
     /// The last index once the pending changes are durable.
     pending_last_index: LogIndex,
     poisoned: Option<String>,
+    /// A write failed for want of space: `pending` holds its changes, not yet
+    /// encoded again; the next sync rewrites them.
+    stalled: bool,
     stats: WalStats,
     /// Dropped last, after the writer has finished with the files.
     _lock: DirLock,
@@ -250,6 +259,7 @@ impl Wal {
             snapshots,
             pending: Vec::new(),
             poisoned: None,
+            stalled: false,
             stats: WalStats::default(),
             _lock: lock,
         }
@@ -295,6 +305,26 @@ impl Wal {
         }
     }
 
+    /// Whether a write failed for want of space and waits for a [`Wal::sync`]
+    /// to rewrite it.
+    pub fn is_stalled(&self) -> bool {
+        self.stalled
+    }
+
+    /// Handles a failure of the write path: a full disk rewinds the writer to
+    /// the last durable batch and keeps the buffered changes for the next
+    /// sync; anything else refuses every later write.
+    fn on_write_error<T>(&mut self, result: Result<T, WalError>) -> Result<T, WalError> {
+        let Err(WalError::DiskFull { .. }) = &result else {
+            return self.poison_on_error(result);
+        };
+        if let Err(error) = self.writer.rewind() {
+            return self.poison_on_error(Err(error));
+        }
+        self.stalled = !self.pending.is_empty();
+        result
+    }
+
     /// Records a failure of the write path; every later write is refused.
     fn poison_on_error<T>(&mut self, result: Result<T, WalError>) -> Result<T, WalError> {
         if let Err(error) = &result {
@@ -315,6 +345,7 @@ impl Wal {
     /// [`Wal::append_entries`] for entries the caller gives up, saving a copy.
     pub(crate) fn append_owned(&mut self, mut entries: Vec<Entry>) -> Result<(), WalError> {
         self.check_writable()?;
+        self.finish_stalled_write()?;
         let snapshot_index = self.view.snapshot_index();
         self.validate_append(&entries)?;
         let skip = entries
@@ -327,9 +358,17 @@ impl Wal {
         };
         let last_index = last.index;
         let result = self.writer.encode_entries(&entries);
-        self.poison_on_error(result)?;
         self.pending_last_index = last_index;
         self.pending.push(PendingChange::Entries(entries));
+        self.on_write_error(result)
+    }
+
+    /// A write stalled for want of space is rewritten before anything new is
+    /// encoded after it, so the retried batch is the failed one, byte for byte.
+    fn finish_stalled_write(&mut self) -> Result<(), WalError> {
+        if self.stalled {
+            self.sync()?;
+        }
         Ok(())
     }
 
@@ -369,18 +408,25 @@ impl Wal {
     /// Buffers a hard state for the next [`Wal::sync`].
     pub fn set_hard_state(&mut self, hard_state: HardState) -> Result<(), WalError> {
         self.check_writable()?;
+        self.finish_stalled_write()?;
         let result = self.writer.encode_hard_state(hard_state);
-        self.poison_on_error(result)?;
         self.pending.push(PendingChange::HardState(hard_state));
-        Ok(())
+        self.on_write_error(result)
     }
 
     /// Makes everything buffered durable with one write and one fdatasync,
-    /// then shows it to readers. Returns the last durable index.
+    /// then shows it to readers. Returns the last durable index. After a
+    /// [`WalError::DiskFull`], call it again to retry: it rewrites the failed
+    /// batch from its start.
     pub fn sync(&mut self) -> Result<LogIndex, WalError> {
         self.check_writable()?;
+        if self.stalled {
+            let result = self.encode_pending();
+            self.on_write_error(result)?;
+        }
         let result = self.writer.write_and_sync();
-        let wrote = self.poison_on_error(result)?;
+        let wrote = self.on_write_error(result)?;
+        self.stalled = false;
         if wrote {
             self.stats.batches_synced += 1;
         }
@@ -397,6 +443,19 @@ impl Wal {
         Ok(self.view.last_index())
     }
 
+    /// Encodes the buffered changes again, in order, after a rewind.
+    fn encode_pending(&mut self) -> Result<(), WalError> {
+        for change in &self.pending {
+            match change {
+                PendingChange::Entries(entries) => self.writer.encode_entries(entries)?,
+                PendingChange::HardState(hard_state) => {
+                    self.writer.encode_hard_state(*hard_state)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// What a node driver does with a Ready: its entries and hard state,
     /// durable with one fdatasync. Returns the last durable index.
     pub fn persist(
@@ -404,7 +463,15 @@ impl Wal {
         hard_state: Option<HardState>,
         entries: &[Entry],
     ) -> Result<LogIndex, WalError> {
-        self.append_entries(entries)?;
+        self.finish_stalled_write()?;
+        if let Err(error) = self.append_entries(entries) {
+            // Entries that found no room are held; the hard state joins them
+            // behind, so the retried batch holds this whole call.
+            if let (true, Some(hard_state)) = (self.stalled, hard_state) {
+                self.pending.push(PendingChange::HardState(hard_state));
+            }
+            return Err(error);
+        }
         if let Some(hard_state) = hard_state {
             self.set_hard_state(hard_state)?;
         }
@@ -469,7 +536,7 @@ impl Wal {
     ) -> Result<(), WalError> {
         self.check_writable()?;
         let result = self.snapshots.write(&snapshot);
-        self.poison_on_error(result)?;
+        self.on_write_error(result)?;
         let marker = SnapshotMarker {
             index: snapshot.meta.index,
             term: snapshot.meta.term,
@@ -482,9 +549,9 @@ impl Wal {
                 Some(hard_state) => self.writer.encode_hard_state(hard_state),
                 None => Ok(()),
             });
-        self.poison_on_error(result)?;
+        self.on_write_error(result)?;
         let result = self.writer.write_and_sync();
-        self.poison_on_error(result)?;
+        self.on_write_error(result)?;
         self.stats.batches_synced += 1;
         self.view.apply_snapshot(snapshot.meta, entries_kept);
         if let Some(hard_state) = hard_state {
@@ -811,7 +878,7 @@ mod tests {
     }
 
     #[test]
-    fn disk_full_while_appending_loses_nothing_acknowledged() {
+    fn disk_full_while_appending_stalls_the_batch_and_a_retry_writes_it_once_space_is_freed() {
         let dir = tempfile::tempdir().unwrap();
         let mut wal = Wal::create(dir.path(), &options(), vec![1]).unwrap();
         let hard_state = HardState {
@@ -821,16 +888,94 @@ mod tests {
         };
         wal.persist(Some(hard_state), &entries(1, 20, 1)).unwrap();
         wal.inject_disk_full_after(100, false);
-        let error = wal.persist(None, &entries(21, 40, 1)).unwrap_err();
+        let next = HardState {
+            commit: 30,
+            ..hard_state
+        };
+        let error = wal.persist(Some(next), &entries(21, 40, 1)).unwrap_err();
         assert!(matches!(error, WalError::DiskFull { .. }), "{error}");
         assert!(error.to_string().contains("free space"), "{error}");
+        assert!(wal.is_stalled());
         assert_eq!(wal.last_index(), 20, "the failed batch is not visible");
-        let error = wal.persist(None, &entries(21, 21, 1)).unwrap_err();
-        assert!(matches!(error, WalError::Poisoned { .. }), "{error}");
+        assert_eq!(wal.hard_state(), hard_state);
+        let error = wal.sync().unwrap_err();
+        assert!(
+            matches!(error, WalError::DiskFull { .. }),
+            "still full: {error}"
+        );
+        wal.inject_disk_full_after(u64::MAX, false);
+        assert_eq!(wal.sync().unwrap(), 40);
+        assert!(!wal.is_stalled());
+        assert_eq!(wal.hard_state(), next);
+        wal.persist(None, &entries(41, 41, 1)).unwrap();
+        drop(wal);
+        let wal = Wal::open(dir.path(), &options()).unwrap();
+        assert_eq!(wal.hard_state(), next);
+        assert_eq!(wal.entries(1, 42, u64::MAX).unwrap(), entries(1, 41, 1));
+    }
+
+    #[test]
+    fn a_crash_while_a_write_is_stalled_recovers_the_acknowledged_log_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::create(dir.path(), &options(), vec![1]).unwrap();
+        let hard_state = HardState {
+            term: 1,
+            vote: 1,
+            commit: 20,
+        };
+        wal.persist(Some(hard_state), &entries(1, 20, 1)).unwrap();
+        // Two sectors of the failed batch reach the file: a half batch.
+        wal.inject_disk_full_after(1024, false);
+        wal.persist(None, &entries(21, 200, 1)).unwrap_err();
+        wal.sync().unwrap_err();
         drop(wal);
         let wal = Wal::open(dir.path(), &options()).unwrap();
         assert_eq!(wal.hard_state(), hard_state);
+        assert_eq!(
+            wal.last_index(),
+            20,
+            "the half batch is cut as a torn write"
+        );
         assert_eq!(wal.entries(1, 21, u64::MAX).unwrap(), entries(1, 20, 1));
-        assert_eq!(wal.last_index(), 20);
+    }
+
+    #[test]
+    fn disk_full_while_preallocating_a_segment_is_retried_once_space_is_freed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::create(dir.path(), &options(), vec![1]).unwrap();
+        wal.inject_disk_full_after(4096, true);
+        let hard_state = |commit| HardState {
+            term: 1,
+            vote: 1,
+            commit,
+        };
+        let mut acknowledged = 0;
+        let failed_last = loop {
+            let first = acknowledged + 1;
+            match wal.persist(Some(hard_state(first)), &entries(first, first + 9, 1)) {
+                Ok(last) => acknowledged = last,
+                Err(error) => {
+                    assert!(matches!(error, WalError::DiskFull { .. }), "{error}");
+                    break first + 9;
+                }
+            }
+            assert!(acknowledged < 10_000, "the disk never filled up");
+        };
+        wal.inject_disk_full_after(u64::MAX, true);
+        assert_eq!(wal.sync().unwrap(), failed_last);
+        assert_eq!(
+            wal.hard_state(),
+            hard_state(acknowledged + 1),
+            "the retry wrote the failed call's hard state with its entries"
+        );
+        wal.persist(None, &entries(failed_last + 1, failed_last + 1, 1))
+            .unwrap();
+        drop(wal);
+        let wal = Wal::open(dir.path(), &options()).unwrap();
+        assert_eq!(wal.last_index(), failed_last + 1);
+        assert_eq!(
+            wal.entries(1, failed_last + 2, u64::MAX).unwrap(),
+            entries(1, failed_last + 1, 1)
+        );
     }
 }

@@ -19,6 +19,14 @@
 //!
 //! It never updates the in-memory view of the log: its caller does that after
 //! `sync` returns.
+//!
+//! A batch that fails for want of space is rewound ([`SegmentWriter::rewind`])
+//! to where the last durable batch ended, so the caller can encode the same
+//! records again and rewrite the batch from its start: the same bytes at the
+//! same offsets under the same write number. A crash between the two attempts
+//! (or during the second) leaves sectors that are either that batch's bytes
+//! or zeros, which recovery cuts as a torn last write; sectors of two
+//! different batches under one write number can never meet.
 
 use std::collections::VecDeque;
 use std::io;
@@ -91,11 +99,27 @@ pub(crate) struct SegmentConfig {
     pub(crate) segment_bytes: u64,
 }
 
+/// Where the last durable batch ended: what a batch that failed for want of
+/// space is rewound to.
+#[derive(Clone, Debug)]
+struct DurablePoint {
+    sequence: u64,
+    path: PathBuf,
+    written_offset: u64,
+    next_write_number: u32,
+    max_entry_index: LogIndex,
+    /// How many sealed segments there were (a failed batch may have sealed more).
+    sealed_segments: usize,
+    head: HeadState,
+    last_index_encoded: LogIndex,
+}
+
 #[derive(Debug)]
 pub(crate) struct SegmentWriter {
     config: SegmentConfig,
     active: ActiveSegment,
     sealed: VecDeque<SealedSegment>,
+    durable: DurablePoint,
     /// Encoded records not yet written; framed, they go at `active.written_offset`.
     pending: Vec<u8>,
     /// The sectors of the batch being written (kept to reuse its allocation).
@@ -164,10 +188,21 @@ impl SegmentWriter {
         last_index_encoded: LogIndex,
         preparer: SegmentPreparer,
     ) -> Self {
+        let durable = DurablePoint {
+            sequence: active.sequence,
+            path: active.path.clone(),
+            written_offset: active.written_offset,
+            next_write_number: active.next_write_number,
+            max_entry_index: active.max_entry_index,
+            sealed_segments: sealed.len(),
+            head,
+            last_index_encoded,
+        };
         SegmentWriter {
             config,
             active,
             sealed,
+            durable,
             pending: Vec::new(),
             framed: Vec::new(),
             head,
@@ -264,7 +299,55 @@ impl SegmentWriter {
             .file
             .sync_data()
             .map_err(|source| WalError::io("syncing segment", &self.active.path, source))?;
+        self.mark_durable();
         Ok(true)
+    }
+
+    fn mark_durable(&mut self) {
+        self.durable = DurablePoint {
+            sequence: self.active.sequence,
+            path: self.active.path.clone(),
+            written_offset: self.active.written_offset,
+            next_write_number: self.active.next_write_number,
+            max_entry_index: self.active.max_entry_index,
+            sealed_segments: self.sealed.len(),
+            head: self.head,
+            last_index_encoded: self.last_index_encoded,
+        };
+    }
+
+    /// Forgets the batch being encoded or written and goes back to where the
+    /// last durable batch ended, reopening that batch's segment if the failed
+    /// one had rolled over. Segments the failed batch started stay on disk
+    /// (complete, or absent under their final name): the rewritten batch
+    /// starts them again identically, and recovery after a crash reads them
+    /// as a log whose last batch never finished.
+    pub(crate) fn rewind(&mut self) -> Result<(), WalError> {
+        self.pending.clear();
+        let point = self.durable.clone();
+        if self.active.sequence != point.sequence {
+            self.remove_segments_after(point.sequence, self.active.sequence)?;
+            let file = self
+                .config
+                .fs
+                .open(&point.path)
+                .map_err(|source| WalError::io("reopening segment", &point.path, source))?;
+            self.active = ActiveSegment {
+                sequence: point.sequence,
+                path: point.path,
+                file,
+                written_offset: 0,
+                next_write_number: 0,
+                max_entry_index: 0,
+            };
+            self.sealed.truncate(point.sealed_segments);
+        }
+        self.active.written_offset = point.written_offset;
+        self.active.next_write_number = point.next_write_number;
+        self.active.max_entry_index = point.max_entry_index;
+        self.head = point.head;
+        self.last_index_encoded = point.last_index_encoded;
+        Ok(())
     }
 
     /// Frames the pending records as the next batch and writes it (one write).
@@ -338,6 +421,24 @@ impl SegmentWriter {
         Ok(())
     }
 
+    /// Deletes the segments a rewound batch started (`after + 1 ..= through`),
+    /// so a crash before the batch is rewritten finds the log ending where
+    /// its last durable batch did, not in segments whose start no longer
+    /// matches what comes before them.
+    fn remove_segments_after(&mut self, after: u64, through: u64) -> Result<(), WalError> {
+        for sequence in after + 1..=through {
+            let path = segment::segment_path(&self.config.dir, sequence);
+            match self.config.fs.remove_file(&path) {
+                Ok(()) => {}
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(WalError::io("removing a rewound segment", &path, source))
+                }
+            }
+        }
+        fs_util::sync_dir(self.config.fs.as_ref(), &self.config.dir)
+    }
+
     /// Deletes the oldest sealed segments whose entries are all at or before
     /// `snapshot_index`. The marker for that snapshot must already be durable.
     pub(crate) fn remove_segments_through(
@@ -356,6 +457,7 @@ impl SegmentWriter {
             // contiguous run even if the unlinks were reordered by a crash.
             fs_util::sync_dir(self.config.fs.as_ref(), &self.config.dir)?;
             self.sealed.pop_front();
+            self.durable.sealed_segments = self.durable.sealed_segments.saturating_sub(1);
             removed += 1;
         }
         Ok(removed)
@@ -472,7 +574,20 @@ impl SegmentPreparer {
             Some((prepared_sequence, preparation)) if prepared_sequence == sequence => {
                 finish(preparation, &path)
             }
-            _ => zero_filled_file(
+            Some((other_sequence, preparation)) => {
+                // Prepared for a batch that was rewound: finish it, so no
+                // thread still writes the file, and start over.
+                let other_path = self.temp_path(other_sequence);
+                drop(finish(preparation, &other_path));
+                let _ = self.fs.remove_file(&other_path);
+                zero_filled_file(
+                    self.fs.as_ref(),
+                    &path,
+                    self.segment_bytes,
+                    &self.disk_budget,
+                )
+            }
+            None => zero_filled_file(
                 self.fs.as_ref(),
                 &path,
                 self.segment_bytes,

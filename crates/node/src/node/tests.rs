@@ -228,11 +228,49 @@ fn an_entry_that_replaces_a_conflicting_one_applies_only_after_the_write() {
     assert_eq!(node.state_machine().applied_index(), 3);
 }
 
-/// A log whose writes fail once `failing` is set, as a full or broken disk.
+/// How [`FailingLog`]'s writes fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DiskTrouble {
+    Healthy,
+    /// No room: a write is held, to be written by a later sync.
+    Full,
+    /// Broken: every write fails for good.
+    Broken,
+}
+
+const DISK_FULL: &str = "no space left on device";
+
+/// A log whose writes fail while its disk is full or broken. A write that
+/// finds the disk full is held, as the WAL holds it, and a sync writes it
+/// once there is room.
 #[derive(Debug)]
 struct FailingLog {
     log: MemStorage,
-    failing: bool,
+    trouble: std::rc::Rc<std::cell::Cell<DiskTrouble>>,
+    held: Option<(Option<raft::HardState>, Vec<Entry>)>,
+}
+
+impl FailingLog {
+    fn new(
+        voters: Vec<u64>,
+        trouble: DiskTrouble,
+    ) -> (Self, std::rc::Rc<std::cell::Cell<DiskTrouble>>) {
+        let trouble = std::rc::Rc::new(std::cell::Cell::new(trouble));
+        let log = FailingLog {
+            log: MemStorage::new_with_voters(voters),
+            trouble: std::rc::Rc::clone(&trouble),
+            held: None,
+        };
+        (log, trouble)
+    }
+
+    fn failure(&self) -> Option<raft::StorageError> {
+        match self.trouble.get() {
+            DiskTrouble::Healthy => None,
+            DiskTrouble::Full => Some(raft::StorageError::Failed(DISK_FULL.into())),
+            DiskTrouble::Broken => Some(raft::StorageError::Failed("input/output error".into())),
+        }
+    }
 }
 
 impl raft::Storage for FailingLog {
@@ -282,8 +320,12 @@ impl LogStore for FailingLog {
         hard_state: Option<raft::HardState>,
         entries: &[Entry],
     ) -> Result<(), raft::StorageError> {
-        if self.failing {
-            return Err(raft::StorageError::Failed("no space left on device".into()));
+        assert!(self.held.is_none(), "a write while another waits for space");
+        if let Some(error) = self.failure() {
+            if self.trouble.get() == DiskTrouble::Full {
+                self.held = Some((hard_state, entries.to_vec()));
+            }
+            return Err(error);
         }
         LogStore::persist(&mut self.log, hard_state, entries)
     }
@@ -296,7 +338,17 @@ impl LogStore for FailingLog {
     }
 
     fn sync(&mut self) -> Result<(), raft::StorageError> {
+        if let Some(error) = self.failure() {
+            return Err(error);
+        }
+        if let Some((hard_state, entries)) = self.held.take() {
+            LogStore::persist(&mut self.log, hard_state, &entries)?;
+        }
         LogStore::sync(&mut self.log)
+    }
+
+    fn is_disk_full(error: &raft::StorageError) -> bool {
+        matches!(error, raft::StorageError::Failed(message) if message == DISK_FULL)
     }
 
     fn apply_snapshot(&mut self, snapshot: Snapshot) -> Result<(), raft::StorageError> {
@@ -320,12 +372,14 @@ impl Host for FailingHost {
     type MembershipReply = Slot<Result<(), RequestError>>;
 }
 
-#[test]
-fn a_failed_write_is_an_error_and_promises_nothing() {
-    let log = FailingLog {
-        log: MemStorage::new_with_voters(vec![1, 2, 3]),
-        failing: true,
-    };
+fn failing_node(
+    trouble: DiskTrouble,
+) -> (
+    Node<FailingHost>,
+    Sent,
+    std::rc::Rc<std::cell::Cell<DiskTrouble>>,
+) {
+    let (log, trouble) = FailingLog::new(vec![1, 2, 3], trouble);
     let raft = RawNode::new(&Config::new(1), log).unwrap();
     let sent = Sent::default();
     let options = NodeOptions {
@@ -335,7 +389,7 @@ fn a_failed_write_is_an_error_and_promises_nothing() {
         snapshot_entries: 1000,
         configured_members: Vec::new(),
     };
-    let mut node: Node<FailingHost> = Node::new(
+    let node: Node<FailingHost> = Node::new(
         raft,
         Applied::default(),
         sent.clone(),
@@ -343,6 +397,12 @@ fn a_failed_write_is_an_error_and_promises_nothing() {
         options,
         (),
     );
+    (node, sent, trouble)
+}
+
+#[test]
+fn a_failed_write_is_an_error_and_promises_nothing() {
+    let (mut node, sent, _) = failing_node(DiskTrouble::Broken);
     node.step(append(vec![entry(1)], 1)).unwrap();
     let failed = node.persist_ready();
     assert!(matches!(failed, Err(NodeError::Log(_))), "{failed:?}");
@@ -356,4 +416,81 @@ fn a_failed_write_is_an_error_and_promises_nothing() {
         0,
         "the core was not told the Ready was handled"
     );
+}
+
+/// Ticks until the node's retry is due and handles what it has.
+fn tick_and_handle(node: &mut Node<FailingHost>, ticks: u64) -> Option<PersistedReady> {
+    for _ in 0..ticks {
+        node.tick().unwrap();
+        if node.has_ready() {
+            return node.persist_ready().unwrap();
+        }
+    }
+    None
+}
+
+#[test]
+fn a_write_the_disk_has_no_room_for_is_held_promises_nothing_and_completes_once_space_is_freed() {
+    let (mut node, sent, trouble) = failing_node(DiskTrouble::Full);
+    node.step(vote_request(2, false)).unwrap();
+    assert!(node.persist_ready().unwrap().is_none(), "the write is held");
+    assert!(node
+        .disk_full()
+        .is_some_and(|error| error.contains(DISK_FULL)));
+    assert!(
+        sent.0.borrow().is_empty(),
+        "the vote is not granted before it is durable: {:?}",
+        sent.0.borrow()
+    );
+    assert_eq!(LogStore::hard_state(node.log()).term, 0);
+
+    let write = Slot::default();
+    node.propose(b"put", write.clone());
+    assert!(
+        matches!(write.take(), Some(Err(RequestError::NoSpace))),
+        "a write is refused at once"
+    );
+    node.step(vote_request(3, false)).unwrap();
+    node.submit().unwrap();
+    assert!(
+        tick_and_handle(&mut node, DISK_FULL_RETRY_TICKS_MAX * 3).is_none(),
+        "retries fail while the disk is full"
+    );
+    assert!(
+        sent.0.borrow().is_empty(),
+        "nothing was heard or promised meanwhile"
+    );
+
+    trouble.set(DiskTrouble::Healthy);
+    let persisted = tick_and_handle(&mut node, DISK_FULL_RETRY_TICKS_MAX)
+        .expect("the retry succeeds within the longest wait");
+    assert!(node.disk_full().is_none());
+    assert_eq!(LogStore::hard_state(node.log()).term, 5);
+    assert_eq!(LogStore::hard_state(node.log()).vote, 2);
+    assert!(
+        sent.0.borrow().is_empty(),
+        "promises wait for complete_ready"
+    );
+    node.complete_ready(persisted).unwrap();
+    let sent = sent.0.borrow();
+    assert!(
+        sent.iter().any(|message| message.to == 2
+            && matches!(
+                message.body,
+                MessageBody::RequestVoteResponse { granted: true, .. }
+            )),
+        "the vote durable, the grant leaves: {sent:?}"
+    );
+}
+
+#[test]
+fn another_write_failure_still_stops_the_node() {
+    let (mut node, _, trouble) = failing_node(DiskTrouble::Full);
+    node.step(vote_request(2, false)).unwrap();
+    assert!(node.persist_ready().unwrap().is_none());
+    trouble.set(DiskTrouble::Broken);
+    node.tick().unwrap();
+    assert!(node.has_ready());
+    let failed = node.persist_ready();
+    assert!(matches!(failed, Err(NodeError::Log(_))), "{failed:?}");
 }

@@ -66,6 +66,16 @@ fn free_port() -> u16 {
 impl Cluster {
     /// Starts `size` members with `extra_args` added to every `raftkv serve`.
     pub fn start(size: usize, extra_args: &[&str]) -> Cluster {
+        let mut cluster = Cluster::prepare(size, extra_args);
+        for index in 0..size {
+            cluster.start_member(index);
+        }
+        cluster
+    }
+
+    /// A cluster of `size` members, none started yet: a test may prepare
+    /// their data directories first, then start each with `start_member`.
+    pub fn prepare(size: usize, extra_args: &[&str]) -> Cluster {
         let members = (1..=size)
             .map(|number| Member {
                 name: format!("m{number}"),
@@ -75,15 +85,11 @@ impl Cluster {
                 child: None,
             })
             .collect();
-        let mut cluster = Cluster {
+        Cluster {
             dir: tempfile::tempdir().expect("temporary directory"),
             members,
             extra_args: extra_args.iter().map(|arg| (*arg).to_owned()).collect(),
-        };
-        for index in 0..size {
-            cluster.start_member(index);
         }
-        cluster
     }
 
     /// Adds a member that joins the running cluster when started (after a

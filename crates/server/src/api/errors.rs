@@ -38,6 +38,7 @@ pub fn backend_error(error: BackendError) -> Status {
         BackendError::Request(RequestError::LeaderChanged) => EtcdError::LeaderChanged.to_status(),
         BackendError::Request(RequestError::Timeout) => EtcdError::Timeout.to_status(),
         BackendError::Request(RequestError::Stopped) => EtcdError::Stopped.to_status(),
+        BackendError::Request(RequestError::NoSpace) => EtcdError::NoSpace.to_status(),
         BackendError::Request(RequestError::Storage(message)) => {
             Status::internal(format!("raftkv: storage failure: {message}"))
         }

@@ -1,7 +1,13 @@
 //! etcd's Maintenance service: Status, Hash, HashKV, Alarm and Defragment.
 //!
-//! raftkv raises no alarms (it enforces no space quota yet), so Alarm lists
-//! none and refuses to activate one; Defragment has nothing to do because the
+//! The one alarm raftkv raises is NOSPACE for this member while its disk is
+//! full (its log had no room for a write). Unlike etcd's quota alarm, which
+//! an operator must disarm after compacting, it is raised and cleared by the
+//! member itself: the condition is local and observed (the member retries
+//! its write and knows the moment it succeeds), so nothing is left for an
+//! operator to confirm. Deactivate therefore changes nothing, and clients
+//! cannot activate an alarm. Alarms are this member's own: they are not
+//! replicated through the log as etcd's are. Defragment has nothing to do because the
 //! store reuses freed pages itself, so it succeeds at once. Snapshot and
 //! MoveLeader are not served (`Unimplemented`): the backend exposes neither a
 //! snapshot stream nor leadership transfer. This module reads the store and
@@ -19,6 +25,7 @@ use crate::etcd_error::EtcdError;
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::alarm_request::AlarmAction;
 use crate::proto::etcdserverpb::maintenance_server::Maintenance;
+use crate::proto::etcdserverpb::AlarmType;
 
 /// The version Status reports: the etcd cluster version whose API raftkv
 /// speaks (etcd reports its cluster version as `major.minor.0`), so clients
@@ -39,6 +46,21 @@ impl<B: Backend> MaintenanceService<B> {
     fn current_header(&self) -> Option<pb::ResponseHeader> {
         current_header(&*self.backend)
     }
+
+    /// The alarms in force of type `wanted` (every type for NONE, as etcd's
+    /// GET): NOSPACE for this member while its disk is full.
+    fn active_alarms(&self, wanted: i32) -> Vec<pb::AlarmMember> {
+        let status = self.backend.status();
+        let no_space = AlarmType::Nospace as i32;
+        let wanted_here = wanted == AlarmType::None as i32 || wanted == no_space;
+        if status.disk_full.is_none() || !wanted_here {
+            return Vec::new();
+        }
+        vec![pb::AlarmMember {
+            member_id: status.member_id,
+            alarm: no_space,
+        }]
+    }
 }
 
 #[tonic::async_trait]
@@ -51,14 +73,16 @@ impl<B: Backend> Maintenance for MaintenanceService<B> {
     ) -> Result<Response<pb::AlarmResponse>, Status> {
         let request = request.into_inner();
         match AlarmAction::try_from(request.action) {
-            Ok(AlarmAction::Get | AlarmAction::Deactivate) => {
-                Ok(Response::new(pb::AlarmResponse {
-                    header: self.current_header(),
-                    alarms: Vec::new(),
-                }))
-            }
+            Ok(AlarmAction::Get) => Ok(Response::new(pb::AlarmResponse {
+                header: self.current_header(),
+                alarms: self.active_alarms(request.alarm),
+            })),
+            Ok(AlarmAction::Deactivate) => Ok(Response::new(pb::AlarmResponse {
+                header: self.current_header(),
+                alarms: Vec::new(),
+            })),
             Ok(AlarmAction::Activate) => Err(Status::unimplemented(
-                "raftkv: alarms cannot be raised by clients; raftkv keeps no alarms",
+                "raftkv: alarms cannot be raised by clients; raftkv raises NOSPACE itself while its disk is full",
             )),
             Err(_) => Err(Status::invalid_argument(format!(
                 "raftkv: unknown alarm action {}; use GET, ACTIVATE or DEACTIVATE",
@@ -75,11 +99,13 @@ impl<B: Backend> Maintenance for MaintenanceService<B> {
         let store = self.backend.store();
         let db_size =
             i64::try_from(store.db_size_bytes().map_err(|e| store_error(&e))?).unwrap_or(i64::MAX);
-        let errors = if status.leader.is_none() {
-            vec![EtcdError::NoLeader.message().to_owned()]
-        } else {
-            Vec::new()
-        };
+        let mut errors = Vec::new();
+        if status.leader.is_none() {
+            errors.push(EtcdError::NoLeader.message().to_owned());
+        }
+        if status.disk_full.is_some() {
+            errors.push(EtcdError::NoSpace.message().to_owned());
+        }
         Ok(Response::new(pb::StatusResponse {
             header: header(&status, store.current_revision()),
             version: ETCD_CLUSTER_VERSION.to_owned(),

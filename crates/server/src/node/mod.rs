@@ -179,6 +179,7 @@ impl SharedStatus {
         status.raft_index = progress.last_index;
         status.raft_applied_index = progress.applied;
         status.snapshot_index = progress.snapshot_index;
+        status.disk_full = progress.disk_full;
     }
 }
 
@@ -190,6 +191,7 @@ pub(crate) struct StatusProgress {
     pub(crate) last_index: u64,
     pub(crate) applied: u64,
     pub(crate) snapshot_index: u64,
+    pub(crate) disk_full: Option<String>,
 }
 
 #[derive(Debug)]
@@ -291,6 +293,7 @@ impl Node {
                 raft_index: 0,
                 raft_applied_index: store.applied_index(),
                 snapshot_index: 0,
+                disk_full: None,
             }),
         });
         let machine = StoreMachine::new(

@@ -187,6 +187,7 @@ impl NodeThread {
             last_index: log.last_index(),
             applied: node::StateMachine::applied_index(self.node.state_machine()),
             snapshot_index: log.snapshot_meta().index,
+            disk_full: self.node.disk_full().map(str::to_owned),
         });
     }
 }

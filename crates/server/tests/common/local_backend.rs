@@ -55,6 +55,7 @@ impl LocalBackend {
                 raft_index: 0,
                 raft_applied_index: 0,
                 snapshot_index: 0,
+                disk_full: None,
             }),
             members: vec![Member {
                 id: MEMBER_ID,

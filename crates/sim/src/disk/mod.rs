@@ -20,6 +20,8 @@
 //!   prefix of each directory's unsynced changes, a torn prefix of each
 //!   file's first unsynced write.
 //! - [`SimDisk::fail_next`] makes the next write or sync fail (ENOSPC, EIO).
+//! - [`SimDisk::fill_up`] makes every write to a file under a directory fail
+//!   with ENOSPC until [`SimDisk::free_space`]: a disk that stays full.
 //!
 //! Completing a sync replays only the changes written since the last one, so
 //! its cost is the bytes written, not the file's size; only a crash copies
@@ -34,7 +36,7 @@ mod mount;
 mod state;
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 pub use mount::{SimFile, SimFileSystem, SimStorageBackend};
@@ -109,6 +111,23 @@ impl SimDisk {
     /// failed sync makes nothing durable.
     pub fn fail_next(&self, fault: DiskFault) {
         self.lock().armed_fault = Some(fault);
+    }
+
+    /// Makes every write (or length change) of a file opened under `dir`
+    /// fail with "no space left on device" until [`SimDisk::free_space`].
+    /// Only those files: the state machine's database, which cannot yet wait
+    /// out a full disk, lives elsewhere.
+    pub fn fill_up(&self, dir: &Path) {
+        self.lock().full_under = Some(dir.to_path_buf());
+    }
+
+    /// Ends [`SimDisk::fill_up`].
+    pub fn free_space(&self) {
+        self.lock().full_under = None;
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.lock().full_under.is_some()
     }
 
     pub fn stats(&self) -> DiskStats {

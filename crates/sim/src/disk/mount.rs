@@ -43,6 +43,7 @@ impl SimFileSystem {
             disk: self.disk.clone(),
             generation: self.generation,
             id,
+            path: path.to_path_buf(),
         })
     }
 
@@ -115,6 +116,8 @@ pub struct SimFile {
     disk: SimDisk,
     generation: u64,
     id: FileId,
+    /// The name it was opened by, for [`SimDisk::fill_up`].
+    path: PathBuf,
 }
 
 impl SimFile {
@@ -139,7 +142,10 @@ impl Drop for SimFile {
 
 impl FileHandle for SimFile {
     fn write_all_at(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
-        self.with_state(|state, id| state.write(id, offset, bytes))
+        self.with_state(|state, id| {
+            state.check_space(&self.path)?;
+            state.write(id, offset, bytes)
+        })
     }
 
     fn sync_data(&self) -> io::Result<()> {

@@ -190,6 +190,8 @@ pub(super) struct DiskState {
     locks: BTreeMap<PathBuf, u64>,
     next_lock_id: u64,
     pub(super) armed_fault: Option<DiskFault>,
+    /// Files opened under this directory get no more space (see `fill_up`).
+    pub(super) full_under: Option<PathBuf>,
     pub(super) stats: DiskStats,
 }
 
@@ -205,6 +207,7 @@ impl DiskState {
             locks: BTreeMap::new(),
             next_lock_id: 0,
             armed_fault: None,
+            full_under: None,
             stats: DiskStats::default(),
         }
     }
@@ -235,6 +238,17 @@ impl DiskState {
         self.armed_fault = None;
         self.stats.faults_injected += 1;
         Err(fault.error())
+    }
+
+    /// Fails a write to the file opened as `path` while its directory is full.
+    pub(super) fn check_space(&mut self, path: &Path) -> io::Result<()> {
+        match &self.full_under {
+            Some(dir) if path.starts_with(dir) => {
+                self.stats.faults_injected += 1;
+                Err(DiskFault::WriteNoSpace.error())
+            }
+            _ => Ok(()),
+        }
     }
 
     fn directory(&self, dir: &Path) -> io::Result<&Directory> {

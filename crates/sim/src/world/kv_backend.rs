@@ -282,6 +282,12 @@ impl World {
                     leader: None,
                     maybe_applied: false,
                 },
+                // Refused before it reached the log: never applied.
+                RequestError::NoSpace => ClientReply::NotLeader {
+                    request_id,
+                    leader: None,
+                    maybe_applied: false,
+                },
                 RequestError::LeaderChanged => {
                     let leader = self.member(node).leader;
                     ClientReply::NotLeader {

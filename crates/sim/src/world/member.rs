@@ -173,6 +173,14 @@ pub(super) struct UnsyncedWrite {
     snapshot_index: Option<LogIndex>,
 }
 
+/// What observing a Ready's write needs, kept until the write is issued.
+#[derive(Debug)]
+struct StalledWrite {
+    ready: ReadySummary,
+    term: Term,
+    was_leader: bool,
+}
+
 #[derive(Debug)]
 pub(super) struct Member {
     pub(super) id: NodeId,
@@ -198,6 +206,10 @@ pub(super) struct Member {
     pub(super) tick_us: u64,
     /// A Ready whose write waits for its fsync.
     persisted: Option<node::PersistedReady>,
+    /// A Ready taken whose write is not issued yet: the node is handling it,
+    /// or holds it while its disk is full; what the write shows is observed
+    /// once it is issued.
+    stalled_write: Option<StalledWrite>,
     /// The process is stopped (a long GC pause, SIGSTOP) until this virtual
     /// time: it neither ticks nor handles input, but keeps its state.
     pub(super) paused_until_us: Option<u64>,
@@ -237,6 +249,7 @@ impl Member {
             generation: 0,
             tick_us,
             persisted: None,
+            stalled_write: None,
             paused_until_us: None,
             fsync_deferred: false,
             inbox: VecDeque::new(),
@@ -245,6 +258,10 @@ impl Member {
             term: 0,
             leader: NO_NODE,
         }
+    }
+
+    pub(super) fn disk_is_full(&self) -> bool {
+        self.disk.is_full()
     }
 
     pub(super) fn is_up(&self) -> bool {
@@ -605,6 +622,9 @@ impl World {
         let report = self.members[index]
             .disk
             .crash(&mut self.rng, &crash_options);
+        // Its operator frees the space before the process runs again; the
+        // disk keeps what the full-disk period left, half batches included.
+        self.free_disk_space(node);
         self.drop_calls_at(node);
         drop(running);
         let torn_writes = report.torn_writes.len();
@@ -621,6 +641,7 @@ impl World {
         member.log_while_down = reopened.ok();
         member.unsynced = None;
         member.persisted = None;
+        member.stalled_write = None;
         member.generation += 1;
         member.paused_until_us = None;
         member.fsync_deferred = false;
@@ -817,9 +838,16 @@ impl World {
         self.settle(node);
         let persisted = match result {
             Ok(Some(persisted)) => persisted,
+            // The write waits for disk space: observed once a retry issues it.
             Ok(None) => return,
-            Err(error) => return self.node_stopped(node, &error),
+            Err(error) => {
+                self.members[index].stalled_write = None;
+                return self.node_stopped(node, &error);
+            }
         };
+        if let Some(issued) = self.members[index].stalled_write.take() {
+            self.observe_write(node, &issued);
+        }
         // The log's syncs, and the store's (a flush before compaction, a
         // restored snapshot), complete together after one latency.
         let writes = self.members[index].disk.pending_syncs() > 0;
@@ -928,7 +956,7 @@ impl World {
             match observation {
                 Observation::Ready(summary) => {
                     members_moved |= summary.snapshot.is_some();
-                    self.observe_ready(node, &summary);
+                    self.observe_ready(node, summary);
                 }
                 Observation::Applying { entry, command } => {
                     members_moved |= matches!(entry.kind, EntryKind::ConfChange(_));
@@ -955,8 +983,9 @@ impl World {
     }
 
     /// Reports a Ready's role, appends and commit to the safety checker and
-    /// the trace. The log already shows the write the Ready issued.
-    fn observe_ready(&mut self, node: NodeId, ready: &ReadySummary) {
+    /// the trace: its write at once if the log shows it, or once a retry
+    /// issues it if the disk had no room for it.
+    fn observe_ready(&mut self, node: NodeId, ready: ReadySummary) {
         self.record(
             node,
             Happening::Ready {
@@ -993,6 +1022,24 @@ impl World {
                 },
             );
         }
+        // What the write shows is observed once `begin_ready` knows the
+        // write was issued (at once, or by a retry once the disk has room).
+        self.members[index].stalled_write = Some(StalledWrite {
+            ready,
+            term,
+            was_leader,
+        });
+    }
+
+    /// Reports what a Ready's write shows in the log, once it is issued.
+    fn observe_write(&mut self, node: NodeId, write: &StalledWrite) {
+        let StalledWrite {
+            ready,
+            term,
+            was_leader,
+        } = write;
+        let (term, was_leader) = (*term, *was_leader);
+        let index = (node - 1) as usize;
         let now_us = self.now_us;
         let member = &mut self.members[index];
         let Some(log) = member.node.as_ref().map(SimNode::log) else {
@@ -1124,11 +1171,29 @@ fn catch_up_store(store: &mvcc::Store, log: &Wal) -> Result<(), String> {
 }
 
 impl World {
+    /// Fills `node`'s log disk: its log writes fail for want of space.
+    pub(super) fn fill_disk(&mut self, node: NodeId) {
+        self.member(node).disk.fill_up(Path::new(WAL_DIR));
+        self.record(node, Happening::Fault(format!("log disk of {node} full")));
+    }
+
+    /// Frees the space of `node`'s log disk, if it was full.
+    pub(super) fn free_disk_space(&mut self, node: NodeId) {
+        if !self.member(node).disk_is_full() {
+            return;
+        }
+        self.member(node).disk.free_space();
+        self.record(
+            node,
+            Happening::Fault(format!("log disk of {node} has space again")),
+        );
+    }
+
     /// The node stopped with `error`. A log whose disk failed (an injected
-    /// fault: no space, an I/O error) stops the process, as it stops the
-    /// server's node loop: the member goes down, with what its disk kept,
-    /// and is restarted like a crashed process. Any other failure is a
-    /// violation.
+    /// fault: an I/O error, or no space for a leader's snapshot, which the
+    /// node does not wait out) stops the process, as it stops the server's
+    /// node loop: the member goes down, with what its disk kept, and is
+    /// restarted like a crashed process. Any other failure is a violation.
     fn node_stopped(&mut self, node: NodeId, error: &node::NodeError) {
         let disk_failed = self.member(node).disk.stats().faults_injected > 0
             && matches!(
@@ -1325,6 +1390,96 @@ mod tests {
         let written = world.durable_last_index(leader);
         let caught_up = world.run_until(2_000_000, |world| {
             world.member(follower).is_up() && world.durable_last_index(follower) >= written
+        });
+        assert!(caught_up, "restarted, the follower never caught up");
+        assert!(world.violation().is_none(), "{:?}", world.violation());
+    }
+
+    fn follower_of(world: &World, leader: NodeId) -> NodeId {
+        world
+            .node_ids()
+            .into_iter()
+            .find(|&node| node != leader)
+            .unwrap_or_else(|| unreachable!())
+    }
+
+    fn write_held(world: &World, node: NodeId) -> bool {
+        world
+            .member(node)
+            .running()
+            .is_some_and(|running| running.disk_full().is_some())
+    }
+
+    fn accepted_appends_since(world: &World, node: NodeId, since_us: u64) -> bool {
+        world.trace.recent().iter().any(|record| {
+            record.time_us >= since_us
+                && record.node == node
+                && matches!(
+                    record.happening,
+                    Happening::Sent {
+                        kind: "AppendAccepted",
+                        ..
+                    }
+                )
+        })
+    }
+
+    #[test]
+    fn a_full_log_disk_holds_the_write_promises_nothing_and_resumes_once_freed() {
+        let mut world = quiet_world(7, false);
+        let leader = world.leader().unwrap_or_else(|| unreachable!());
+        let follower = follower_of(&world, leader);
+        let crashes_before = world.stats.crashes;
+        let durable_before = world.durable_last_index(follower);
+        world.fill_disk(follower);
+        let proposed_at_us = world.now_us;
+        world.propose(leader, 91);
+        assert!(
+            world.run_until(100_000, |world| write_held(world, follower)),
+            "the follower's write never found the disk full"
+        );
+        let written = world.durable_last_index(leader);
+        world.run_until(world.now_us + 1_000_000, |_| false);
+        assert!(world.violation().is_none(), "{:?}", world.violation());
+        assert!(
+            world.member(follower).is_up(),
+            "a full disk stopped the member"
+        );
+        assert!(write_held(&world, follower), "the disk is still full");
+        assert_eq!(world.stats.crashes, crashes_before);
+        assert_eq!(world.durable_last_index(follower), durable_before);
+        assert!(
+            !accepted_appends_since(&world, follower, proposed_at_us),
+            "the follower acknowledged entries its full disk did not hold"
+        );
+        assert!(
+            world.checker.commit_of(leader) >= written,
+            "the other two members commit without the full one"
+        );
+        world.free_disk_space(follower);
+        let caught_up = world.run_until(world.now_us + 2_000_000, |world| {
+            !write_held(world, follower) && world.durable_last_index(follower) >= written
+        });
+        assert!(caught_up, "the member did not resume once space was freed");
+        assert!(world.violation().is_none(), "{:?}", world.violation());
+        assert_eq!(world.stats.crashes, crashes_before, "it never restarted");
+    }
+
+    #[test]
+    fn a_crash_while_a_write_waits_for_disk_space_recovers_the_log_and_catches_up() {
+        let mut world = quiet_world(11, false);
+        world.config.disk.torn_write_probability = 1.0;
+        let leader = world.leader().unwrap_or_else(|| unreachable!());
+        let follower = follower_of(&world, leader);
+        world.fill_disk(follower);
+        world.propose(leader, 92);
+        assert!(world.run_until(100_000, |world| write_held(world, follower)));
+        world.crash_member(follower);
+        assert!(world.violation().is_none(), "{:?}", world.violation());
+        world.start_member(follower);
+        let written = world.durable_last_index(leader);
+        let caught_up = world.run_until(world.now_us + 2_000_000, |world| {
+            world.durable_last_index(follower) >= written
         });
         assert!(caught_up, "restarted, the follower never caught up");
         assert!(world.violation().is_none(), "{:?}", world.violation());

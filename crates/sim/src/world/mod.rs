@@ -123,6 +123,9 @@ enum Event {
     HealPartition {
         epoch: u64,
     },
+    FreeDiskSpace {
+        node: NodeId,
+    },
     EndSlowdown {
         epoch: u64,
     },
@@ -412,6 +415,7 @@ impl World {
                 self.on_crash_fresh_voter(node, generation)
             }
             Event::HealPartition { epoch } => self.on_heal_partition(epoch),
+            Event::FreeDiskSpace { node } => self.free_disk_space(node),
             Event::EndSlowdown { epoch } => self.on_end_slowdown(epoch),
             Event::EndFaultPhase => self.end_fault_phase(),
         }

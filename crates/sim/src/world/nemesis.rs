@@ -136,6 +136,8 @@ impl World {
             self.transfer_leadership();
         } else if faults.pauses && self.rng.chance(0.2) {
             self.inject_pause();
+        } else if faults.disk_full && self.rng.chance(0.15) {
+            self.inject_disk_full();
         } else if faults.delays && !self.network.any_slow() && self.rng.chance(0.2) {
             self.inject_slowdown();
         } else {
@@ -608,6 +610,27 @@ impl World {
         self.stats.faults_injected += 1;
     }
 
+    /// Fills a member's log disk (the leader's, half the time) for a while:
+    /// its log writes fail for want of space until the space is freed.
+    fn inject_disk_full(&mut self) {
+        let up: Vec<NodeId> = self
+            .node_ids()
+            .into_iter()
+            .filter(|&node| self.is_up(node) && !self.member(node).disk_is_full())
+            .collect();
+        if up.is_empty() {
+            return;
+        }
+        let victim = match self.leader() {
+            Some(leader) if up.contains(&leader) && self.rng.chance(0.5) => leader,
+            _ => up[self.rng.index(up.len())],
+        };
+        let duration = self.fault_duration_us();
+        self.fill_disk(victim);
+        self.stats.faults_injected += 1;
+        self.schedule(duration, Event::FreeDiskSpace { node: victim });
+    }
+
     fn inject_crash(&mut self) {
         let up: Vec<NodeId> = self
             .node_ids()
@@ -659,6 +682,9 @@ impl World {
             );
         self.network.heal();
         self.speed_up();
+        for node in self.node_ids() {
+            self.free_disk_space(node);
+        }
         self.network.config.drop_probability = 0.0;
         self.network.config.duplicate_probability = 0.0;
         for node in self.node_ids() {
