@@ -319,20 +319,13 @@ fn a_log_created_on_a_fresh_disk_survives_a_crash() {
 
 #[test]
 fn an_injected_disk_error_poisons_the_log_and_a_restart_keeps_what_was_acknowledged() {
-    for fault in [
-        DiskFault::WriteNoSpace,
-        DiskFault::WriteIo,
-        DiskFault::SyncIo,
-    ] {
+    for fault in [DiskFault::WriteIo, DiskFault::SyncIo] {
         let disk = SimDisk::new();
         let mut wal = create(&disk);
         wal.persist(None, &[entry(1, 1, 100)]).unwrap();
         disk.complete_syncs();
         disk.fail_next(fault);
-        let error = wal.persist(None, &[entry(2, 1, 100)]).unwrap_err();
-        if fault == DiskFault::WriteNoSpace {
-            assert!(matches!(error, wal::WalError::DiskFull { .. }), "{error}");
-        }
+        wal.persist(None, &[entry(2, 1, 100)]).unwrap_err();
         let refused = wal.persist(None, &[entry(2, 1, 100)]).unwrap_err();
         assert!(
             matches!(refused, wal::WalError::Poisoned { .. }),
@@ -344,4 +337,25 @@ fn an_injected_disk_error_poisons_the_log_and_a_restart_keeps_what_was_acknowled
         assert_eq!(wal.last_index(), 1, "{fault:?}");
         assert_eq!(wal.entries(1, 2, u64::MAX).unwrap(), [entry(1, 1, 100)]);
     }
+}
+
+#[test]
+fn a_write_the_disk_has_no_room_for_is_held_and_a_retry_makes_it_durable() {
+    let disk = SimDisk::new();
+    let mut wal = create(&disk);
+    wal.persist(None, &[entry(1, 1, 100)]).unwrap();
+    disk.complete_syncs();
+    disk.fail_next(DiskFault::WriteNoSpace);
+    let error = wal.persist(None, &[entry(2, 1, 100)]).unwrap_err();
+    assert!(matches!(error, wal::WalError::DiskFull { .. }), "{error}");
+    assert_eq!(wal.last_index(), 1, "the held batch is not in the log yet");
+    assert_eq!(wal.sync().unwrap(), 2, "the retry writes the held batch");
+    disk.complete_syncs();
+    disk.crash(&mut SimRng::new(0), &CrashOptions::DURABLE_ONLY);
+    drop(wal);
+    let wal = open(&disk).unwrap();
+    assert_eq!(
+        wal.entries(1, 3, u64::MAX).unwrap(),
+        [entry(1, 1, 100), entry(2, 1, 100)]
+    );
 }
